@@ -1,0 +1,5 @@
+"""hdrepro: hypergradient descent, reproduced (Baydin et al. 2018; Chandra et al. 2022)."""
+from .optim import HD, SGDHD, AdamHD
+
+__version__ = "0.1.0"
+__all__ = ["SGDHD", "AdamHD", "HD", "__version__"]

@@ -1,0 +1,44 @@
+r"""Norm-based averaged clipping of hypergradients (the clipping report, Section 3).
+
+For one hyperparameter with hypergradient g_t (a 0-d tensor here, so ‖g_t‖ = |g_t|), the
+report's pseudo-code is
+
+    θ_t  = ((t-1) θ'_{t-1} + ‖g_t‖) / t           (θ_1 = ‖g_1‖)
+    g'_t = g_t · min(1, θ_t / ‖g_t‖)
+    θ'_t = ((t-1) θ'_{t-1} + ‖g'_t‖) / t
+
+with no threshold hyperparameter. ``count_zero_first``:
+
+- True (the report's *code*): t counts every step, including the first, whose hypergradient is
+  exactly 0 in a stack (no update has happened yet). Then θ_1 = 0, the t = 1 factor is 0/0 (taken
+  as 1), and under a constant ‖g‖ = c one finds θ_t = c/2 for all t ≥ 2: the factor is exactly 0.5.
+- False (the report's *pseudo-code*, read literally): all-zero hypergradients are skipped; the
+  average runs over the non-zero norms only, so a constant ‖g‖ is never clipped.
+
+Everything is tensor arithmetic (no host synchronisation).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def clip_init(like: Tensor) -> dict[str, Tensor]:
+    """State of one hyperparameter's clipper: the step count t and the average θ'_{t-1}."""
+    zero = torch.zeros((), dtype=like.dtype, device=like.device)
+    return {"count": zero.clone(), "avg": zero.clone()}
+
+
+def clip_step(g: Tensor, state: dict[str, Tensor], count_zero_first: bool = True
+              ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
+    """Clip one hypergradient; return (g'_t, new state, θ_t the threshold used)."""
+    n = torch.linalg.vector_norm(g.detach())
+    counts = torch.ones_like(n) if count_zero_first else (n > 0).to(n.dtype)
+    t = state["count"] + counts
+    t_safe = torch.where(t > 0, t, torch.ones_like(t))
+    total_prev = state["avg"] * state["count"]
+    theta = torch.where(t > 0, (total_prev + n) / t_safe, state["avg"])
+    factor = torch.where(n > theta, theta / torch.where(n > 0, n, torch.ones_like(n)),
+                         torch.ones_like(n))
+    new_avg = torch.where(t > 0, (total_prev + n * factor) / t_safe, state["avg"])
+    return g * factor, {"count": t, "avg": new_avg}, theta

@@ -1,0 +1,205 @@
+r"""The levels of a hyperoptimizer stack: SGD, Adam, AdaGrad and RMSProp as pure update rules.
+
+A level is the pair (init_state, update) of optax, with its hyperparameters passed in as tensors
+so that the level above can learn them:
+
+    new_params, new_state = level.update(params, grads, state, hyper)
+
+``params``, ``grads`` and ``state`` come in detached; ``hyper`` holds 0-d tensors, some of which
+require grad. The returned parameters are therefore differentiable in ``hyper`` through exactly
+one step, which is Chandra et al.'s construction (detach p and g, keep α attached:
+``p - α·f(g)``). The returned state is detached (no graph grows across steps). A level serves at
+any height: as the primary it updates the model's parameters, above that it updates the learned
+hyperparameters (0-d tensors) of the level below.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from .clip import clip_init, clip_step
+
+TensorList = list[Tensor]
+
+
+def _number(name: str, value, low: float = 0.0, high: float = math.inf, high_open=False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Invalid {name}: expected a number, got {type(value).__name__}")
+    value = float(value)  # ints are fine: SGD(lr=50) works
+    if not math.isfinite(value) or value < low or value > high or (high_open and value >= high):
+        bound = f"< {high}" if high_open else f"<= {high}"
+        raise ValueError(f"Invalid {name}: {value} (need {low} <= {name} {bound}, finite)")
+    return value
+
+
+class Level:
+    """Base class: ``hyper`` (initial values), ``learn`` (names the level above will learn)."""
+
+    hyper: dict[str, float]
+    learn: tuple[str, ...]
+
+    def _set_learn(self, learn: Sequence[str]) -> None:
+        learn = (learn,) if isinstance(learn, str) else tuple(learn)
+        unknown = [n for n in learn if n not in self.hyper]
+        if unknown:
+            raise ValueError(f"{type(self).__name__} cannot learn {unknown}; "
+                             f"its hyperparameters are {sorted(self.hyper)}")
+        self.learn = learn
+
+    def init_state(self, params: TensorList) -> dict:
+        return {}
+
+    def update(self, params: TensorList, grads: TensorList, state: dict,
+               hyper: dict[str, Tensor]) -> tuple[TensorList, dict]:
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v:g}" for k, v in self.hyper.items())
+        return f"{type(self).__name__}({args}, learn={self.learn})"
+
+
+class SGD(Level):
+    r"""SGD, with optional (Nesterov) momentum, the multiplicative rule and averaged clipping.
+
+    .. math::
+        b_t = μ b_{t-1} + g_t \;(b_1 = g_1),\quad
+        d_t = g_t + μ b_t \text{ (Nesterov)} \;|\; b_t \;(μ_0 ≠ 0) \;|\; g_t,\quad
+        d'_t = \mathrm{clip}(d_t) \text{ if clip},\quad
+        p_t = p_{t-1} - α d'_t
+
+    Momentum is on when the initial μ ≠ 0 (as in Chandra et al.); clipping is applied after the
+    momentum buffer, per parameter tensor (per scalar hyperparameter above the primary), as in the
+    clipping report's code. ``rule="multiplicative"`` (a level above the primary only) updates
+    p_t = p_{t-1}(1 - α ĥ_t) with the normalised hypergradient ĥ_t = g_t / (‖g_below‖ ‖∂θ/∂p‖)
+    that the stack supplies through ``scale``: Baydin et al.'s multiplicative rule.
+    """
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, *, nesterov: bool = False,
+                 learn: Sequence[str] = ("lr",), clip: bool = False,
+                 clip_count_zero_first: bool = True, rule: str = "additive"):
+        self.hyper = {"lr": _number("lr", lr), "momentum": _number("momentum", momentum)}
+        if nesterov and momentum == 0:
+            raise ValueError("Nesterov momentum requires momentum > 0")
+        if rule not in ("additive", "multiplicative"):
+            raise ValueError(f"Invalid rule: {rule!r}; choose 'additive' or 'multiplicative'")
+        self.nesterov, self.clip, self.rule = nesterov, clip, rule
+        self.clip_count_zero_first = clip_count_zero_first
+        self._set_learn(learn)
+
+    def init_state(self, params):
+        state = {}
+        if self.hyper["momentum"] != 0:
+            state["buf"] = [None] * len(params)
+        if self.clip:
+            state["clip"] = [clip_init(p) for p in params]
+        return state
+
+    def update(self, params, grads, state, hyper, scale=None):
+        lr, mu = hyper["lr"], hyper["momentum"]
+        new_params, new_state = [], {k: list(v) for k, v in state.items()}
+        for i, (p, g) in enumerate(zip(params, grads)):
+            d = g
+            if "buf" in state:
+                prev = state["buf"][i]
+                buf = g if prev is None else mu * prev + g
+                new_state["buf"][i] = buf.detach()
+                d = g + mu * buf if self.nesterov else buf
+            if self.clip:
+                d, new_state["clip"][i], _ = clip_step(d, state["clip"][i],
+                                                       self.clip_count_zero_first)
+            if self.rule == "multiplicative":
+                new_params.append(p - lr * p * (d * scale[i]))
+            else:
+                new_params.append(p - lr * d)
+        return new_params, new_state
+
+
+class Adam(Level):
+    r"""Adam (ε added to √v̂ after bias correction, as torch.optim.Adam and the paper).
+
+    .. math::
+        m_t = β_1 m_{t-1} + (1-β_1) g_t,\; v_t = β_2 v_{t-1} + (1-β_2) g_t^2,\;
+        p_t = p_{t-1} - α\,\frac{m_t/(1-β_1^t)}{\sqrt{v_t/(1-β_2^t)} + ε}
+
+    β₁ and β₂ may be learned (the bias correction then uses the learned β^t); ε is not. ``v0`` is
+    v's initial value (0 as torch; Chandra et al.'s package starts at ε).
+    """
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, *, v0: float = 0.0, learn: Sequence[str] = ("lr",)):
+        self.hyper = {"lr": _number("lr", lr), "beta1": _number("beta1", beta1, high=1, high_open=True),
+                      "beta2": _number("beta2", beta2, high=1, high_open=True)}
+        self.eps, self.v0 = _number("eps", eps), _number("v0", v0)
+        self._set_learn(learn)
+
+    def init_state(self, params):
+        return {"m": [torch.zeros_like(p) for p in params],
+                "v": [torch.full_like(p, self.v0) for p in params], "t": 0}
+
+    def update(self, params, grads, state, hyper, scale=None):
+        lr, b1, b2 = hyper["lr"], hyper["beta1"], hyper["beta2"]
+        t = state["t"] + 1
+        new_params, ms, vs = [], [], []
+        for p, g, m, v in zip(params, grads, state["m"], state["v"]):
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            denom = torch.sqrt(v / (1 - b2 ** t)) + self.eps
+            new_params.append(p - lr * (m / (1 - b1 ** t)) / denom)
+            ms.append(m.detach())
+            vs.append(v.detach())
+        return new_params, {"m": ms, "v": vs, "t": t}
+
+
+class AdaGrad(Level):
+    r"""AdaGrad: G_t = G_{t-1} + g_t², p_t = p_{t-1} - α g_t / (√G_t + ε).
+
+    ``initial_accumulator_value`` is G₀ (0 as torch.optim.Adagrad; 0.1 in Chandra et al.'s
+    package), ``eps`` 1e-10 as both.
+    """
+
+    def __init__(self, lr: float = 0.01, eps: float = 1e-10, *,
+                 initial_accumulator_value: float = 0.0, learn: Sequence[str] = ("lr",)):
+        self.hyper = {"lr": _number("lr", lr)}
+        self.eps = _number("eps", eps)
+        self.g0 = _number("initial_accumulator_value", initial_accumulator_value)
+        self._set_learn(learn)
+
+    def init_state(self, params):
+        return {"G": [torch.full_like(p, self.g0) for p in params]}
+
+    def update(self, params, grads, state, hyper, scale=None):
+        new_params, Gs = [], []
+        for p, g, G in zip(params, grads, state["G"]):
+            G = G + g * g
+            new_params.append(p - hyper["lr"] * g / (torch.sqrt(G) + self.eps))
+            Gs.append(G.detach())
+        return new_params, {"G": Gs}
+
+
+class RMSProp(Level):
+    r"""RMSProp: s_t = γ s_{t-1} + (1-γ) g_t², p_t = p_{t-1} - α g_t / (√s_t + ε).
+
+    γ is torch.optim.RMSprop's ``alpha`` (default 0.99); α and γ may be learned.
+    """
+
+    def __init__(self, lr: float = 0.01, gamma: float = 0.99, eps: float = 1e-8, *,
+                 learn: Sequence[str] = ("lr",)):
+        self.hyper = {"lr": _number("lr", lr),
+                      "gamma": _number("gamma", gamma, high=1, high_open=True)}
+        self.eps = _number("eps", eps)
+        self._set_learn(learn)
+
+    def init_state(self, params):
+        return {"s": [torch.zeros_like(p) for p in params]}
+
+    def update(self, params, grads, state, hyper, scale=None):
+        lr, gamma = hyper["lr"], hyper["gamma"]
+        new_params, ss = [], []
+        for p, g, s in zip(params, grads, state["s"]):
+            s = gamma * s + (1 - gamma) * g * g
+            new_params.append(p - lr * g / (torch.sqrt(s) + self.eps))
+            ss.append(s.detach())
+        return new_params, {"s": ss}

@@ -1,0 +1,234 @@
+r"""Hyperoptimizer stacks of any height, with hypergradients by reverse-mode autodiff.
+
+``HyperStack(model.parameters(), [Adam(lr=1e-3), SGD(lr=1e-5)])`` is Chandra et al.'s
+``Adam(optimizer=SGD(1e-5))``: level 0 (the primary) updates the model, level k updates the
+learned hyperparameters of level k-1, the top level's hyperparameters are constants.
+
+How the hypergradient is obtained, with no model wrapper and no ``create_graph`` in user code.
+Each level's update is recorded with autograd as the one-step map
+``new = update(old.detach(), grad.detach(), state, hyper)`` from its learned hyperparameters
+(leaf tensors) to its outputs. After the user's ordinary ``loss.backward()`` the parameters hold
+g_t = ∂f(θ_{t-1})/∂θ_{t-1}, and by the chain rule split at θ_{t-1}
+
+    ∂f(θ_{t-1})/∂α_{t-1} = VJP(θ_{t-1} = update₀(…, α_{t-1}),  g_t)
+
+so ``step()`` back-propagates g_t through the stored graph of level 0 into α (that is h_t), then
+h_t through the stored graph of level 1 into β, and so on up: the same one-step truncated
+reverse-mode derivative as Chandra et al.'s, at any height, with no special case per height. Then
+the levels update top-down, each using the freshly updated hyperparameters of the level above
+(β_t before α_t before θ_t). Each stored graph is consumed (freed) by the next step's VJP, so
+memory does not grow with training length.
+
+The multiplicative rule (``SGD(rule="multiplicative")`` above the primary) needs
+‖∂θ_{t-1}/∂α_{t-1}‖; the stack gets it from the recorded update by forward-mode autodiff
+(``torch.func.jvp``) when, and only when, the level above asks for it.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+from .levels import Level
+
+
+class HyperStack:
+    """A stack of levels used like a torch optimizer: ``zero_grad()``, ``backward()``, ``step()``.
+
+    Args:
+        params: the model's parameters (leaf tensors).
+        levels: ``[primary, secondary, …]``; every level but the top must learn at least one
+            hyperparameter (its ``learn``), the top level's ``learn`` is ignored.
+
+    ``param_groups[0]`` shows the primary's hyperparameters (``lr`` is α_t) for loggers;
+    ``hyperparameters()`` lists every level's current values.
+    """
+
+    def __init__(self, params: Iterable[Tensor], levels: Sequence[Level]):
+        self.params = [p for p in params]
+        if not self.params:
+            raise ValueError("HyperStack got an empty parameter list")
+        if any(not isinstance(p, Tensor) or not p.is_leaf for p in self.params):
+            raise TypeError("HyperStack params must be leaf tensors (e.g. model.parameters())")
+        levels = list(levels)
+        if not levels or not all(isinstance(lv, Level) for lv in levels):
+            raise TypeError("levels must be a non-empty list of hdrepro.autodiff levels "
+                            "(SGD, Adam, AdaGrad, RMSProp)")
+        for k, lv in enumerate(levels[:-1]):
+            if not lv.learn:
+                raise ValueError(f"level {k} ({lv!r}) learns nothing, so level {k + 1} has "
+                                 "nothing to update; give it learn=('lr',) or drop the levels above")
+        if getattr(levels[0], "rule", "additive") == "multiplicative":
+            raise ValueError("the multiplicative rule updates a hyperparameter of the level below; "
+                             "the primary (level 0) has none: use it on level 1 or above")
+        self.levels = levels
+        p0 = self.params[0]
+        self.learned = [lv.learn for lv in levels[:-1]] + [()]
+        self.hyper = [{n: torch.tensor(v, dtype=p0.dtype, device=p0.device)
+                       .requires_grad_(n in self.learned[k]) for n, v in lv.hyper.items()}
+                      for k, lv in enumerate(levels)]
+        self.states = [lv.init_state(self._level_params(k)) for k, lv in enumerate(levels)]
+        self._records: list = [None] * len(levels)   # stored one-step graphs (or Jacobians)
+        self._sens: list = [None] * len(levels)      # ‖∂outputs/∂h‖ for the multiplicative rule
+        self.steps = 0
+
+    # -- what each level updates -------------------------------------------------------------
+    def _level_params(self, k: int) -> list[Tensor]:
+        if k == 0:
+            return [p.detach() for p in self.params]
+        return [self.hyper[k - 1][n].detach() for n in self.learned[k - 1]]
+
+    def _wants_sens(self, k: int) -> bool:
+        above = self.levels[k + 1] if k + 1 < len(self.levels) else None
+        return getattr(above, "rule", "additive") == "multiplicative"
+
+    # -- the torch.optim-like surface -------------------------------------------------------
+    @property
+    def param_groups(self) -> list[dict]:
+        return [{"params": self.params, **{n: v.detach() for n, v in self.hyper[0].items()}}]
+
+    def hyperparameters(self) -> dict[str, float]:
+        """Every level's current hyperparameters: {"0.lr": α_t, "1.lr": β_t, …}."""
+        return {f"{k}.{n}": float(v) for k, h in enumerate(self.hyper) for n, v in h.items()}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach() for p in self.params]
+        hgrads, norms_below = self._hypergradients(grads)
+        for k in reversed(range(len(self.levels))):
+            below_grads = grads if k == 0 else hgrads[k - 1]
+            scale = self._scale(k, norms_below) if k > 0 else None
+            new = self._update_level(k, below_grads, scale)
+            if k == 0:
+                for p, v in zip(self.params, new):
+                    p.copy_(v)
+            else:
+                for n, v in zip(self.learned[k - 1], new):
+                    self.hyper[k - 1][n] = v.detach().requires_grad_(True)
+        self.steps += 1
+        return loss
+
+    # -- the two passes ------------------------------------------------------------------------
+    def _hypergradients(self, grads: list[Tensor]):
+        """Bottom-up VJPs: hgrads[k] = ∂f/∂(learned hyperparameters of level k)."""
+        hgrads, norms_below, below = [], [], grads
+        for k in range(len(self.levels) - 1):
+            inputs = [self.hyper[k][n] for n in self.learned[k]]
+            rec = self._records[k]
+            if rec is None:  # first step: nothing has moved yet, so ∂f/∂h = 0
+                hk = [torch.zeros_like(x) for x in inputs]
+            elif rec[0] == "graph":
+                with torch.enable_grad():
+                    hk = torch.autograd.grad(rec[1], inputs, grad_outputs=below,
+                                             allow_unused=True)
+                hk = [torch.zeros_like(x) if h is None else h for x, h in zip(inputs, hk)]
+            else:  # restored from a state_dict: the same linear map, as Jacobian columns
+                hk = [sum((gi * ji).sum() for gi, ji in zip(below, col)) for col in rec[1]]
+            self._records[k] = None  # frees the graph
+            norms_below.append(torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(b) for b in below])))
+            hgrads.append([h.detach() for h in hk])
+            below = hgrads[-1]
+        return hgrads, norms_below
+
+    def _scale(self, k: int, norms_below: list[Tensor]):
+        """1/(‖g‖ ‖∂θ/∂h‖) per learned hyperparameter of level k-1 (multiplicative rule)."""
+        if getattr(self.levels[k], "rule", "additive") != "multiplicative":
+            return None
+        sens = self._sens[k - 1]
+        if sens is None:
+            return [torch.zeros_like(self.hyper[k - 1][n]) for n in self.learned[k - 1]]
+        out = []
+        for s in sens:
+            denom = norms_below[k - 1] * s
+            out.append(torch.where(denom > 0, 1 / torch.where(denom > 0, denom, 1.0), 0.0))
+        return out
+
+    def _update_level(self, k: int, grads: list[Tensor], scale) -> list[Tensor]:
+        """Level k's update, recorded as a graph into its learned hyperparameters if any."""
+        level, params, state = self.levels[k], self._level_params(k), self.states[k]
+        hyper = self.hyper[k]
+        if self.learned[k]:
+            with torch.enable_grad():
+                new, self.states[k] = level.update(params, grads, state, hyper, scale)
+            self._records[k] = ("graph", new)
+            if self._wants_sens(k):
+                self._sens[k] = self._sensitivities(k, params, grads, state, scale)
+        else:
+            new, self.states[k] = level.update(params, grads, state, hyper, scale)
+        return new
+
+    def _sensitivities(self, k, params, grads, state, scale) -> list[Tensor]:
+        """‖∂ update_k / ∂h‖ for each learned h of level k, by forward-mode autodiff."""
+        fixed = {n: v.detach() for n, v in self.hyper[k].items()}
+        out = []
+        for n in self.learned[k]:
+            def f(value, n=n):
+                return tuple(self.levels[k].update(params, grads, state, {**fixed, n: value},
+                                                   scale)[0])
+            _, tangents = torch.func.jvp(f, (fixed[n],), (torch.ones_like(fixed[n]),))
+            out.append(torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(t) for t in tangents])))
+        return out
+
+    # -- checkpointing ------------------------------------------------------------------------
+    def _jacobians(self, k: int) -> list[list[Tensor]]:
+        """Columns ∂outputs/∂h of level k's pending graph (double-backward trick), graph kept."""
+        outputs = self._records[k][1]
+        cols = []
+        with torch.enable_grad():
+            for n in self.learned[k]:
+                w = [torch.zeros_like(o, requires_grad=True) for o in outputs]
+                (vjp,) = torch.autograd.grad(outputs, [self.hyper[k][n]], grad_outputs=w,
+                                             create_graph=True, retain_graph=True)
+                cols.append([c.detach() for c in torch.autograd.grad(vjp, w, allow_unused=True)])
+        return cols
+
+    def state_dict(self) -> dict:
+        records = []
+        for k, rec in enumerate(self._records):
+            if rec is None:
+                records.append(None)
+            elif rec[0] == "graph":
+                records.append(self._jacobians(k))
+            else:
+                records.append(rec[1])
+        return {"hyper": [{n: v.detach().clone() for n, v in h.items()} for h in self.hyper],
+                "states": _detached_copy(self.states), "records": records,
+                "sens": _detached_copy(self._sens), "steps": self.steps}
+
+    def load_state_dict(self, sd: dict) -> None:
+        if len(sd["hyper"]) != len(self.levels):
+            raise ValueError(f"state_dict has {len(sd['hyper'])} levels, this stack "
+                             f"{len(self.levels)}")
+        self.hyper = [{n: v.clone().requires_grad_(n in self.learned[k]) for n, v in h.items()}
+                      for k, h in enumerate(sd["hyper"])]
+        self.states = _detached_copy(sd["states"])
+        self._records = [None if r is None else ("jacobian", r) for r in sd["records"]]
+        self._sens = _detached_copy(sd["sens"])
+        self.steps = sd["steps"]
+
+    def __repr__(self):
+        return "HyperStack(" + " / ".join(repr(lv) for lv in self.levels) + ")"
+
+
+def _detached_copy(obj):
+    if isinstance(obj, Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _detached_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_detached_copy(v) for v in obj)
+    return obj

@@ -1,0 +1,169 @@
+r"""The learning-rate update shared by every analytic HD optimizer: one place for the equations.
+
+Notation (Baydin et al., ICLR 2018). The base optimizer moves the parameters by
+u_t = -α_t d_t, where d_t is its update direction (g_t for SGD, the momentum buffer for SGDN,
+m̂_t / (√v̂_t + ε) for Adam), so ∇_α u_{t-1} = -d_{t-1}. With g_t = ∇f(θ_{t-1}):
+
+    h_t = ∂f(θ_{t-1}) / ∂α_{t-1} = g_t · ∇_α u_{t-1} = -g_t · d_{t-1}     (h_1 = 0: d_0 = 0)
+
+the dot product taken over all parameters of a parameter group.
+
+Additive rule (Baydin et al., Eq. for α_t in Algorithms 1-3):
+
+    α_t = α_{t-1} - β_t h_t
+
+Multiplicative rule (Baydin et al., "multiplicative rule"), with the normalised hypergradient
+ĥ_t = h_t / (‖g_t‖ ‖∇_α u_{t-1}‖) = -cos(g_t, d_{t-1})  (ĥ_t = 0 when either norm is 0):
+
+    α_t = α_{t-1} (1 - β_t ĥ_t)
+
+Second-order HD (the reproducibility report's extension, sign corrected). β is learned by
+gradient descent on the same loss, with rate γ. Since α_{t-1} depends on β through its own update,
+
+    ∂f(θ_{t-1}) / ∂β = h_t · a_{t-1},     a_{t-1} = ∂α_{t-1}/∂β_{t-1}
+                     = -h_{t-1}                     (additive)
+                     = -α_{t-2} ĥ_{t-1}             (multiplicative)
+    β_t = β_{t-1} - γ h_t a_{t-1}
+
+so for the additive rule β_t = β_{t-1} + γ h_t h_{t-1}. The report printed
+β_t = β_{t-1} + γ ∂f/∂β (gradient *ascent*); tests/test_equivalence.py checks our sign against a
+height-3 autodiff tower. As in the reference code and Chandra et al.'s stacks, β is updated first
+and the new β_t is used for α_t, which is used for θ_t in the same step.
+
+Non-finite hypergradients. If h_t (or ĥ_t) is NaN/inf, for example from a NaN gradient, α and β
+keep their previous values and ``group["hd_nonfinite"]`` counts the event. The parameters are then
+updated exactly as the base optimizer would update them (a NaN gradient still reaches θ, as with
+torch.optim), so the training loss shows the divergence while α stays a finite, inspectable
+number. Everything is done with tensor ops, so there is no host synchronisation.
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import torch
+from torch import Tensor
+
+RULES = ("additive", "multiplicative")
+
+
+def check_hd_args(lr, hypergrad_lr, rule: str, hyper_hypergrad_lr) -> None:
+    """Validate the HD hyperparameters shared by SGDHD, AdamHD and HD, naming the bad value."""
+    check_finite_nonneg("learning rate (lr, α₀)", lr)
+    check_finite_nonneg("hypergradient learning rate (hypergrad_lr, β)", hypergrad_lr)
+    check_finite_nonneg("hyper-hypergradient learning rate (hyper_hypergrad_lr, γ)",
+                        hyper_hypergrad_lr)
+    if rule not in RULES:
+        raise ValueError(f"Invalid rule: {rule!r}; choose one of {RULES}")
+
+
+def check_finite_nonneg(name: str, value) -> None:
+    """Raise a ValueError naming `value` unless it is a finite real number >= 0."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"Invalid {name}: expected a number or 0-d tensor, got shape "
+                             f"{tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Invalid {name}: expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"Invalid {name}: {value} is not finite")
+    if value < 0:
+        raise ValueError(f"Invalid {name}: {value} (must be >= 0)")
+
+
+def init_group(group: dict, device: torch.device | None = None) -> None:
+    """Give a parameter group its HD state: α as a 0-d tensor, a_{t-1} and the NaN counter."""
+    dtype = torch.get_default_dtype()
+    if group["params"]:
+        dtype = group["params"][0].dtype
+        device = device or group["params"][0].device
+    group["lr"] = torch.as_tensor(group["lr"], dtype=dtype, device=device).clone()
+    group.setdefault("hd_dalpha_dbeta", torch.zeros((), dtype=dtype, device=device))
+    group.setdefault("hd_nonfinite", torch.zeros((), dtype=torch.int64, device=device))
+
+
+def group_tensors(group: dict, like: Tensor) -> tuple[Tensor, Tensor]:
+    """(α_{t-1}, β_{t-1}) as 0-d tensors on `like`'s device (a scheduler may have set floats)."""
+    alpha = torch.as_tensor(group["lr"], dtype=like.dtype, device=like.device)
+    beta = torch.as_tensor(group["hypergrad_lr"], dtype=like.dtype, device=like.device)
+    return alpha, beta
+
+
+def dot(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:
+    """Σ_i ⟨x_i, y_i⟩ over a list of tensors, as one 0-d tensor (no host sync)."""
+    if not xs:
+        return torch.zeros(())
+    return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]).sum()
+
+
+def norm(xs: Sequence[Tensor]) -> Tensor:
+    """‖x‖₂ over a list of tensors, as one 0-d tensor (no host sync); 0 for an empty list."""
+    if not xs:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(xs))))
+
+
+def update_lr(group: dict, h: Tensor, g_norm: Tensor | None = None,
+              d_norm: Tensor | None = None) -> Tensor:
+    """Apply the (second-order) HD rule to a group given h_t; return the new α_t (a 0-d tensor).
+
+    For rule="multiplicative", `g_norm` = ‖g_t‖ and `d_norm` = ‖∇_α u_{t-1}‖ = ‖d_{t-1}‖.
+    """
+    alpha, beta = group_tensors(group, h)
+    if group["rule"] == "multiplicative":
+        denom = g_norm * d_norm
+        h_used = torch.where(denom > 0, h / torch.where(denom > 0, denom, 1.0), 0.0)
+    else:
+        h_used = h
+    gamma = group["hyper_hypergrad_lr"]
+    a_prev = group["hd_dalpha_dbeta"].to(h.device, h.dtype)
+    new_beta = beta - gamma * h * a_prev if gamma else beta
+    if group["rule"] == "multiplicative":
+        new_alpha = alpha * (1 - new_beta * h_used)
+        a_new = -alpha * h_used
+    else:
+        new_alpha = alpha - new_beta * h_used
+        a_new = -h_used
+    ok = torch.isfinite(new_alpha) & torch.isfinite(new_beta)
+    group["lr"] = torch.where(ok, new_alpha, alpha)
+    group["hd_dalpha_dbeta"] = torch.where(ok, a_new, a_prev)
+    group["hd_nonfinite"] = group["hd_nonfinite"].to(h.device) + (~ok).long()
+    if gamma:
+        group["hypergrad_lr"] = torch.where(ok, new_beta, beta)
+    return group["lr"]
+
+
+def grads_with_decay(params: list[Tensor], grads: list[Tensor], weight_decay: float) -> list[Tensor]:
+    """g_t = ∇L(θ_{t-1}) + λ θ_{t-1} (coupled L2, as in Baydin et al.'s code), without touching .grad."""
+    if weight_decay == 0:
+        return grads
+    return torch._foreach_add(grads, params, alpha=weight_decay)
+
+
+def params_with_grads(group: dict) -> tuple[list[Tensor], list[Tensor]]:
+    """The group's parameters that have a gradient, and those gradients (sparse ones refused)."""
+    params, grads = [], []
+    for p in group["params"]:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            raise RuntimeError("HD optimizers do not support sparse gradients; use dense ones")
+        params.append(p)
+        grads.append(p.grad)
+    return params, grads
+
+
+def fused_supported(params: Sequence[Tensor]) -> bool:
+    """Whether torch has fused optimizer kernels for these parameters' device (torch >= 2.4 on CPU)."""
+    if not params:
+        return False
+    try:
+        from torch.optim.optimizer import _get_fused_kernels_supported_devices
+        devices = _get_fused_kernels_supported_devices()
+    except ImportError:  # older torch
+        devices = ["cuda"]
+    p = params[0]
+    if p.device.type == "cpu" and tuple(int(x) for x in torch.__version__.split(".")[:2]) < (2, 4):
+        return False
+    return p.device.type in devices and p.is_floating_point()

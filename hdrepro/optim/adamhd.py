@@ -1,0 +1,140 @@
+r"""Adam-HD (Baydin et al., ICLR 2018, Algorithm 3)."""
+from __future__ import annotations
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.adam import adam as torch_adam
+
+from . import _hypergrad as hg
+
+
+class AdamHD(Optimizer):
+    r"""Adam with hypergradient descent on the learning rate (Adam-HD).
+
+    Drop-in for Baydin et al.'s ``AdamHD`` (same constructor and defaults), several parameter
+    groups allowed. Adam is the paper's (ε added to √v̂ *after* bias correction, as torch.optim.Adam
+    does today), not the reference code's (ε before bias correction); see REPORT.md.
+
+    For each group, with λ = weight_decay, β = hypergrad_lr, (β₁, β₂) = betas:
+
+    .. math::
+        g_t &= ∇f(θ_{t-1}) + λ θ_{t-1}                                           \\
+        d_{t-1} &= \hat m_{t-1} / (\sqrt{\hat v_{t-1}} + ε)      \quad (d_0 = 0)  \\
+        h_t &= -g_t · d_{t-1}                                                    \\
+        α_t &= α_{t-1} - β h_t   \quad\text{or}\quad α_t = α_{t-1}(1 + β\cos(g_t, d_{t-1}))  \\
+        m_t &= β₁ m_{t-1} + (1-β₁) g_t, \quad v_t = β₂ v_{t-1} + (1-β₂) g_t^2      \\
+        \hat m_t &= m_t / (1-β₁^t), \quad \hat v_t = v_t / (1-β₂^t)               \\
+        θ_t &= θ_{t-1} - α_t \hat m_t / (\sqrt{\hat v_t} + ε)
+
+    h_t is computed from the moments before they absorb g_t, so no extra copy of the parameters is
+    kept. α_t is a 0-d tensor in ``param_groups[i]["lr"]``, β_t in ``["hypergrad_lr"]``; ``step()``
+    does not synchronise with the host; ``hypergrad_lr=0`` gives exactly torch.optim.Adam.
+    ``hyper_hypergrad_lr`` γ > 0 turns on second-order HD (see :mod:`hdrepro.optim._hypergrad`).
+    ``foreach=False`` runs the plain per-parameter loop written from the equations above.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 hypergrad_lr=1e-8, rule="additive", hyper_hypergrad_lr=0.0,
+                 *, foreach: bool = True):
+        hg.check_hd_args(lr, hypergrad_lr, rule, hyper_hypergrad_lr)
+        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"Invalid betas: {betas} (need two numbers in [0, 1))")
+        hg.check_finite_nonneg("epsilon (eps)", eps)
+        hg.check_finite_nonneg("weight_decay", weight_decay)
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        hypergrad_lr=hypergrad_lr, rule=rule,
+                        hyper_hypergrad_lr=hyper_hypergrad_lr)
+        super().__init__(params, defaults)
+        self.foreach = foreach
+        for group in self.param_groups:
+            hg.init_group(group)
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        hg.init_group(self.param_groups[-1])
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads = hg.params_with_grads(group)
+            if params:
+                (self._group_step if self.foreach else self._group_step_loop)(group, params, grads)
+        return loss
+
+    def _init_state(self, params, fused):
+        for p in params:
+            state = self.state[p]
+            if not state:
+                step_device = p.device if fused else torch.device("cpu")
+                state["step"] = torch.zeros((), dtype=torch.float32, device=step_device)
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    def _hypergradient(self, group, params, g):
+        """h_t = -g_t·d_{t-1} (and ‖d_{t-1}‖) from the moments before they absorb g_t."""
+        beta1, beta2 = group["betas"]
+        old = [i for i, p in enumerate(params) if self.state[p]]  # state exists iff stepped
+        zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+        if not old:
+            return zero, zero
+        st = [self.state[params[i]] for i in old]
+        steps = torch.stack([s["step"].to(zero.device, zero.dtype) for s in st])
+        bc1 = 1 - beta1 ** steps                       # 1 - β₁^{t-1}, one per tensor
+        c = torch.sqrt(1 - beta2 ** steps)             # √(1 - β₂^{t-1})
+        # m̂/(√v̂+ε) = (c/bc1) · m/(√v + ε c): fold the per-tensor scalars out of the big tensors.
+        denom = torch._foreach_sqrt([s["exp_avg_sq"] for s in st])
+        torch._foreach_add_(denom, list((group["eps"] * c).unbind()))
+        q = torch._foreach_div([s["exp_avg"] for s in st], denom)
+        scale = c / bc1
+        dots = torch.stack([torch.dot(g[i].reshape(-1), qi.reshape(-1)) for i, qi in zip(old, q)])
+        h = -(dots * scale).sum()
+        d_norm = zero
+        if group["rule"] == "multiplicative":
+            d_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(q)) * scale)
+        return h, d_norm
+
+    def _group_step(self, group, params, grads):
+        fused = hg.fused_supported(params)
+        g = hg.grads_with_decay(params, grads, group["weight_decay"])
+        h, d_norm = self._hypergradient(group, params, g)
+        norms = (hg.norm(g), d_norm) if group["rule"] == "multiplicative" else ()
+        alpha = hg.update_lr(group, h, *norms)
+        self._init_state(params, fused)
+        st = [self.state[p] for p in params]
+        beta1, beta2 = group["betas"]
+        torch_adam(params, grads, [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st], [],
+                   [s["step"] for s in st], fused=fused, foreach=not fused, amsgrad=False,
+                   beta1=beta1, beta2=beta2, lr=alpha if fused else float(alpha),
+                   weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+
+    def _group_step_loop(self, group, params, grads):
+        """The equations of the class docstring, one parameter at a time."""
+        beta1, beta2 = group["betas"]
+        eps, wd = group["eps"], group["weight_decay"]
+        g = [gi.add(p, alpha=wd) for p, gi in zip(params, grads)]
+        zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+        h, d_sq = zero.clone(), zero.clone()
+        for p, gi in zip(params, g):
+            state = self.state[p]
+            if state:
+                t = state["step"].item()
+                d = (state["exp_avg"] / (1 - beta1 ** t)) / (
+                    (state["exp_avg_sq"] / (1 - beta2 ** t)).sqrt() + eps)
+                h = h - (gi * d).sum()
+                d_sq = d_sq + (d * d).sum()
+        norms = ()
+        if group["rule"] == "multiplicative":
+            norms = (torch.sqrt(sum((gi * gi).sum() for gi in g)), d_sq.sqrt())
+        alpha = hg.update_lr(group, h, *norms)
+        self._init_state(params, fused=False)
+        for p, gi in zip(params, g):
+            state = self.state[p]
+            state["step"] += 1
+            t = state["step"].item()
+            m = state["exp_avg"].mul_(beta1).add_(gi, alpha=1 - beta1)
+            v = state["exp_avg_sq"].mul_(beta2).addcmul_(gi, gi, value=1 - beta2)
+            p.sub_(alpha * (m / (1 - beta1 ** t)) / ((v / (1 - beta2 ** t)).sqrt() + eps))

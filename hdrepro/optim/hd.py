@@ -1,0 +1,116 @@
+r"""HD(optimizer): hypergradient learning-rate adaptation for any torch.optim optimizer whose step
+is linear in its learning rate."""
+from __future__ import annotations
+
+import torch
+from torch.optim import Optimizer
+
+from . import _hypergrad as hg
+
+#: torch.optim optimizers whose parameter update is α·(something independent of α), so that
+#: ∇_α u_{t-1} = Δθ_{t-1} / α_{t-1}. (ASGD, Rprop and LBFGS are not: their lr enters nonlinearly.)
+LINEAR_IN_LR = tuple(getattr(torch.optim, n) for n in (
+    "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam"))
+
+
+class HD:
+    r"""Wrap a torch.optim optimizer so that its learning rate is learned by hypergradient descent.
+
+    For a base optimizer whose update is u_t = Δθ_t = -α_t d_t with d_t independent of α_t:
+
+    .. math::
+        ∇_α u_{t-1} &= Δθ_{t-1} / α_{t-1} = -d_{t-1}                                  \\
+        h_t &= g_t · ∇_α u_{t-1},\quad g_t = ∇f(θ_{t-1}) \;(+ λθ_{t-1}\text{ for coupled L2}) \\
+        α_t &= α_{t-1} - β h_t \quad\text{(or the multiplicative / second-order rules)}
+
+    then the base optimizer steps with lr = α_t. Wrapping torch.optim.SGD or Adam gives SGDHD or
+    AdamHD (tests check it). Coupled weight decay (``weight_decay`` of SGD, Adam, RMSprop, …) is
+    part of the objective, so λθ enters g_t; decoupled decay (AdamW, ``decoupled_weight_decay``)
+    is not.
+
+    ``param_groups`` is the wrapped optimizer's, with α_t in ``["lr"]`` and β_t in
+    ``["hypergrad_lr"]``. α_t stays a 0-d tensor with no host synchronisation when the base
+    optimizer takes a tensor lr (``fused=True`` or ``capturable=True``); otherwise one
+    ``float(α)`` per group and step is read. d_{t-1} is recovered as -Δθ_{t-1}/α_{t-1}: after a
+    step with α exactly 0 the direction is unknown and h is 0, so HD(…) cannot leave α = 0; SGDHD
+    and AdamHD, which know d directly, can.
+    """
+
+    def __init__(self, optimizer: Optimizer, hypergrad_lr: float, rule: str = "additive",
+                 hyper_hypergrad_lr: float = 0.0):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"HD wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        if not isinstance(optimizer, LINEAR_IN_LR):
+            names = ", ".join(c.__name__ for c in LINEAR_IN_LR)
+            raise ValueError(f"HD needs an optimizer whose step is linear in lr; "
+                             f"{type(optimizer).__name__} is not one of: {names}")
+        for group in optimizer.param_groups:
+            hg.check_hd_args(group["lr"], hypergrad_lr, rule, hyper_hypergrad_lr)
+            group.update(hypergrad_lr=hypergrad_lr, rule=rule,
+                         hyper_hypergrad_lr=hyper_hypergrad_lr)
+            hg.init_group(group)
+        self.optimizer = optimizer
+        self.state: dict = {}
+
+    @property
+    def param_groups(self):
+        return self.optimizer.param_groups
+
+    def zero_grad(self, set_to_none: bool = True):
+        self.optimizer.zero_grad(set_to_none=set_to_none)
+
+    def _coupled_decay(self, group) -> float:
+        decoupled = isinstance(self.optimizer, torch.optim.AdamW) or group.get(
+            "decoupled_weight_decay", False)
+        return 0.0 if decoupled else group.get("weight_decay", 0.0)
+
+    def _tensor_lr_ok(self, group) -> bool:
+        return bool(group.get("fused") or group.get("capturable"))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        stepped = []  # (params, θ_{t-1} copies, α_t) per group
+        for group in self.param_groups:
+            params, grads = hg.params_with_grads(group)
+            if not params:
+                continue
+            g = hg.grads_with_decay(params, grads, self._coupled_decay(group))
+            have = [i for i, p in enumerate(params) if p in self.state]
+            d_prev = [self.state[params[i]] for i in have]
+            h = -hg.dot([g[i] for i in have], d_prev).to(params[0].device, params[0].dtype)
+            norms = (hg.norm(g), hg.norm(d_prev)) if group["rule"] == "multiplicative" else ()
+            alpha = hg.update_lr(group, h, *norms)
+            stepped.append((params, torch._foreach_mul(params, 1.0), alpha))
+            group["lr"] = alpha if self._tensor_lr_ok(group) else float(alpha)
+        try:
+            self.optimizer.step()
+        finally:
+            for group, (_, _, alpha) in zip(
+                    [g for g in self.param_groups if hg.params_with_grads(g)[0]], stepped):
+                group["lr"] = alpha
+        for params, old, alpha in stepped:
+            torch._foreach_sub_(old, params)  # now -Δθ_t = α_t d_t
+            inv = torch.where(alpha != 0, 1 / torch.where(alpha != 0, alpha, 1.0), 0.0)
+            torch._foreach_mul_(old, inv)     # d_t
+            for p, d in zip(params, old):
+                self.state[p] = d
+        return loss
+
+    def state_dict(self) -> dict:
+        index = {p: i for i, p in enumerate(
+            p for group in self.param_groups for p in group["params"])}
+        return {"optimizer": self.optimizer.state_dict(),
+                "directions": {index[p]: d for p, d in self.state.items()}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.optimizer.load_state_dict(state_dict["optimizer"])
+        params = [p for group in self.param_groups for p in group["params"]]
+        self.state = {params[i]: d.to(params[i].device, params[i].dtype)
+                      for i, d in state_dict["directions"].items()}
+
+    def __repr__(self):
+        return f"HD({self.optimizer!r})"

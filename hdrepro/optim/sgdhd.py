@@ -1,0 +1,135 @@
+r"""SGD-HD and SGDN-HD (Baydin et al., ICLR 2018, Algorithms 1 and 2)."""
+from __future__ import annotations
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.sgd import sgd as torch_sgd
+
+from . import _hypergrad as hg
+
+
+class SGDHD(Optimizer):
+    r"""SGD with hypergradient descent on the learning rate (SGD-HD; SGDN-HD with Nesterov).
+
+    Drop-in for Baydin et al.'s ``SGDHD`` (same constructor and defaults), with several parameter
+    groups allowed: each group has its own α and its hypergradient is taken over that group.
+
+    For each group, with μ = momentum, τ = dampening, λ = weight_decay, β = hypergrad_lr:
+
+    .. math::
+        g_t &= ∇f(θ_{t-1}) + λ θ_{t-1}                                       \\
+        h_t &= -g_t · d_{t-1}                       \quad (d_0 = 0)           \\
+        α_t &= α_{t-1} - β h_t                      \quad \text{(additive)}   \\
+        α_t &= α_{t-1}\,(1 + β\,\cos(g_t, d_{t-1})) \quad \text{(multiplicative)} \\
+        b_t &= μ b_{t-1} + (1-τ) g_t                \quad (b_1 = g_1)         \\
+        d_t &= g_t + μ b_t \text{ (Nesterov)},\; b_t \text{ (momentum)},\; g_t \text{ (plain)} \\
+        θ_t &= θ_{t-1} - α_t d_t                    \quad (u_t = -α_t d_t)
+
+    With ``hyper_hypergrad_lr`` γ > 0, β is learned too (second-order HD, see
+    :mod:`hdrepro.optim._hypergrad`). α_t is kept as a 0-d tensor on the parameters' device in
+    ``param_groups[i]["lr"]`` and β_t in ``param_groups[i]["hypergrad_lr"]``; nothing in
+    ``step()`` synchronises with the host. ``hypergrad_lr=0`` gives exactly torch.optim.SGD.
+
+    Args:
+        params: parameters or parameter groups.
+        lr: initial learning rate α₀ (>= 0).
+        momentum, dampening, weight_decay, nesterov: as in torch.optim.SGD.
+        hypergrad_lr: β, the hypergradient learning rate (default 1e-6, as the reference code).
+        rule: "additive" or "multiplicative".
+        hyper_hypergrad_lr: γ; > 0 turns on second-order HD.
+        foreach: True (default) uses torch's fused/multi-tensor SGD kernel; False runs the plain
+            per-parameter loop below, written line by line from the equations above.
+    """
+
+    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
+                 nesterov=False, hypergrad_lr=1e-6, rule="additive", hyper_hypergrad_lr=0.0,
+                 *, foreach: bool = True):
+        hg.check_hd_args(lr, hypergrad_lr, rule, hyper_hypergrad_lr)
+        hg.check_finite_nonneg("momentum", momentum)
+        hg.check_finite_nonneg("dampening", dampening)
+        hg.check_finite_nonneg("weight_decay", weight_decay)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires momentum > 0 and dampening = 0 "
+                             f"(got momentum={momentum}, dampening={dampening})")
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov, hypergrad_lr=hypergrad_lr,
+                        rule=rule, hyper_hypergrad_lr=hyper_hypergrad_lr)
+        super().__init__(params, defaults)
+        self.foreach = foreach
+        for group in self.param_groups:
+            hg.init_group(group)
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        hg.init_group(self.param_groups[-1])
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads = hg.params_with_grads(group)
+            if params:
+                (self._group_step if self.foreach else self._group_step_loop)(group, params, grads)
+        return loss
+
+    def _stores_direction(self, group) -> bool:
+        # With plain momentum d_{t-1} is the momentum buffer itself; otherwise keep a copy.
+        return group["momentum"] == 0 or group["nesterov"]
+
+    def _prev_directions(self, group, params):
+        key = "direction" if self._stores_direction(group) else "momentum_buffer"
+        return [self.state[p].get(key) for p in params]
+
+    def _group_step(self, group, params, grads):
+        mu, wd = group["momentum"], group["weight_decay"]
+        g = hg.grads_with_decay(params, grads, wd)
+        prev = self._prev_directions(group, params)
+        have = [i for i, d in enumerate(prev) if d is not None]
+        g_prev, d_prev = [g[i] for i in have], [prev[i] for i in have]
+        h = -hg.dot(g_prev, d_prev).to(params[0].device, params[0].dtype)
+        norms = (hg.norm(g), hg.norm(d_prev)) if group["rule"] == "multiplicative" else ()
+        alpha = hg.update_lr(group, h, *norms)
+
+        bufs = [self.state[p].get("momentum_buffer") for p in params]
+        fused = hg.fused_supported(params)
+        torch_sgd(params, grads, bufs, fused=fused, foreach=not fused,
+                  lr=alpha if fused else float(alpha), weight_decay=wd, momentum=mu,
+                  dampening=group["dampening"], nesterov=group["nesterov"], maximize=False)
+        if mu != 0:
+            for p, b in zip(params, bufs):
+                self.state[p]["momentum_buffer"] = b
+        if self._stores_direction(group):
+            if group["nesterov"]:
+                d = torch._foreach_add(g, bufs, alpha=mu)
+            else:
+                d = g if wd else torch._foreach_mul(g, 1.0)  # a copy: .grad is reused
+            for p, di in zip(params, d):
+                self.state[p]["direction"] = di
+
+    def _group_step_loop(self, group, params, grads):
+        """The equations of the class docstring, one parameter at a time."""
+        mu, tau, wd = group["momentum"], group["dampening"], group["weight_decay"]
+        g = [gi.add(p, alpha=wd) for p, gi in zip(params, grads)]
+        prev = self._prev_directions(group, params)
+        h = sum((-(gi * d).sum() for gi, d in zip(g, prev) if d is not None),
+                torch.zeros((), dtype=params[0].dtype, device=params[0].device))
+        norms = ()
+        if group["rule"] == "multiplicative":
+            norms = (torch.sqrt(sum((gi * gi).sum() for gi in g)),
+                     torch.sqrt(sum(((d * d).sum() for d in prev if d is not None),
+                                    torch.zeros_like(h))))
+        alpha = hg.update_lr(group, h, *norms)
+        for p, gi in zip(params, g):
+            state = self.state[p]
+            d = gi
+            if mu != 0:
+                b = state.get("momentum_buffer")
+                b = gi.clone() if b is None else b.mul_(mu).add_(gi, alpha=1 - tau)
+                state["momentum_buffer"] = b
+                d = gi + mu * b if group["nesterov"] else b
+            if self._stores_direction(group):
+                state["direction"] = d.clone()
+            p.sub_(alpha * d)
