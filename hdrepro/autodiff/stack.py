@@ -90,7 +90,7 @@ class HyperStack:
 
     def hyperparameters(self) -> dict[str, float]:
         """Every level's current hyperparameters: {"0.lr": α_t, "1.lr": β_t, …}."""
-        return {f"{k}.{n}": float(v) for k, h in enumerate(self.hyper) for n, v in h.items()}
+        return {f"{k}.{n}": float(v.detach()) for k, h in enumerate(self.hyper) for n, v in h.items()}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:

@@ -73,7 +73,7 @@ def check_finite_nonneg(name: str, value) -> None:
 
 
 def init_group(group: dict, device: torch.device | None = None) -> None:
-    """Give a parameter group its HD state: α as a 0-d tensor, a_{t-1} and the NaN counter."""
+    """Give a parameter group its HD state: α as a 0-d tensor, a_{t-1}, h_t and the NaN counter."""
     dtype = torch.get_default_dtype()
     if group["params"]:
         dtype = group["params"][0].dtype
@@ -81,6 +81,7 @@ def init_group(group: dict, device: torch.device | None = None) -> None:
     group["lr"] = torch.as_tensor(group["lr"], dtype=dtype, device=device).clone()
     group.setdefault("hd_dalpha_dbeta", torch.zeros((), dtype=dtype, device=device))
     group.setdefault("hd_nonfinite", torch.zeros((), dtype=torch.int64, device=device))
+    group.setdefault("hd_h", torch.zeros((), dtype=dtype, device=device))
 
 
 def group_tensors(group: dict, like: Tensor) -> tuple[Tensor, Tensor]:
@@ -126,6 +127,7 @@ def update_lr(group: dict, h: Tensor, g_norm: Tensor | None = None,
         new_alpha = alpha - new_beta * h_used
         a_new = -h_used
     ok = torch.isfinite(new_alpha) & torch.isfinite(new_beta)
+    group["hd_h"] = h.detach()  # the latest hypergradient, for loggers and checks
     group["lr"] = torch.where(ok, new_alpha, alpha)
     group["hd_dalpha_dbeta"] = torch.where(ok, a_new, a_prev)
     group["hd_nonfinite"] = group["hd_nonfinite"].to(h.device) + (~ok).long()

@@ -43,9 +43,8 @@ class AdamHD(Optimizer):
         hg.check_finite_nonneg("weight_decay", weight_decay)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         hypergrad_lr=hypergrad_lr, rule=rule,
-                        hyper_hypergrad_lr=hyper_hypergrad_lr)
+                        hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach)
         super().__init__(params, defaults)
-        self.foreach = foreach
         for group in self.param_groups:
             hg.init_group(group)
 
@@ -62,7 +61,7 @@ class AdamHD(Optimizer):
         for group in self.param_groups:
             params, grads = hg.params_with_grads(group)
             if params:
-                (self._group_step if self.foreach else self._group_step_loop)(group, params, grads)
+                (self._group_step if group["foreach"] else self._group_step_loop)(group, params, grads)
         return loss
 
     def _init_state(self, params, fused):

@@ -53,9 +53,8 @@ class SGDHD(Optimizer):
                              f"(got momentum={momentum}, dampening={dampening})")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov, hypergrad_lr=hypergrad_lr,
-                        rule=rule, hyper_hypergrad_lr=hyper_hypergrad_lr)
+                        rule=rule, hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach)
         super().__init__(params, defaults)
-        self.foreach = foreach
         for group in self.param_groups:
             hg.init_group(group)
 
@@ -72,7 +71,7 @@ class SGDHD(Optimizer):
         for group in self.param_groups:
             params, grads = hg.params_with_grads(group)
             if params:
-                (self._group_step if self.foreach else self._group_step_loop)(group, params, grads)
+                (self._group_step if group["foreach"] else self._group_step_loop)(group, params, grads)
         return loss
 
     def _stores_direction(self, group) -> bool:

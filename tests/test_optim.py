@@ -1,0 +1,220 @@
+"""hdrepro.optim: invariants, wrapping, validation, checkpointing and NaN handling."""
+import copy
+import io
+import math
+
+import pytest
+import torch
+
+from hdrepro.optim import HD, SGDHD, AdamHD
+from hdrepro.verify import Problem, loss_fn, rel_err, trajectory
+
+P = Problem(model="mlp", steps=20)
+
+
+def _run(make, problem=P):
+    return trajectory(make, problem)
+
+
+# -- β = 0 is exactly the plain optimizer ------------------------------------------------------
+PLAIN = [
+    ("SGD", lambda p: SGDHD(p, 0.05, hypergrad_lr=0), lambda p: torch.optim.SGD(p, 0.05)),
+    ("SGDN+wd", lambda p: SGDHD(p, 0.05, momentum=0.9, nesterov=True, weight_decay=1e-4,
+                                hypergrad_lr=0),
+     lambda p: torch.optim.SGD(p, 0.05, momentum=0.9, nesterov=True, weight_decay=1e-4,
+                               fused=True)),
+    ("Adam+wd", lambda p: AdamHD(p, 1e-3, weight_decay=1e-4, hypergrad_lr=0),
+     lambda p: torch.optim.Adam(p, 1e-3, weight_decay=1e-4, fused=True)),
+]
+
+
+@pytest.mark.parametrize("name,ours,plain", PLAIN, ids=[c[0] for c in PLAIN])
+def test_zero_hypergrad_lr_is_exactly_the_plain_optimizer(name, ours, plain):
+    a, b = _run(ours), _run(plain)
+    assert torch.equal(a["params"], b["params"])
+    assert torch.all(a["alpha"] == a["alpha"][0])
+
+
+# -- the fast multi-tensor path ≡ the per-parameter loop written from the equations ------------
+PATHS = [
+    ("SGDHD", lambda f: (lambda p: SGDHD(p, 0.1, hypergrad_lr=1e-2, foreach=f))),
+    ("SGDNHD mult wd", lambda f: (lambda p: SGDHD(p, 0.1, momentum=0.9, nesterov=True,
+                                                  weight_decay=1e-4, hypergrad_lr=1e-1,
+                                                  rule="multiplicative", foreach=f))),
+    ("SGDHD momentum dampening 2nd", lambda f: (lambda p: SGDHD(
+        p, 0.1, momentum=0.5, dampening=0.1, hypergrad_lr=1e-2, hyper_hypergrad_lr=1e-3,
+        foreach=f))),
+    ("AdamHD wd", lambda f: (lambda p: AdamHD(p, 1e-2, weight_decay=1e-4, hypergrad_lr=1e-4,
+                                              foreach=f))),
+    ("AdamHD mult 2nd", lambda f: (lambda p: AdamHD(p, 1e-2, hypergrad_lr=1e-1,
+                                                    rule="multiplicative",
+                                                    hyper_hypergrad_lr=1e-2, foreach=f))),
+]
+
+
+@pytest.mark.parametrize("name,make", PATHS, ids=[c[0] for c in PATHS])
+def test_fast_path_matches_equation_loop(name, make):
+    a, b = _run(make(True)), _run(make(False))
+    assert rel_err(a["alpha"], b["alpha"]) <= 1e-12
+    assert rel_err(a["params"], b["params"]) <= 1e-12
+    assert a["alpha"][-1] != a["alpha"][0]
+
+
+# -- HD(torch optimizer) ≡ SGDHD / AdamHD -------------------------------------------------------
+WRAPS = [
+    ("SGD", lambda p: SGDHD(p, 0.1, hypergrad_lr=1e-2),
+     lambda p: HD(torch.optim.SGD(p, 0.1), 1e-2)),
+    ("SGDN wd", lambda p: SGDHD(p, 0.1, momentum=0.9, nesterov=True, weight_decay=1e-4,
+                                hypergrad_lr=1e-2),
+     lambda p: HD(torch.optim.SGD(p, 0.1, momentum=0.9, nesterov=True, weight_decay=1e-4), 1e-2)),
+    ("Adam", lambda p: AdamHD(p, 1e-2, hypergrad_lr=1e-4),
+     lambda p: HD(torch.optim.Adam(p, 1e-2), 1e-4)),
+    ("Adam fused wd mult", lambda p: AdamHD(p, 1e-2, weight_decay=1e-4, hypergrad_lr=1e-1,
+                                            rule="multiplicative"),
+     lambda p: HD(torch.optim.Adam(p, 1e-2, weight_decay=1e-4, fused=True), 1e-1,
+                  rule="multiplicative")),
+    ("Adam 2nd", lambda p: AdamHD(p, 1e-2, hypergrad_lr=1e-4, hyper_hypergrad_lr=1e-6),
+     lambda p: HD(torch.optim.Adam(p, 1e-2), 1e-4, hyper_hypergrad_lr=1e-6)),
+]
+
+
+@pytest.mark.parametrize("name,ours,wrapped", WRAPS, ids=[c[0] for c in WRAPS])
+def test_hd_wrapper_reproduces_sgdhd_and_adamhd(name, ours, wrapped):
+    a, b = _run(ours), _run(wrapped)
+    assert rel_err(a["alpha"], b["alpha"]) <= 1e-10
+    assert rel_err(a["params"], b["params"]) <= 1e-10
+    assert a["alpha"][-1] != a["alpha"][0]
+
+
+def test_alpha_and_beta_live_in_param_groups():
+    model = P.make_model()
+    opt = SGDHD(model.parameters(), 0.1, hypergrad_lr=1e-2, hyper_hypergrad_lr=1e-3)
+    for batch in P.batches()[:3]:
+        opt.zero_grad()
+        loss_fn(model, batch).backward()
+        opt.step()
+    g = opt.param_groups[0]
+    assert isinstance(g["lr"], torch.Tensor) and g["lr"].dim() == 0 and float(g["lr"]) != 0.1
+    assert float(g["hypergrad_lr"]) != 1e-2  # β learned
+
+
+def test_each_parameter_group_has_its_own_alpha():
+    model = P.make_model()
+    layers = [m for m in model if isinstance(m, torch.nn.Linear)]
+    opt = SGDHD([{"params": layers[0].parameters()},
+                 {"params": [p for m in layers[1:] for p in m.parameters()], "lr": 0.01}],
+                0.1, hypergrad_lr=1e-2)
+    for batch in P.batches()[:5]:
+        opt.zero_grad()
+        loss_fn(model, batch).backward()
+        opt.step()
+    a0, a1 = (float(g["lr"]) for g in opt.param_groups)
+    assert a0 != 0.1 and a1 != 0.01 and a0 != a1
+
+
+# -- checkpointing -----------------------------------------------------------------------------
+RESUMABLE = [
+    ("SGDHD", lambda p: SGDHD(p, 0.1, momentum=0.9, nesterov=True, hypergrad_lr=1e-2,
+                              hyper_hypergrad_lr=1e-3)),
+    ("AdamHD", lambda p: AdamHD(p, 1e-2, hypergrad_lr=1e-4, rule="multiplicative")),
+    ("HD(RMSprop)", lambda p: HD(torch.optim.RMSprop(p, 1e-3), 1e-5)),
+]
+
+
+@pytest.mark.parametrize("name,make", RESUMABLE, ids=[c[0] for c in RESUMABLE])
+def test_state_dict_round_trip_continues_bit_identically(name, make):
+    batches = P.batches()
+
+    def train(model, opt, bs):
+        for b in bs:
+            opt.zero_grad()
+            loss_fn(model, b).backward()
+            opt.step()
+
+    model = P.make_model()
+    opt = make(list(model.parameters()))
+    train(model, opt, batches[:8])
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    train(model, opt, batches[8:16])
+
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=False)
+    model2 = P.make_model()
+    model2.load_state_dict(saved["model"])
+    opt2 = make(list(model2.parameters()))
+    opt2.load_state_dict(saved["opt"])
+    train(model2, opt2, batches[8:16])
+    for p, q in zip(model.parameters(), model2.parameters()):
+        assert torch.equal(p, q)
+    assert torch.equal(torch.as_tensor(opt.param_groups[0]["lr"]),
+                       torch.as_tensor(opt2.param_groups[0]["lr"]))
+
+
+# -- bad input ---------------------------------------------------------------------------------
+def _params():
+    return [torch.nn.Parameter(torch.zeros(3))]
+
+
+BAD = [
+    (lambda: SGDHD(_params(), lr=-0.1), ValueError, "learning rate"),
+    (lambda: SGDHD(_params(), lr=0.1, hypergrad_lr=-1e-3), ValueError, "hypergrad_lr"),
+    (lambda: SGDHD(_params(), lr=0.1, hyper_hypergrad_lr=-1.0), ValueError, "hyper_hypergrad_lr"),
+    (lambda: SGDHD(_params(), lr=0.1, rule="exponential"), ValueError, "rule"),
+    (lambda: SGDHD(_params(), lr=float("nan")), ValueError, "not finite"),
+    (lambda: SGDHD(_params(), lr=float("inf")), ValueError, "not finite"),
+    (lambda: SGDHD(_params(), lr="0.1"), TypeError, "expected a number"),
+    (lambda: SGDHD(_params(), lr=0.1, momentum=-0.9), ValueError, "momentum"),
+    (lambda: SGDHD(_params(), lr=0.1, nesterov=True), ValueError, "Nesterov"),
+    (lambda: SGDHD(_params(), lr=0.1, weight_decay=-1e-4), ValueError, "weight_decay"),
+    (lambda: AdamHD(_params(), betas=(0.9, 1.0)), ValueError, "betas"),
+    (lambda: AdamHD(_params(), betas=(-0.1, 0.999)), ValueError, "betas"),
+    (lambda: AdamHD(_params(), eps=-1e-8), ValueError, "eps"),
+    (lambda: AdamHD(_params(), lr=torch.ones(2)), ValueError, "shape"),
+    (lambda: HD(torch.optim.LBFGS(_params()), 1e-3), ValueError, "linear in lr"),
+    (lambda: HD(torch.optim.ASGD(_params()), 1e-3), ValueError, "linear in lr"),
+    (lambda: HD("sgd", 1e-3), TypeError, "torch.optim.Optimizer"),
+    (lambda: HD(torch.optim.SGD(_params(), 0.1), -1e-3), ValueError, "hypergrad_lr"),
+]
+
+
+@pytest.mark.parametrize("make,exc,words", BAD, ids=[f"{i}-{c[2]}" for i, c in enumerate(BAD)])
+def test_bad_input_gives_a_clear_error(make, exc, words):
+    with pytest.raises(exc, match=words):
+        make()
+
+
+# -- NaN gradients -----------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [lambda p: SGDHD(p, 0.1, hypergrad_lr=1e-2),
+                                  lambda p: AdamHD(p, 1e-2, hypergrad_lr=1e-4),
+                                  lambda p: HD(torch.optim.SGD(p, 0.1), 1e-2)],
+                         ids=["SGDHD", "AdamHD", "HD(SGD)"])
+def test_nan_gradient_keeps_alpha_finite_and_counts_the_event(make):
+    """α never becomes NaN silently: it keeps its last finite value and the event is counted;
+    the parameters take the NaN exactly as torch.optim would, so the loss reveals it."""
+    model = P.make_model()
+    opt = make(list(model.parameters()))
+    batches = P.batches()
+    for b in batches[:3]:
+        opt.zero_grad()
+        loss_fn(model, b).backward()
+        opt.step()
+    alpha_before = float(opt.param_groups[0]["lr"])
+    opt.zero_grad()
+    loss_fn(model, batches[3]).backward()
+    next(model.parameters()).grad[0, 0] = float("nan")
+    opt.step()
+    g = opt.param_groups[0]
+    assert float(g["lr"]) == alpha_before
+    assert int(g["hd_nonfinite"]) == 1
+    assert math.isnan(float(next(model.parameters()).detach()[0, 0]))
+
+
+def test_deepcopy_keeps_the_optimizer_working():
+    model = P.make_model()
+    opt = SGDHD(model.parameters(), 0.1, hypergrad_lr=1e-2, foreach=False)
+    m2, o2 = copy.deepcopy((model, opt))
+    o2.zero_grad()
+    loss_fn(m2, P.batches()[0]).backward()
+    o2.step()
+    assert o2.param_groups[0]["foreach"] is False

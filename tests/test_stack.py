@@ -1,0 +1,121 @@
+"""hdrepro.autodiff.HyperStack: plug-and-play use, heights, checkpointing, memory, validation."""
+import io
+
+import pytest
+import torch
+
+from hdrepro.autodiff import SGD, AdaGrad, Adam, HyperStack, RMSProp
+from hdrepro.verify import Problem, loss_fn
+
+P = Problem(model="mlp", steps=30)
+
+
+def _train(opt, model, batches):
+    for b in batches:
+        opt.zero_grad()
+        loss_fn(model, b).backward()  # an ordinary backward: no create_graph
+        opt.step()
+
+
+@pytest.mark.parametrize("levels", [
+    lambda: [SGD(0.1), SGD(1e-2)],
+    lambda: [Adam(1e-2, learn=("lr", "beta1", "beta2")), SGD(1e-5)],
+    lambda: [AdaGrad(0.05), SGD(1e-3)],
+    lambda: [RMSProp(1e-3, learn=("lr", "gamma")), SGD(1e-6)],
+    lambda: [SGD(0.1, 0.5, learn=("lr", "momentum")), SGD(1e-3), SGD(1e-4), SGD(1e-5)],
+    lambda: [Adam(1e-2), Adam(1e-3), SGD(1e-4)],
+], ids=["SGD/SGD", "Adam(α,β1,β2)/SGD", "AdaGrad/SGD", "RMSProp(α,γ)/SGD", "height-4",
+        "Adam/Adam/SGD"])
+def test_stacks_train_and_learn_their_hyperparameters(levels):
+    model = P.make_model()
+    opt = HyperStack(model.parameters(), levels())
+    before = opt.hyperparameters()
+    first = float(loss_fn(model, P.batches()[0]))
+    _train(opt, model, P.batches()[:30])
+    after = opt.hyperparameters()
+    learned = [f"{k}.{n}" for k, lv in enumerate(opt.levels[:-1]) for n in lv.learn]
+    assert all(after[n] != before[n] for n in learned), (before, after)
+    assert float(loss_fn(model, P.batches()[0])) < first
+
+
+def test_graph_is_freed_each_step_so_memory_does_not_grow():
+    model = P.make_model()
+    opt = HyperStack(model.parameters(), [Adam(1e-2), SGD(1e-4), SGD(1e-6)])
+
+    def graph_nodes():
+        seen, todo = set(), [t.grad_fn for rec in opt._records if rec for t in rec[1]]
+        while todo:
+            fn = todo.pop()
+            if fn is None or fn in seen:
+                continue
+            seen.add(fn)
+            todo.extend(f for f, _ in fn.next_functions)
+        return len(seen)
+
+    _train(opt, model, P.batches()[:3])
+    n3 = graph_nodes()
+    _train(opt, model, P.batches()[3:30])
+    assert graph_nodes() == n3 > 0
+
+
+def test_integer_hyperparameters_are_accepted():
+    model = P.make_model()
+    opt = HyperStack(model.parameters(), [SGD(lr=1), SGD(lr=0)])
+    _train(opt, model, P.batches()[:2])
+    assert opt.hyper[0]["lr"].dtype == torch.float64
+
+
+def test_state_dict_round_trip_continues_the_same_training():
+    batches = P.batches()
+    make = lambda m: HyperStack(m.parameters(), [Adam(1e-2), SGD(1e-4, clip=True), SGD(1e-7)])
+    model = P.make_model()
+    opt = make(model)
+    _train(opt, model, batches[:10])
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    _train(opt, model, batches[10:20])
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=False)
+    model2 = P.make_model()
+    model2.load_state_dict(saved["model"])
+    opt2 = make(model2)
+    opt2.load_state_dict(saved["opt"])
+    _train(opt2, model2, batches[10:20])
+    for p, q in zip(model.parameters(), model2.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=0)
+    assert opt.hyperparameters() == pytest.approx(opt2.hyperparameters(), rel=1e-12)
+
+
+def test_clipping_option_changes_large_rate_runs_only():
+    def final_lr(clip, beta):
+        model = P.make_model()
+        opt = HyperStack(model.parameters(), [SGD(0.05), SGD(beta, clip=clip)])
+        _train(opt, model, P.batches()[:30])
+        return opt.hyperparameters()["0.lr"]
+
+    assert final_lr(True, 1e-2) != final_lr(False, 1e-2)
+    assert final_lr(True, 0.0) == final_lr(False, 0.0) == 0.05
+
+
+BAD = [
+    (lambda: HyperStack([], [SGD()]), ValueError, "empty"),
+    (lambda: HyperStack([torch.zeros(2, requires_grad=True) * 2], [SGD()]), TypeError, "leaf"),
+    (lambda: HyperStack([torch.zeros(2, requires_grad=True)], []), TypeError, "non-empty"),
+    (lambda: HyperStack([torch.zeros(2, requires_grad=True)], [SGD(learn=()), SGD()]),
+     ValueError, "learns nothing"),
+    (lambda: HyperStack([torch.zeros(2, requires_grad=True)], [SGD(rule="multiplicative")]),
+     ValueError, "primary"),
+    (lambda: SGD(lr=-1), ValueError, "lr"),
+    (lambda: SGD(lr=float("nan")), ValueError, "lr"),
+    (lambda: SGD(learn=("beta1",)), ValueError, "cannot learn"),
+    (lambda: Adam(beta1=1.0), ValueError, "beta1"),
+    (lambda: RMSProp(gamma=1.5), ValueError, "gamma"),
+    (lambda: SGD(rule="mult"), ValueError, "rule"),
+    (lambda: SGD(lr="1e-3"), TypeError, "number"),
+]
+
+
+@pytest.mark.parametrize("make,exc,words", BAD, ids=[f"{i}-{c[2]}" for i, c in enumerate(BAD)])
+def test_bad_input_gives_a_clear_error(make, exc, words):
+    with pytest.raises(exc, match=words):
+        make()
