@@ -95,7 +95,7 @@ class Case:
 def equivalence_cases(alpha_sgd=0.1, alpha_adam=0.01) -> list[Case]:
     """SGD-HD, SGDN-HD, Adam-HD × {additive, multiplicative}, and second-order HD vs height 3."""
     a, m = "additive", "multiplicative"
-    beta = {("sgd", a): 1e-2, ("sgd", m): 1e-1, ("adam", a): 1e-4, ("adam", m): 1e-1}
+    beta = {("sgd", a): 1e-2, ("sgd", m): 2e-2, ("adam", a): 1e-4, ("adam", m): 2e-2}
     cases = []
     for rule in (a, m):
         b_sgd, b_adam = beta["sgd", rule], beta["adam", rule]
@@ -120,8 +120,8 @@ def equivalence_cases(alpha_sgd=0.1, alpha_adam=0.01) -> list[Case]:
              lambda p: AdamHD(p, alpha_adam, hypergrad_lr=1e-4, hyper_hypergrad_lr=1e-6),
              lambda p: HyperStack(p, [Adam(alpha_adam), SGD(1e-4), SGD(1e-6)]), True),
         Case("SGD-HD multiplicative 2nd order vs SGD/SGD(mult)/SGD",
-             lambda p: SGDHD(p, alpha_sgd, hypergrad_lr=1e-1, rule=m, hyper_hypergrad_lr=1e-2),
-             lambda p: HyperStack(p, [SGD(alpha_sgd), SGD(1e-1, rule=m), SGD(1e-2)]), True),
+             lambda p: SGDHD(p, alpha_sgd, hypergrad_lr=2e-2, rule=m, hyper_hypergrad_lr=1e-2),
+             lambda p: HyperStack(p, [SGD(alpha_sgd), SGD(2e-2, rule=m), SGD(1e-2)]), True),
     ]
     return cases
 

@@ -23,6 +23,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         pip install --quiet --disable-pip-version-check "$TORCH_SPEC"
     fi
     echo "[setup] installing hdrepro and its dependencies"
-    pip install --quiet --disable-pip-version-check -e "$ROOT[test]"
+    pip install --quiet --disable-pip-version-check -e "$ROOT[test,bench]"
     echo "$want" > "$stamp"
 fi

@@ -1,0 +1,213 @@
+"""Step-time ratios of the HD optimizers and stacks against torch.optim, measured side by side.
+
+Claim under test (issue: core): analytic HD steps within 1.5x torch's fused step; the autodiff
+Adam/SGD stack within 1.5x torch's default Adam iteration on the 784-128-10 MLP (batch 256).
+Every number printed is a ratio of medians from this one run on this one device.
+Runtime: smoke ~10 s, quick ~1 min, full ~3 min on 2 CPU cores.
+
+    python bench/bench_step.py --profile quick --out results/quick
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_style import LoopAdamHD, LoopSGDHD  # noqa: E402
+
+from hdrepro.autodiff import SGD, Adam, HyperStack  # noqa: E402
+from hdrepro.models import MLP  # noqa: E402
+from hdrepro.optim import HD, SGDHD, AdamHD  # noqa: E402
+
+REPEATS = {"smoke": 5, "quick": 30, "full": 100}
+
+
+def resnet_like_shapes() -> list[tuple[int, ...]]:
+    """~160 tensors, ~11M parameters: ResNet-18-like conv weights plus many small vectors."""
+    convs = [(64, 3, 7, 7)] + [(64, 64, 3, 3)] * 4
+    for c_in, c in ((64, 128), (128, 256), (256, 512)):
+        convs += [(c, c_in, 3, 3), (c, c, 3, 3), (c, c_in, 1, 1), (c, c, 3, 3), (c, c, 3, 3)]
+    shapes = convs + [(1000, 512), (1000,)]
+    widths = [64] * 10 + [128] * 10 + [256] * 10 + [512] * 10
+    while len(shapes) < 160:
+        shapes.append((widths[len(shapes) % len(widths)],))
+    return shapes
+
+
+def mlnn_shapes() -> list[tuple[int, ...]]:
+    return [(1000, 784), (1000,), (1000, 1000), (1000,), (10, 1000), (10,)]
+
+
+def make_params(shapes, device):
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    params = []
+    for s in shapes:
+        p = torch.nn.Parameter((torch.randn(s, generator=gen) * 0.01).to(device))
+        p.grad = (torch.randn(s, generator=gen) * 0.01).to(device)
+        params.append(p)
+    return params
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_ms(fn, device, repeats: int) -> float:
+    for _ in range(max(3, repeats // 10)):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+STEP_CASES = {
+    "SGDN (fused)": lambda p: torch.optim.SGD(p, 1e-3, momentum=0.9, nesterov=True, fused=True),
+    "SGDN-HD (ours)": lambda p: SGDHD(p, 1e-3, momentum=0.9, nesterov=True, hypergrad_lr=1e-6),
+    "SGDN-HD (reference-style loop)": lambda p: LoopSGDHD(p, 1e-3, 0.9, True, 1e-6),
+    "Adam (fused)": lambda p: torch.optim.Adam(p, 1e-3, fused=True),
+    "Adam (foreach)": lambda p: torch.optim.Adam(p, 1e-3, foreach=True),
+    "Adam-HD (ours)": lambda p: AdamHD(p, 1e-3, hypergrad_lr=1e-8),
+    "HD(Adam fused) (ours)": lambda p: HD(torch.optim.Adam(p, 1e-3, fused=True), 1e-8),
+    "Adam-HD (reference-style loop)": lambda p: LoopAdamHD(p, 1e-3, hypergrad_lr=1e-8),
+}
+STEP_RATIOS = [  # (numerator, denominator)
+    ("SGDN-HD (ours)", "SGDN (fused)"), ("SGDN-HD (reference-style loop)", "SGDN (fused)"),
+    ("SGDN-HD (reference-style loop)", "SGDN-HD (ours)"),
+    ("Adam-HD (ours)", "Adam (fused)"), ("HD(Adam fused) (ours)", "Adam (fused)"),
+    ("Adam (foreach)", "Adam (fused)"), ("Adam-HD (reference-style loop)", "Adam (fused)"),
+    ("Adam-HD (reference-style loop)", "Adam-HD (ours)"),
+]
+
+
+def bench_steps(device, repeats) -> list[dict]:
+    rows = []
+    for set_name, shapes in (("resnet-like 160 tensors", resnet_like_shapes()),
+                             ("MLNN 784-1000-1000-10", mlnn_shapes())):
+        ms = {}
+        for name, make in STEP_CASES.items():
+            params = make_params(shapes, device)
+            opt = make(params)
+            ms[name] = median_ms(opt.step, device, repeats)
+        n_params = sum(torch.Size(s).numel() for s in shapes)
+        for num, den in STEP_RATIOS:
+            rows.append({"benchmark": "optimizer step", "params": set_name,
+                         "n_tensors": len(shapes), "n_params": n_params, "ours": num,
+                         "baseline": den, "ratio": ms[num] / ms[den],
+                         "ours_ms": ms[num], "baseline_ms": ms[den]})
+    return rows
+
+
+def mlp_iteration(device, make_opt, batch=256):
+    """One training iteration (forward, backward, step) of the 784-128-10 tanh MLP."""
+    torch.manual_seed(0)
+    model = MLP((784, 128, 10), activation=torch.nn.Tanh).to(device)
+    opt = make_opt(model.parameters())
+    x = torch.randn(batch, 784, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def it():
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return it
+
+
+def gdtuo_iteration(device, stack: str, batch=256):
+    """The same iteration with Chandra et al.'s package (model wrapper, create_graph=True)."""
+    from gradient_descent_the_ultimate_optimizer import gdtuo
+    torch.manual_seed(0)
+    model = MLP((784, 128, 10), activation=torch.nn.Tanh).to(device)
+    opt = {"Adam/SGD": lambda: gdtuo.Adam(alpha=1e-3, optimizer=gdtuo.SGD(1e-5)),
+           "SGD/SGD": lambda: gdtuo.SGD(alpha=1e-2, optimizer=gdtuo.SGD(1e-5))}[stack]()
+    mw = gdtuo.ModuleWrapper(model, optimizer=opt)
+    mw.initialize()
+    x = torch.randn(batch, 784, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def it():
+        mw.begin()
+        mw.zero_grad()
+        torch.nn.functional.cross_entropy(mw.forward(x), y).backward(create_graph=True)
+        mw.step()
+    return it
+
+
+def bench_stacks(device, repeats) -> list[dict]:
+    cases = {
+        "torch Adam (default)": lambda p: torch.optim.Adam(p, 1e-3),
+        "torch SGD (default)": lambda p: torch.optim.SGD(p, 1e-2),
+        "HyperStack Adam/SGD (ours)": lambda p: HyperStack(p, [Adam(1e-3), SGD(1e-5)]),
+        "HyperStack SGD/SGD (ours)": lambda p: HyperStack(p, [SGD(1e-2), SGD(1e-5)]),
+        "HyperStack Adam/SGD clip (ours)": lambda p: HyperStack(p, [Adam(1e-3),
+                                                                    SGD(1e-5, clip=True)]),
+    }
+    ms = {n: median_ms(mlp_iteration(device, make), device, repeats * 3)
+          for n, make in cases.items()}
+    ratios = [("HyperStack Adam/SGD (ours)", "torch Adam (default)"),
+              ("HyperStack Adam/SGD clip (ours)", "torch Adam (default)"),
+              ("HyperStack SGD/SGD (ours)", "torch SGD (default)")]
+    if importlib.util.find_spec("gradient_descent_the_ultimate_optimizer"):
+        for stack, base in (("Adam/SGD", "torch Adam (default)"),
+                            ("SGD/SGD", "torch SGD (default)")):
+            name = f"gdtuo {stack} (Chandra et al.)"
+            ms[name] = median_ms(gdtuo_iteration(device, stack), device, repeats * 3)
+            ratios += [(name, base), (f"HyperStack {stack} (ours)", name)]
+    else:
+        print("gradient-descent-the-ultimate-optimizer not installed: its rows are skipped "
+              "(pip install -e '.[bench]')")
+    return [{"benchmark": "MLP iteration (fwd+bwd+step)", "params": "784-128-10 tanh, batch 256",
+             "n_tensors": 4, "n_params": 784 * 128 + 128 + 1280 + 10, "ours": num,
+             "baseline": den, "ratio": ms[num] / ms[den], "ours_ms": ms[num],
+             "baseline_ms": ms[den]} for num, den in ratios]
+
+
+def device_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", choices=sorted(REPEATS), default="quick")
+    ap.add_argument("--out", type=Path, default=Path("results/quick"),
+                    help="folder for bench_step_<device>.csv (default results/quick)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    repeats = REPEATS[args.profile]
+    rows = bench_steps(device, repeats) + bench_stacks(device, repeats)
+    meta = {"device": device_name(device), "torch": torch.__version__, "profile": args.profile,
+            "repeats": repeats, "commit": os.environ.get("HDREPRO_COMMIT", "")}
+    for r in rows:
+        r.update(meta)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench_step_{device.type}.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"{'benchmark':30s} {'params':26s} {'ours':34s} {'baseline':32s} ratio")
+    for r in rows:
+        print(f"{r['benchmark'][:30]:30s} {r['params'][:26]:26s} {r['ours'][:34]:34s} "
+              f"{r['baseline'][:32]:32s} {r['ratio']:.2f}")
+    print(f"wrote {path} ({meta['device']})")
+
+
+if __name__ == "__main__":
+    main()

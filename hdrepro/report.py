@@ -1,0 +1,171 @@
+"""Generate REPORT.md from saved results: ``python -m hdrepro.report --results results/quick``.
+
+The prose lives in templates/REPORT.md.in; every number is read from the results files here, and
+each ``{{name}}`` placeholder in the template is replaced by the table or sentence that
+``SECTIONS[name]`` builds. Code locations in the equations table are looked up with ``inspect``,
+so they follow the code.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import inspect
+import math
+import re
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def sci(x) -> str:
+    x = float(x)
+    return "0" if x == 0 else ("nan" if math.isnan(x) else f"{x:.1e}")
+
+
+def code_location(obj) -> str:
+    obj = inspect.unwrap(obj)  # see through decorators such as torch.no_grad
+    path = Path(inspect.getsourcefile(obj)).resolve().relative_to(ROOT)
+    line = inspect.getsourcelines(obj)[1]
+    return f"[`{path}:{line}`]({path}#L{line}) `{obj.__qualname__}`"
+
+
+def equations_table(_: Path) -> str:
+    from .autodiff import clip, levels, stack
+    from .optim import _hypergrad as hg
+    from .optim import adamhd, hd, sgdhd
+    rows = [
+        ("h_t = ∇f(θ_{t-1})·∇_α u_{t-1} = −g_t·d_{t-1}", "Baydin et al. Eq. (hypergradient)",
+         sgdhd.SGDHD._group_step),
+        ("α_t = α_{t-1} − β_t h_t (additive)", "Baydin et al. Alg. 1-3", hg.update_lr),
+        ("α_t = α_{t-1}(1 − β_t h_t/(‖g_t‖‖∇_α u_{t-1}‖)) (multiplicative)",
+         "Baydin et al., multiplicative rule", hg.update_lr),
+        ("β_t = β_{t-1} − γ h_t ∂α_{t-1}/∂β = β_{t-1} + γ h_t h_{t-1}",
+         "reproducibility report §5 (sign corrected)", hg.update_lr),
+        ("SGD / SGDN direction d_t, θ_t = θ_{t-1} − α_t d_t", "Baydin et al. Alg. 1-2",
+         sgdhd.SGDHD),
+        ("Adam-HD: d_{t-1} = m̂_{t-1}/(√v̂_{t-1}+ε)", "Baydin et al. Alg. 3",
+         adamhd.AdamHD._hypergradient),
+        ("∇_α u_{t-1} = Δθ_{t-1}/α_{t-1} for any linear-in-α optimizer", "Baydin et al. §2",
+         hd.HD.step),
+        ("∂f(θ_{t-1})/∂α_{t-1} by reverse mode through one step", "Chandra et al. §3",
+         stack.HyperStack._hypergradients),
+        ("p_t = p_{t-1}.detach() − α·f(g.detach()) (one level)", "Chandra et al. §3",
+         levels.SGD.update),
+        ("θ_t = ((t−1)θ'_{t−1} + ‖g_t‖)/t, g'_t = g_t min(1, θ_t/‖g_t‖)",
+         "clipping report §3", clip.clip_step),
+    ]
+    return md_table(["equation (paper symbols)", "source", "code"],
+                    [[f"{eq}", src, code_location(obj)] for eq, src, obj in rows])
+
+
+def equivalence_table(results: Path) -> str:
+    rows = [r for r in read_csv(results / "equivalence.csv") if r["check"] == "analytic vs autodiff"]
+    if not rows:
+        return "_No equivalence results in this results folder: run experiments/equivalence.py._"
+    body = [[r["case"], r["model"], r["steps"], sci(r["alpha_rel_err"]), sci(r["params_rel_err"]),
+             sci(r["beta_rel_err"]), f"{float(r['alpha_0']):g} → {float(r['alpha_T']):.4g}"]
+            for r in rows]
+    worst = max(max(float(r["alpha_rel_err"]), float(r["params_rel_err"]),
+                    0.0 if math.isnan(float(r["beta_rel_err"])) else float(r["beta_rel_err"]))
+                for r in rows)
+    return (md_table(["analytic optimizer vs autodiff stack", "model", "steps", "α rel. err",
+                      "θ rel. err", "β rel. err", "α₀ → α_T"], body)
+            + f"\n\nLargest relative difference over all rows: **{sci(worst)}** "
+              "(tests require ≤ 1e-10 after 25 steps).")
+
+
+def fd_table(results: Path) -> str:
+    rows = [r for r in read_csv(results / "equivalence.csv")
+            if r["check"] == "analytic vs finite difference"]
+    if not rows:
+        return "_No finite-difference results in this results folder._"
+    body = [[r["case"], r["model"], f"{float(r['h_analytic']):.8g}", f"{float(r['h_fd']):.8g}",
+             sci(r["h_rel_err"])] for r in rows]
+    worst = max(float(r["h_rel_err"]) for r in rows)
+    return (md_table(["optimizer", "model", "analytic h", "central difference", "rel. err"], body)
+            + f"\n\nLargest relative error: **{sci(worst)}** (tests require ≤ 1e-6).")
+
+
+def bench_table(results: Path, device: str) -> str:
+    rows = read_csv(results / f"bench_step_{device}.csv")
+    if not rows:
+        return (f"_Not measured: no `bench_step_{device}.csv` in this results folder "
+                f"({'no GPU was available to the session that made these results' if device == 'cuda' else 'run bench/bench_step.py'})._")
+    head = (f"Device: **{rows[0]['device']}**, torch {rows[0]['torch']}, median of "
+            f"{rows[0]['repeats']} timed calls per entry (profile {rows[0]['profile']}).\n\n")
+    body = [[r["benchmark"], r["params"], r["ours"], r["baseline"], f"{float(r['ratio']):.2f}"]
+            for r in rows]
+    return head + md_table(["benchmark", "parameters", "numerator", "denominator",
+                            "time ratio"], body)
+
+
+def ratio(results: Path, device: str, ours: str, baseline: str, params: str = "") -> str:
+    for r in read_csv(results / f"bench_step_{device}.csv"):
+        if r["ours"] == ours and r["baseline"] == baseline and params in r["params"]:
+            return f"{float(r['ratio']):.2f}×"
+    return "not measured"
+
+
+SECTIONS: dict[str, Callable[[Path], str]] = {
+    "equations_table": equations_table,
+    "equivalence_table": equivalence_table,
+    "fd_table": fd_table,
+    "bench_cpu_table": lambda r: bench_table(r, "cpu"),
+    "bench_cuda_table": lambda r: bench_table(r, "cuda"),
+    "stack_ratio_cpu": lambda r: ratio(r, "cpu", "HyperStack Adam/SGD (ours)",
+                                       "torch Adam (default)"),
+    "gdtuo_ratio_cpu": lambda r: ratio(r, "cpu", "gdtuo Adam/SGD (Chandra et al.)",
+                                       "torch Adam (default)"),
+    "adamhd_ratio_cpu": lambda r: ratio(r, "cpu", "Adam-HD (ours)", "Adam (fused)", "resnet"),
+    "sgdnhd_ratio_cpu": lambda r: ratio(r, "cpu", "SGDN-HD (ours)", "SGDN (fused)", "resnet"),
+    "foreach_ratio_cpu": lambda r: ratio(r, "cpu", "Adam (foreach)", "Adam (fused)", "resnet"),
+    "loop_ratio_cpu": lambda r: ratio(r, "cpu", "Adam-HD (reference-style loop)",
+                                      "Adam-HD (ours)", "resnet"),
+}
+
+
+def render(template: str, results: Path, profile: str) -> str:
+    def fill(m: re.Match) -> str:
+        name = m.group(1)
+        if name == "profile":
+            return profile
+        if name == "results":
+            return str(results.relative_to(ROOT)) if results.is_relative_to(ROOT) else str(results)
+        if name not in SECTIONS:
+            raise KeyError(f"template placeholder {{{{{name}}}}} has no section in "
+                           "hdrepro.report.SECTIONS")
+        return SECTIONS[name](results)
+    return re.sub(r"\{\{(\w+)\}\}", fill, template)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Write REPORT.md from saved results.")
+    ap.add_argument("--results", type=Path, default=ROOT / "results" / "quick",
+                    help="results folder to read (default results/quick)")
+    ap.add_argument("--profile", default=None, help="profile name shown in the report "
+                    "(default: the results folder's name)")
+    ap.add_argument("--template", type=Path, default=ROOT / "templates" / "REPORT.md.in")
+    ap.add_argument("--out", type=Path, default=ROOT / "REPORT.md")
+    args = ap.parse_args(argv)
+    results = args.results.resolve()
+    text = render(args.template.read_text(), results, args.profile or results.name)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

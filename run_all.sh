@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Set up (.venv, package, data), run every experiment of a profile, redraw figures/, rewrite
+# REPORT.md.  Usage: ./run_all.sh [--profile smoke|quick|full] [--out DIR]
+#   smoke: the whole pipeline at tiny scale (< 2 min on 2 CPU cores; the test suite runs it)
+#   quick: the default; every figure and table at reduced scale (< 30 min on 2 CPU cores)
+#   full:  paper scale; uses a GPU when present
+# --out DIR writes results/, figures/ and REPORT.md under DIR instead of the repository.
+set -euo pipefail
+cd "$(dirname "$0")"
+profile=quick
+out=.
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --profile) profile="${2:?--profile needs smoke, quick or full}"; shift 2 ;;
+        --profile=*) profile="${1#*=}"; shift ;;
+        --out) out="${2:?--out needs a folder}"; shift 2 ;;
+        --out=*) out="${1#*=}"; shift ;;
+        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        *) echo "run_all.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+    esac
+done
+case "$profile" in smoke|quick|full) ;; *)
+    echo "run_all.sh: unknown profile '$profile'; choose smoke, quick or full" >&2; exit 2 ;;
+esac
+
+. scripts/setup_env.sh
+results="$out/results/$profile"
+figures="$out/figures"
+mkdir -p "$results" "$figures"
+export HDREPRO_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+
+echo "[run_all] profile=$profile results=$results"
+python experiments/equivalence.py --profile "$profile" --out "$results" --figures "$figures"
+python bench/bench_step.py --profile "$profile" --out "$results"
+python -m hdrepro.report --results "$results" --profile "$profile" --out "$out/REPORT.md"
+echo "[run_all] done: $out/REPORT.md"

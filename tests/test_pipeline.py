@@ -1,0 +1,55 @@
+"""The whole pipeline (./run_all.sh --profile smoke) runs, and REPORT.md holds the results' numbers."""
+import csv
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    subprocess.run(["bash", str(ROOT / "run_all.sh"), "--profile", "smoke", "--out", str(out)],
+                   check=True, cwd=ROOT, timeout=600)
+    return out
+
+
+def test_smoke_profile_writes_results_figures_and_report(smoke):
+    results = smoke / "results" / "smoke"
+    assert (results / "equivalence.csv").stat().st_size > 0
+    assert (results / "bench_step_cpu.csv").stat().st_size > 0
+    assert (smoke / "figures" / "equivalence_alpha.png").stat().st_size > 10_000
+    report = (smoke / "REPORT.md").read_text()
+    assert "{{" not in report
+    assert "profile **smoke**" in report
+
+
+def test_report_numbers_are_the_results_files_numbers(smoke):
+    report = (smoke / "REPORT.md").read_text()
+    rows = list(csv.DictReader((smoke / "results" / "smoke" / "equivalence.csv").open()))
+    for r in rows:
+        if r["check"] == "analytic vs autodiff":
+            err = float(r["alpha_rel_err"])
+            cell = "0" if err == 0 else f"{err:.1e}"
+            assert f"| {r['case']} | {r['model']} | {r['steps']} | {cell} |" in report
+    bench = list(csv.DictReader((smoke / "results" / "smoke" / "bench_step_cpu.csv").open()))
+    for r in bench:
+        assert f"| {r['ours']} | {r['baseline']} | {float(r['ratio']):.2f} |" in report
+
+
+def test_every_code_link_in_the_report_points_at_a_real_line(smoke):
+    report = (smoke / "REPORT.md").read_text()
+    links = re.findall(r"\(([\w/]+\.py)#L(\d+)\)", report)
+    assert len(links) >= 10
+    for path, line in links:
+        lines = (ROOT / path).read_text().splitlines()
+        assert int(line) <= len(lines) and lines[int(line) - 1].lstrip().startswith(("def", "class", "@"))
+
+
+def test_run_all_rejects_an_unknown_profile():
+    proc = subprocess.run(["bash", str(ROOT / "run_all.sh"), "--profile", "huge"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "choose smoke, quick or full" in proc.stderr
