@@ -62,17 +62,21 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def median_ms(fn, device, repeats: int) -> float:
-    for _ in range(max(3, repeats // 10)):
-        fn()
+def interleaved_medians(fns: dict, device, repeats: int) -> dict[str, float]:
+    """Median ms per call of each function, timed round-robin so that drift in the machine's
+    speed (other load, frequency changes) affects every entry alike."""
+    for fn in fns.values():
+        for _ in range(max(3, repeats // 10)):
+            fn()
     sync(device)
-    times = []
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 STEP_CASES = {
@@ -98,11 +102,8 @@ def bench_steps(device, repeats) -> list[dict]:
     rows = []
     for set_name, shapes in (("resnet-like 160 tensors", resnet_like_shapes()),
                              ("MLNN 784-1000-1000-10", mlnn_shapes())):
-        ms = {}
-        for name, make in STEP_CASES.items():
-            params = make_params(shapes, device)
-            opt = make(params)
-            ms[name] = median_ms(opt.step, device, repeats)
+        steps = {name: make(make_params(shapes, device)).step for name, make in STEP_CASES.items()}
+        ms = interleaved_medians(steps, device, repeats)
         n_params = sum(torch.Size(s).numel() for s in shapes)
         for num, den in STEP_RATIOS:
             rows.append({"benchmark": "optimizer step", "params": set_name,
@@ -156,8 +157,7 @@ def bench_stacks(device, repeats) -> list[dict]:
         "HyperStack Adam/SGD clip (ours)": lambda p: HyperStack(p, [Adam(1e-3),
                                                                     SGD(1e-5, clip=True)]),
     }
-    ms = {n: median_ms(mlp_iteration(device, make), device, repeats * 3)
-          for n, make in cases.items()}
+    its = {n: mlp_iteration(device, make) for n, make in cases.items()}
     ratios = [("HyperStack Adam/SGD (ours)", "torch Adam (default)"),
               ("HyperStack Adam/SGD clip (ours)", "torch Adam (default)"),
               ("HyperStack SGD/SGD (ours)", "torch SGD (default)")]
@@ -165,11 +165,12 @@ def bench_stacks(device, repeats) -> list[dict]:
         for stack, base in (("Adam/SGD", "torch Adam (default)"),
                             ("SGD/SGD", "torch SGD (default)")):
             name = f"gdtuo {stack} (Chandra et al.)"
-            ms[name] = median_ms(gdtuo_iteration(device, stack), device, repeats * 3)
+            its[name] = gdtuo_iteration(device, stack)
             ratios += [(name, base), (f"HyperStack {stack} (ours)", name)]
     else:
         print("gradient-descent-the-ultimate-optimizer not installed: its rows are skipped "
               "(pip install -e '.[bench]')")
+    ms = interleaved_medians(its, device, repeats * 3)
     return [{"benchmark": "MLP iteration (fwd+bwd+step)", "params": "784-128-10 tanh, batch 256",
              "n_tensors": 4, "n_params": 784 * 128 + 128 + 1280 + 10, "ours": num,
              "baseline": den, "ratio": ms[num] / ms[den], "ours_ms": ms[num],

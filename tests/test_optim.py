@@ -218,3 +218,49 @@ def test_deepcopy_keeps_the_optimizer_working():
     loss_fn(m2, P.batches()[0]).backward()
     o2.step()
     assert o2.param_groups[0]["foreach"] is False
+
+
+# -- no host synchronisation ---------------------------------------------------------------------
+NO_SYNC = [
+    ("SGDN-HD", lambda p: SGDHD(p, 0.1, momentum=0.9, nesterov=True, hypergrad_lr=1e-2)),
+    ("SGD-HD mult 2nd", lambda p: SGDHD(p, 0.1, hypergrad_lr=1e-2, rule="multiplicative",
+                                        hyper_hypergrad_lr=1e-3)),
+    ("Adam-HD", lambda p: AdamHD(p, 1e-2, hypergrad_lr=1e-4, weight_decay=1e-4)),
+    ("HD(Adam fused)", lambda p: HD(torch.optim.Adam(p, 1e-2, fused=True), 1e-4)),
+]
+
+
+def _step_with_syncs_forbidden(make, monkeypatch):
+    model = P.make_model()
+    opt = make(list(model.parameters()))
+    batches = P.batches()
+    for b in batches[:2]:
+        opt.zero_grad()
+        loss_fn(model, b).backward()
+        opt.step()
+    opt.zero_grad()
+    loss_fn(model, batches[2]).backward()
+
+    def sync(*args, **kwargs):
+        raise AssertionError("host synchronisation inside step()")
+
+    for attr in ("item", "__float__", "__int__", "__bool__", "tolist"):
+        monkeypatch.setattr(torch.Tensor, attr, sync)
+    try:
+        opt.step()
+    finally:
+        monkeypatch.undo()
+    return opt
+
+
+@pytest.mark.parametrize("name,make", NO_SYNC, ids=[c[0] for c in NO_SYNC])
+def test_step_reads_nothing_back_to_the_host(name, make, monkeypatch):
+    """No .item()/float()/bool() of a tensor inside step(): on a GPU each would be a sync."""
+    opt = _step_with_syncs_forbidden(make, monkeypatch)
+    assert math.isfinite(float(opt.param_groups[0]["lr"]))
+
+
+def test_the_sync_check_catches_a_sync(monkeypatch):
+    """HD around a non-fused torch SGD must read float(α) (documented), and the check sees it."""
+    with pytest.raises(AssertionError, match="host synchronisation"):
+        _step_with_syncs_forbidden(lambda p: HD(torch.optim.SGD(p, 0.1), 1e-2), monkeypatch)

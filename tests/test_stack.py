@@ -30,12 +30,12 @@ def test_stacks_train_and_learn_their_hyperparameters(levels):
     model = P.make_model()
     opt = HyperStack(model.parameters(), levels())
     before = opt.hyperparameters()
-    first = float(loss_fn(model, P.batches()[0]))
+    first = float(loss_fn(model, P.batches()[0]).detach())
     _train(opt, model, P.batches()[:30])
     after = opt.hyperparameters()
     learned = [f"{k}.{n}" for k, lv in enumerate(opt.levels[:-1]) for n in lv.learn]
     assert all(after[n] != before[n] for n in learned), (before, after)
-    assert float(loss_fn(model, P.batches()[0])) < first
+    assert float(loss_fn(model, P.batches()[0]).detach()) < first
 
 
 def test_graph_is_freed_each_step_so_memory_does_not_grow():
