@@ -85,15 +85,28 @@ class AdamHD(Optimizer):
         bc1 = 1 - beta1 ** steps                       # 1 - β₁^{t-1}, one per tensor
         c = torch.sqrt(1 - beta2 ** steps)             # √(1 - β₂^{t-1})
         # m̂/(√v̂+ε) = (c/bc1) · m/(√v + ε c): fold the per-tensor scalars out of the big tensors.
-        denom = torch._foreach_sqrt([s["exp_avg_sq"] for s in st])
-        torch._foreach_add_(denom, list((group["eps"] * c).unbind()))
-        q = torch._foreach_div([s["exp_avg"] for s in st], denom)
+        eps_c = list((group["eps"] * c).unbind())
+        m_list, v_list = [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st]
+        want_norm = group["rule"] == "multiplicative"
+        if hg.per_tensor_loop(params):
+            dots, norms = [], []
+            for i, m, v, e in zip(old, m_list, v_list, eps_c):
+                q = v.sqrt().add_(e)
+                torch.div(m, q, out=q)
+                dots.append(torch.dot(g[i].reshape(-1), q.reshape(-1)))
+                if want_norm:
+                    norms.append(torch.linalg.vector_norm(q))
+        else:
+            q = torch._foreach_sqrt(v_list)
+            torch._foreach_add_(q, eps_c)
+            q = torch._foreach_div(m_list, q)
+            dots = [torch.dot(g[i].reshape(-1), qi.reshape(-1)) for i, qi in zip(old, q)]
+            norms = torch._foreach_norm(q) if want_norm else []
         scale = c / bc1
-        dots = torch.stack([torch.dot(g[i].reshape(-1), qi.reshape(-1)) for i, qi in zip(old, q)])
-        h = -(dots * scale).sum()
+        h = -(torch.stack(dots) * scale).sum()
         d_norm = zero
-        if group["rule"] == "multiplicative":
-            d_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(q)) * scale)
+        if want_norm:
+            d_norm = torch.linalg.vector_norm(torch.stack(norms) * scale)
         return h, d_norm
 
     def _group_step(self, group, params, grads):

@@ -101,12 +101,26 @@ class SGDHD(Optimizer):
             for p, b in zip(params, bufs):
                 self.state[p]["momentum_buffer"] = b
         if self._stores_direction(group):
-            if group["nesterov"]:
-                d = torch._foreach_add(g, bufs, alpha=mu)
-            else:
-                d = g if wd else torch._foreach_mul(g, 1.0)  # a copy: .grad is reused
-            for p, di in zip(params, d):
-                self.state[p]["direction"] = di
+            self._store_directions(group, params, g, bufs)
+
+    def _store_directions(self, group, params, g, bufs):
+        """d_t = g_t + μ b_t (Nesterov) or g_t (plain), written into last step's buffers."""
+        mu, nesterov = group["momentum"], group["nesterov"]
+        dirs = [self.state[p].get("direction") for p in params]
+        if any(d is None for d in dirs):  # first step: allocate
+            dirs = [torch.empty_like(p) for p in params]
+            for p, d in zip(params, dirs):
+                self.state[p]["direction"] = d
+        if hg.per_tensor_loop(params):
+            for d, gi, b in zip(dirs, g, bufs):
+                if nesterov:
+                    torch.add(gi, b, alpha=mu, out=d)
+                else:
+                    d.copy_(gi)
+        else:
+            torch._foreach_copy_(dirs, g)
+            if nesterov:
+                torch._foreach_add_(dirs, bufs, alpha=mu)
 
     def _group_step_loop(self, group, params, grads):
         """The equations of the class docstring, one parameter at a time."""
