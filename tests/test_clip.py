@@ -4,6 +4,8 @@ import torch
 
 from hdrepro.autodiff import clip_init, clip_step
 
+pytestmark = pytest.mark.usefixtures("float64")
+
 
 def _walk(norms, count_zero_first):
     state = clip_init(torch.zeros(()))

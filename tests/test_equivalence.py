@@ -6,12 +6,15 @@ from hdrepro.optim import SGDHD
 from hdrepro.verify import (Case, Problem, compare, equivalence_cases, fd_cases,
                             finite_difference_check)
 
+pytestmark = pytest.mark.usefixtures("float64")
+
 
 class AscentSGD(SGD):
     """SGD that ascends, p + lr·g: the sign the report printed for the β update."""
 
     def update(self, params, grads, state, hyper, scale=None):
         return super().update(params, [-g for g in grads], state, hyper, scale)
+
 
 MODELS = ("logreg", "mlp")
 CASES = equivalence_cases()

@@ -10,6 +10,8 @@ from hdrepro.optim import HD, SGDHD, AdamHD
 from hdrepro.optim import _hypergrad as hg
 from hdrepro.verify import Problem, loss_fn, rel_err, trajectory
 
+pytestmark = pytest.mark.usefixtures("float64")
+
 P = Problem(model="mlp", steps=20)
 
 

@@ -7,6 +7,8 @@ import torch
 from hdrepro.autodiff import SGD, AdaGrad, Adam, HyperStack, RMSProp
 from hdrepro.verify import Problem, loss_fn
 
+pytestmark = pytest.mark.usefixtures("float64")
+
 P = Problem(model="mlp", steps=30)
 
 

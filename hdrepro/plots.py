@@ -1,0 +1,68 @@
+"""Plot functions: they take tidy results (pandas DataFrames) and axes, and draw; drivers save.
+
+Re-plotting never re-trains: every function here reads saved rows only.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+FAMILY_COLORS = {"SGD": "C0", "SGDN": "C1", "Adam": "C2"}
+MODEL_TITLES = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN",
+                "vgg16bn": "VGG-16 (CIFAR-10)", "vgg16bn-narrow": "VGG-16 ¼ width (CIFAR-10)"}
+
+
+def style(optimizer: str) -> dict:
+    """Same colour per base optimizer; solid for HD, dashed for the base."""
+    family = optimizer.replace("-HD", "")
+    return {"color": FAMILY_COLORS.get(family, "C7"),
+            "ls": "-" if optimizer.endswith("-HD") else "--", "lw": 1.3}
+
+
+def _band(ax, x, runs: np.ndarray, label: str, **kw) -> None:
+    """Mean over seeds (rows of `runs`) with a min-max band."""
+    ax.plot(x, np.nanmean(runs, 0), label=label, **kw)
+    if runs.shape[0] > 1:
+        ax.fill_between(x, np.nanmin(runs, 0), np.nanmax(runs, 0), color=kw["color"], alpha=0.15,
+                        lw=0)
+
+
+def _per_seed(df: pd.DataFrame, x: str, y: str, smooth: int = 1):
+    """Align runs of one optimizer on `x`; returns (x values, seeds × steps array)."""
+    wide = df.pivot_table(index=x, columns="seed", values=y)
+    if smooth > 1:
+        wide = wide.rolling(smooth, min_periods=1).mean()
+    return wide.index.to_numpy(), wide.to_numpy().T
+
+
+def plot_fig1(iterations: pd.DataFrame, epochs: pd.DataFrame, model_order: list[str],
+              optimizer_order: list[str], axes) -> None:
+    """Baydin et al.'s Figure 2 layout: per model (column) α_t, training loss, validation loss.
+
+    `axes` is a 3 × len(model_order) array. Training loss is a moving average over a fifth of an
+    epoch, mean over seeds with a min-max band; α_t likewise (constant α₀ for the bases).
+    """
+    for j, model in enumerate(model_order):
+        it_m, ep_m = iterations[iterations.model == model], epochs[epochs.model == model]
+        per_epoch = max(1, int(it_m.groupby("run_id").iteration.max().min()
+                               / max(1, ep_m.epoch.max())) if len(it_m) else 1)
+        for opt in optimizer_order:
+            kw = style(opt)
+            it_o, ep_o = it_m[it_m.optimizer == opt], ep_m[ep_m.optimizer == opt]
+            if it_o.empty:
+                continue
+            _band(axes[0, j], *_per_seed(it_o, "iteration", "alpha"), opt, **kw)
+            _band(axes[1, j], *_per_seed(it_o, "iteration", "loss", max(1, per_epoch // 5)),
+                  opt, **kw)
+            if not ep_o.empty:
+                _band(axes[2, j], *_per_seed(ep_o, "epoch", "val_loss"), opt, **kw)
+        axes[0, j].set_title(MODEL_TITLES.get(model, model))
+        axes[0, j].set_yscale("log")
+        axes[1, j].set_yscale("log")
+        axes[2, j].set_yscale("log")
+        axes[1, j].set_xlabel("iteration")
+        axes[2, j].set_xlabel("epoch")
+    axes[0, 0].set_ylabel("learning rate α_t")
+    axes[1, 0].set_ylabel("training loss")
+    axes[2, 0].set_ylabel("validation loss")
+    axes[0, -1].legend(fontsize=7, loc="best")

@@ -1,0 +1,130 @@
+"""hdrepro.data: real MNIST/Fashion-MNIST from the set-up's cache, checksums, subsets, errors."""
+import json
+import pickle
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from hdrepro import data as D
+
+ROOT = D.default_data_root()
+
+
+def test_mnist_is_the_full_official_split_checked_by_sha256():
+    m = json.loads((ROOT / "mnist" / "manifest.json").read_text())
+    assert (m["n_train"], m["n_test"]) == (60000, 10000)
+    for fname, digest in D.IDX["mnist"].files.values():
+        assert D.sha256((ROOT / "mnist" / "raw" / fname).read_bytes()) == digest
+    d = D.load(D.DataConfig("mnist"), ROOT)
+    assert int(d.test.y[0]) == 7  # test image 0 is a 7
+    raw = torch.load(ROOT / "mnist" / "cache.pt", weights_only=True)
+    assert float(raw["train_x"].double().mean() / 255) == pytest.approx(0.1307, abs=1e-4)
+
+
+def test_fraction_one_tenth_is_the_reports_first_6000_and_1000():
+    full = D.load(D.DataConfig("mnist"), ROOT)
+    tenth = D.load(D.DataConfig("mnist", fraction=0.1), ROOT)
+    assert (len(tenth.train), len(tenth.test)) == (6000, 1000)
+    assert torch.equal(tenth.train.x, full.train.x[:6000])
+    assert torch.equal(tenth.test.y, full.test.y[:1000])
+    assert tenth.provenance["validation"].startswith("test set")
+
+
+def test_stratified_subset_is_seeded_balanced_and_the_same_size():
+    a = D.load(D.DataConfig("mnist", 0.1, "stratified", seed=3), ROOT)
+    b = D.load(D.DataConfig("mnist", 0.1, "stratified", seed=3), ROOT)
+    c = D.load(D.DataConfig("mnist", 0.1, "stratified", seed=4), ROOT)
+    assert torch.equal(a.train.y, b.train.y) and torch.equal(a.train.x, b.train.x)
+    assert not torch.equal(a.train.x, c.train.x)
+    assert len(a.train) == 6000
+    full_share = D.load(D.DataConfig("mnist"), ROOT).train.y.bincount().double() / 60000
+    share = a.train.y.bincount().double() / 6000
+    assert torch.allclose(share, full_share, atol=2e-3)
+
+
+def test_fashion_mnist_from_the_set_up_has_its_own_normalisation():
+    d = D.load(D.DataConfig("fashion-mnist"), ROOT)
+    assert (len(d.train), len(d.test)) == (60000, 10000)
+    assert d.provenance["normalisation"]["mean"][0] == pytest.approx(0.2860, abs=1e-3)
+    assert float(d.train.x.mean()) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_missing_data_set_names_the_command_that_fetches_it(tmp_path):
+    with pytest.raises(D.DataUnavailable, match="python -m hdrepro.data fetch mnist"):
+        D.load(D.DataConfig("mnist"), tmp_path)
+
+
+def test_corrupt_cache_is_refused(tmp_path):
+    shutil.copytree(ROOT / "mnist", tmp_path / "mnist", ignore=shutil.ignore_patterns("raw"))
+    with (tmp_path / "mnist" / "cache.pt").open("r+b") as f:
+        f.seek(1000)
+        f.write(b"\x00corrupt")
+    with pytest.raises(D.DataUnavailable, match="checksum"):
+        D.load(D.DataConfig("mnist"), tmp_path)
+
+
+def test_local_idx_files_with_a_wrong_checksum_are_refused(tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for fname, _ in D.IDX["mnist"].files.values():
+        (folder / fname).write_bytes(b"\x00\x00\x08\x01" + b"\x00" * 100)
+    with pytest.raises(D.DataUnavailable, match="wrong SHA-256"):
+        D.fetch("mnist", tmp_path, quiet=True)
+
+
+def test_user_supplied_gz_files_are_accepted(tmp_path):
+    import gzip
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for fname, _ in D.IDX["mnist"].files.values():
+        (folder / (fname + ".gz")).write_bytes(
+            gzip.compress((ROOT / "mnist" / "raw" / fname).read_bytes(), compresslevel=1))
+    m = D.fetch("mnist", tmp_path, quiet=True)
+    assert m["source"].startswith("files in") and m["n_train"] == 60000
+
+
+def _write_cifar_fixture(folder, n_per_batch=20, seed=0):
+    """A tiny CIFAR-10 in its own python-pickle format."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+                 b"labels": rng.integers(0, 10, n_per_batch).tolist(),
+                 b"batch_label": name.encode()}
+        with (folder / name).open("wb") as f:
+            pickle.dump(batch, f)
+
+
+def test_cifar10_loader_reads_its_own_format(tmp_path):
+    _write_cifar_fixture(tmp_path / "cifar10" / "cifar-10-batches-py")
+    m = D.fetch("cifar10", tmp_path, quiet=True)
+    assert (m["n_train"], m["n_test"]) == (100, 20)
+    d = D.load(D.DataConfig("cifar10"), tmp_path)
+    assert d.train.x.shape == (100, 3, 32, 32)
+    with (tmp_path / "cifar10" / "cifar-10-batches-py" / "data_batch_1").open("rb") as f:
+        first = pickle.load(f, encoding="bytes")
+    pixel = first[b"data"][0].reshape(3, 32, 32)[1, 2, 3] / 255
+    mean, std = (d.provenance["normalisation"][k][1] for k in ("mean", "std"))
+    assert float(d.train.x[0, 1, 2, 3]) == pytest.approx((pixel - mean) / std, rel=1e-5)
+
+
+def test_cifar10_absent_and_offline_is_a_quick_clear_error(tmp_path):
+    with pytest.raises(D.DataUnavailable, match="cifar-10-python.tar.gz"):
+        D.fetch("cifar10", tmp_path, timeout=1.0, quiet=True)
+
+
+@pytest.mark.parametrize("bad", [dict(name="imagenet"), dict(fraction=0), dict(fraction=1.5),
+                                 dict(subset="random")])
+def test_bad_data_config_is_refused(bad):
+    with pytest.raises(ValueError):
+        D.DataConfig(**bad)
+
+
+def test_batches_cover_every_example_once_and_shuffle_is_seeded():
+    d = D.load(D.DataConfig("mnist", 0.1), ROOT)
+    ys = torch.cat([y for _, y in D.batches(d.train, 128, generator=torch.Generator().manual_seed(1))])
+    assert ys.numel() == 6000 and torch.equal(ys.sort().values, d.train.y.sort().values)
+    again = torch.cat([y for _, y in D.batches(d.train, 128, generator=torch.Generator().manual_seed(1))])
+    assert torch.equal(ys, again)

@@ -1,0 +1,70 @@
+"""hdrepro.train and hdrepro.results: one loop for all optimizers, divergence, determinism, resume."""
+import math
+
+import pytest
+import torch
+
+from hdrepro.data import DataConfig, default_data_root, load
+from hdrepro.results import RunStore
+from hdrepro.train import OptimConfig, TrainConfig, make_optimizer, train
+
+DATA = DataConfig("mnist", fraction=0.01)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load(DATA, default_data_root())
+
+
+def _cfg(opt, model="logreg", epochs=1, seed=1):
+    return TrainConfig(model, DATA, opt, epochs=epochs, seed=seed, progress=False)
+
+
+@pytest.mark.parametrize("opt", [OptimConfig("sgd", 0.01), OptimConfig("sgdn-hd", 0.01, 1e-3),
+                                 OptimConfig("adam-hd", 1e-3, 1e-7, rule="multiplicative"),
+                                 OptimConfig("hd-rmsprop", 1e-3, 1e-6),
+                                 OptimConfig("stack:adam/sgd", 1e-3, 1e-7, clip=True)],
+                         ids=lambda o: o.name)
+def test_one_loop_trains_every_kind_of_optimizer(opt, data):
+    r = train(_cfg(opt, epochs=2), data)
+    assert not r.final["diverged"]
+    assert len(r.epochs) == 2 and len(r.iterations) == r.final["iterations"] == 10
+    assert r.epochs[-1]["train_loss"] < math.log(10)
+    assert 0 <= r.final["test_error"] < 0.9
+    assert r.provenance["n_train"] == 600 and r.provenance["source"]
+
+
+def test_runs_are_deterministic_given_the_seed(data):
+    a = train(_cfg(OptimConfig("adam-hd", 1e-3, 1e-7), model="bettercnn"), data)
+    b = train(_cfg(OptimConfig("adam-hd", 1e-3, 1e-7), model="bettercnn"), data)
+    c = train(_cfg(OptimConfig("adam-hd", 1e-3, 1e-7), model="bettercnn", seed=2), data)
+    assert a.iterations == b.iterations
+    assert a.iterations != c.iterations
+
+
+def test_a_diverging_run_is_recorded_and_stops_without_raising(data):
+    r = train(_cfg(OptimConfig("sgd", 1e30), epochs=3), data)
+    assert r.final["diverged"] and r.final["diverged_at"] <= 3
+    assert math.isnan(r.final["test_error"])
+    assert r.final["iterations"] == r.final["diverged_at"] < 15
+
+
+def test_unknown_optimizer_names_the_choices():
+    with pytest.raises(ValueError, match="choose one of .*adam-hd"):
+        make_optimizer(OptimConfig("adamw-hd", 1e-3), [torch.nn.Parameter(torch.zeros(1))])
+    with pytest.raises(ValueError, match="stack:<primary>/<secondary>"):
+        make_optimizer(OptimConfig("stack:adam/lbfgs", 1e-3), [torch.nn.Parameter(torch.zeros(1))])
+
+
+def test_store_skips_finished_runs_and_ignores_a_crashed_runs_rows(data, tmp_path):
+    store = RunStore(tmp_path, "t")
+    r = train(_cfg(OptimConfig("sgd-hd", 0.01, 1e-3)), data)
+    store.append("a", {"model": "logreg"}, r)
+    # A crash after the iteration rows of run "b" but before its final row:
+    store._append_rows("iterations", [{"run_id": "b", "model": "logreg", **row}
+                                      for row in r.iterations])
+    assert store.finished() == {"a"}
+    assert set(store.load("iterations").run_id) == {"a"}
+    store.append("b", {"model": "logreg"}, r)  # the rerun writes b again, in full
+    its = store.load("iterations")
+    assert store.finished() == {"a", "b"} and len(its[its.run_id == "b"]) == len(r.iterations)
