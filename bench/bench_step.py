@@ -130,7 +130,11 @@ def mlp_iteration(device, make_opt, batch=256):
 
 def gdtuo_iteration(device, stack: str, batch=256):
     """The same iteration with Chandra et al.'s package (model wrapper, create_graph=True)."""
+    import warnings
+
     from gradient_descent_the_ultimate_optimizer import gdtuo
+    # Its create_graph=True backward makes torch warn about a reference cycle; that is its design.
+    warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
     torch.manual_seed(0)
     model = MLP((784, 128, 10), activation=torch.nn.Tanh).to(device)
     opt = {"Adam/SGD": lambda: gdtuo.Adam(alpha=1e-3, optimizer=gdtuo.SGD(1e-5)),
