@@ -76,3 +76,12 @@ def test_rerunning_figure_1_skips_finished_runs(smoke):
                     str(smoke / "figures")], check=True, cwd=ROOT, capture_output=True)
     lines = (smoke / "results" / "smoke" / "fig1_final.csv").read_text().strip().splitlines()
     assert len(lines) == 1 + 27  # header + 3 models × (6 + 3 multiplicative) runs, none redone
+
+
+def test_committed_report_is_what_the_committed_results_render_to():
+    """REPORT.md holds no stale number or code link: regenerating it changes nothing."""
+    from hdrepro.report import render
+    results = ROOT / "results" / "quick"
+    expected = render((ROOT / "templates" / "REPORT.md.in").read_text(), results, "quick")
+    assert (ROOT / "REPORT.md").read_text() == expected, (
+        "REPORT.md is stale: run `python -m hdrepro.report --results results/quick`")

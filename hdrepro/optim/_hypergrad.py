@@ -43,6 +43,7 @@ from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor
+from torch.optim import Optimizer
 
 RULES = ("additive", "multiplicative")
 
@@ -179,3 +180,32 @@ def fused_supported(params: Sequence[Tensor]) -> bool:
     if p.device.type == "cpu" and tuple(int(x) for x in torch.__version__.split(".")[:2]) < (2, 4):
         return False
     return p.device.type in devices and p.is_floating_point()
+
+
+class HDOptimizer(Optimizer):
+    """Base of SGDHD and AdamHD: HD state in every parameter group, and a ``step()`` that runs
+    ``_group_step`` (torch's fused/multi-tensor kernels) or, with ``foreach=False``,
+    ``_group_step_loop`` (the equations, one parameter at a time) for each group."""
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        init_group(self.param_groups[-1])
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads = params_with_grads(group)
+            if params:
+                step = self._group_step if group["foreach"] else self._group_step_loop
+                step(group, params, grads)
+        return loss
+
+    def _group_step(self, group, params, grads):
+        raise NotImplementedError
+
+    def _group_step_loop(self, group, params, grads):
+        raise NotImplementedError

@@ -2,13 +2,12 @@ r"""Adam-HD (Baydin et al., ICLR 2018, Algorithm 3)."""
 from __future__ import annotations
 
 import torch
-from torch.optim import Optimizer
 from torch.optim.adam import adam as torch_adam
 
 from . import _hypergrad as hg
 
 
-class AdamHD(Optimizer):
+class AdamHD(hg.HDOptimizer):
     r"""Adam with hypergradient descent on the learning rate (Adam-HD).
 
     Drop-in for Baydin et al.'s ``AdamHD`` (same constructor and defaults), several parameter
@@ -45,24 +44,6 @@ class AdamHD(Optimizer):
                         hypergrad_lr=hypergrad_lr, rule=rule,
                         hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach)
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            hg.init_group(group)
-
-    def add_param_group(self, param_group):
-        super().add_param_group(param_group)
-        hg.init_group(self.param_groups[-1])
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = hg.params_with_grads(group)
-            if params:
-                (self._group_step if group["foreach"] else self._group_step_loop)(group, params, grads)
-        return loss
 
     def _init_state(self, params, fused):
         for p in params:

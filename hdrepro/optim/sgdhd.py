@@ -2,13 +2,12 @@ r"""SGD-HD and SGDN-HD (Baydin et al., ICLR 2018, Algorithms 1 and 2)."""
 from __future__ import annotations
 
 import torch
-from torch.optim import Optimizer
 from torch.optim.sgd import sgd as torch_sgd
 
 from . import _hypergrad as hg
 
 
-class SGDHD(Optimizer):
+class SGDHD(hg.HDOptimizer):
     r"""SGD with hypergradient descent on the learning rate (SGD-HD; SGDN-HD with Nesterov).
 
     Drop-in for Baydin et al.'s ``SGDHD`` (same constructor and defaults), with several parameter
@@ -55,24 +54,6 @@ class SGDHD(Optimizer):
                         weight_decay=weight_decay, nesterov=nesterov, hypergrad_lr=hypergrad_lr,
                         rule=rule, hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach)
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            hg.init_group(group)
-
-    def add_param_group(self, param_group):
-        super().add_param_group(param_group)
-        hg.init_group(self.param_groups[-1])
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params, grads = hg.params_with_grads(group)
-            if params:
-                (self._group_step if group["foreach"] else self._group_step_loop)(group, params, grads)
-        return loss
 
     def _stores_direction(self, group) -> bool:
         # With plain momentum d_{t-1} is the momentum buffer itself; otherwise keep a copy.
