@@ -73,7 +73,7 @@ class HD:
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        stepped = []  # (params, θ_{t-1} copies, α_t) per group
+        stepped = []  # (group, params, θ_{t-1} copies, α_t) per group that steps
         for group in self.param_groups:
             params, grads = hg.params_with_grads(group)
             if not params:
@@ -84,15 +84,14 @@ class HD:
             h = -hg.dot([g[i] for i in have], d_prev).to(params[0].device, params[0].dtype)
             norms = (hg.norm(g), hg.norm(d_prev)) if group["rule"] == "multiplicative" else ()
             alpha = hg.update_lr(group, h, *norms)
-            stepped.append((params, torch._foreach_mul(params, 1.0), alpha))
+            stepped.append((group, params, torch._foreach_mul(params, 1.0), alpha))
             group["lr"] = alpha if self._tensor_lr_ok(group) else float(alpha)
         try:
             self.optimizer.step()
         finally:
-            for group, (_, _, alpha) in zip(
-                    [g for g in self.param_groups if hg.params_with_grads(g)[0]], stepped):
+            for group, _, _, alpha in stepped:
                 group["lr"] = alpha
-        for params, old, alpha in stepped:
+        for _, params, old, alpha in stepped:
             torch._foreach_sub_(old, params)  # now -Δθ_t = α_t d_t
             inv = torch.where(alpha != 0, 1 / torch.where(alpha != 0, alpha, 1.0), 0.0)
             torch._foreach_mul_(old, inv)     # d_t
