@@ -69,8 +69,6 @@ def test_smoke_profile_draws_figure_1_and_its_table_from_the_runs(smoke):
 
 
 def test_rerunning_figure_1_skips_finished_runs(smoke):
-    import time
-    t0 = time.perf_counter()
     subprocess.run(["python", str(ROOT / "experiments" / "fig1.py"), "--profile", "smoke",
                     "--out", str(smoke / "results" / "smoke"), "--figures",
                     str(smoke / "figures")], check=True, cwd=ROOT, capture_output=True)

@@ -39,7 +39,7 @@ number. Everything is done with tensor ops, so there is no host synchronisation.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -73,12 +73,11 @@ def check_finite_nonneg(name: str, value) -> None:
         raise ValueError(f"Invalid {name}: {value} (must be >= 0)")
 
 
-def init_group(group: dict, device: torch.device | None = None) -> None:
+def init_group(group: dict) -> None:
     """Give a parameter group its HD state: α as a 0-d tensor, a_{t-1}, h_t and the NaN counter."""
-    dtype = torch.get_default_dtype()
+    dtype, device = torch.get_default_dtype(), None
     if group["params"]:
-        dtype = group["params"][0].dtype
-        device = device or group["params"][0].device
+        dtype, device = group["params"][0].dtype, group["params"][0].device
     group["lr"] = torch.as_tensor(group["lr"], dtype=dtype, device=device).clone()
     group.setdefault("hd_dalpha_dbeta", torch.zeros((), dtype=dtype, device=device))
     group.setdefault("hd_nonfinite", torch.zeros((), dtype=torch.int64, device=device))
@@ -182,6 +181,14 @@ def fused_supported(params: Sequence[Tensor]) -> bool:
     return p.device.type in devices and p.is_floating_point()
 
 
+def evaluate_closure(closure):
+    """torch.optim's closure protocol: re-evaluate the loss with gradients on (None if no closure)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class HDOptimizer(Optimizer):
     """Base of SGDHD and AdamHD: HD state in every parameter group, and a ``step()`` that runs
     ``_group_step`` (torch's fused/multi-tensor kernels) or, with ``foreach=False``,
@@ -193,10 +200,7 @@ class HDOptimizer(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             params, grads = params_with_grads(group)
             if params:

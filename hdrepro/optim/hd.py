@@ -69,10 +69,7 @@ class HD:
 
     @torch.no_grad()
     def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = hg.evaluate_closure(closure)
         stepped = []  # (group, params, θ_{t-1} copies, α_t) per group that steps
         for group in self.param_groups:
             params, grads = hg.params_with_grads(group)
