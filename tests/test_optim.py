@@ -68,6 +68,40 @@ def test_fast_path_matches_equation_loop(name, make, per_tensor, monkeypatch):
     assert a["alpha"][-1] != a["alpha"][0]
 
 
+def _run_with_a_frozen_bias(make, steps=12):
+    """Train with the last parameter tensor given no gradient on steps 3-5 (it then lags)."""
+    model = P.make_model()
+    params = list(model.parameters())
+    opt = make(params)
+    alphas = []
+    for k, batch in enumerate(P.batches()[:steps]):
+        opt.zero_grad()
+        loss_fn(model, batch).backward()
+        if 3 <= k <= 5:
+            params[-1].grad = None
+        opt.step()
+        alphas.append(float(opt.param_groups[0]["lr"]))
+    return torch.tensor(alphas), torch.cat([p.detach().reshape(-1) for p in params])
+
+
+@pytest.mark.parametrize("per_tensor", [True, False], ids=["cpu-loop", "whole-list-foreach"])
+def test_adam_hd_with_unequal_step_counts_matches_equation_loop(per_tensor, monkeypatch):
+    """Once a tensor skips a step, tensors have different Adam step counts (bias corrections)."""
+    make = lambda f: (lambda p: AdamHD(p, 1e-2, hypergrad_lr=1e-3, foreach=f))  # noqa: E731
+    monkeypatch.setattr(hg, "per_tensor_loop", lambda params: per_tensor)
+    a_alpha, a_params = _run_with_a_frozen_bias(make(True))
+    monkeypatch.undo()
+    b_alpha, b_params = _run_with_a_frozen_bias(make(False))
+    assert rel_err(a_alpha, b_alpha) <= 1e-12 and rel_err(a_params, b_params) <= 1e-12
+    assert a_alpha[-1] != a_alpha[0]
+
+
+def test_signed_sum_matches_a_plain_sum():
+    xs = [torch.randn(5, 3), -torch.rand(7), torch.zeros(2), torch.randn(1)]
+    want = sum(x.sum() for x in xs)
+    assert abs(float(hg.signed_sum(xs) - want)) <= 1e-12 * float(sum(x.abs().sum() for x in xs))
+
+
 # -- HD(torch optimizer) ≡ SGDHD / AdamHD -------------------------------------------------------
 WRAPS = [
     ("SGD", lambda p: SGDHD(p, 0.1, hypergrad_lr=1e-2),

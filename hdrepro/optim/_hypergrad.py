@@ -105,7 +105,22 @@ def dot(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:
     """Σ_i ⟨x_i, y_i⟩ over a list of tensors, as one 0-d tensor (no host sync)."""
     if not xs:
         return torch.zeros(())
-    return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]).sum()
+    if per_tensor_loop(xs):
+        return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]).sum()
+    return signed_sum(torch._foreach_mul(list(xs), list(ys)))
+
+
+def signed_sum(xs: Sequence[Tensor]) -> Tensor:
+    """Σ of every element of a list of tensors in a constant number of kernel launches.
+
+    torch has no multi-tensor sum, but it has a multi-tensor 1-norm: Σx = 2 Σ max(x, 0) − Σ|x|.
+    The rounding error is ε·Σ|x|, the same bound as a plain summation. (A loop of one reduction
+    per tensor costs one launch per tensor, which dominated the step on a GPU.)
+    """
+    pos = torch._foreach_clamp_min(list(xs), 0.0)
+    total_pos = torch.stack(torch._foreach_norm(pos, 1)).sum()
+    total_abs = torch.stack(torch._foreach_norm(list(xs), 1)).sum()
+    return 2 * total_pos - total_abs
 
 
 def norm(xs: Sequence[Tensor]) -> Tensor:

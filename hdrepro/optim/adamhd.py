@@ -1,6 +1,8 @@
 r"""Adam-HD (Baydin et al., ICLR 2018, Algorithm 3)."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.optim.adam import adam as torch_adam
 
@@ -45,6 +47,16 @@ class AdamHD(hg.HDOptimizer):
                         hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach)
         super().__init__(params, defaults)
 
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        # Steps so far in which every parameter of the group stepped (None once one did not):
+        # then all share one Adam step count t, known on the host without a sync.
+        self.param_groups[-1].setdefault("hd_step", 0)
+
+    def _count_step(self, group, params):
+        t = group.get("hd_step")
+        group["hd_step"] = t + 1 if t is not None and len(params) == len(group["params"]) else None
+
     def _init_state(self, params, fused):
         for p in params:
             state = self.state[p]
@@ -56,6 +68,8 @@ class AdamHD(hg.HDOptimizer):
 
     def _hypergradient(self, group, params, g):
         """h_t = -g_t·d_{t-1} (and ‖d_{t-1}‖) from the moments before they absorb g_t."""
+        if group.get("hd_step") is not None and not hg.per_tensor_loop(params):
+            return self._hypergradient_shared_step(group, params, g, group["hd_step"])
         beta1, beta2 = group["betas"]
         old = [i for i, p in enumerate(params) if self.state[p]]  # state exists iff stepped
         zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
@@ -90,6 +104,23 @@ class AdamHD(hg.HDOptimizer):
             d_norm = torch.linalg.vector_norm(torch.stack(norms) * scale)
         return h, d_norm
 
+    def _hypergradient_shared_step(self, group, params, g, t):
+        """As _hypergradient when every tensor has taken the same t-1 = ``t`` steps: the bias
+        corrections are host scalars, and the chain is a handful of whole-list kernels (GPU)."""
+        zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+        if t == 0:
+            return zero, zero
+        beta1, beta2 = group["betas"]
+        c = math.sqrt(1 - beta2 ** t)
+        scale = c / (1 - beta1 ** t)
+        st = [self.state[p] for p in params]
+        q = torch._foreach_sqrt([s["exp_avg_sq"] for s in st])
+        torch._foreach_add_(q, group["eps"] * c)
+        d = torch._foreach_div([s["exp_avg"] for s in st], q)  # d_{t-1} / scale
+        h = -scale * hg.dot(g, d)
+        d_norm = scale * hg.norm(d) if group["rule"] == "multiplicative" else zero
+        return h, d_norm
+
     def _group_step(self, group, params, grads):
         fused = hg.fused_supported(params)
         g = hg.grads_with_decay(params, grads, group["weight_decay"])
@@ -103,6 +134,7 @@ class AdamHD(hg.HDOptimizer):
                    [s["step"] for s in st], fused=fused, foreach=not fused, amsgrad=False,
                    beta1=beta1, beta2=beta2, lr=alpha if fused else float(alpha),
                    weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+        self._count_step(group, params)
 
     def _group_step_loop(self, group, params, grads):
         """The equations of the class docstring, one parameter at a time."""
@@ -124,6 +156,7 @@ class AdamHD(hg.HDOptimizer):
             norms = (torch.sqrt(sum((gi * gi).sum() for gi in g)), d_sq.sqrt())
         alpha = hg.update_lr(group, h, *norms)
         self._init_state(params, fused=False)
+        self._count_step(group, params)
         for p, gi in zip(params, g):
             state = self.state[p]
             state["step"] += 1
