@@ -75,3 +75,43 @@ def plot_fig1(iterations: pd.DataFrame, epochs: pd.DataFrame, model_order: list[
     axes[1, 0].set_ylabel("training loss")
     axes[2, 0].set_ylabel("validation loss")
     axes[0, -1].legend(fontsize=7, loc="best")
+
+
+GRID_TITLES = {"sgd-hd": "SGD-HD", "sgdn-hd": "SGDN-HD", "adam-hd": "Adam-HD"}
+BASELINE_TITLES = {"sgd-hd": "SGD", "sgdn-hd": "SGDN", "adam-hd": "Adam"}
+WORSE_COLOR, BETTER_COLOR, BASELINE_COLOR = "#f08080", "#eaf2fb", "#d9d9d9"
+
+
+def grid_layers(panel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, colour class, mask) of a grid Panel: class 0 = baseline row, 1 = not worse,
+    2 = worse than the baseline at the same α₀; mask is True where the cell is NaN (diverged in
+    every seed), which the heatmap leaves blank, as the report does."""
+    values = panel.values.to_numpy(dtype=float)
+    classes = np.where(panel.worse.to_numpy(dtype=bool), 2, 1)
+    classes[0, :] = 0
+    return values, classes, np.isnan(values)
+
+
+def plot_grid(panel, ax, fmt: str = ".3f"):
+    """Heatmap of one grid Panel in the report's style: the baseline row on top, β below, α₀
+    across; red cells are worse than the baseline (rounded to 2 decimals), blank cells diverged."""
+    import seaborn as sns
+    from matplotlib.colors import ListedColormap
+
+    values, classes, mask = grid_layers(panel)
+    annot = np.vectorize(lambda v: "" if np.isnan(v) else (
+        f"{v:{fmt}}" if abs(v) < 1e3 else f"{v:.1e}"))(values)
+    sns.heatmap(classes, mask=mask, annot=annot, fmt="", vmin=0, vmax=2, cbar=False, ax=ax,
+                cmap=ListedColormap([BASELINE_COLOR, BETTER_COLOR, WORSE_COLOR]),
+                linewidths=0.5, linecolor="white", annot_kws={"fontsize": 7})
+    ax.set_facecolor("white")
+    ax.set_xticklabels([f"{a:g}" for a in panel.values.columns], rotation=0, fontsize=8)
+    ylabels = [BASELINE_TITLES[panel.optimizer]] + [f"{b:g}" for b in panel.values.index[1:]]
+    ax.set_yticklabels(ylabels, rotation=0, fontsize=8)
+    ax.set_xlabel("α₀")
+    ax.set_ylabel("β")
+    title = f"{GRID_TITLES[panel.optimizer]} ({panel.rule})"
+    if panel.gamma:
+        title += f", γ = {panel.gamma:g}"
+    ax.set_title(title, fontsize=10)
+    return ax

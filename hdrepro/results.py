@@ -1,4 +1,5 @@
-"""Tidy, resumable results: one CSV per kind of row, appended run by run.
+"""Tidy, resumable results: training runs as CSV rows appended run by run (RunStore), grid cells
+as JSON lines appended cell by cell (GridStore).
 
 A run's iteration and epoch rows are appended first and its one "final" row last, each in a
 single flushed write, so a run counts as finished exactly when its final row is on disk. A rerun
@@ -74,3 +75,60 @@ class RunStore:
         finished = self.finished()
         df = df[df["run_id"].isin(finished)]
         return df.drop_duplicates(KEYS[kind], keep="last").reset_index(drop=True)
+
+
+class GridStore:
+    """One JSON line per finished grid cell, in ``<path>`` (a ``.jsonl`` file).
+
+    Rows are written only by the process that drives the grid, each as one ``os.write`` of a whole
+    line to a file opened in append mode, then fsync'd: a kill at any moment loses at most the cells
+    in flight. A torn last line (a line without its newline, left by a kill inside the write or a
+    full disk) is ignored when read and cut off before the next append.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def rows(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        text = self.path.read_text()
+        lines = text.split("\n")[:-1]  # whatever follows the last newline is torn
+        rows = []
+        for line in lines:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a line garbled by a crash on another filesystem: skip, never guess
+        return rows
+
+    def finished(self) -> set[str]:
+        return {r["cell_id"] for r in self.rows()}
+
+    def append(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        self._cut_torn_tail()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            for row in rows:
+                os.write(fd, (json.dumps(row, sort_keys=True) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def frame(self) -> pd.DataFrame:
+        """All finished cells, one row each (the last written, if a cell was stored twice)."""
+        df = pd.DataFrame(self.rows())
+        if df.empty:
+            return df
+        return df.drop_duplicates("cell_id", keep="last").reset_index(drop=True)
+
+    def _cut_torn_tail(self) -> None:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self.path.open("rb+") as f:
+            data = f.read()
+            if not data.endswith(b"\n"):
+                f.truncate(data.rfind(b"\n") + 1)

@@ -142,9 +142,10 @@ def update_lr(group: dict, h: Tensor, g_norm: Tensor | None = None,
         h_used = torch.where(denom > 0, h / torch.where(denom > 0, denom, 1.0), 0.0)
     else:
         h_used = h
-    gamma = group["hyper_hypergrad_lr"]
+    gamma = group["hyper_hypergrad_lr"]  # a number, or one per cell (hdrepro.optim.batched)
+    second_order = isinstance(gamma, Tensor) or gamma != 0
     a_prev = group["hd_dalpha_dbeta"].to(h.device, h.dtype)
-    new_beta = beta - gamma * h * a_prev if gamma else beta
+    new_beta = beta - gamma * h * a_prev if second_order else beta
     if group["rule"] == "multiplicative":
         new_alpha = alpha * (1 - new_beta * h_used)
         a_new = -alpha * h_used
@@ -156,7 +157,7 @@ def update_lr(group: dict, h: Tensor, g_norm: Tensor | None = None,
     group["lr"] = torch.where(ok, new_alpha, alpha)
     group["hd_dalpha_dbeta"] = torch.where(ok, a_new, a_prev)
     group["hd_nonfinite"] = group["hd_nonfinite"].to(h.device) + (~ok).long()
-    if gamma:
+    if second_order:
         group["hypergrad_lr"] = torch.where(ok, new_beta, beta)
     return group["lr"]
 

@@ -1,0 +1,86 @@
+"""What every grid driver (grid_logreg.py, grid_mlnn.py, grid_bettercnn.py, grid_gamma.py) does:
+parse the command line, run the profile's grid through hdrepro.grid (resumably), draw its
+heatmaps from the stored cells. The drivers only say which grid each profile runs."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from hdrepro.data import default_data_root  # noqa: E402
+from hdrepro.grid import EXECUTORS, GridSpec, RunOptions, panels, run_grid  # noqa: E402
+from hdrepro.plots import plot_grid  # noqa: E402
+from hdrepro.results import GridStore  # noqa: E402
+
+MODEL_TITLES = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN"}
+
+
+def parser(doc: str, profiles: dict[str, GridSpec]) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--profile", choices=sorted(profiles), default="quick")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results folder (default results/<profile>)")
+    ap.add_argument("--figures", type=Path, default=Path("figures"))
+    ap.add_argument("--data", type=Path, default=None,
+                    help="data folder (default $HDREPRO_DATA or <repo>/data)")
+    ap.add_argument("--executor", choices=EXECUTORS, default="inprocess")
+    ap.add_argument("--workers", type=int, default=2, help="worker processes (processes, dask)")
+    ap.add_argument("--scheduler", default=None,
+                    help="address of a running Dask scheduler (default: start a LocalCluster)")
+    ap.add_argument("--batch", type=int, default=64,
+                    help="cells trained together on one device; 0 = one at a time")
+    ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (auto: CUDA if present)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+    ap.add_argument("--plot-only", action="store_true", help="redraw from the stored cells")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def main(doc: str, profiles: dict[str, GridSpec], argv=None) -> None:
+    args = parser(doc, profiles).parse_args(argv)
+    spec = profiles[args.profile]
+    out = args.out or Path("results") / args.profile
+    store = GridStore(out / f"grid_{spec.name}.jsonl")
+    if not args.plot_only:
+        options = RunOptions(str(args.data or default_data_root()), executor=args.executor,
+                             workers=args.workers, scheduler=args.scheduler, batch=args.batch,
+                             device=args.device, threads=args.threads,
+                             progress=not args.no_progress)
+        run_grid(spec, store, options)
+    for path in draw(store, spec, args.figures):
+        print(f"wrote {path}")
+
+
+def draw(store: GridStore, spec: GridSpec, figures: Path) -> list[Path]:
+    """One figure per rule: a heatmap per HD optimizer (and per γ), from the stored cells."""
+    frame = store.frame()
+    frame = frame[frame.cell_id.isin({c.cell_id for c in spec.cells()})]
+    figures.mkdir(parents=True, exist_ok=True)
+    written = []
+    all_panels = panels(frame)
+    for rule in spec.rules:
+        ps = [p for p in all_panels if p.rule == rule]
+        if not ps:
+            continue
+        fig, axes = plt.subplots(1, len(ps), figsize=(0.75 * len(spec.alphas) * len(ps) + 2.5,
+                                                      0.45 * len(spec.betas) + 2.2),
+                                 squeeze=False)
+        for p, ax in zip(ps, axes[0]):
+            plot_grid(p, ax)
+        seeds = frame.seed.nunique()
+        fig.suptitle(f"{MODEL_TITLES.get(spec.model, spec.model)}, {spec.data.name} "
+                     f"{spec.data.fraction:.0%}, {spec.epochs} epochs, {seeds} seed(s): final-epoch "
+                     f"mean training loss (red: worse than the base optimizer at the same α₀; "
+                     f"blank: diverged)", fontsize=9)
+        fig.tight_layout()
+        suffix = "" if rule == "additive" else f"_{rule}"
+        path = figures / f"grid_{spec.name}{suffix}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written

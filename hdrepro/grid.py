@@ -1,0 +1,379 @@
+"""Grid searches over α₀ × β (× γ) of the HD optimizers beside their base optimizers, as in the
+reproducibility report's Figures 2-5: the cells, how they are grouped into tasks, and how the
+tasks run (in this process, in local worker processes, or on a Dask cluster), resumably.
+
+A grid (``GridSpec``) expands into cells (``Cell``): one per HD optimizer × rule × α₀ × β × γ ×
+seed, plus the baseline row, the base optimizer at each α₀ and seed. Cells of the same model,
+base optimizer, rule and seed can be trained together (``batch`` > 0) by
+:func:`hdrepro.batched.train_cells`; ``batch=0`` trains each through :func:`hdrepro.train.train`.
+Every finished cell is appended to a :class:`~hdrepro.results.GridStore` as soon as its task
+returns; running the same grid again skips the cells already there. A diverged cell (NaN/inf
+loss) is a result like any other, stored with the step it diverged at.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import functools
+import hashlib
+import json
+import math
+import multiprocessing
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import models
+from .batched import CellHParams, train_cells
+from .data import DataConfig, load
+from .optim._hypergrad import RULES, check_finite_nonneg
+from .results import GridStore
+from .train import OptimConfig, TrainConfig, resolve_device, train
+
+#: The base optimizer of each HD optimizer: the grid's top (baseline) row.
+BASE_OF = {"sgd-hd": "sgd", "sgdn-hd": "sgdn", "adam-hd": "adam"}
+EXECUTORS = ("inprocess", "processes", "dask")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One grid cell: one training run. β = γ = 0 for the baseline optimizers."""
+    model: str
+    optimizer: str
+    alpha0: float
+    beta: float
+    gamma: float
+    rule: str
+    seed: int
+    epochs: int
+    batch_size: int
+    data: DataConfig
+
+    @property
+    def baseline(self) -> bool:
+        return self.optimizer in BASE_OF.values()
+
+    @property
+    def kind(self) -> str:
+        """The base optimizer ("sgd", "sgdn", "adam")."""
+        return BASE_OF.get(self.optimizer, self.optimizer)
+
+    @property
+    def cell_id(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def train_config(self, device: str) -> TrainConfig:
+        optim = OptimConfig(self.optimizer, self.alpha0, self.beta, self.gamma, rule=self.rule)
+        return TrainConfig(self.model, self.data, optim, self.epochs, self.batch_size,
+                           seed=self.seed, device=device, log_every=10 ** 9, progress=False)
+
+    def labels(self) -> dict:
+        d = asdict(self)
+        d["data"] = self.data.name
+        d["fraction"] = self.data.fraction
+        d["subset"] = self.data.subset
+        return {"cell_id": self.cell_id, "baseline": self.baseline, **d}
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """α₀ × β (× γ) for some HD optimizers on one model, with the base optimizers' row."""
+    name: str
+    model: str
+    optimizers: tuple[str, ...]
+    alphas: tuple[float, ...]
+    betas: tuple[float, ...]
+    epochs: int
+    data: DataConfig
+    gammas: tuple[float, ...] = (0.0,)
+    rules: tuple[str, ...] = ("additive",)
+    seeds: tuple[int, ...] = (1,)
+    batch_size: int = 128
+
+    def __post_init__(self):
+        if self.model not in models.MODELS:
+            raise ValueError(f"Unknown model {self.model!r}; choose one of {sorted(models.MODELS)}")
+        unknown = [o for o in self.optimizers if o not in BASE_OF]
+        if unknown or not self.optimizers:
+            raise ValueError(f"Grid optimizers must be some of {sorted(BASE_OF)}, got "
+                             f"{list(self.optimizers)}")
+        for rule in self.rules:
+            if rule not in RULES:
+                raise ValueError(f"Invalid rule: {rule!r}; choose from {RULES}")
+        for name, values in (("α₀ (alphas)", self.alphas), ("β (betas)", self.betas),
+                             ("γ (gammas)", self.gammas)):
+            if not values:
+                raise ValueError(f"The grid needs at least one {name}")
+            for v in values:
+                check_finite_nonneg(name, v)
+        if self.epochs < 1 or self.batch_size < 1 or not self.seeds:
+            raise ValueError(f"epochs and batch_size must be >= 1 and seeds non-empty (got "
+                             f"{self.epochs}, {self.batch_size}, {self.seeds})")
+
+    def cells(self) -> list[Cell]:
+        common = dict(model=self.model, epochs=self.epochs, batch_size=self.batch_size,
+                      data=self.data)
+        out = []
+        for seed in self.seeds:
+            for hd in self.optimizers:
+                for a in self.alphas:
+                    out.append(Cell(optimizer=BASE_OF[hd], alpha0=a, beta=0.0, gamma=0.0,
+                                    rule="additive", seed=seed, **common))
+                for rule in self.rules:
+                    for g in self.gammas:
+                        for b in self.betas:
+                            for a in self.alphas:
+                                out.append(Cell(optimizer=hd, alpha0=a, beta=b, gamma=g,
+                                                rule=rule, seed=seed, **common))
+        return out
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a grid (not what): executor, parallelism, batching, device, data folder."""
+    data_root: str
+    executor: str = "inprocess"
+    workers: int = 2
+    scheduler: str | None = None     # address of a running Dask scheduler; None: a LocalCluster
+    batch: int = 64                  # cells trained together; 0: one at a time through train()
+    device: str = "auto"
+    threads: int | None = None       # torch threads per worker (None: torch's default)
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"Unknown executor {self.executor!r}; choose one of {EXECUTORS}")
+        if self.workers < 1 or self.batch < 0:
+            raise ValueError(f"workers must be >= 1 and batch >= 0 (got {self.workers}, "
+                             f"{self.batch})")
+        if self.scheduler and self.executor != "dask":
+            raise ValueError("--scheduler needs --executor dask")
+
+
+def tasks(cells: Iterable[Cell], batch: int) -> list[tuple[Cell, ...]]:
+    """Group cells that can share one batched run (same model, base optimizer, rule, seed,
+    epochs, batch size and data), in chunks of at most `batch`; one cell per task if batch=0."""
+    cells = list(cells)
+    if batch == 0:
+        return [(c,) for c in cells]
+    groups: dict[tuple, list[Cell]] = {}
+    for c in cells:
+        rule = "additive" if c.baseline else c.rule  # a baseline cell joins any rule's batch
+        key = (c.model, c.kind, rule, c.seed, c.epochs, c.batch_size, c.data)
+        groups.setdefault(key, []).append(c)
+    out = []
+    for group in groups.values():
+        out += [tuple(group[i:i + batch]) for i in range(0, len(group), batch)]
+    return out
+
+
+@functools.lru_cache(maxsize=2)
+def _data(config: DataConfig, root: str):
+    return load(config, Path(root))
+
+
+def run_task(cells: tuple[Cell, ...], batched: bool, device: str, data_root: str,
+             threads: int | None = None) -> list[dict]:
+    """Train the cells of one task; return one result row per cell. Runs in any worker."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = str(resolve_device(device))
+    data = _data(cells[0].data, data_root)
+    if batched:
+        c0 = cells[0]
+        rule = next((c.rule for c in cells if not c.baseline), "additive")
+        hps = [CellHParams(c.alpha0, c.beta, c.gamma) for c in cells]
+        results = train_cells(c0.model, c0.kind, hps, data, epochs=c0.epochs,
+                              batch_size=c0.batch_size, seed=c0.seed, rule=rule, device=dev)
+    else:
+        results = [_one_cell(c, data, dev) for c in cells]
+    extra = {"device": _device_name(dev), "n_train": len(data.train), "n_test": len(data.test),
+             "data_source": data.provenance.get("source", "")}
+    return [{**c.labels(), **r, **extra} for c, r in zip(cells, results)]
+
+
+def _one_cell(cell: Cell, data, device: str) -> dict:
+    res = train(cell.train_config(device), data)
+    f = res.final
+    alpha, beta = (res.iterations[-1]["alpha"], res.iterations[-1]["beta"]) if res.iterations \
+        else (math.nan, math.nan)
+    return {"diverged": f["diverged"], "diverged_at": f["diverged_at"],
+            "train_loss": f["train_loss"], "val_loss": f["val_loss"],
+            "test_error": f["test_error"], "final_alpha": alpha, "final_beta": beta,
+            "iterations": f["iterations"], "seconds": f["seconds"], "cells_in_batch": 1}
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+class InProcessExecutor(cf.Executor):
+    """The concurrent.futures interface, running each task at submit() in this process."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future: cf.Future = cf.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
+            future.set_exception(e)
+        return future
+
+
+@contextlib.contextmanager
+def open_executor(options: RunOptions) -> Iterator[cf.Executor]:
+    """A concurrent.futures.Executor for ``options.executor``."""
+    if options.executor == "inprocess":
+        yield InProcessExecutor()
+    elif options.executor == "processes":
+        # spawn, not fork: safe with CUDA and with torch's thread pools
+        with cf.ProcessPoolExecutor(options.workers,
+                                    mp_context=multiprocessing.get_context("spawn")) as ex:
+            yield ex
+    else:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as e:
+            raise ImportError("--executor dask needs dask.distributed: pip install distributed"
+                              ) from e
+        if options.scheduler:
+            client = Client(options.scheduler)
+        else:
+            client = Client(LocalCluster(n_workers=options.workers, threads_per_worker=1,
+                                         processes=True, dashboard_address=None))
+        try:
+            yield client.get_executor()
+        finally:
+            client.close()
+            if not options.scheduler:
+                client.cluster.close()
+
+
+def run_grid(spec: GridSpec, store: GridStore, options: RunOptions) -> pd.DataFrame:
+    """Run every cell of `spec` not yet in `store`, appending each finished cell; return all."""
+    cells = spec.cells()
+    done = store.finished()
+    todo = [c for c in cells if c.cell_id not in done]
+    if todo:
+        work = tasks(todo, options.batch)
+        threads = options.threads
+        if threads is None and options.executor != "inprocess":
+            threads = max(1, torch.get_num_threads() // options.workers)
+        bar = tqdm(total=len(cells), initial=len(cells) - len(todo), disable=not options.progress,
+                   desc=f"grid {spec.name}", unit="cell")
+        submit = functools.partial(run_task, batched=options.batch > 0, device=options.device,
+                                   data_root=options.data_root, threads=threads)
+        with open_executor(options) as ex:
+            window = 1 if options.executor == "inprocess" else 2 * options.workers
+            for rows in _as_finished(ex, submit, work, window):
+                store.append(rows)
+                bar.update(len(rows))
+        bar.close()
+    return store.frame()
+
+
+def _as_finished(ex: cf.Executor, fn: Callable, work: list, window: int) -> Iterator:
+    """Yield fn(task) results as they finish, keeping at most `window` tasks in flight, so that
+    every result is stored before more work is started (a kill loses only what is in flight)."""
+    pending: set[cf.Future] = set()
+    todo = iter(work)
+
+    def fill():
+        for task in todo:
+            pending.add(ex.submit(fn, task))
+            if len(pending) >= window:
+                return
+
+    fill()
+    try:
+        while pending:
+            finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for f in finished:
+                pending.discard(f)
+                yield f.result()
+            fill()
+    finally:
+        for f in pending:
+            f.cancel()
+
+
+# -- summaries: what the heatmaps and REPORT.md show ---------------------------------------------
+@dataclass
+class Panel:
+    """One heatmap: rows = the baseline then each β, columns = α₀, values = final-epoch mean
+    training loss averaged over seeds (NaN when every seed diverged)."""
+    optimizer: str
+    rule: str
+    gamma: float
+    values: pd.DataFrame    # index: "baseline" then β; columns: α₀
+    worse: pd.DataFrame     # True where round(HD, 2) > round(baseline at that α₀, 2)
+    diverged: pd.DataFrame  # fraction of seeds diverged
+
+
+def seed_means(frame: pd.DataFrame, metric: str = "train_loss") -> pd.DataFrame:
+    """Per cell (over seeds): the metric's mean over converged seeds and the diverged fraction."""
+    keys = ["optimizer", "rule", "alpha0", "beta", "gamma", "baseline"]
+    g = frame.groupby(keys, dropna=False)
+    out = g[metric].mean().to_frame(metric)
+    out["diverged_fraction"] = g["diverged"].mean()
+    out["seeds"] = g["seed"].nunique()
+    return out.reset_index()
+
+
+def panels(frame: pd.DataFrame, metric: str = "train_loss") -> list[Panel]:
+    """One Panel per HD optimizer × rule × γ in a grid's stored cells."""
+    means = seed_means(frame, metric)
+    base = means[means.baseline]
+    out = []
+    hd = means[~means.baseline]
+    for (opt, rule, gamma), cells in hd.groupby(["optimizer", "rule", "gamma"], sort=False):
+        b = base[base.optimizer == BASE_OF[opt]].set_index("alpha0")
+        alphas = sorted(set(cells.alpha0) | set(b.index))
+        grid = cells.pivot(index="beta", columns="alpha0", values=metric).reindex(columns=alphas)
+        div = cells.pivot(index="beta", columns="alpha0", values="diverged_fraction").reindex(
+            columns=alphas)
+        grid = grid.sort_index()
+        base_row = b[metric].reindex(alphas)
+        values = pd.concat([base_row.to_frame("baseline").T, grid])
+        worse = grid.round(2).gt(base_row.round(2), axis=1)
+        worse = pd.concat([pd.DataFrame(False, index=["baseline"], columns=alphas), worse])
+        diverged = pd.concat([b["diverged_fraction"].reindex(alphas).to_frame("baseline").T,
+                              div.sort_index()])
+        out.append(Panel(opt, rule, gamma, values, worse, diverged))
+    order = list(BASE_OF)
+    return sorted(out, key=lambda p: (p.rule != "additive", p.gamma, order.index(p.optimizer)))
+
+
+def panel_stats(panel: Panel) -> dict:
+    """Fractions the report quotes: HD cells diverged, and converged HD cells worse than the
+    baseline at the same α₀."""
+    hd_vals = panel.values.drop(index="baseline")
+    n = hd_vals.size
+    diverged = int(hd_vals.isna().to_numpy().sum())
+    converged = n - diverged
+    worse = int(panel.worse.drop(index="baseline").to_numpy().sum())
+    best = hd_vals.stack()
+    best_cell = best.idxmin() if len(best) else (math.nan, math.nan)
+    return {"optimizer": panel.optimizer, "rule": panel.rule, "gamma": panel.gamma,
+            "cells": n, "diverged": diverged, "worse": worse,
+            "diverged_fraction": diverged / n if n else math.nan,
+            "worse_fraction_of_converged": worse / converged if converged else math.nan,
+            "best_beta": float(best_cell[0]), "best_alpha0": float(best_cell[1]),
+            "best_loss": float(best.min()) if len(best) else math.nan,
+            "best_baseline_loss": float(panel.values.loc["baseline"].min())}
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """The repository's commit, for provenance ('unknown' outside a git checkout)."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo,
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
