@@ -4,6 +4,9 @@
 #   smoke: the whole pipeline at tiny scale (< 2 min on 2 CPU cores; the test suite runs it)
 #   quick: the default; every figure and table at reduced scale (< 30 min on 2 CPU cores)
 #   full:  paper scale; uses a GPU when present
+# Grid execution can be steered with HDREPRO_GRID_EXECUTOR (inprocess|processes|dask),
+# HDREPRO_GRID_WORKERS and HDREPRO_GRID_BATCH (cells per batched run; 0 = one at a time;
+# unset: by model and device, hdrepro.grid.auto_batch).
 # --out DIR writes results/, figures/ and REPORT.md under DIR instead of the repository.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,7 +18,7 @@ while [ $# -gt 0 ]; do
         --profile=*) profile="${1#*=}"; shift ;;
         --out) out="${2:?--out needs a folder}"; shift 2 ;;
         --out=*) out="${1#*=}"; shift ;;
-        -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -33,6 +36,12 @@ echo "[run_all] profile=$profile results=$results"
 python -m hdrepro.data fetch cifar10 --optional --timeout 3 || true  # used when it can be had
 python experiments/equivalence.py --profile "$profile" --out "$results" --figures "$figures"
 python experiments/fig1.py --profile "$profile" --out "$results" --figures "$figures"
+for grid in logreg mlnn bettercnn gamma; do  # the reproducibility report's Figures 2-5
+    python experiments/grid_$grid.py --profile "$profile" --out "$results" --figures "$figures" \
+        ${HDREPRO_GRID_BATCH:+--batch "$HDREPRO_GRID_BATCH"} \
+        --executor "${HDREPRO_GRID_EXECUTOR:-inprocess}" --workers "${HDREPRO_GRID_WORKERS:-2}"
+done
 python bench/bench_step.py --profile "$profile" --out "$results"
+python bench/bench_grid.py --profile "$profile" --out "$results"
 python -m hdrepro.report --results "$results" --profile "$profile" --out "$out/REPORT.md"
 echo "[run_all] done: $out/REPORT.md"

@@ -4,6 +4,8 @@ heatmaps from the stored cells. The drivers only say which grid each profile run
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from hdrepro.data import default_data_root  # noqa: E402
-from hdrepro.grid import EXECUTORS, GridSpec, RunOptions, panels, run_grid  # noqa: E402
+from hdrepro.grid import (EXECUTORS, GridSpec, RunOptions, auto_batch, git_commit,  # noqa: E402
+                          panels, run_grid)
 from hdrepro.plots import plot_grid  # noqa: E402
 from hdrepro.results import GridStore  # noqa: E402
 
@@ -32,8 +35,9 @@ def parser(doc: str, profiles: dict[str, GridSpec]) -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=2, help="worker processes (processes, dask)")
     ap.add_argument("--scheduler", default=None,
                     help="address of a running Dask scheduler (default: start a LocalCluster)")
-    ap.add_argument("--batch", type=int, default=64,
-                    help="cells trained together on one device; 0 = one at a time")
+    ap.add_argument("--batch", type=int, default=None,
+                    help="cells trained together on one device; 0 = one at a time (default: "
+                         "hdrepro.grid.auto_batch, by model and device)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (auto: CUDA if present)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per worker")
     ap.add_argument("--plot-only", action="store_true", help="redraw from the stored cells")
@@ -51,7 +55,15 @@ def main(doc: str, profiles: dict[str, GridSpec], argv=None) -> None:
                              workers=args.workers, scheduler=args.scheduler, batch=args.batch,
                              device=args.device, threads=args.threads,
                              progress=not args.no_progress)
+        todo = len(spec.cells()) - len(store.finished() & {c.cell_id for c in spec.cells()})
+        t0 = time.perf_counter()
         run_grid(spec, store, options)
+        info = {"wall_s": time.perf_counter() - t0, "cells_run": todo,
+                "cells_total": len(spec.cells()), "executor": args.executor,
+                "workers": args.workers, "device": args.device,
+                "batch": auto_batch(spec.model, args.device) if args.batch is None else args.batch,
+                "commit": git_commit()}
+        (out / f"grid_{spec.name}_run.json").write_text(json.dumps(info, indent=1) + "\n")
     for path in draw(store, spec, args.figures):
         print(f"wrote {path}")
 

@@ -1,4 +1,4 @@
-"""Train K grid cells of one model at once: stacked weights, one vmap'ed forward/backward, and
+"""Train K grid cells of one model at once: stacked weights, one batched forward/backward, and
 :class:`~hdrepro.optim.batched.BatchedHD` stepping every cell with its own α₀, β, γ and state.
 
 It is the same training as :func:`hdrepro.train.train` for each cell, up to floating-point
@@ -32,6 +32,66 @@ class CellHParams:
     hyper_hypergrad_lr: float = 0.0
 
 
+STACKABLE = (nn.Flatten, nn.Linear, nn.Conv2d, nn.ReLU, nn.Tanh, nn.MaxPool2d, nn.Dropout)
+
+
+def stackable(model: nn.Module) -> bool:
+    """Whether `stacked_forward` handles the model (else train_cells falls back to vmap)."""
+    return isinstance(model, nn.Sequential) and all(isinstance(m, STACKABLE) for m in model)
+
+
+def stacked_forward(model: nn.Sequential, params: dict[str, Tensor], x: Tensor) -> Tensor:
+    """Logits (K, B, classes) of K stacked copies of a Sequential model on one shared input.
+
+    The input has no cell axis, so the first Linear/Conv2d runs all K cells as one wide layer
+    (weights concatenated along the output features). After it, conv activations keep the cells
+    in the channel axis, (B, K·C, H, W), and later convolutions are grouped (groups=K); dense
+    activations are (K, B, F) and later Linear layers are one batched matmul. Dropout draws one
+    mask with the one-cell shape, exactly as the one-cell model's forward draws it, and applies
+    it to every cell. (vmap does the same job for any model, but materialises the shared input
+    once per cell, which made it slower than one cell at a time.)
+    """
+    k = next(iter(params.values())).shape[0]
+    h, layout = x, "shared"   # "shared": (B, …); "conv": (B, K·C, H, W); "dense": (K, B, F)
+    for name, m in model.named_children():
+        if isinstance(m, nn.Linear):
+            w, b = params[f"{name}.weight"], params[f"{name}.bias"]
+            if layout == "shared":
+                h = nn.functional.linear(h, w.reshape(-1, w.shape[-1]), b.reshape(-1))
+                h = h.view(h.shape[0], k, -1).transpose(0, 1)
+            else:
+                h = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            layout = "dense"
+        elif isinstance(m, nn.Conv2d):
+            w, b = params[f"{name}.weight"], params[f"{name}.bias"]
+            h = nn.functional.conv2d(h, w.reshape((-1,) + w.shape[2:]), b.reshape(-1), m.stride,
+                                     m.padding, m.dilation, groups=1 if layout == "shared" else k)
+            layout = "conv"
+        elif isinstance(m, nn.Flatten):
+            if layout == "conv":
+                h = h.reshape(h.shape[0], k, -1).transpose(0, 1)
+                layout = "dense"
+            elif layout == "shared":
+                h = m(h)
+        elif isinstance(m, nn.Dropout):
+            h = _dropout(m, h, layout, k)
+        else:  # ReLU, Tanh, MaxPool2d act on each cell's channels/features alike
+            h = m(h)
+    return h
+
+
+def _dropout(m: nn.Dropout, h: Tensor, layout: str, k: int) -> Tensor:
+    if not m.training or m.p == 0:
+        return h
+    if layout == "shared":
+        return m(h)
+    shape = (h.shape[0], h.shape[1] // k) + tuple(h.shape[2:]) if layout == "conv" else h.shape[1:]
+    mask = nn.functional.dropout(h.new_ones(shape), m.p, training=True)  # the one-cell draw
+    if layout == "conv":
+        return (h.view(h.shape[0], k, *shape[1:]) * mask.unsqueeze(1)).view(h.shape)
+    return h * mask
+
+
 def _stack_params(model: nn.Module, k: int) -> dict[str, Tensor]:
     return {name: p.detach().unsqueeze(0).repeat((k,) + (1,) * p.dim()).requires_grad_()
             for name, p in model.named_parameters()}
@@ -53,10 +113,7 @@ def train_cells(model_name: str, kind: str, cells: list[CellHParams], data: Data
                     [c.hypergrad_lr for c in cells], [c.hyper_hypergrad_lr for c in cells],
                     rule=rule, momentum=momentum, weight_decay=weight_decay)
 
-    def loss_of(p, x, y):
-        return nn.functional.cross_entropy(functional_call(model, p, (x,)), y)
-
-    losses_of = vmap(loss_of, in_dims=(0, None, None), randomness="same")
+    losses_of = _losses_function(model, k)
     train_split, test_split = data.train.to(device), data.test.to(device)
     gen = torch.Generator().manual_seed(seed)
     diverged_at = torch.zeros(k, dtype=torch.int64, device=device)
@@ -94,15 +151,32 @@ def train_cells(model_name: str, kind: str, cells: list[CellHParams], data: Data
     return out
 
 
+def _losses_function(model: nn.Module, k: int):
+    """(params, x, y) -> the K cells' mean cross-entropies on one minibatch."""
+    if stackable(model):
+        def losses(p, x, y):
+            out = stacked_forward(model, p, x)
+            ce = nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.repeat(k),
+                                             reduction="none")
+            return ce.view(k, -1).mean(1)
+        return losses
+
+    def loss_of(p, x, y):
+        return nn.functional.cross_entropy(functional_call(model, p, (x,)), y)
+    return vmap(loss_of, in_dims=(0, None, None), randomness="same")
+
+
+def _outputs_function(model: nn.Module):
+    if stackable(model):
+        return lambda p, x: stacked_forward(model, p, x)
+    return vmap(lambda p, x: functional_call(model, p, (x,)), in_dims=(0, None))
+
+
 @torch.no_grad()
 def _evaluate(model: nn.Module, params: dict[str, Tensor], split, batch_size: int = 1000):
     """(mean cross-entropy, accuracy) per cell over a split, in eval mode (dropout off)."""
     model.eval()
-
-    def outputs(p, x):
-        return functional_call(model, p, (x,))
-
-    out_of = vmap(outputs, in_dims=(0, None))
+    out_of = _outputs_function(model)
     k = next(iter(params.values())).shape[0]
     loss = torch.zeros(k, dtype=torch.float64, device=split.x.device)
     correct = torch.zeros(k, dtype=torch.float64, device=split.x.device)

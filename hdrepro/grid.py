@@ -141,7 +141,8 @@ class RunOptions:
     executor: str = "inprocess"
     workers: int = 2
     scheduler: str | None = None     # address of a running Dask scheduler; None: a LocalCluster
-    batch: int = 64                  # cells trained together; 0: one at a time through train()
+    batch: int | None = None         # cells trained together; 0: one at a time through
+    #                                  train(); None: auto_batch(model, device)
     device: str = "auto"
     threads: int | None = None       # torch threads per worker (None: torch's default)
     progress: bool = True
@@ -149,11 +150,21 @@ class RunOptions:
     def __post_init__(self):
         if self.executor not in EXECUTORS:
             raise ValueError(f"Unknown executor {self.executor!r}; choose one of {EXECUTORS}")
-        if self.workers < 1 or self.batch < 0:
+        if self.workers < 1 or (self.batch is not None and self.batch < 0):
             raise ValueError(f"workers must be >= 1 and batch >= 0 (got {self.workers}, "
                              f"{self.batch})")
         if self.scheduler and self.executor != "dask":
             raise ValueError("--scheduler needs --executor dask")
+
+
+def auto_batch(model: str, device: str) -> int:
+    """Cells per batched run when the user does not say. On a GPU batching wins on every model;
+    on CPU it wins only where the one-cell step is overhead-bound (LogReg: 7× at 128 cells), while
+    the MLNN and BetterCNN steps are compute- and memory-bound and ran 0.4-0.6× as fast per cell
+    batched (bench/bench_grid.py, REPORT.md §6), so they run one cell at a time there."""
+    if resolve_device(device).type == "cuda":
+        return 256
+    return 128 if model == "logreg" else 0
 
 
 def tasks(cells: Iterable[Cell], batch: int) -> list[tuple[Cell, ...]]:
@@ -262,13 +273,14 @@ def run_grid(spec: GridSpec, store: GridStore, options: RunOptions) -> pd.DataFr
     done = store.finished()
     todo = [c for c in cells if c.cell_id not in done]
     if todo:
-        work = tasks(todo, options.batch)
+        batch = auto_batch(spec.model, options.device) if options.batch is None else options.batch
+        work = tasks(todo, batch)
         threads = options.threads
         if threads is None and options.executor != "inprocess":
             threads = max(1, torch.get_num_threads() // options.workers)
         bar = tqdm(total=len(cells), initial=len(cells) - len(todo), disable=not options.progress,
                    desc=f"grid {spec.name}", unit="cell")
-        submit = functools.partial(run_task, batched=options.batch > 0, device=options.device,
+        submit = functools.partial(run_task, batched=batch > 0, device=options.device,
                                    data_root=options.data_root, threads=threads)
         with open_executor(options) as ex:
             window = 1 if options.executor == "inprocess" else 2 * options.workers

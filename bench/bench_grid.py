@@ -1,0 +1,149 @@
+"""Grid throughput: cell-steps per second, one cell at a time vs batched cells, on LogReg, MLNN
+and BetterCNN, measured side by side in one run on one device.
+
+Claim under test (issue: grids): batched ≥ 5× one-at-a-time for LogReg on CPU (overhead-bound);
+for MLNN and BetterCNN on CPU the achieved GFLOP/s against the cores' measured matmul peak; on an
+H100 batched ≥ 20× one-at-a-time. One-at-a-time is hdrepro.train.train (the grid's batch=0 path);
+batched is hdrepro.batched.train_cells with K cells (the grid's batch=K path). Each entry trains
+SGD-HD from the same start on the first 6,000 MNIST images (the report's 10%), batch 128, for
+`epochs`, timed after a warm-up; FLOPs per cell-step are counted by torch's FlopCounterMode
+(forward + backward at batch 128; the optimizer's elementwise work is not counted).
+Runtime: smoke ~20 s, quick ~2 min, full ~5 min on 2 CPU cores; ~2 min on an H100.
+
+    python bench/bench_grid.py --profile quick --out results/quick
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from hdrepro import models
+from hdrepro.batched import CellHParams, train_cells
+from hdrepro.data import DataConfig, default_data_root, load
+from hdrepro.train import OptimConfig, TrainConfig, train
+
+K_VALUES = {  # cells per batch, per device kind and profile
+    ("cpu", "smoke"): {"logreg": (1, 16), "mlnn": (1, 4), "bettercnn": (1, 4)},
+    ("cpu", "quick"): {"logreg": (1, 16, 128), "mlnn": (1, 8), "bettercnn": (1, 8)},
+    ("cpu", "full"): {"logreg": (1, 16, 64, 128), "mlnn": (1, 8, 32), "bettercnn": (1, 8, 32)},
+    ("cuda", "smoke"): {m: (1, 16) for m in ("logreg", "mlnn", "bettercnn")},
+    ("cuda", "quick"): {m: (1, 16, 64, 256) for m in ("logreg", "mlnn", "bettercnn")},
+    ("cuda", "full"): {m: (1, 16, 64, 256) for m in ("logreg", "mlnn", "bettercnn")},
+}
+EPOCHS = {"smoke": 1, "quick": 1, "full": 2}
+FRACTION = {"smoke": 0.02, "quick": 0.1, "full": 0.1}
+ALPHA0, BETA = 1e-3, 1e-6   # a converging SGD-HD cell: no run stops early
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def flops_per_cell_step(model_name: str, batch: int = 128) -> float:
+    model = models.build(model_name)
+    x = torch.randn(batch, 1, 28, 28)
+    y = torch.randint(0, 10, (batch,))
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    return float(counter.get_total_flops())
+
+
+def matmul_peak_gflops(device, n: int) -> float:
+    """Measured fp32 matmul throughput (TF32 off): the reference 'peak' for GFLOP/s ratios."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    for _ in range(2):
+        a @ b
+    sync(device)
+    reps = 10 if device.type == "cuda" else 3
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def time_one_at_a_time(model, data, data_cfg, epochs, device) -> tuple[float, int]:
+    cfg = TrainConfig(model, data_cfg, OptimConfig("sgd-hd", ALPHA0, BETA), epochs,
+                      device=str(device), log_every=10 ** 9, progress=False)
+    train(cfg, data)  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    res = train(cfg, data)
+    sync(device)
+    return time.perf_counter() - t0, res.final["iterations"]
+
+
+def time_batched(model, data, epochs, device, k) -> tuple[float, int]:
+    cells = [CellHParams(ALPHA0, BETA)] * k
+    train_cells(model, "sgd", cells, data, epochs=1, device=device)  # warm-up
+    sync(device)
+    t0 = time.perf_counter()
+    out = train_cells(model, "sgd", cells, data, epochs=epochs, device=device)
+    sync(device)
+    return time.perf_counter() - t0, out[0]["iterations"]
+
+
+def device_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", choices=sorted(EPOCHS), default="quick")
+    ap.add_argument("--out", type=Path, default=Path("results/quick"))
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="data folder (default $HDREPRO_DATA or <repo>/data)")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    data_cfg = DataConfig("mnist", FRACTION[args.profile])
+    data = load(data_cfg, args.data or default_data_root())
+    epochs = EPOCHS[args.profile]
+    peak = matmul_peak_gflops(device, 8192 if device.type == "cuda" else 2048)
+    meta = {"device": device_name(device), "torch": torch.__version__, "profile": args.profile,
+            "n_train": len(data.train), "epochs": epochs, "matmul_peak_gflops": peak,
+            "commit": os.environ.get("HDREPRO_COMMIT", "")}
+    rows = []
+    for model, ks in K_VALUES[device.type, args.profile].items():
+        flops = flops_per_cell_step(model)
+        seconds, iters = time_one_at_a_time(model, data, data_cfg, epochs, device)
+        one = iters / seconds
+        rows.append({"model": model, "mode": "one at a time (train)", "cells": 1,
+                     "cell_steps_per_s": one, "speedup": 1.0})
+        for k in ks:
+            seconds, iters = time_batched(model, data, epochs, device, k)
+            rows.append({"model": model, "mode": f"batched K={k}", "cells": k,
+                         "cell_steps_per_s": k * iters / seconds,
+                         "speedup": k * iters / seconds / one})
+        for r in rows:
+            if r["model"] == model:
+                r["gflops"] = r["cell_steps_per_s"] * flops / 1e9
+                r["fraction_of_peak"] = r["gflops"] / peak
+                r["flops_per_cell_step"] = flops
+                r.update(meta)
+        for r in rows[-len(ks) - 1:]:
+            print(f"{model:10s} {r['mode']:22s} {r['cell_steps_per_s']:10.0f} cell-steps/s "
+                  f"{r['speedup']:6.1f}x  {r['gflops']:8.1f} GFLOP/s "
+                  f"({100 * r['fraction_of_peak']:.0f}% of matmul peak)", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"bench_grid_{device.type}.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {path} ({meta['device']}, matmul peak {peak:.0f} GFLOP/s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The full profile's grids and benchmarks on a GPU machine that has torch but no network
+# (the device tool): MNIST comes as the four .gz IDX files in .gpu/mnist/ (git-ignored, carried),
+# results go to results/full/ and figures/full/, and everything lands in $OUT/full.tgz.
+# Usage (in the repository root): T=420 bash scripts/device_full_grids.sh
+set -uo pipefail
+export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
+export HDREPRO_DATA="${HDREPRO_DATA:-/tmp/hdrepro-data}" HDREPRO_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+out=results/full figs=figures/full log="${OUT:-/tmp}/device_log.txt"
+mkdir -p "$HDREPRO_DATA/mnist" "$out" "$figs"
+cp .gpu/mnist/*.gz "$HDREPRO_DATA/mnist/"
+pack() { tar czf "${OUT:-/tmp}/full.tgz" results/full figures/full; }
+trap pack EXIT
+{
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+python3 -c "import torch; print('torch', torch.__version__)"
+python3 -m hdrepro.data fetch mnist
+start=$(date +%s)
+for g in ${GRIDS:-logreg gamma mlnn bettercnn}; do
+    left=$(( ${T:-420} - ($(date +%s) - start) ))
+    [ "$left" -gt 20 ] || { echo "[device] no time left for grid $g"; continue; }
+    timeout "$left" python3 experiments/grid_$g.py --profile full --out "$out" --figures "$figs" \
+        --executor processes --workers "${WORKERS:-3}" --no-progress
+    echo "[device] grid $g rc=$? at $(( $(date +%s) - start )) s"
+done
+if [ -n "${BENCH:-1}" ]; then
+    timeout 150 python3 bench/bench_step.py --profile full --out "$out"
+    timeout 200 python3 bench/bench_grid.py --profile full --out "$out"
+fi
+echo "[device] total $(( $(date +%s) - start )) s"
+} 2>&1 | tee "$log"
