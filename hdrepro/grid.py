@@ -371,7 +371,7 @@ def panel_stats(panel: Panel) -> dict:
     diverged = int(hd_vals.isna().to_numpy().sum())
     converged = n - diverged
     worse = int(panel.worse.drop(index="baseline").to_numpy().sum())
-    best = hd_vals.stack()
+    best = hd_vals.stack().dropna()
     best_cell = best.idxmin() if len(best) else (math.nan, math.nan)
     return {"optimizer": panel.optimizer, "rule": panel.rule, "gamma": panel.gamma,
             "cells": n, "diverged": diverged, "worse": worse,

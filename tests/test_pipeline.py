@@ -40,6 +40,21 @@ def test_report_numbers_are_the_results_files_numbers(smoke):
         assert f"| {r['ours']} | {r['baseline']} | {float(r['ratio']):.2f} |" in report
 
 
+def test_smoke_grids_are_stored_drawn_and_reported(smoke):
+    from hdrepro.grid import panel_stats, panels
+    from hdrepro.results import GridStore
+    report = (smoke / "REPORT.md").read_text()
+    for name in ("logreg", "mlnn", "bettercnn", "gamma"):
+        frame = GridStore(smoke / "results" / "smoke" / f"grid_{name}.jsonl").frame()
+        assert len(frame) == 6, name  # the smoke profile's 2×2 grid and its baseline row
+        assert (smoke / "figures" / f"grid_{name}.png").stat().st_size > 10_000
+        for panel in panels(frame):
+            st = panel_stats(panel)
+            assert (f"| {st['cells']} | {st['diverged']} ({st['diverged_fraction']:.0%}) | "
+                    f"{st['worse']} (") in report
+    assert (smoke / "results" / "smoke" / "bench_grid_cpu.csv").stat().st_size > 0
+
+
 def test_every_code_link_in_the_report_points_at_a_real_line(smoke):
     report = (smoke / "REPORT.md").read_text()
     links = re.findall(r"\(([\w/]+\.py)#L(\d+)\)", report)
