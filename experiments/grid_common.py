@@ -4,6 +4,7 @@ heatmaps from the stored cells. The drivers only say which grid each profile run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from hdrepro.data import default_data_root  # noqa: E402
 from hdrepro.grid import (EXECUTORS, GridSpec, RunOptions, auto_batch, git_commit,  # noqa: E402
                           panels, run_grid)
+from hdrepro.optim._hypergrad import RULES  # noqa: E402
 from hdrepro.plots import plot_grid  # noqa: E402
 from hdrepro.results import GridStore  # noqa: E402
 
@@ -40,6 +42,8 @@ def parser(doc: str, profiles: dict[str, GridSpec]) -> argparse.ArgumentParser:
                          "hdrepro.grid.auto_batch, by model and device)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (auto: CUDA if present)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+    ap.add_argument("--rules", nargs="+", choices=RULES, default=None,
+                    help="run only these rules of the profile's grid (default: all of them)")
     ap.add_argument("--plot-only", action="store_true", help="redraw from the stored cells")
     ap.add_argument("--no-progress", action="store_true")
     return ap
@@ -48,6 +52,8 @@ def parser(doc: str, profiles: dict[str, GridSpec]) -> argparse.ArgumentParser:
 def main(doc: str, profiles: dict[str, GridSpec], argv=None) -> None:
     args = parser(doc, profiles).parse_args(argv)
     spec = profiles[args.profile]
+    if args.rules:
+        spec = dataclasses.replace(spec, rules=tuple(args.rules))
     out = args.out or Path("results") / args.profile
     store = GridStore(out / f"grid_{spec.name}.jsonl")
     if not args.plot_only:

@@ -4,17 +4,18 @@
 # results go to results/full/ and figures/full/, and everything lands in $OUT/full.tgz.
 # Usage (in the repository root): T=420 bash scripts/device_full_grids.sh
 #   GRIDS='logreg gamma mlnn bettercnn' (which grids), T (seconds for the grids; a grid cut off
-#   resumes on the next call), EXECUTOR (inprocess: tasks finish one by one), BENCH='step grid'.
+#   resumes on the next call), EXECUTOR (inprocess: tasks finish one by one), BENCH='step grid',
+#   RULES=additive (only that rule), DEST / FIGS (results and figures folders).
 set -uo pipefail
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 export HDREPRO_DATA="${HDREPRO_DATA:-/tmp/hdrepro-data}" HDREPRO_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-out=results/full figs=figures/full log="${OUT:-/tmp}/device_log.txt"
+out="${DEST:-results/full}" figs="${FIGS:-figures/full}" log="${OUT:-/tmp}/device_log.txt"
 mkdir -p "$HDREPRO_DATA/mnist" "$out" "$figs"
 cp .gpu/mnist/*.gz "$HDREPRO_DATA/mnist/"
 if ls .whl/*.whl >/dev/null 2>&1; then  # Chandra et al.'s package for bench_step's side-by-side rows
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
-pack() { tar czf "${OUT:-/tmp}/full.tgz" results/full figures/full; }
+pack() { tar czf "${OUT:-/tmp}/full.tgz" "$out" "$figs"; }
 trap pack EXIT
 {
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
@@ -25,7 +26,8 @@ for g in ${GRIDS:-logreg gamma mlnn bettercnn}; do
     left=$(( ${T:-420} - ($(date +%s) - start) ))
     [ "$left" -gt 20 ] || { echo "[device] no time left for grid $g"; continue; }
     timeout "$left" python3 experiments/grid_$g.py --profile full --out "$out" --figures "$figs" \
-        --executor "${EXECUTOR:-inprocess}" --workers "${WORKERS:-3}" --no-progress
+        --executor "${EXECUTOR:-inprocess}" --workers "${WORKERS:-3}" --no-progress \
+        ${RULES:+--rules $RULES}
     echo "[device] grid $g rc=$? at $(( $(date +%s) - start )) s"
 done
 case "${BENCH-step grid}" in *step*) timeout 150 python3 bench/bench_step.py --profile full --out "$out" ;; esac
