@@ -4,10 +4,12 @@
 It is the same training as :func:`hdrepro.train.train` for each cell, up to floating-point
 reordering (tests/test_grid.py checks final losses and divergence flags): the same seeded
 initial weights (torch.manual_seed(seed), then the model is built), the same minibatch order (a
-generator seeded with the seed), the same dropout masks (vmap draws them once for all cells from
-the global generator, as the one-cell run draws them), coupled weight decay, cross-entropy, and the
-same divergence rule: a cell has diverged at the first minibatch whose loss is NaN/inf. Nothing is
-read back to the host inside an epoch.
+generator seeded with the seed), the same dropout masks (one draw per forward with the one-cell
+shape, from the global generator, shared by all cells), coupled weight decay, cross-entropy, and
+the same divergence rule: a cell has diverged at the first minibatch whose loss is NaN/inf.
+Nothing is read back to the host inside an epoch. Sequential models of Linear, Conv2d, ReLU,
+Tanh, MaxPool2d, Dropout and Flatten run through :func:`stacked_forward`; any other model runs
+through torch.func.vmap (slower: it materialises the shared input once per cell).
 """
 from __future__ import annotations
 

@@ -266,3 +266,18 @@ def test_grid_driver_smoke_writes_cells_and_heatmap(tmp_path):
                             "--out", str(tmp_path), "--figures", str(tmp_path), "--plot-only"],
                            cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert "grid_logreg.png" in again.stdout
+
+
+def test_stacked_forward_and_the_vmap_fallback_train_alike(monkeypatch):
+    """The hand-stacked forward (shared first layer, grouped convs, one dropout draw) and the
+    general torch.func.vmap path give the same cells (BetterCNN: convs, pooling, dropout)."""
+    import hdrepro.batched as batched
+    from hdrepro.grid import _data
+    data = _data(TINY, ROOT)
+    cells = [batched.CellHParams(1e-3, 0.0), batched.CellHParams(1e-2, 1e-4)]
+    fast = batched.train_cells("bettercnn", "sgdn", cells, data, epochs=1)
+    monkeypatch.setattr(batched, "stackable", lambda model: False)
+    slow = batched.train_cells("bettercnn", "sgdn", cells, data, epochs=1)
+    for a, b in zip(fast, slow):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)
