@@ -15,19 +15,21 @@ Runtime: smoke ~20 s, quick ~2 min, full ~5 min on 2 CPU cores; ~2 min on an H10
 from __future__ import annotations
 
 import argparse
-import csv
 import os
-import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from hdrepro import models
-from hdrepro.batched import CellHParams, train_cells
-from hdrepro.data import DataConfig, default_data_root, load
-from hdrepro.train import OptimConfig, TrainConfig, train
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import device_name, sync, write_rows  # noqa: E402
+
+from hdrepro import models  # noqa: E402
+from hdrepro.batched import CellHParams, train_cells  # noqa: E402
+from hdrepro.data import DataConfig, default_data_root, load  # noqa: E402
+from hdrepro.train import OptimConfig, TrainConfig, train  # noqa: E402
 
 K_VALUES = {  # cells per batch, per device kind and profile
     ("cpu", "smoke"): {"logreg": (1, 16), "mlnn": (1, 4), "bettercnn": (1, 4)},
@@ -41,10 +43,6 @@ EPOCHS = {"smoke": 1, "quick": 1, "full": 2}
 FRACTION = {"smoke": 0.02, "quick": 0.1, "full": 0.1}
 ALPHA0, BETA = 1e-3, 1e-6   # a converging SGD-HD cell: no run stops early
 
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def flops_per_cell_step(model_name: str, batch: int = 128) -> float:
@@ -92,11 +90,6 @@ def time_batched(model, data, epochs, device, k) -> tuple[float, int]:
     return time.perf_counter() - t0, out[0]["iterations"]
 
 
-def device_name(device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -136,12 +129,8 @@ def main(argv=None):
             print(f"{model:10s} {r['mode']:22s} {r['cell_steps_per_s']:10.0f} cell-steps/s "
                   f"{r['speedup']:6.1f}x  {r['gflops']:8.1f} GFLOP/s "
                   f"({100 * r['fraction_of_peak']:.0f}% of matmul peak)", flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench_grid_{device.type}.csv"
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(path, rows)
     print(f"wrote {path} ({meta['device']}, matmul peak {peak:.0f} GFLOP/s)")
 
 

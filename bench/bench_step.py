@@ -10,10 +10,8 @@ Runtime: smoke ~10 s, quick ~1 min, full ~3 min on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import csv
 import importlib.util
 import os
-import platform
 import statistics
 import sys
 import time
@@ -22,6 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import device_name, sync, write_rows  # noqa: E402
 from reference_style import LoopAdamHD, LoopSGDHD  # noqa: E402
 
 from hdrepro.autodiff import SGD, Adam, HyperStack  # noqa: E402
@@ -56,10 +55,6 @@ def make_params(shapes, device):
         params.append(p)
     return params
 
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def interleaved_medians(fns: dict, device, repeats: int) -> dict[str, float]:
@@ -181,11 +176,6 @@ def bench_stacks(device, repeats) -> list[dict]:
              "baseline_ms": ms[den]} for num, den in ratios]
 
 
-def device_name(device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -201,12 +191,8 @@ def main(argv=None):
             "repeats": repeats, "commit": os.environ.get("HDREPRO_COMMIT", "")}
     for r in rows:
         r.update(meta)
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench_step_{device.type}.csv"
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+    write_rows(path, rows)
     print(f"{'benchmark':30s} {'params':26s} {'ours':34s} {'baseline':32s} ratio")
     for r in rows:
         print(f"{r['benchmark'][:30]:30s} {r['params'][:26]:26s} {r['ours'][:34]:34s} "
