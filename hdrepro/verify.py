@@ -7,6 +7,7 @@ minibatches, so two optimizers given the same start see exactly the same data.
 from __future__ import annotations
 
 import copy
+import io
 from dataclasses import dataclass
 from typing import Callable
 
@@ -75,6 +76,34 @@ def _beta(opt) -> float:
     if isinstance(opt, HyperStack):
         return float(opt.hyper[1]["lr"].detach()) if len(opt.levels) > 1 else float("nan")
     return float(opt.param_groups[0].get("hypergrad_lr", float("nan")))
+
+
+def train_steps(model: nn.Module, opt, batches) -> None:
+    """An ordinary backward (no create_graph) and opt.step() per minibatch, in order."""
+    for batch in batches:
+        opt.zero_grad()
+        loss_fn(model, batch).backward()
+        opt.step()
+
+
+def checkpoint_and_resume(make_opt: MakeOpt, problem: Problem, first, second):
+    """Train on `first`, checkpoint model and optimizer, train on `second`; then load the
+    checkpoint into a fresh model and optimizer and train on `second` again. Returns
+    ((model, opt) uninterrupted, (model, opt) resumed) for the caller to compare."""
+    model = problem.make_model()
+    opt = make_opt(list(model.parameters()))
+    train_steps(model, opt, first)
+    buf = io.BytesIO()
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
+    train_steps(model, opt, second)
+    buf.seek(0)
+    saved = torch.load(buf, weights_only=False)
+    model2 = problem.make_model()
+    model2.load_state_dict(saved["model"])
+    opt2 = make_opt(list(model2.parameters()))
+    opt2.load_state_dict(saved["opt"])
+    train_steps(model2, opt2, second)
+    return (model, opt), (model2, opt2)
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

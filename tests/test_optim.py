@@ -1,6 +1,5 @@
 """hdrepro.optim: invariants, wrapping, validation, checkpointing and NaN handling."""
 import copy
-import io
 import math
 
 import pytest
@@ -8,7 +7,8 @@ import torch
 
 from hdrepro.optim import HD, SGDHD, AdamHD
 from hdrepro.optim import _hypergrad as hg
-from hdrepro.verify import Problem, loss_fn, rel_err, trajectory
+from hdrepro.verify import (Problem, checkpoint_and_resume, loss_fn, rel_err, train_steps,
+                            trajectory)
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -166,27 +166,7 @@ RESUMABLE = [
 @pytest.mark.parametrize("name,make", RESUMABLE, ids=[c[0] for c in RESUMABLE])
 def test_state_dict_round_trip_continues_bit_identically(name, make):
     batches = P.batches()
-
-    def train(model, opt, bs):
-        for b in bs:
-            opt.zero_grad()
-            loss_fn(model, b).backward()
-            opt.step()
-
-    model = P.make_model()
-    opt = make(list(model.parameters()))
-    train(model, opt, batches[:8])
-    buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
-    train(model, opt, batches[8:16])
-
-    buf.seek(0)
-    saved = torch.load(buf, weights_only=False)
-    model2 = P.make_model()
-    model2.load_state_dict(saved["model"])
-    opt2 = make(list(model2.parameters()))
-    opt2.load_state_dict(saved["opt"])
-    train(model2, opt2, batches[8:16])
+    (model, opt), (model2, opt2) = checkpoint_and_resume(make, P, batches[:8], batches[8:16])
     for p, q in zip(model.parameters(), model2.parameters()):
         assert torch.equal(p, q)
     assert torch.equal(torch.as_tensor(opt.param_groups[0]["lr"]),
@@ -237,10 +217,7 @@ def test_nan_gradient_keeps_alpha_finite_and_counts_the_event(make):
     model = P.make_model()
     opt = make(list(model.parameters()))
     batches = P.batches()
-    for b in batches[:3]:
-        opt.zero_grad()
-        loss_fn(model, b).backward()
-        opt.step()
+    train_steps(model, opt, batches[:3])
     alpha_before = float(opt.param_groups[0]["lr"])
     opt.zero_grad()
     loss_fn(model, batches[3]).backward()
@@ -276,10 +253,7 @@ def _step_with_syncs_forbidden(make, monkeypatch):
     model = P.make_model()
     opt = make(list(model.parameters()))
     batches = P.batches()
-    for b in batches[:2]:
-        opt.zero_grad()
-        loss_fn(model, b).backward()
-        opt.step()
+    train_steps(model, opt, batches[:2])
     opt.zero_grad()
     loss_fn(model, batches[2]).backward()
 

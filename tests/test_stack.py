@@ -1,22 +1,13 @@
 """hdrepro.autodiff.HyperStack: plug-and-play use, heights, checkpointing, memory, validation."""
-import io
-
 import pytest
 import torch
 
 from hdrepro.autodiff import SGD, AdaGrad, Adam, HyperStack, RMSProp
-from hdrepro.verify import Problem, loss_fn
+from hdrepro.verify import Problem, checkpoint_and_resume, loss_fn, train_steps
 
 pytestmark = pytest.mark.usefixtures("float64")
 
 P = Problem(model="mlp", steps=30)
-
-
-def _train(opt, model, batches):
-    for b in batches:
-        opt.zero_grad()
-        loss_fn(model, b).backward()  # an ordinary backward: no create_graph
-        opt.step()
 
 
 @pytest.mark.parametrize("levels", [
@@ -33,7 +24,7 @@ def test_stacks_train_and_learn_their_hyperparameters(levels):
     opt = HyperStack(model.parameters(), levels())
     before = opt.hyperparameters()
     first = float(loss_fn(model, P.batches()[0]).detach())
-    _train(opt, model, P.batches()[:30])
+    train_steps(model, opt, P.batches()[:30])
     after = opt.hyperparameters()
     learned = [f"{k}.{n}" for k, lv in enumerate(opt.levels[:-1]) for n in lv.learn]
     assert all(after[n] != before[n] for n in learned), (before, after)
@@ -54,35 +45,23 @@ def test_graph_is_freed_each_step_so_memory_does_not_grow():
             todo.extend(f for f, _ in fn.next_functions)
         return len(seen)
 
-    _train(opt, model, P.batches()[:3])
+    train_steps(model, opt, P.batches()[:3])
     n3 = graph_nodes()
-    _train(opt, model, P.batches()[3:30])
+    train_steps(model, opt, P.batches()[3:30])
     assert graph_nodes() == n3 > 0
 
 
 def test_integer_hyperparameters_are_accepted():
     model = P.make_model()
     opt = HyperStack(model.parameters(), [SGD(lr=1), SGD(lr=0)])
-    _train(opt, model, P.batches()[:2])
+    train_steps(model, opt, P.batches()[:2])
     assert opt.hyper[0]["lr"].dtype == torch.float64
 
 
 def test_state_dict_round_trip_continues_the_same_training():
     batches = P.batches()
-    make = lambda m: HyperStack(m.parameters(), [Adam(1e-2), SGD(1e-4, clip=True), SGD(1e-7)])
-    model = P.make_model()
-    opt = make(model)
-    _train(opt, model, batches[:10])
-    buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict()}, buf)
-    _train(opt, model, batches[10:20])
-    buf.seek(0)
-    saved = torch.load(buf, weights_only=False)
-    model2 = P.make_model()
-    model2.load_state_dict(saved["model"])
-    opt2 = make(model2)
-    opt2.load_state_dict(saved["opt"])
-    _train(opt2, model2, batches[10:20])
+    make = lambda p: HyperStack(p, [Adam(1e-2), SGD(1e-4, clip=True), SGD(1e-7)])  # noqa: E731
+    (model, opt), (model2, opt2) = checkpoint_and_resume(make, P, batches[:10], batches[10:20])
     for p, q in zip(model.parameters(), model2.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-12, atol=0)
     assert opt.hyperparameters() == pytest.approx(opt2.hyperparameters(), rel=1e-12)
@@ -92,7 +71,7 @@ def test_clipping_option_changes_large_rate_runs_only():
     def final_lr(clip, beta):
         model = P.make_model()
         opt = HyperStack(model.parameters(), [SGD(0.05), SGD(beta, clip=clip)])
-        _train(opt, model, P.batches()[:30])
+        train_steps(model, opt, P.batches()[:30])
         return opt.hyperparameters()["0.lr"]
 
     assert final_lr(True, 1e-2) != final_lr(False, 1e-2)
