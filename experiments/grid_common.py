@@ -61,11 +61,12 @@ def main(doc: str, profiles: dict[str, GridSpec], argv=None) -> None:
                              workers=args.workers, scheduler=args.scheduler, batch=args.batch,
                              device=args.device, threads=args.threads,
                              progress=not args.no_progress)
-        todo = len(spec.cells()) - len(store.finished() & {c.cell_id for c in spec.cells()})
+        ids = {c.cell_id for c in spec.cells()}
+        todo = len(ids - store.finished())
         t0 = time.perf_counter()
         run_grid(spec, store, options)
         info = {"wall_s": time.perf_counter() - t0, "cells_run": todo,
-                "cells_total": len(spec.cells()), "executor": args.executor,
+                "cells_total": len(ids), "executor": args.executor,
                 "workers": args.workers, "device": args.device,
                 "batch": auto_batch(spec.model, args.device) if args.batch is None else args.batch,
                 "commit": git_commit()}

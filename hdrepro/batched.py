@@ -13,7 +13,6 @@ through torch.func.vmap (slower: it materialises the shared input once per cell)
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -190,7 +189,3 @@ def _evaluate(model: nn.Module, params: dict[str, Tensor], split, batch_size: in
     model.train()
     return (loss / len(split)).tolist(), (correct / len(split)).tolist()
 
-
-def cell_steps_per_second(cells: int, iterations: int, seconds: float) -> float:
-    """Throughput measure used by bench/bench_grid.py."""
-    return cells * iterations / seconds if seconds > 0 else math.nan

@@ -159,9 +159,9 @@ class RunOptions:
 
 def auto_batch(model: str, device: str) -> int:
     """Cells per batched run when the user does not say. On a GPU batching wins on every model;
-    on CPU it wins only where the one-cell step is overhead-bound (LogReg: 7× at 128 cells), while
-    the MLNN and BetterCNN steps are compute- and memory-bound and ran 0.4-0.6× as fast per cell
-    batched (bench/bench_grid.py, REPORT.md §6), so they run one cell at a time there."""
+    on CPU it wins only where the one-cell step is overhead-bound (LogReg), while the MLNN and
+    BetterCNN steps are compute- and memory-bound and run slower per cell batched, so they run
+    one cell at a time there (measured ratios: bench/bench_grid.py, REPORT.md §6)."""
     if resolve_device(device).type == "cuda":
         return 256
     return 128 if model == "logreg" else 0
@@ -175,7 +175,7 @@ def tasks(cells: Iterable[Cell], batch: int) -> list[tuple[Cell, ...]]:
         return [(c,) for c in cells]
     groups: dict[tuple, list[Cell]] = {}
     for c in cells:
-        rule = "additive" if c.baseline else c.rule  # a baseline cell joins any rule's batch
+        rule = "additive" if c.baseline else c.rule  # baseline cells ride with the additive ones
         key = (c.model, c.kind, rule, c.seed, c.epochs, c.batch_size, c.data)
         groups.setdefault(key, []).append(c)
     out = []
