@@ -107,15 +107,14 @@ class BatchedHD:
 
     def _hypergradient(self, g: list[Tensor]) -> tuple[Tensor, tuple]:
         """h_t = -g_t · d_{t-1} per cell (and ‖g_t‖, ‖d_{t-1}‖ for the multiplicative rule)."""
-        k = self.params[0].shape[0]
-        zero = self.params[0].new_zeros(k)
-        if self.direction is None:
-            h, d_norm = zero, zero
+        if self.direction is None:  # d_0 = 0
+            h = self.params[0].new_zeros(self.params[0].shape[0])
         else:
             h = -sum(_cell_dot(gi, di) for gi, di in zip(g, self.direction))
-            d_norm = _cell_norm(self.direction)
-        norms = (_cell_norm(g), d_norm) if self.group["rule"] == "multiplicative" else ()
-        return h, norms
+        if self.group["rule"] != "multiplicative":
+            return h, ()  # the additive rule needs no norms: no extra passes over memory
+        d_norm = torch.zeros_like(h) if self.direction is None else _cell_norm(self.direction)
+        return h, (_cell_norm(g), d_norm)
 
     def _direction(self, g: list[Tensor]) -> list[Tensor]:
         """d_t of the base optimizer (momentum / moment buffers updated in place)."""
