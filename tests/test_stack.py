@@ -100,3 +100,67 @@ BAD = [
 def test_bad_input_gives_a_clear_error(make, exc, words):
     with pytest.raises(exc, match=words):
         make()
+
+
+# -- Chandra et al.'s package as the oracle for the conventions the clipping report ran ----------
+from gradient_descent_the_ultimate_optimizer import gdtuo  # noqa: E402 (the set-up installs it)
+
+
+def _mnist_batches(n=12, batch=64):
+    from hdrepro.data import DataConfig, default_data_root, load
+    data = load(DataConfig("mnist", fraction=0.02), default_data_root())
+    x, y = data.train.x.double(), data.train.y
+    return [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(n)]
+
+
+GDTUO = {"sgd": lambda opt: gdtuo.SGD(0.01, optimizer=opt),
+         "adam": lambda opt: gdtuo.Adam(optimizer=opt),
+         "adagrad": lambda opt: gdtuo.AdaGrad(optimizer=opt),
+         "rmsprop": lambda opt: gdtuo.RMSProp(optimizer=opt)}
+BETA = {"sgd": 0.5, "adam": 1e-3, "adagrad": 0.5, "rmsprop": 1e-2}
+
+
+@pytest.mark.parametrize("primary", sorted(GDTUO))
+def test_chandra_levels_match_their_package_step_for_step(primary):
+    """HyperStack([chandra(p), SGD(β)]) ≡ gdtuo's p(optimizer=SGD(β)) on the clipping report's
+    tanh MLP and real MNIST, float64: parameters and every learned hyperparameter. The secondary
+    rates are large enough that the hyperparameters move far from their start."""
+    from hdrepro.autodiff import chandra
+    from hdrepro.models import TanhMLP
+    batches = _mnist_batches()
+    torch.manual_seed(3)
+    ours_model = TanhMLP().double()
+    theirs_model = TanhMLP().double()
+    theirs_model.load_state_dict(ours_model.state_dict())
+    ours = HyperStack(ours_model.parameters(), [chandra(primary), SGD(BETA[primary])])
+    mw = gdtuo.ModuleWrapper(theirs_model, optimizer=GDTUO[primary](gdtuo.SGD(BETA[primary])))
+    mw.initialize()
+    for batch in batches:
+        train_steps(ours_model, ours, [batch])
+        mw.begin()
+        mw.zero_grad()
+        x, y = batch
+        torch.nn.functional.cross_entropy(mw.forward(x), y).backward()  # create_graph is not needed
+        mw.step()
+    for p, q in zip(ours_model.parameters(), mw.parameters.values()):
+        torch.testing.assert_close(p, q.detach(), rtol=1e-10, atol=1e-12)
+    theirs = {n: float(v.detach()) for n, v in mw.optimizer.parameters.items()}
+    for n in ours.levels[0].learn:  # compared as stored: √α, tanh⁻¹ forms
+        name = {"lr": "alpha", "momentum": "mu"}.get(n, n)
+        assert float(ours.hyper[0][n]) == pytest.approx(theirs[name], rel=1e-10), n
+    moved = {n: float(ours.levels[0].values(ours.hyper[0])[n]) for n in ours.levels[0].learn}
+    assert moved != {n: ours.levels[0].hyper[n] for n in moved}, "nothing was learned"
+
+
+def test_stored_forms_round_trip_and_bad_forms_are_refused():
+    from hdrepro.autodiff import chandra
+    lv = chandra("rmsprop", lr=0.04)
+    stored = {n: torch.tensor(v) for n, v in lv.stored().items()}
+    assert float(stored["lr"]) == pytest.approx(0.2)
+    assert {n: float(v) for n, v in lv.values(stored).items()} == pytest.approx(lv.hyper)
+    with pytest.raises(ValueError, match="forms from"):
+        Adam(store={"beta1": "log"})
+    with pytest.raises(ValueError, match="names from"):
+        Adam(store={"mu": "tanh"})
+    with pytest.raises(ValueError, match="Unknown level"):
+        chandra("adadelta")

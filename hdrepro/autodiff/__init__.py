@@ -5,7 +5,8 @@
     ... loss.backward(); opt.step(); opt.zero_grad()
 """
 from .clip import clip_init, clip_step
-from .levels import SGD, AdaGrad, Adam, Level, RMSProp
+from .levels import SGD, AdaGrad, Adam, Level, RMSProp, chandra
 from .stack import HyperStack
 
-__all__ = ["HyperStack", "Level", "SGD", "Adam", "AdaGrad", "RMSProp", "clip_init", "clip_step"]
+__all__ = ["HyperStack", "Level", "SGD", "Adam", "AdaGrad", "RMSProp", "chandra", "clip_init",
+           "clip_step"]

@@ -24,9 +24,10 @@ from torch import Tensor
 
 
 def clip_init(like: Tensor) -> dict[str, Tensor]:
-    """State of one hyperparameter's clipper: the step count t and the average θ'_{t-1}."""
+    """State of one hyperparameter's clipper: the step count t and the average θ'_{t-1}; also the
+    latest ‖g_t‖ and θ_t, kept for plots of the mechanism."""
     zero = torch.zeros((), dtype=like.dtype, device=like.device)
-    return {"count": zero.clone(), "avg": zero.clone()}
+    return {"count": zero.clone(), "avg": zero.clone(), "norm": zero.clone(), "theta": zero.clone()}
 
 
 def clip_step(g: Tensor, state: dict[str, Tensor], count_zero_first: bool = True
@@ -41,4 +42,4 @@ def clip_step(g: Tensor, state: dict[str, Tensor], count_zero_first: bool = True
     factor = torch.where(n > theta, theta / torch.where(n > 0, n, torch.ones_like(n)),
                          torch.ones_like(n))
     new_avg = torch.where(t > 0, (total_prev + n * factor) / t_safe, state["avg"])
-    return g * factor, {"count": t, "avg": new_avg}, theta
+    return g * factor, {"count": t, "avg": new_avg, "norm": n, "theta": theta}, theta

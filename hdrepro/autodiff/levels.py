@@ -11,6 +11,12 @@ one step, which is Chandra et al.'s construction (detach p and g, keep α attach
 ``p - α·f(g)``). The returned state is detached (no graph grows across steps). A level serves at
 any height: as the primary it updates the model's parameters, above that it updates the learned
 hyperparameters (0-d tensors) of the level below.
+
+A hyperparameter may be *stored* (and so learned) in another form than it is used
+(``store={"beta1": "tanh"}``): Chandra et al.'s package learns Adam's β and RMSProp's γ as x with
+β = (tanh x + 1)/2, and RMSProp's α as √α. The stack keeps the stored x and hands the level the
+used value through :meth:`Level.values`, so the level above descends on x, as theirs does.
+``chandra(name)`` builds a level with all of that package's conventions.
 """
 from __future__ import annotations
 
@@ -23,6 +29,13 @@ from torch import Tensor
 from .clip import clip_init, clip_step
 
 TensorList = list[Tensor]
+
+#: stored form -> (stored value from the used one (a float), used value from the stored tensor)
+STORES = {
+    "raw": (lambda v: v, lambda x: x),
+    "tanh": (lambda v: math.atanh(2 * v - 1), lambda x: (torch.tanh(x) + 1) / 2),
+    "square": (math.sqrt, lambda x: x * x),   # stored √α, used α = x²
+}
 
 
 def _number(name: str, value, low: float = 0.0, high: float = math.inf, high_open=False) -> float:
@@ -40,6 +53,25 @@ class Level:
 
     hyper: dict[str, float]
     learn: tuple[str, ...]
+    store: dict[str, str] = {}
+
+    def _set_store(self, store: dict[str, str] | None) -> None:
+        store = dict(store or {})
+        for n, kind in store.items():
+            if n not in self.hyper or kind not in STORES:
+                raise ValueError(f"Invalid store {{{n!r}: {kind!r}}} for {type(self).__name__}: "
+                                 f"names from {sorted(self.hyper)}, forms from {sorted(STORES)}")
+            if kind == "tanh" and not 0 < self.hyper[n] < 1:
+                raise ValueError(f"store 'tanh' needs 0 < {n} < 1 (got {self.hyper[n]})")
+        self.store = store
+
+    def stored(self) -> dict[str, float]:
+        """The initial hyperparameters in their stored form (what the level above learns)."""
+        return {n: STORES[self.store.get(n, "raw")][0](v) for n, v in self.hyper.items()}
+
+    def values(self, stored: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The used hyperparameters from the stored tensors (differentiably)."""
+        return {n: STORES[self.store.get(n, "raw")][1](x) for n, x in stored.items()}
 
     def _set_learn(self, learn: Sequence[str]) -> None:
         learn = (learn,) if isinstance(learn, str) else tuple(learn)
@@ -79,8 +111,10 @@ class SGD(Level):
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, *, nesterov: bool = False,
                  learn: Sequence[str] = ("lr",), clip: bool = False,
-                 clip_count_zero_first: bool = True, rule: str = "additive"):
+                 clip_count_zero_first: bool = True, rule: str = "additive",
+                 store: dict[str, str] | None = None):
         self.hyper = {"lr": _number("lr", lr), "momentum": _number("momentum", momentum)}
+        self._set_store(store)
         if nesterov and momentum == 0:
             raise ValueError("Nesterov momentum requires momentum > 0")
         if rule not in ("additive", "multiplicative"):
@@ -129,11 +163,13 @@ class Adam(Level):
     """
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, *, v0: float = 0.0, learn: Sequence[str] = ("lr",)):
+                 eps: float = 1e-8, *, v0: float = 0.0, learn: Sequence[str] = ("lr",),
+                 store: dict[str, str] | None = None):
         self.hyper = {"lr": _number("lr", lr), "beta1": _number("beta1", beta1, high=1, high_open=True),
                       "beta2": _number("beta2", beta2, high=1, high_open=True)}
         self.eps, self.v0 = _number("eps", eps), _number("v0", v0)
         self._set_learn(learn)
+        self._set_store(store)
 
     def init_state(self, params):
         return {"m": [torch.zeros_like(p) for p in params],
@@ -147,7 +183,7 @@ class Adam(Level):
             m = b1 * m + (1 - b1) * g
             v = b2 * v + (1 - b2) * g * g
             denom = torch.sqrt(v / (1 - b2 ** t)) + self.eps
-            new_params.append(p - lr * (m / (1 - b1 ** t)) / denom)
+            new_params.append(p - lr * ((m / (1 - b1 ** t)) / denom))
             ms.append(m.detach())
             vs.append(v.detach())
         return new_params, {"m": ms, "v": vs, "t": t}
@@ -157,15 +193,18 @@ class AdaGrad(Level):
     r"""AdaGrad: G_t = G_{t-1} + g_t², p_t = p_{t-1} - α g_t / (√G_t + ε).
 
     ``initial_accumulator_value`` is G₀ (0 as torch.optim.Adagrad; 0.1 in Chandra et al.'s
-    package), ``eps`` 1e-10 as both.
+    package), ``eps`` 1e-10 as both; ``eps_inside_sqrt`` uses √(G_t + ε) as their package does.
     """
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-10, *,
-                 initial_accumulator_value: float = 0.0, learn: Sequence[str] = ("lr",)):
+                 initial_accumulator_value: float = 0.0, eps_inside_sqrt: bool = False,
+                 learn: Sequence[str] = ("lr",), store: dict[str, str] | None = None):
         self.hyper = {"lr": _number("lr", lr)}
         self.eps = _number("eps", eps)
         self.g0 = _number("initial_accumulator_value", initial_accumulator_value)
+        self.eps_inside_sqrt = eps_inside_sqrt
         self._set_learn(learn)
+        self._set_store(store)
 
     def init_state(self, params):
         return {"G": [torch.full_like(p, self.g0) for p in params]}
@@ -174,7 +213,7 @@ class AdaGrad(Level):
         new_params, Gs = [], []
         for p, g, G in zip(params, grads, state["G"]):
             G = G + g * g
-            new_params.append(p - hyper["lr"] * g / (torch.sqrt(G) + self.eps))
+            new_params.append(p - hyper["lr"] * g / _root(G, self.eps, self.eps_inside_sqrt))
             Gs.append(G.detach())
         return new_params, {"G": Gs}
 
@@ -183,14 +222,18 @@ class RMSProp(Level):
     r"""RMSProp: s_t = γ s_{t-1} + (1-γ) g_t², p_t = p_{t-1} - α g_t / (√s_t + ε).
 
     γ is torch.optim.RMSprop's ``alpha`` (default 0.99); α and γ may be learned.
+    ``eps_inside_sqrt`` uses √(s_t + ε) as Chandra et al.'s package does.
     """
 
     def __init__(self, lr: float = 0.01, gamma: float = 0.99, eps: float = 1e-8, *,
-                 learn: Sequence[str] = ("lr",)):
+                 eps_inside_sqrt: bool = False, learn: Sequence[str] = ("lr",),
+                 store: dict[str, str] | None = None):
         self.hyper = {"lr": _number("lr", lr),
                       "gamma": _number("gamma", gamma, high=1, high_open=True)}
         self.eps = _number("eps", eps)
+        self.eps_inside_sqrt = eps_inside_sqrt
         self._set_learn(learn)
+        self._set_store(store)
 
     def init_state(self, params):
         return {"s": [torch.zeros_like(p) for p in params]}
@@ -200,6 +243,30 @@ class RMSProp(Level):
         new_params, ss = [], []
         for p, g, s in zip(params, grads, state["s"]):
             s = gamma * s + (1 - gamma) * g * g
-            new_params.append(p - lr * g / (torch.sqrt(s) + self.eps))
+            new_params.append(p - lr * g / _root(s, self.eps, self.eps_inside_sqrt))
             ss.append(s.detach())
         return new_params, {"s": ss}
+
+
+def _root(x: Tensor, eps: float, inside: bool) -> Tensor:
+    return torch.sqrt(x + eps) if inside else torch.sqrt(x) + eps
+
+
+def chandra(name: str, lr: float | None = None, **kw) -> Level:
+    """A level with the conventions of Chandra et al.'s package (gdtuo 1.0), which the clipping
+    report ran: every hyperparameter learned; Adam's β₁, β₂ stored through tanh, v₀ = ε;
+    AdaGrad G₀ = 0.1 and √(G+ε); RMSProp α stored as √α, γ through tanh, √(s+ε); SGD learns μ
+    only when μ ≠ 0 (μ has no effect otherwise). ``lr`` and ``kw`` override the defaults."""
+    args = {} if lr is None else {"lr": lr}
+    if name == "sgd":
+        learn = ("lr", "momentum") if kw.get("momentum", 0) else ("lr",)
+        return SGD(**args, learn=learn, **kw)
+    if name == "adam":
+        return Adam(**args, v0=1e-8, learn=("lr", "beta1", "beta2"),
+                    store={"beta1": "tanh", "beta2": "tanh"}, **kw)
+    if name == "adagrad":
+        return AdaGrad(**args, initial_accumulator_value=0.1, eps_inside_sqrt=True, **kw)
+    if name == "rmsprop":
+        return RMSProp(**args, eps_inside_sqrt=True, learn=("lr", "gamma"),
+                       store={"lr": "square", "gamma": "tanh"}, **kw)
+    raise ValueError(f"Unknown level {name!r}; choose sgd, adam, adagrad or rmsprop")

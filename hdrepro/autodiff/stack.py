@@ -65,13 +65,15 @@ class HyperStack:
         self.levels = levels
         p0 = self.params[0]
         self.learned = [lv.learn for lv in levels[:-1]] + [()]
+        # stored forms (Level.store): what the level above learns
         self.hyper = [{n: torch.tensor(v, dtype=p0.dtype, device=p0.device)
-                       .requires_grad_(n in self.learned[k]) for n, v in lv.hyper.items()}
+                       .requires_grad_(n in self.learned[k]) for n, v in lv.stored().items()}
                       for k, lv in enumerate(levels)]
         self.states = [lv.init_state(self._level_params(k)) for k, lv in enumerate(levels)]
         self._records: list = [None] * len(levels)   # stored one-step graphs (or Jacobians)
         self._sens: list = [None] * len(levels)      # ‖∂outputs/∂h‖ for the multiplicative rule
         self.steps = 0
+        self.last_hypergrads: list[list[Tensor]] = []  # ∂f/∂h of each level's learned h, per step
 
     # -- what each level updates -------------------------------------------------------------
     def _level_params(self, k: int) -> list[Tensor]:
@@ -86,11 +88,14 @@ class HyperStack:
     # -- the torch.optim-like surface -------------------------------------------------------
     @property
     def param_groups(self) -> list[dict]:
-        return [{"params": self.params, **{n: v.detach() for n, v in self.hyper[0].items()}}]
+        used = self.levels[0].values(self.hyper[0])
+        return [{"params": self.params, **{n: v.detach() for n, v in used.items()}}]
 
     def hyperparameters(self) -> dict[str, float]:
-        """Every level's current hyperparameters: {"0.lr": α_t, "1.lr": β_t, …}."""
-        return {f"{k}.{n}": float(v.detach()) for k, h in enumerate(self.hyper) for n, v in h.items()}
+        """Every level's current hyperparameters as used (not as stored): {"0.lr": α_t, "1.lr":
+        β_t, …}."""
+        return {f"{k}.{n}": float(v.detach()) for k, lv in enumerate(self.levels)
+                for n, v in lv.values(self.hyper[k]).items()}
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
@@ -107,6 +112,7 @@ class HyperStack:
                 loss = closure()
         grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach() for p in self.params]
         hgrads, norms_below = self._hypergradients(grads)
+        self.last_hypergrads = hgrads
         for k in reversed(range(len(self.levels))):
             below_grads = grads if k == 0 else hgrads[k - 1]
             scale = self._scale(k, norms_below) if k > 0 else None
@@ -159,15 +165,16 @@ class HyperStack:
     def _update_level(self, k: int, grads: list[Tensor], scale) -> list[Tensor]:
         """Level k's update, recorded as a graph into its learned hyperparameters if any."""
         level, params, state = self.levels[k], self._level_params(k), self.states[k]
-        hyper = self.hyper[k]
         if self.learned[k]:
             with torch.enable_grad():
+                hyper = level.values(self.hyper[k])
                 new, self.states[k] = level.update(params, grads, state, hyper, scale)
             self._records[k] = ("graph", new)
             if self._wants_sens(k):
                 self._sens[k] = self._sensitivities(k, params, grads, state, scale)
         else:
-            new, self.states[k] = level.update(params, grads, state, hyper, scale)
+            new, self.states[k] = level.update(params, grads, state, level.values(self.hyper[k]),
+                                               scale)
         return new
 
     def _sensitivities(self, k, params, grads, state, scale) -> list[Tensor]:
@@ -176,8 +183,8 @@ class HyperStack:
         out = []
         for n in self.learned[k]:
             def f(value, n=n):
-                return tuple(self.levels[k].update(params, grads, state, {**fixed, n: value},
-                                                   scale)[0])
+                used = self.levels[k].values({**fixed, n: value})
+                return tuple(self.levels[k].update(params, grads, state, used, scale)[0])
             _, tangents = torch.func.jvp(f, (fixed[n],), (torch.ones_like(fixed[n]),))
             out.append(torch.linalg.vector_norm(
                 torch.stack([torch.linalg.vector_norm(t) for t in tangents])))
