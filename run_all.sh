@@ -4,7 +4,7 @@
 #   smoke: the whole pipeline at tiny scale (< 2 min on 2 CPU cores; the test suite runs it)
 #   quick: the default; every figure and table at reduced scale (< 30 min on 2 CPU cores)
 #   full:  paper scale; uses a GPU when present
-# Grid execution can be steered with HDREPRO_GRID_EXECUTOR (inprocess|processes|dask),
+# Grid and stack runs can be steered with HDREPRO_GRID_EXECUTOR (inprocess|processes|dask),
 # HDREPRO_GRID_WORKERS and HDREPRO_GRID_BATCH (cells per batched run; 0 = one at a time;
 # unset: by model and device, hdrepro.grid.auto_batch).
 # --out DIR writes results/, figures/ and REPORT.md under DIR instead of the repository.
@@ -41,6 +41,9 @@ for grid in logreg mlnn bettercnn gamma; do  # the reproducibility report's Figu
         ${HDREPRO_GRID_BATCH:+--batch "$HDREPRO_GRID_BATCH"} \
         --executor "${HDREPRO_GRID_EXECUTOR:-inprocess}" --workers "${HDREPRO_GRID_WORKERS:-2}"
 done
+# the clipping report's Tables 1-5: one small run per cell, so worker processes by default
+python experiments/stacks_clipping.py --profile "$profile" --out "$results" --figures "$figures" \
+    --executor "${HDREPRO_GRID_EXECUTOR:-processes}" --workers "${HDREPRO_GRID_WORKERS:-2}"
 python bench/bench_step.py --profile "$profile" --out "$results"
 python bench/bench_grid.py --profile "$profile" --out "$results"
 python -m hdrepro.report --results "$results" --profile "$profile" --out "$out/REPORT.md"

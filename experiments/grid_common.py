@@ -24,7 +24,8 @@ from hdrepro.results import GridStore  # noqa: E402
 MODEL_TITLES = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN"}
 
 
-def parser(doc: str, profiles: dict[str, GridSpec]) -> argparse.ArgumentParser:
+def run_parser(doc: str, profiles) -> argparse.ArgumentParser:
+    """The options every driver that runs cells on hdrepro.grid's executors shares."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--profile", choices=sorted(profiles), default="quick")
@@ -37,15 +38,20 @@ def parser(doc: str, profiles: dict[str, GridSpec]) -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=2, help="worker processes (processes, dask)")
     ap.add_argument("--scheduler", default=None,
                     help="address of a running Dask scheduler (default: start a LocalCluster)")
+    ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (auto: CUDA if present)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+    ap.add_argument("--plot-only", action="store_true", help="redraw from the stored cells")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def parser(doc: str, profiles: dict[str, GridSpec]) -> argparse.ArgumentParser:
+    ap = run_parser(doc, profiles)
     ap.add_argument("--batch", type=int, default=None,
                     help="cells trained together on one device; 0 = one at a time (default: "
                          "hdrepro.grid.auto_batch, by model and device)")
-    ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (auto: CUDA if present)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads per worker")
     ap.add_argument("--rules", nargs="+", choices=RULES, default=None,
                     help="run only these rules of the profile's grid (default: all of them)")
-    ap.add_argument("--plot-only", action="store_true", help="redraw from the stored cells")
-    ap.add_argument("--no-progress", action="store_true")
     return ap
 
 

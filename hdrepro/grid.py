@@ -274,21 +274,31 @@ def run_grid(spec: GridSpec, store: GridStore, options: RunOptions) -> pd.DataFr
     todo = [c for c in cells if c.cell_id not in done]
     if todo:
         batch = auto_batch(spec.model, options.device) if options.batch is None else options.batch
-        work = tasks(todo, batch)
-        threads = options.threads
-        if threads is None and options.executor != "inprocess":
-            threads = max(1, torch.get_num_threads() // options.workers)
-        bar = tqdm(total=len(cells), initial=len(cells) - len(todo), disable=not options.progress,
-                   desc=f"grid {spec.name}", unit="cell")
         submit = functools.partial(run_task, batched=batch > 0, device=options.device,
-                                   data_root=options.data_root, threads=threads)
-        with open_executor(options) as ex:
-            window = 1 if options.executor == "inprocess" else 2 * options.workers
-            for rows in _as_finished(ex, submit, work, window):
-                store.append(rows)
-                bar.update(len(rows))
-        bar.close()
+                                   data_root=options.data_root, threads=worker_threads(options))
+        run_work(tasks(todo, batch), submit, store, options, len(cells), f"grid {spec.name}")
     return store.frame()
+
+
+def worker_threads(options: RunOptions) -> int | None:
+    """torch threads per worker: the machine's cores shared among the workers."""
+    if options.threads is None and options.executor != "inprocess":
+        return max(1, torch.get_num_threads() // options.workers)
+    return options.threads
+
+
+def run_work(work: list[tuple], fn: Callable, store: GridStore, options: RunOptions,
+             total: int, desc: str) -> None:
+    """Run fn(task) for each task (a tuple of cells) on the executor of `options`, appending the
+    rows of each as soon as it returns, with a progress bar over all `total` cells."""
+    bar = tqdm(total=total, initial=total - sum(map(len, work)), disable=not options.progress,
+               desc=desc, unit="cell")
+    with open_executor(options) as ex:
+        window = 1 if options.executor == "inprocess" else 2 * options.workers
+        for rows in _as_finished(ex, fn, work, window):
+            store.append(rows)
+            bar.update(len(rows))
+    bar.close()
 
 
 def _as_finished(ex: cf.Executor, fn: Callable, work: list, window: int) -> Iterator:

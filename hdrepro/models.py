@@ -105,6 +105,7 @@ MODELS = {
     "tanh-mlp": lambda: TanhMLP(output_tanh=True),
     "tanh-mlp-no-output-tanh": lambda: TanhMLP(output_tanh=False),
     "clip-cnn": lambda: ClipCNN(),
+    "clip-cnn-28": lambda: ClipCNN(in_channels=1, size=28),   # for Fashion-MNIST / MNIST
     "vgg16bn": lambda: VGG16BN(),
     "vgg16bn-narrow": lambda: VGG16BN(width=0.25),
 }

@@ -115,3 +115,59 @@ def plot_grid(panel, ax, fmt: str = ".3f"):
         title += f", γ = {panel.gamma:g}"
     ax.set_title(title, fontsize=10)
     return ax
+
+
+CLIP_COLORS = {"none": "C3", "clip": "C0"}
+
+
+def plot_stack_table(comp: pd.DataFrame, ax, baselines: dict | None = None,
+                     title: str = "") -> None:
+    """Test error vs the secondary α (log axis) for one clipping-report table: ours (solid, filled)
+    and the report's (dashed, hollow), without clipping (red) and with it (blue); horizontal lines
+    are the primary alone (``baselines``: {"ours": …, "report": …}). `comp` is
+    :func:`hdrepro.stacks.comparison`'s frame (errors as fractions)."""
+    if comp.empty:
+        ax.set_title(title + " (no results)", fontsize=9)
+        return
+    comp = comp.sort_values("alpha")
+    for v, word in (("none", "no clipping"), ("clip", "clipping")):
+        c = CLIP_COLORS[v]
+        ax.plot(comp.alpha, 100 * comp[f"ours_{v}"], "-o", color=c, ms=4, label=f"ours, {word}")
+        ax.plot(comp.alpha, 100 * comp[f"report_{v}"], "--o", color=c, ms=5, mfc="none",
+                alpha=0.8, label=f"report, {word}")
+    for who, ls in (("ours", "-"), ("report", "--")):
+        value = (baselines or {}).get(who)
+        if value is not None and np.isfinite(value):
+            ax.axhline(100 * value, color="k", ls=ls, lw=0.8, alpha=0.6,
+                       label=f"{who}, primary alone")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 100)
+    ax.set_xlabel("secondary SGD α")
+    ax.set_ylabel("mean test error (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, lw=0.5)
+
+
+def plot_clip_trace(trace: pd.DataFrame, ax_norm, ax_value, hyper: str = "lr") -> None:
+    """The clipping mechanism over one run: |h_t| unclipped (both runs), θ_t and the clipped norm
+    (clipped run) on `ax_norm` (log scale); the hyperparameter's value in both runs on
+    `ax_value`. `trace` has a "run" column ("none" or "clip") and :func:`hdrepro.stacks.trace`'s
+    columns."""
+    for run, word in (("none", "no clipping"), ("clip", "clipping")):
+        t = trace[(trace.run == run) & (trace.hyper == hyper)]
+        if t.empty:
+            continue
+        c = CLIP_COLORS[run]
+        ax_norm.plot(t.step, t.h.abs(), color=c, lw=0.6, alpha=0.6, label=f"|h_t|, {word}")
+        if run == "clip":
+            ax_norm.plot(t.step, t.theta, color="k", lw=1.0, label="threshold θ_t")
+            ax_norm.plot(t.step, t.clipped, color="C2", lw=0.6, alpha=0.7,
+                         label="|h_t| after clipping")
+        ax_value.plot(t.step, t.value, color=c, lw=1.0, label=word)
+    ax_norm.set_yscale("log")
+    ax_norm.set_xlabel("step")
+    ax_norm.set_ylabel(f"hypergradient of {hyper}")
+    ax_norm.legend(fontsize=7)
+    ax_value.set_xlabel("step")
+    ax_value.set_ylabel(f"{hyper} (as used)")
+    ax_value.legend(fontsize=7)

@@ -16,6 +16,8 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from . import report_stacks
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -492,6 +494,9 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "loop_vs_fused_cuda": lambda r: ratio(r, "cuda", "Adam-HD (reference-style loop)",
                                           "Adam (fused)", "resnet"),
 }
+
+
+SECTIONS.update(report_stacks.SECTIONS)
 
 
 def render(template: str, results: Path, profile: str) -> str:

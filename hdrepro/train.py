@@ -23,6 +23,7 @@ from .autodiff import AdaGrad as StackAdaGrad
 from .autodiff import Adam as StackAdam
 from .autodiff import HyperStack
 from .autodiff import RMSProp as StackRMSProp
+from .autodiff import chandra
 from .data import Data, DataConfig, batches
 from .optim import HD, LINEAR_IN_LR, SGDHD, AdamHD
 
@@ -31,6 +32,9 @@ ANALYTIC = {"sgd-hd", "sgdn-hd", "adam-hd"}
 HD_WRAPPED = {f"hd-{c.__name__.lower()}" for c in LINEAR_IN_LR}
 STACK_LEVELS = {"sgd": StackSGD, "adam": StackAdam, "adagrad": StackAdaGrad,
                 "rmsprop": StackRMSProp}
+#: clip modes of a stack's SGD secondary: off, the clipping report's code (the first, all-zero
+#: hypergradient counted in the average), its pseudo-code (only non-zero hypergradients counted)
+CLIP_MODES = ("none", "code", "pseudo")
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,9 @@ class OptimConfig:
 
     name: sgd, sgdn, adam (torch.optim baselines); sgd-hd, sgdn-hd, adam-hd (analytic HD);
     hd-<torch optimizer>, e.g. hd-rmsprop (HD(...) around torch.optim); stack:<primary>/<secondary>,
-    e.g. stack:adam/sgd (autodiff stack; secondary lr = hypergrad_lr).
+    e.g. stack:adam/sgd (autodiff stack; secondary lr = hypergrad_lr), or stack:<primary> alone.
+    Stacks take ``conventions="chandra"`` for the levels of Chandra et al.'s package
+    (:func:`hdrepro.autodiff.chandra`), and ``clip`` from CLIP_MODES for an SGD secondary.
     """
     name: str
     lr: float                       # α₀
@@ -48,7 +54,15 @@ class OptimConfig:
     rule: str = "additive"
     momentum: float = 0.9           # μ for sgdn / sgdn-hd (Baydin et al.'s script)
     weight_decay: float = 1e-4      # for every method, baselines too (Baydin et al.'s script)
-    clip: bool = False              # stacks: the clipping report's averaged clipping
+    clip: str = "none"              # stacks: the clipping report's averaged clipping (CLIP_MODES)
+    conventions: str = "torch"      # stacks: "torch" (torch.optim's) or "chandra" (gdtuo's)
+
+    def __post_init__(self):
+        if self.clip not in CLIP_MODES:
+            raise ValueError(f"Invalid clip {self.clip!r}; choose one of {CLIP_MODES}")
+        if self.conventions not in ("torch", "chandra"):
+            raise ValueError(f"Invalid conventions {self.conventions!r}; choose 'torch' or "
+                             "'chandra'")
 
     @property
     def label(self) -> str:
@@ -80,17 +94,7 @@ def make_optimizer(cfg: OptimConfig, params):
         base = next(c for c in LINEAR_IN_LR if c.__name__.lower() == n[3:])
         return HD(base(params, lr=cfg.lr, weight_decay=wd), **hd)
     if n.startswith("stack:"):
-        names = n[6:].split("/")
-        if len(names) != 2 or any(x not in STACK_LEVELS for x in names):
-            raise ValueError(f"Unknown stack {n!r}: use stack:<primary>/<secondary> with levels "
-                             f"from {sorted(STACK_LEVELS)}")
-        primary = STACK_LEVELS[names[0]](lr=cfg.lr)
-        secondary = STACK_LEVELS[names[1]](lr=cfg.hypergrad_lr)
-        if cfg.clip:
-            if names[1] != "sgd":
-                raise ValueError("clip=True applies to an SGD secondary only (as in the report)")
-            secondary = StackSGD(lr=cfg.hypergrad_lr, clip=True)
-        return HyperStack(params, [primary, secondary])
+        return HyperStack(params, _stack_levels(cfg))
     known = sorted(BASELINES | ANALYTIC | HD_WRAPPED) + ["stack:<primary>/<secondary>"]
     raise ValueError(f"Unknown optimizer {n!r}; choose one of {', '.join(known)}")
 
@@ -191,6 +195,27 @@ def train(cfg: TrainConfig, data: Data) -> RunResult:
     bar.close()
     result.final = _final(model, test_split, result, diverged_at, it, time.perf_counter() - t0)
     return result
+
+
+def _stack_levels(cfg: OptimConfig) -> list:
+    names = cfg.name[6:].split("/")
+    if len(names) not in (1, 2) or any(x not in STACK_LEVELS for x in names):
+        raise ValueError(f"Unknown stack {cfg.name!r}: use stack:<primary>/<secondary> or "
+                         f"stack:<primary> with levels from {sorted(STACK_LEVELS)}")
+    if cfg.clip != "none" and names[1:] != ["sgd"]:
+        raise ValueError("clip applies to an SGD secondary only (as in the clipping report)")
+    if cfg.conventions == "chandra":
+        primary = chandra(names[0], cfg.lr)
+    else:
+        primary = STACK_LEVELS[names[0]](lr=cfg.lr)
+    if len(names) == 1:
+        return [primary]
+    if names[1] == "sgd":
+        secondary = StackSGD(lr=cfg.hypergrad_lr, clip=cfg.clip != "none",
+                             clip_count_zero_first=cfg.clip == "code")
+    else:
+        secondary = STACK_LEVELS[names[1]](lr=cfg.hypergrad_lr)
+    return [primary, secondary]
 
 
 def _final(model, test_split, result, diverged_at, iters, seconds) -> dict:

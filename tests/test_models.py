@@ -7,6 +7,7 @@ from hdrepro import models as M
 SHAPES = [("logreg", (2, 1, 28, 28), 7850), ("mlnn", (2, 1, 28, 28), 1796010),
           ("bettercnn", (2, 1, 28, 28), None), ("tanh-mlp", (2, 1, 28, 28), 101770),
           ("tanh-mlp-no-output-tanh", (2, 1, 28, 28), 101770), ("clip-cnn", (2, 3, 32, 32), None),
+          ("clip-cnn-28", (2, 1, 28, 28), 160 + 2320 + 16 * 24 * 24 * 128 + 128 + 1290),
           ("vgg16bn-narrow", (2, 3, 32, 32), None)]
 
 

@@ -23,7 +23,9 @@ def _cfg(opt, model="logreg", epochs=1, seed=1):
 @pytest.mark.parametrize("opt", [OptimConfig("sgd", 0.01), OptimConfig("sgdn-hd", 0.01, 1e-3),
                                  OptimConfig("adam-hd", 1e-3, 1e-7, rule="multiplicative"),
                                  OptimConfig("hd-rmsprop", 1e-3, 1e-6),
-                                 OptimConfig("stack:adam/sgd", 1e-3, 1e-7, clip=True)],
+                                 OptimConfig("stack:adam/sgd", 1e-3, 1e-7, clip="code"),
+                                 OptimConfig("stack:rmsprop/sgd", 1e-2, 1e-5, clip="pseudo",
+                                             conventions="chandra")],
                          ids=lambda o: o.name)
 def test_one_loop_trains_every_kind_of_optimizer(opt, data):
     r = train(_cfg(opt, epochs=2), data)
@@ -54,6 +56,11 @@ def test_unknown_optimizer_names_the_choices():
         make_optimizer(OptimConfig("adamw-hd", 1e-3), [torch.nn.Parameter(torch.zeros(1))])
     with pytest.raises(ValueError, match="stack:<primary>/<secondary>"):
         make_optimizer(OptimConfig("stack:adam/lbfgs", 1e-3), [torch.nn.Parameter(torch.zeros(1))])
+    with pytest.raises(ValueError, match="choose one of .*pseudo"):
+        OptimConfig("stack:adam/sgd", 1e-3, clip=True)
+    with pytest.raises(ValueError, match="SGD secondary only"):
+        make_optimizer(OptimConfig("stack:adam/adam", 1e-3, clip="code"),
+                       [torch.nn.Parameter(torch.zeros(1))])
 
 
 def test_store_skips_finished_runs_and_ignores_a_crashed_runs_rows(data, tmp_path):

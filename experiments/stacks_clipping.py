@@ -1,0 +1,149 @@
+"""The clipping report's Tables 1-5: stacks <primary>/SGD(α) with and without norm-based averaged
+clipping of the hypergradients, the ablations (pseudo-code clipping, a halved α), and the
+hypergradient norms of one large-α run.
+
+Claim (hypergradient-clipping report, §4): clipping barely matters at small secondary α and
+mitigates the blow-up at large α (by a few points to ~80 points of test error).
+Setup (the report; REFERENCE-SETUPS.md): MNIST (60,000/10,000), the 784-128-10 tanh MLP with tanh
+on the output too (and, ours, once without it), batch 256; SGD/SGD and AdaGrad/SGD 30 epochs,
+Adam/SGD and RMSProp/SGD 5 epochs; primaries at the report's defaults with Chandra et al.'s
+package conventions (every hyperparameter of the primary learned); the secondary SGD without
+momentum over each table's α; mean test error over 3 trials. Table 5: Adam/SGD on the report's
+CNN for 5 epochs, on CIFAR-10 when present, else on Fashion-MNIST (labelled as such).
+Profiles: smoke two α of Adam/SGD and one of the CNN on 2% of the data, 1 epoch (seconds); quick
+3-4 α per table (where clipping matters in the report), 1 trial, the CNN on 10% of its data
+(~10 min on 2 cores); full every α of the five tables, 3 trials, all data.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from grid_common import run_parser  # noqa: E402
+
+from hdrepro.data import DataConfig, default_data_root, load  # noqa: E402
+from hdrepro.grid import RunOptions, git_commit  # noqa: E402
+from hdrepro.plots import plot_clip_trace, plot_stack_table  # noqa: E402
+from hdrepro.results import GridStore  # noqa: E402
+from hdrepro.stacks import (PUBLISHED, StackCell, StackSpec, baseline_error,  # noqa: E402
+                            comparison, run, trace)
+
+
+@dataclass(frozen=True)
+class Profile:
+    spec: StackSpec
+    image_fraction: float     # of CIFAR-10 or Fashion-MNIST for Table 5
+    trace_epochs: int         # the mechanism plot's run
+    trace_steps: int | None = None
+
+
+TRACE = ("adam", 1e-2)  # Table 2's row where the report's clipping helps most (79.6% -> 23.2%)
+PROFILES = {
+    "smoke": Profile(StackSpec(("adam", "cnn"), seeds=(1,), nets=("output-tanh",),
+                               alphas={"adam": (1e-3, 1e-2), "cnn": (1e-4,)},
+                               mnist=DataConfig("mnist", 0.02), epochs={"adam": 1, "cnn": 1}),
+                     0.02, 1, 20),
+    "quick": Profile(StackSpec(tuple(PUBLISHED), seeds=(1,),
+                               alphas={"sgd": (10, 50, 100), "adagrad": (1, 5, 50),
+                                       "adam": (1e-4, 1e-3, 5e-3, 1e-2),
+                                       "rmsprop": (1e-3, 1e-2, 2.5e-2, 5e-2),
+                                       "cnn": (1e-6, 1e-4, 1e-3)}),
+                     0.1, 1),
+    "full": Profile(StackSpec(tuple(PUBLISHED)), 1.0, 5),
+}
+TITLES = {"sgd": "SGD/SGD(α)", "adam": "Adam/SGD(α)", "adagrad": "AdaGrad/SGD(α)",
+          "rmsprop": "RMSProp/SGD(α)", "cnn": "Adam/SGD(α), CNN"}
+NET_TITLES = {"output-tanh": "the report's net (tanh on the output)",
+              "no-output-tanh": "without the output tanh"}
+
+
+def image_data(root: Path, fraction: float) -> DataConfig:
+    """CIFAR-10 when its files are in the data folder, else Fashion-MNIST (never called CIFAR)."""
+    name = "cifar10" if (root / "cifar10" / "manifest.json").exists() else "fashion-mnist"
+    return DataConfig(name, fraction)
+
+
+def main(argv=None) -> None:
+    ap = run_parser(__doc__, PROFILES)
+    ap.add_argument("--tables", nargs="+", choices=sorted(PUBLISHED), default=None,
+                    help="run only these of the profile's tables (default: all of them)")
+    args = ap.parse_args(argv)
+    prof = PROFILES[args.profile]
+    root = args.data or default_data_root()
+    spec = replace(prof.spec, image=image_data(root, prof.image_fraction))
+    if args.tables:
+        spec = replace(spec, tables=tuple(t for t in spec.tables if t in args.tables))
+    out = args.out or Path("results") / args.profile
+    store = GridStore(out / "stacks_clipping.jsonl")
+    if not args.plot_only:
+        options = RunOptions(str(root), executor=args.executor, workers=args.workers,
+                             scheduler=args.scheduler, device=args.device, threads=args.threads,
+                             progress=not args.no_progress)
+        before = len(store.finished())
+        t0 = time.perf_counter()
+        frame = run(spec, store, options)
+        info = {"wall_s": time.perf_counter() - t0, "cells_run": len(frame) - before,
+                "cells_total": len(frame), "executor": args.executor, "workers": args.workers,
+                "device": args.device, "image_data": spec.image.name, "commit": git_commit()}
+        (out / "stacks_clipping_run.json").write_text(json.dumps(info, indent=1) + "\n")
+        write_trace(spec, prof, root, out, args.device)
+    for path in draw(store.frame(), spec, out, args.figures):
+        print(f"wrote {path}")
+
+
+def write_trace(spec: StackSpec, prof: Profile, root: Path, out: Path, device: str) -> None:
+    """|h_t|, θ_t and α_t of one large-α Adam/SGD run, without and with clipping."""
+    table, alpha = TRACE
+    cell = StackCell(table, "output-tanh", "none", alpha, 1, prof.trace_epochs, spec.mnist)
+    data = load(cell.data, root)
+    frames = [trace(replace(cell, variant=v), data, device, prof.trace_steps).assign(run=v)
+              for v in ("none", "clip")]
+    pd.concat(frames).to_csv(out / "stacks_trace.csv", index=False)
+
+
+def draw(frame: pd.DataFrame, spec: StackSpec, out: Path, figures: Path) -> list[Path]:
+    figures.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in spec.tables:
+        nets = spec.nets_of(table)
+        fig, axes = plt.subplots(1, len(nets), figsize=(max(7.0, 5 * len(nets)), 4.0), squeeze=False)
+        for net, ax in zip(nets, axes[0]):
+            base = {"ours": baseline_error(frame, table, net),
+                    "report": PUBLISHED[table].baseline / 100 if net == "output-tanh" else None}
+            plot_stack_table(comparison(frame, table, net), ax, base, NET_TITLES[net])
+        axes[0, 0].legend(fontsize=7)
+        pub = PUBLISHED[table]
+        data = spec.image if table == "cnn" else spec.mnist
+        seeds = frame[frame.table == table].seed.nunique() if len(frame) else 0
+        fig.suptitle(f"Table {pub.number}: {TITLES[table]} on {data.name} "
+                     f"({data.fraction:.0%}), {spec.epochs.get(table, pub.epochs)} epochs, "
+                     f"{seeds} trial(s)\nthe report's points: {pub.dataset}, 3 trials", fontsize=9)
+        fig.tight_layout()
+        path = figures / f"stacks_{table}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    trace_csv = out / "stacks_trace.csv"
+    if trace_csv.exists():
+        tr = pd.read_csv(trace_csv)
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+        plot_clip_trace(tr, a, b)
+        fig.suptitle(f"Adam/SGD(α = {TRACE[1]:g}), the report's net: the hypergradient of Adam's "
+                     "α and the clipping threshold", fontsize=9)
+        fig.tight_layout()
+        path = figures / "stacks_trace.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+r"""The clipping report's experiment: stacks <primary>/SGD(α) with and without norm-based averaged
+clipping of the hypergradients (its Tables 1-5), and the ablations that tell clipping from a
+halved secondary rate.
+
+A cell is one training run: table × network × variant × secondary α × seed. The variants:
+
+- ``baseline``: the primary alone (no level above), the tables' "Baseline with … alone".
+- ``none``: <primary>/SGD(α), no clipping.
+- ``clip``: clipping as the report's *code* does it: the first, all-zero hypergradient counts in
+  the running average, so under constant norms the factor is exactly 0.5.
+- ``clip-pseudo``: clipping as its *pseudo-code* states it: the average runs over the non-zero
+  hypergradients only.
+- ``half``: no clipping, secondary rate α/2: what the code's clipping amounts to when norms are
+  steady.
+
+Every level has the conventions of Chandra et al.'s package (:func:`hdrepro.autodiff.chandra`),
+which the report ran: all of the primary's hyperparameters are learned (Adam α, β₁, β₂; RMSProp
+α, γ), through the package's stored forms. Cells run on the executors of :mod:`hdrepro.grid` and
+are stored one JSON line each (:class:`hdrepro.results.GridStore`), so a killed run resumes.
+
+A diverged run (NaN/inf loss) is stored as such; its test error is taken as that of the NaN
+network, whose argmax is class 0 everywhere (1 - share of class 0 in the test set: 90.2% on
+MNIST). That is what the report's code measured for its "90%" rows.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+import torch
+from torch import nn
+
+from . import models
+from .data import DataConfig, batches
+from .grid import RunOptions, _data, _device_name, run_work, worker_threads
+from .results import GridStore
+from .train import OptimConfig, TrainConfig, make_optimizer, resolve_device, train
+
+VARIANTS = ("baseline", "none", "clip", "clip-pseudo", "half")
+ABLATIONS = ("clip-pseudo", "half")
+#: a clipping effect counts when the mean test error moves by at least this (the report's bold
+#: rule: "reduced average test error by at least 1%", read as 1 percentage point)
+EFFECT = 0.01
+
+
+@dataclass(frozen=True)
+class Published:
+    """One of the report's tables: test error (%) per secondary α, without and with clipping."""
+    number: int
+    stack: str            # "<primary>/sgd"
+    dataset: str          # what the report trained on
+    epochs: int
+    baseline: float       # the primary alone, %
+    rows: tuple[tuple[float, float, float], ...]   # (α, no clipping, clipping), %
+
+    @property
+    def primary(self) -> str:
+        return self.stack.split("/")[0]
+
+    @property
+    def alphas(self) -> tuple[float, ...]:
+        return tuple(r[0] for r in self.rows)
+
+
+#: Tables 1-5 of the clipping report, as printed (mean of 3 trials).
+PUBLISHED = {
+    "sgd": Published(1, "sgd/sgd", "mnist", 30, 8.96, (
+        (0.01, 4.90, 5.06), (0.05, 6.18, 6.04), (0.1, 6.97, 6.68), (0.5, 7.01, 7.27),
+        (1, 6.78, 6.91), (5, 5.31, 5.97), (10, 4.72, 5.20), (50, 7.81, 3.91), (75, 38.05, 15.92),
+        (100, 25.26, 13.01), (250, 22.75, 40.09), (500, 70.28, 72.26), (1000, 80.43, 58.04))),
+    "adam": Published(2, "adam/sgd", "mnist", 5, 4.63, (
+        (1e-5, 3.14, 3.23), (5e-5, 3.09, 3.21), (1e-4, 3.05, 3.06), (5e-4, 3.59, 3.20),
+        (1e-3, 4.71, 3.35), (5e-3, 35.89, 16.6), (1e-2, 79.57, 23.2), (5e-2, 86.8, 84.27),
+        (1e-1, 76.17, 86.44), (5e-1, 83.16, 82.36))),
+    "adagrad": Published(3, "adagrad/sgd", "mnist", 30, 7.38, (
+        (0.01, 6.92, 6.71), (0.05, 7.02, 7.16), (0.1, 6.75, 7.04), (0.5, 5.70, 5.99),
+        (1, 7.86, 5.19), (2.5, 7.34, 4.11), (5, 57.91, 3.49), (7.5, 36.62, 30.33),
+        (10, 27.08, 49.9), (50, 64.51, 20.79), (100, 90.19, 49.04))),
+    "rmsprop": Published(4, "rmsprop/sgd", "mnist", 5, 3.91, (
+        (1e-5, 4.43, 4.26), (5e-5, 3.47, 3.84), (1e-4, 3.36, 3.55), (5e-4, 4.26, 3.75),
+        (1e-3, 5.16, 4.86), (5e-3, 6.16, 6.12), (1e-2, 6.36, 6.52), (2.5e-2, 88.80, 6.14),
+        (5e-2, 90.66, 9.72), (7.5e-2, 90.03, 90.03), (1e-1, 89.17, 64.56), (5e-1, 90.2, 90.02))),
+    # Printed in this order: 2.5e-3 and 5e-3 stand between 1e-4 and 1e-3 (perhaps 2.5e-4, 5e-4).
+    "cnn": Published(5, "adam/sgd", "cifar10", 5, 39.65, (
+        (1e-9, 39.26, 39.87), (1e-8, 38.76, 39.12), (1e-7, 40.02, 39.26), (1e-6, 42.17, 40.01),
+        (1e-5, 45.95, 43.52), (1e-4, 46.96, 43.99), (2.5e-3, 89.82, 90.49), (5e-3, 90.00, 90.00),
+        (1e-3, 90.00, 73.88), (1e-2, 90.00, 90.00))),
+}
+#: the primaries' defaults in the report (SGD μ = 0; Adam β = 0.9, 0.999; RMSProp γ = 0.99)
+PRIMARY_LR = {"sgd": 0.01, "adam": 1e-3, "adagrad": 0.01, "rmsprop": 0.01}
+#: the networks: the report's (tanh on the output too, Chandra et al.'s example) and without it;
+#: Table 5's CNN for 3×32×32 CIFAR-10, or for 1×28×28 images where Fashion-MNIST stands in
+NETS = {"mnist": {"output-tanh": "tanh-mlp", "no-output-tanh": "tanh-mlp-no-output-tanh"},
+        "cifar10": {"output-tanh": "clip-cnn"}, "fashion-mnist": {"output-tanh": "clip-cnn-28"}}
+
+
+@dataclass(frozen=True)
+class StackCell:
+    """One training run of the clipping experiment."""
+    table: str            # key of PUBLISHED
+    net: str              # "output-tanh" (the report's network) or "no-output-tanh"
+    variant: str          # one of VARIANTS
+    alpha: float          # the secondary SGD's α as swept (0 for the baseline)
+    seed: int
+    epochs: int
+    data: DataConfig
+    batch_size: int = 256
+
+    def __post_init__(self):
+        if self.table not in PUBLISHED or self.variant not in VARIANTS:
+            raise ValueError(f"Unknown table {self.table!r} or variant {self.variant!r}; tables "
+                             f"{sorted(PUBLISHED)}, variants {VARIANTS}")
+
+    @property
+    def model(self) -> str:
+        nets = NETS.get(self.data.name, {})
+        if self.net not in nets:
+            raise ValueError(f"No network {self.net!r} for {self.data.name} (table {self.table!r});"
+                             f" networks: {NETS}")
+        return nets[self.net]
+
+    @property
+    def cell_id(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def optim_config(self) -> OptimConfig:
+        pub = PUBLISHED[self.table]
+        if self.variant == "baseline":
+            return OptimConfig(f"stack:{pub.primary}", PRIMARY_LR[pub.primary],
+                               weight_decay=0.0, conventions="chandra")
+        rate = self.alpha / 2 if self.variant == "half" else self.alpha
+        clip = {"clip": "code", "clip-pseudo": "pseudo"}.get(self.variant, "none")
+        return OptimConfig(f"stack:{pub.stack}", PRIMARY_LR[pub.primary], rate, clip=clip,
+                           weight_decay=0.0, conventions="chandra")
+
+    def train_config(self, device: str) -> TrainConfig:
+        return TrainConfig(self.model, self.data, self.optim_config(), self.epochs,
+                           self.batch_size, seed=self.seed, device=device, log_every=10 ** 9,
+                           progress=False)
+
+    def labels(self) -> dict:
+        d = asdict(self)
+        d.update(data=self.data.name, fraction=self.data.fraction, model=self.model,
+                 cell_id=self.cell_id)
+        return d
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """Which tables, α values (None: every α of the published table), networks and seeds."""
+    tables: tuple[str, ...]
+    seeds: tuple[int, ...] = (1, 2, 3)
+    alphas: dict[str, tuple[float, ...]] | None = None
+    nets: tuple[str, ...] = ("output-tanh", "no-output-tanh")
+    mnist: DataConfig = DataConfig("mnist")
+    image: DataConfig = DataConfig("fashion-mnist")   # CIFAR-10 where present
+    epochs: dict[str, int] = field(default_factory=dict)   # override the report's epochs
+
+    def __post_init__(self):
+        unknown = [t for t in self.tables if t not in PUBLISHED]
+        if unknown or not self.seeds:
+            raise ValueError(f"Unknown tables {unknown} (choose from {sorted(PUBLISHED)}) or no "
+                             "seeds")
+
+    def table_alphas(self, table: str) -> tuple[float, ...]:
+        return (self.alphas or {}).get(table, PUBLISHED[table].alphas)
+
+    def _cell(self, table, net, variant, alpha, seed) -> StackCell:
+        data = self.image if table == "cnn" else self.mnist
+        epochs = self.epochs.get(table, PUBLISHED[table].epochs)
+        return StackCell(table, net, variant, alpha, seed, epochs, data)
+
+    def nets_of(self, table: str) -> tuple[str, ...]:
+        return ("output-tanh",) if table == "cnn" else self.nets
+
+    def cells(self) -> list[StackCell]:
+        """The tables' cells: baseline, and no clipping / clipping at each α, per seed."""
+        out = []
+        for table in self.tables:
+            for net in self.nets_of(table):
+                for seed in self.seeds:
+                    out.append(self._cell(table, net, "baseline", 0.0, seed))
+                    for a in self.table_alphas(table):
+                        out += [self._cell(table, net, v, a, seed) for v in ("none", "clip")]
+        return out
+
+    def ablation_cells(self, frame: pd.DataFrame) -> list[StackCell]:
+        """Pseudo-code clipping and the halved rate on the rows where the code's clipping
+        lowered our mean test error by at least EFFECT."""
+        rows = helped_rows(frame)
+        return [self._cell(t, n, v, a, s) for t, n, a in rows if t in self.tables
+                for s in self.seeds for v in ABLATIONS]
+
+
+# -- running ---------------------------------------------------------------------------------------
+def run_cells(cells: tuple[StackCell, ...], device: str, data_root: str,
+              threads: int | None = None) -> list[dict]:
+    """Train the cells of one task (one at a time); one result row per cell."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = str(resolve_device(device))
+    rows = []
+    for cell in cells:
+        data = _data(cell.data, data_root)
+        res = train(cell.train_config(dev), data)
+        f = res.final
+        error = nan_network_error(data.test.y) if f["diverged"] else f["test_error"]
+        rows.append({**cell.labels(), "diverged": f["diverged"], "diverged_at": f["diverged_at"],
+                     "test_error": error, "train_loss": f["train_loss"],
+                     "iterations": f["iterations"], "seconds": f["seconds"],
+                     "device": _device_name(dev), "n_train": len(data.train),
+                     "n_test": len(data.test), "data_source": data.provenance.get("source", "")})
+    return rows
+
+
+def nan_network_error(labels: torch.Tensor) -> float:
+    """Test error of a network whose outputs are NaN: argmax returns class 0 everywhere."""
+    return 1.0 - float((labels == 0).double().mean())
+
+
+def run(spec: StackSpec, store: GridStore, options: RunOptions) -> pd.DataFrame:
+    """The tables' cells, then the ablations on the rows where clipping helped; resumable."""
+    submit = functools.partial(run_cells, device=options.device, data_root=options.data_root,
+                               threads=worker_threads(options))
+    for phase, make in (("tables", spec.cells), ("ablations", lambda: spec.ablation_cells(
+            store.frame()))):
+        cells = make()
+        done = store.finished()
+        todo = [(c,) for c in cells if c.cell_id not in done]
+        if todo:
+            run_work(todo, submit, store, options, len(cells), f"stacks {phase}")
+    return store.frame()
+
+
+# -- summaries -------------------------------------------------------------------------------------
+def means(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean test error over seeds per (table, net, variant, α), with trials and divergences."""
+    keys = ["table", "net", "variant", "alpha"]
+    return (frame.groupby(keys).agg(error=("test_error", "mean"), trials=("seed", "nunique"),
+                                    diverged=("diverged", "sum"))
+            .reset_index())
+
+
+def conclusion(no_clip: float, clip: float) -> str:
+    """What clipping did to the mean test error: helps, hurts, or no effect (within EFFECT)."""
+    if any(map(math.isnan, (no_clip, clip))):
+        return "n/a"
+    if no_clip - clip >= EFFECT - 1e-12:
+        return "helps"
+    if clip - no_clip >= EFFECT - 1e-12:
+        return "hurts"
+    return "no effect"
+
+
+def helped_rows(frame: pd.DataFrame) -> list[tuple[str, str, float]]:
+    """(table, net, α) where the code's clipping lowered our mean test error by ≥ EFFECT."""
+    if frame.empty:
+        return []
+    wide = _wide(means(frame))
+    if not {"none", "clip"} <= set(wide.columns):
+        return []
+    hit = wide[[conclusion(a, b) == "helps" for a, b in zip(wide["none"], wide["clip"])]]
+    return [tuple(i) for i in hit.index]
+
+
+def _wide(m: pd.DataFrame) -> pd.DataFrame:
+    return m[m.variant != "baseline"].pivot_table(index=["table", "net", "alpha"],
+                                                  columns="variant", values="error")
+
+
+def comparison(frame: pd.DataFrame, table: str, net: str = "output-tanh") -> pd.DataFrame:
+    """Per published α: the report's errors beside ours (fractions, not %), each side's
+    conclusion, and our baseline."""
+    pub = PUBLISHED[table]
+    m = means(frame[(frame.table == table) & (frame.net == net)])
+    ours = _wide(m) if not m.empty else pd.DataFrame()
+    rows = []
+    for a, theirs_none, theirs_clip in pub.rows:
+        key = (table, net, a)
+        get = (lambda v: float(ours.loc[key, v]) if key in ours.index and v in ours.columns
+               and not pd.isna(ours.loc[key, v]) else math.nan)
+        none, clip = get("none"), get("clip")
+        if math.isnan(none) and math.isnan(clip):
+            continue
+        rows.append({"alpha": a, "report_none": theirs_none / 100, "report_clip": theirs_clip / 100,
+                     "ours_none": none, "ours_clip": clip,
+                     "report_says": conclusion(theirs_none / 100, theirs_clip / 100),
+                     "we_say": conclusion(none, clip)})
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out["agree"] = out.report_says == out.we_say
+    return out
+
+
+def baseline_error(frame: pd.DataFrame, table: str, net: str = "output-tanh") -> float:
+    sel = frame[(frame.table == table) & (frame.net == net) & (frame.variant == "baseline")]
+    return float(sel.test_error.mean()) if len(sel) else math.nan
+
+
+def ablation(frame: pd.DataFrame) -> pd.DataFrame:
+    """On each row where clipping helped: no clipping, code clipping, pseudo-code clipping, α/2,
+    and which of the two explanations the row supports."""
+    wide = _wide(means(frame))
+    rows = []
+    for key in helped_rows(frame):
+        r = wide.loc[key]
+        if any(v not in r.index or pd.isna(r[v]) for v in ABLATIONS):
+            continue
+        rows.append({"table": key[0], "net": key[1], "alpha": key[2], "none": r["none"],
+                     "clip": r["clip"], "clip_pseudo": r["clip-pseudo"], "half": r["half"],
+                     "half_matches": abs(r["half"] - r["clip"]) < EFFECT,
+                     "pseudo_helps": conclusion(r["none"], r["clip-pseudo"]) == "helps",
+                     "half_helps": conclusion(r["none"], r["half"]) == "helps"})
+    return pd.DataFrame(rows)
+
+
+# -- the mechanism: hypergradient norms and the threshold over one run ------------------------------
+def trace(cell: StackCell, data, device: str = "cpu", steps: int | None = None) -> pd.DataFrame:
+    """Per step of one run: each learned hyperparameter's value (as used), its hypergradient
+    |h_t|, and with clipping the threshold θ_t and the norm after clipping."""
+    dev = resolve_device(device)
+    torch.manual_seed(cell.seed)
+    model = models.build(cell.model).to(dev)
+    opt = make_optimizer(cell.optim_config(), model.parameters())
+    train_split = data.train.to(dev)
+    gen = torch.Generator().manual_seed(cell.seed)
+    names = list(opt.learned[0])
+    rows, t = [], 0
+    for _ in range(cell.epochs):
+        for x, y in batches(train_split, cell.batch_size, generator=gen):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            t += 1
+            used = opt.levels[0].values(opt.hyper[0])
+            clip = opt.states[1].get("clip") if len(opt.levels) > 1 else None
+            for i, n in enumerate(names):
+                h = float(opt.last_hypergrads[0][i]) if opt.last_hypergrads else math.nan
+                row = {"step": t, "hyper": n, "value": float(used[n].detach()), "h": h,
+                       "loss": float(loss.detach())}
+                if clip:
+                    theta = float(clip[i]["theta"])
+                    row.update(theta=theta, clipped=min(abs(h), theta))
+                rows.append(row)
+            if not math.isfinite(float(loss.detach())) or (steps and t >= steps):
+                return pd.DataFrame(rows)
+    return pd.DataFrame(rows)

@@ -1,0 +1,119 @@
+"""hdrepro.stacks: the clipping report's experiment on tiny real data, its summaries and ablations."""
+import math
+
+import pandas as pd
+import pytest
+
+from hdrepro.data import DataConfig, default_data_root, load
+from hdrepro.grid import RunOptions
+from hdrepro.results import GridStore
+from hdrepro.stacks import (PUBLISHED, StackCell, StackSpec, ablation, comparison, conclusion,
+                            helped_rows, nan_network_error, run, trace)
+
+ROOT = str(default_data_root())
+TINY = DataConfig("mnist", 0.01)   # the first 600/100 MNIST images
+OPTIONS = RunOptions(ROOT, progress=False)
+
+
+def _spec(**kw):
+    base = dict(tables=("adam",), seeds=(1,), nets=("output-tanh",), alphas={"adam": (1e-2,)},
+                mnist=TINY, epochs={"adam": 1})
+    return StackSpec(**{**base, **kw})
+
+
+def test_variants_build_the_stacks_they_name():
+    cell = StackCell("rmsprop", "output-tanh", "half", 0.05, 1, 5, TINY)
+    cfg = cell.optim_config()
+    assert (cfg.name, cfg.hypergrad_lr, cfg.clip, cfg.conventions) == (
+        "stack:rmsprop/sgd", 0.025, "none", "chandra")
+    assert cell.model == "tanh-mlp"
+    assert StackCell("adam", "output-tanh", "clip", 1e-3, 1, 5, TINY).optim_config().clip == "code"
+    assert StackCell("adam", "output-tanh", "clip-pseudo", 1e-3, 1, 5,
+                     TINY).optim_config().clip == "pseudo"
+    base = StackCell("sgd", "no-output-tanh", "baseline", 0.0, 1, 30, TINY)
+    assert base.optim_config().name == "stack:sgd" and base.model == "tanh-mlp-no-output-tanh"
+    assert StackCell("cnn", "output-tanh", "clip", 1e-5, 1, 5,
+                     DataConfig("fashion-mnist")).model == "clip-cnn-28"
+    with pytest.raises(ValueError, match="variant"):
+        StackCell("adam", "output-tanh", "clipped", 1e-3, 1, 5, TINY)
+    with pytest.raises(ValueError, match="No network"):
+        _ = StackCell("cnn", "no-output-tanh", "none", 1e-3, 1, 5, DataConfig("fashion-mnist")).model
+    with pytest.raises(ValueError, match="Unknown tables"):
+        StackSpec(("table9",))
+
+
+def test_the_published_tables_are_complete():
+    assert [p.number for p in PUBLISHED.values()] == [1, 2, 3, 4, 5]
+    assert [len(p.rows) for p in PUBLISHED.values()] == [13, 10, 11, 12, 10]
+    # the report's bold rule on its own numbers: Table 1 at α = 50, 75, 100 and 1000
+    t1 = [a for a, n, c in PUBLISHED["sgd"].rows if conclusion(n / 100, c / 100) == "helps"]
+    assert t1 == [50, 75, 100, 1000]
+
+
+def test_conclusions_use_one_point_both_ways():
+    assert conclusion(0.10, 0.09) == "helps"
+    assert conclusion(0.10, 0.0905) == "no effect"
+    assert conclusion(0.09, 0.10) == "hurts"
+    assert conclusion(math.nan, 0.1) == "n/a"
+
+
+def _row(table, net, variant, alpha, seed, error):
+    cell = StackCell(table, net, variant, alpha, seed, 1, TINY)
+    return {**cell.labels(), "test_error": error, "diverged": False}
+
+
+def test_summaries_average_trials_and_find_the_rows_where_clipping_helped():
+    rows = [_row("adam", "output-tanh", v, a, s, e) for v, a, s, e in [
+        ("baseline", 0.0, 1, 0.05), ("none", 1e-2, 1, 0.80), ("none", 1e-2, 2, 0.60),
+        ("clip", 1e-2, 1, 0.20), ("clip", 1e-2, 2, 0.30), ("none", 1e-4, 1, 0.03),
+        ("clip", 1e-4, 1, 0.031), ("clip-pseudo", 1e-2, 1, 0.695), ("half", 1e-2, 1, 0.245)]]
+    frame = pd.DataFrame(rows)
+    comp = comparison(frame, "adam").set_index("alpha")
+    assert comp.loc[1e-2, "ours_none"] == pytest.approx(0.70)   # mean of two trials
+    assert comp.loc[1e-2, "report_none"] == pytest.approx(0.7957)
+    assert comp.loc[1e-2, "we_say"] == "helps" and comp.loc[1e-2, "agree"]
+    assert comp.loc[1e-4, "we_say"] == "no effect" and comp.loc[1e-4, "report_says"] == "no effect"
+    assert helped_rows(frame) == [("adam", "output-tanh", 1e-2)]
+    ab = ablation(frame).iloc[0]
+    assert ab.half_helps and ab.half_matches and not ab.pseudo_helps
+
+
+def test_ablations_run_only_where_clipping_helped_and_a_rerun_redoes_nothing(tmp_path):
+    """Rows stored as if clipping had helped at α = 1e-2 (not at 1e-3): the run trains only the
+    pseudo-code and halved-rate cells of that row, for real, and a second run trains nothing."""
+    spec = _spec(alphas={"adam": (1e-3, 1e-2)})
+    store = GridStore(tmp_path / "s.jsonl")
+    fake = {("none", 1e-2): 0.8, ("clip", 1e-2): 0.2, ("none", 1e-3): 0.1, ("clip", 1e-3): 0.1}
+    store.append([{**c.labels(), "test_error": fake.get((c.variant, c.alpha), 0.1),
+                   "diverged": False} for c in spec.cells()])
+    frame = run(spec, store, OPTIONS)
+    new = frame[frame.variant.isin(["clip-pseudo", "half"])]
+    assert sorted(new.variant) == ["clip-pseudo", "half"] and set(new.alpha) == {1e-2}
+    assert new.test_error.between(0, 1).all() and (new.iterations == 3).all()
+    lines = store.path.read_text().count("\n")
+    run(spec, store, OPTIONS)
+    assert store.path.read_text().count("\n") == lines
+
+
+def test_a_diverged_run_is_stored_with_the_nan_networks_error(tmp_path):
+    # α beyond float32's range: α_t·h_t overflows and the weights turn NaN within a few steps
+    spec = _spec(tables=("sgd",), alphas={"sgd": (1e39,)}, epochs={"sgd": 1})
+    frame = run(spec, GridStore(tmp_path / "d.jsonl"), OPTIONS)
+    bad = frame[frame.variant == "none"].iloc[0]
+    assert bad.diverged and bad.diverged_at >= 2
+    test_y = load(TINY, default_data_root()).test.y
+    assert bad.test_error == pytest.approx(nan_network_error(test_y))
+    assert not frame[frame.variant == "baseline"].iloc[0].diverged
+
+
+def test_trace_records_the_threshold_and_the_clipped_norm():
+    data = load(TINY, default_data_root())
+    cell = StackCell("adam", "output-tanh", "clip", 1e-2, 1, 1, TINY)
+    tr = trace(cell, data, steps=3)
+    lr = tr[tr.hyper == "lr"]
+    assert list(lr.step) == [1, 2, 3] and set(tr.hyper) == {"lr", "beta1", "beta2"}
+    assert lr.h.iloc[0] == 0 and lr.theta.iloc[0] == 0        # nothing has moved at step 1
+    assert lr.theta.iloc[1] == pytest.approx(abs(lr.h.iloc[1]) / 2)  # the counted zero halves it
+    assert (lr.clipped <= lr.h.abs() + 1e-12).all() and (lr.clipped <= lr.theta + 1e-12).all()
+    plain = trace(cell.__class__(**{**cell.__dict__, "variant": "none"}), data, steps=3)
+    assert "theta" not in plain.columns and len(plain) == len(tr)
