@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import device_name, sync, write_rows  # noqa: E402
 from reference_style import LoopAdamHD, LoopSGDHD  # noqa: E402
 
-from hdrepro.autodiff import SGD, Adam, HyperStack  # noqa: E402
+from hdrepro.autodiff import SGD, Adam, HyperStack, chandra  # noqa: E402
 from hdrepro.models import MLP  # noqa: E402
 from hdrepro.optim import HD, SGDHD, AdamHD  # noqa: E402
 
@@ -155,10 +155,16 @@ def bench_stacks(device, repeats) -> list[dict]:
         "HyperStack SGD/SGD (ours)": lambda p: HyperStack(p, [SGD(1e-2), SGD(1e-5)]),
         "HyperStack Adam/SGD clip (ours)": lambda p: HyperStack(p, [Adam(1e-3),
                                                                     SGD(1e-5, clip=True)]),
+        # as the clipping experiment runs it: Chandra et al.'s Adam (α, β₁, β₂ learned)
+        "HyperStack Adam(α,β1,β2)/SGD clip (ours)": lambda p: HyperStack(
+            p, [chandra("adam"), SGD(1e-5, clip=True)]),
+        "HyperStack Adam(α,β1,β2)/SGD (ours)": lambda p: HyperStack(p, [chandra("adam"),
+                                                                        SGD(1e-5)]),
     }
     its = {n: mlp_iteration(device, make) for n, make in cases.items()}
     ratios = [("HyperStack Adam/SGD (ours)", "torch Adam (default)"),
               ("HyperStack Adam/SGD clip (ours)", "torch Adam (default)"),
+              ("HyperStack Adam(α,β1,β2)/SGD clip (ours)", "torch Adam (default)"),
               ("HyperStack SGD/SGD (ours)", "torch SGD (default)")]
     if importlib.util.find_spec("gradient_descent_the_ultimate_optimizer"):
         for stack, base in (("Adam/SGD", "torch Adam (default)"),
@@ -166,6 +172,8 @@ def bench_stacks(device, repeats) -> list[dict]:
             name = f"gdtuo {stack} (Chandra et al.)"
             its[name] = gdtuo_iteration(device, stack)
             ratios += [(name, base), (f"HyperStack {stack} (ours)", name)]
+        # their Adam learns α, β₁ and β₂: the like-for-like comparison
+        ratios.append(("HyperStack Adam(α,β1,β2)/SGD (ours)", "gdtuo Adam/SGD (Chandra et al.)"))
     else:
         print("gradient-descent-the-ultimate-optimizer not installed: its rows are skipped "
               "(pip install -e '.[bench]')")

@@ -362,6 +362,18 @@ def _normalise(x: Tensor, mean, std) -> Tensor:
     return ((x.float() / 255) - m) / s
 
 
+def unit_pixels(data: Data) -> Data:
+    """The same images with pixels in [0, 1] (x/255, not standardised), as Chandra et al.'s MNIST
+    example feeds them (``ToTensor()`` only); recovered from the standardised tensors, exact to
+    float32 rounding."""
+    norm = data.provenance["normalisation"]
+    m = torch.tensor(norm["mean"]).view(1, -1, 1, 1)
+    s = torch.tensor(norm["std"]).view(1, -1, 1, 1)
+    back = lambda split: Split((split.x * s + m).clamp_(0, 1), split.y)  # noqa: E731
+    provenance = {**data.provenance, "normalisation": "none: pixels in [0, 1]"}
+    return Data(back(data.train), back(data.test), provenance)
+
+
 def _subset(labels: Tensor, config: DataConfig, split: str) -> Tensor:
     n = labels.numel()
     k = int(np.ceil(config.fraction * n - 1e-9))

@@ -17,6 +17,8 @@ Every level has the conventions of Chandra et al.'s package (:func:`hdrepro.auto
 which the report ran: all of the primary's hyperparameters are learned (Adam α, β₁, β₂; RMSProp
 α, γ), through the package's stored forms. Cells run on the executors of :mod:`hdrepro.grid` and
 are stored one JSON line each (:class:`hdrepro.results.GridStore`), so a killed run resumes.
+MNIST pixels are fed in [0, 1], unstandardised, as in Chandra et al.'s example that the report
+followed (``StackCell.pixels``); Table 5's images are standardised per channel, as it says.
 
 A diverged run (NaN/inf loss) is stored as such; its test error is taken as that of the NaN
 network, whose argmax is class 0 everywhere (1 - share of class 0 in the test set: 90.2% on
@@ -35,7 +37,7 @@ import torch
 from torch import nn
 
 from . import models
-from .data import DataConfig, batches
+from .data import Data, DataConfig, batches, unit_pixels
 from .grid import RunOptions, _data, _device_name, run_work, worker_threads
 from .results import GridStore
 from .train import OptimConfig, TrainConfig, make_optimizer, resolve_device, train
@@ -109,8 +111,11 @@ class StackCell:
     epochs: int
     data: DataConfig
     batch_size: int = 256
+    pixels: str = "unit"  # "unit": [0, 1] as Chandra et al.'s example; "standardised": ours
 
     def __post_init__(self):
+        if self.pixels not in ("unit", "standardised"):
+            raise ValueError(f"Invalid pixels {self.pixels!r}; choose 'unit' or 'standardised'")
         if self.table not in PUBLISHED or self.variant not in VARIANTS:
             raise ValueError(f"Unknown table {self.table!r} or variant {self.variant!r}; tables "
                              f"{sorted(PUBLISHED)}, variants {VARIANTS}")
@@ -137,6 +142,10 @@ class StackCell:
         clip = {"clip": "code", "clip-pseudo": "pseudo"}.get(self.variant, "none")
         return OptimConfig(f"stack:{pub.stack}", PRIMARY_LR[pub.primary], rate, clip=clip,
                            weight_decay=0.0, conventions="chandra")
+
+    def load(self, root: str) -> Data:
+        data = _data(self.data, root)
+        return unit_pixels(data) if self.pixels == "unit" else data
 
     def train_config(self, device: str) -> TrainConfig:
         return TrainConfig(self.model, self.data, self.optim_config(), self.epochs,
@@ -173,7 +182,10 @@ class StackSpec:
     def _cell(self, table, net, variant, alpha, seed) -> StackCell:
         data = self.image if table == "cnn" else self.mnist
         epochs = self.epochs.get(table, PUBLISHED[table].epochs)
-        return StackCell(table, net, variant, alpha, seed, epochs, data)
+        # MNIST as Chandra et al.'s example feeds it ([0, 1]); Table 5 standardised per channel,
+        # as the report says it did for CIFAR-10
+        pixels = "standardised" if table == "cnn" else "unit"
+        return StackCell(table, net, variant, alpha, seed, epochs, data, pixels=pixels)
 
     def nets_of(self, table: str) -> tuple[str, ...]:
         return ("output-tanh",) if table == "cnn" else self.nets
@@ -206,7 +218,7 @@ def run_cells(cells: tuple[StackCell, ...], device: str, data_root: str,
     dev = str(resolve_device(device))
     rows = []
     for cell in cells:
-        data = _data(cell.data, data_root)
+        data = cell.load(data_root)
         res = train(cell.train_config(dev), data)
         f = res.final
         error = nan_network_error(data.test.y) if f["diverged"] else f["test_error"]
@@ -320,14 +332,15 @@ def ablation(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # -- the mechanism: hypergradient norms and the threshold over one run ------------------------------
-def trace(cell: StackCell, data, device: str = "cpu", steps: int | None = None) -> pd.DataFrame:
+def trace(cell: StackCell, data_root: str, device: str = "cpu", steps: int | None = None
+          ) -> pd.DataFrame:
     """Per step of one run: each learned hyperparameter's value (as used), its hypergradient
     |h_t|, and with clipping the threshold θ_t and the norm after clipping."""
     dev = resolve_device(device)
     torch.manual_seed(cell.seed)
     model = models.build(cell.model).to(dev)
     opt = make_optimizer(cell.optim_config(), model.parameters())
-    train_split = data.train.to(dev)
+    train_split = cell.load(data_root).train.to(dev)
     gen = torch.Generator().manual_seed(cell.seed)
     names = list(opt.learned[0])
     rows, t = [], 0

@@ -106,14 +106,24 @@ def test_a_diverged_run_is_stored_with_the_nan_networks_error(tmp_path):
     assert not frame[frame.variant == "baseline"].iloc[0].diverged
 
 
+def test_mnist_is_fed_in_unit_range_and_the_cnn_standardised():
+    spec = _spec(tables=("adam", "cnn"), image=DataConfig("fashion-mnist", 0.01))
+    cells = {c.table: c for c in spec.cells()}
+    assert cells["adam"].pixels == "unit" and cells["cnn"].pixels == "standardised"
+    unit = cells["adam"].load(ROOT)
+    assert float(unit.train.x.min()) == 0 and float(unit.train.x.max()) == 1
+    raw = load(TINY, default_data_root())
+    assert float((unit.train.x - (raw.train.x * 0.3081 + 0.1307)).abs().max()) < 1e-6
+    assert float(cells["cnn"].load(ROOT).train.x.min()) < 0
+
+
 def test_trace_records_the_threshold_and_the_clipped_norm():
-    data = load(TINY, default_data_root())
     cell = StackCell("adam", "output-tanh", "clip", 1e-2, 1, 1, TINY)
-    tr = trace(cell, data, steps=3)
+    tr = trace(cell, ROOT, steps=3)
     lr = tr[tr.hyper == "lr"]
     assert list(lr.step) == [1, 2, 3] and set(tr.hyper) == {"lr", "beta1", "beta2"}
     assert lr.h.iloc[0] == 0 and lr.theta.iloc[0] == 0        # nothing has moved at step 1
     assert lr.theta.iloc[1] == pytest.approx(abs(lr.h.iloc[1]) / 2)  # the counted zero halves it
     assert (lr.clipped <= lr.h.abs() + 1e-12).all() and (lr.clipped <= lr.theta + 1e-12).all()
-    plain = trace(cell.__class__(**{**cell.__dict__, "variant": "none"}), data, steps=3)
+    plain = trace(cell.__class__(**{**cell.__dict__, "variant": "none"}), ROOT, steps=3)
     assert "theta" not in plain.columns and len(plain) == len(tr)

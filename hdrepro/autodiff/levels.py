@@ -257,16 +257,15 @@ def chandra(name: str, lr: float | None = None, **kw) -> Level:
     report ran: every hyperparameter learned; Adam's β₁, β₂ stored through tanh, v₀ = ε;
     AdaGrad G₀ = 0.1 and √(G+ε); RMSProp α stored as √α, γ through tanh, √(s+ε); SGD learns μ
     only when μ ≠ 0 (μ has no effect otherwise). ``lr`` and ``kw`` override the defaults."""
-    args = {} if lr is None else {"lr": lr}
-    if name == "sgd":
-        learn = ("lr", "momentum") if kw.get("momentum", 0) else ("lr",)
-        return SGD(**args, learn=learn, **kw)
-    if name == "adam":
-        return Adam(**args, v0=1e-8, learn=("lr", "beta1", "beta2"),
-                    store={"beta1": "tanh", "beta2": "tanh"}, **kw)
-    if name == "adagrad":
-        return AdaGrad(**args, initial_accumulator_value=0.1, eps_inside_sqrt=True, **kw)
-    if name == "rmsprop":
-        return RMSProp(**args, eps_inside_sqrt=True, learn=("lr", "gamma"),
-                       store={"lr": "square", "gamma": "tanh"}, **kw)
+    package = {
+        "sgd": (SGD, {"learn": ("lr", "momentum") if kw.get("momentum", 0) else ("lr",)}),
+        "adam": (Adam, {"v0": 1e-8, "learn": ("lr", "beta1", "beta2"),
+                        "store": {"beta1": "tanh", "beta2": "tanh"}}),
+        "adagrad": (AdaGrad, {"initial_accumulator_value": 0.1, "eps_inside_sqrt": True}),
+        "rmsprop": (RMSProp, {"eps_inside_sqrt": True, "learn": ("lr", "gamma"),
+                              "store": {"lr": "square", "gamma": "tanh"}}),
+    }
+    if name in package:
+        cls, defaults = package[name]
+        return cls(**{**defaults, **({} if lr is None else {"lr": lr}), **kw})
     raise ValueError(f"Unknown level {name!r}; choose sgd, adam, adagrad or rmsprop")
