@@ -11,7 +11,7 @@ from typing import Callable
 import pandas as pd
 
 from .results import GridStore
-from .stacks import EFFECT, PUBLISHED, ablation, baseline_error, comparison
+from .stacks import EFFECT, PUBLISHED, ablation, baseline_error, comparison, default_pixels
 
 TITLES = {"sgd": "SGD/SGD(α)", "adam": "Adam/SGD(α)", "adagrad": "AdaGrad/SGD(α)",
           "rmsprop": "RMSProp/SGD(α)", "cnn": "Adam/SGD(α) on the CNN"}
@@ -65,29 +65,36 @@ def tables(results: Path) -> str:
         comp = comparison(frame, table)
         if comp.empty:
             continue
-        bare = comparison(frame, table, "no-output-tanh")
-        bare = bare.set_index("alpha") if not bare.empty else None
+        extras = []  # our other settings, as extra column pairs
+        for label, net, pixels in (("no output tanh", "no-output-tanh", None),
+                                   ("standardised inputs", "output-tanh", "standardised")):
+            c = comparison(frame, table, net, pixels)
+            if not c.empty and (pixels is None or pixels != default_pixels(table)):
+                extras.append((label, c.set_index("alpha")))
         rows = []
         for r in comp.itertuples():
             row = [f"{r.alpha:g}", _pct(r.report_none), _pct(r.report_clip, r.report_says == "helps"),
                    _pct(r.ours_none), _pct(r.ours_clip, r.we_say == "helps")]
-            if bare is not None:
-                b = bare.loc[r.alpha] if r.alpha in bare.index else None
-                row += [_pct(b.ours_none) if b is not None else "–",
-                        _pct(b.ours_clip, b.we_say == "helps") if b is not None else "–"]
+            for _, c in extras:
+                b = c.loc[r.alpha] if r.alpha in c.index else None
+                row += ["–", "–"] if b is None else [_pct(b.ours_none),
+                                                     _pct(b.ours_clip, b.we_say == "helps")]
             rows.append(row + [r.report_says, r.we_say, "yes" if r.agree else "**no**"])
         header = ["α", "report: no clip", "report: clip", "ours: no clip", "ours: clip"]
-        if bare is not None:
-            header += ["ours, no output tanh: no clip", "clip"]
+        for label, _ in extras:
+            header += [f"ours, {label}: no clip", "clip"]
         header += ["report says", "we say", "agree"]
         base = baseline_error(frame, table)
-        base_bare = baseline_error(frame, table, "no-output-tanh")
+        others = [(w, baseline_error(frame, table, n, p)) for w, n, p in (
+            ("without the output tanh", "no-output-tanh", None),
+            ("with standardised inputs", "output-tanh", "standardised"))
+            if p != default_pixels(table)]
         data = "CIFAR-10" if pub.dataset == "cifar10" else "MNIST"
         ours_data = frame[frame.table == table].data.iloc[0]
-        note = (f"Primary alone: report {pub.baseline:.2f}% ({data}), ours {_pct(base)}"
-                + (f" ({_pct(base_bare)} without the output tanh)" if not math.isnan(base_bare)
-                   else "") + f" ({ours_data}). Conclusions agree on **{int(comp.agree.sum())} "
-                f"of {len(comp)}** rows.")
+        note = (f"Primary alone: report {pub.baseline:.2f}% ({data}), ours {_pct(base)} "
+                f"({ours_data}" + "".join(f"; {_pct(v)} {w}" for w, v in others
+                                          if not math.isnan(v))
+                + f"). Conclusions agree on **{int(comp.agree.sum())} of {len(comp)}** rows.")
         out.append(f"**Table {pub.number}: {TITLES[table]}**, {pub.epochs} epochs.\n\n"
                    + "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
                                + ["| " + " | ".join(row) + " |" for row in rows])

@@ -169,6 +169,8 @@ class StackSpec:
     mnist: DataConfig = DataConfig("mnist")
     image: DataConfig = DataConfig("fashion-mnist")   # CIFAR-10 where present
     epochs: dict[str, int] = field(default_factory=dict)   # override the report's epochs
+    #: MNIST tables also run with standardised inputs (report's net, with and without clipping)
+    standardised: tuple[str, ...] = ()
 
     def __post_init__(self):
         unknown = [t for t in self.tables if t not in PUBLISHED]
@@ -179,26 +181,28 @@ class StackSpec:
     def table_alphas(self, table: str) -> tuple[float, ...]:
         return (self.alphas or {}).get(table, PUBLISHED[table].alphas)
 
-    def _cell(self, table, net, variant, alpha, seed) -> StackCell:
+    def _cell(self, table, net, variant, alpha, seed, pixels=None) -> StackCell:
         data = self.image if table == "cnn" else self.mnist
         epochs = self.epochs.get(table, PUBLISHED[table].epochs)
-        # MNIST as Chandra et al.'s example feeds it ([0, 1]); Table 5 standardised per channel,
-        # as the report says it did for CIFAR-10
-        pixels = "standardised" if table == "cnn" else "unit"
-        return StackCell(table, net, variant, alpha, seed, epochs, data, pixels=pixels)
+        return StackCell(table, net, variant, alpha, seed, epochs, data,
+                         pixels=pixels or default_pixels(table))
 
     def nets_of(self, table: str) -> tuple[str, ...]:
         return ("output-tanh",) if table == "cnn" else self.nets
 
     def cells(self) -> list[StackCell]:
-        """The tables' cells: baseline, and no clipping / clipping at each α, per seed."""
+        """The tables' cells: baseline, and no clipping / clipping at each α. Seeds outermost, so
+        that a run stopped early has whole tables with fewer trials."""
         out = []
-        for table in self.tables:
-            for net in self.nets_of(table):
-                for seed in self.seeds:
-                    out.append(self._cell(table, net, "baseline", 0.0, seed))
-                    for a in self.table_alphas(table):
-                        out += [self._cell(table, net, v, a, seed) for v in ("none", "clip")]
+        for seed in self.seeds:
+            for table in self.tables:
+                settings = [(net, None) for net in self.nets_of(table)]
+                if table in self.standardised and table != "cnn":
+                    settings.append(("output-tanh", "standardised"))
+                for net, pixels in settings:
+                    out.append(self._cell(table, net, "baseline", 0.0, seed, pixels))
+                    out += [self._cell(table, net, v, a, seed, pixels)
+                            for a in self.table_alphas(table) for v in ("none", "clip")]
         return out
 
     def ablation_cells(self, frame: pd.DataFrame) -> list[StackCell]:
@@ -250,10 +254,25 @@ def run(spec: StackSpec, store: GridStore, options: RunOptions) -> pd.DataFrame:
 
 
 # -- summaries -------------------------------------------------------------------------------------
-def means(frame: pd.DataFrame) -> pd.DataFrame:
-    """Mean test error over seeds per (table, net, variant, α), with trials and divergences."""
+def default_pixels(table: str) -> str:
+    """MNIST as Chandra et al.'s example feeds it ([0, 1]); Table 5 standardised per channel, as
+    the report says it did for CIFAR-10."""
+    return "standardised" if table == "cnn" else "unit"
+
+
+def _pixels(frame: pd.DataFrame, pixels: str | None) -> pd.DataFrame:
+    """The rows with the given inputs (None: each table's default inputs)."""
+    if frame.empty:
+        return frame
+    want = frame.table.map(default_pixels) if pixels is None else pixels
+    return frame[frame.pixels == want]
+
+
+def means(frame: pd.DataFrame, pixels: str | None = None) -> pd.DataFrame:
+    """Mean test error over seeds per (table, net, variant, α), with trials and divergences, of
+    the rows with the given inputs (None: each table's default)."""
     keys = ["table", "net", "variant", "alpha"]
-    return (frame.groupby(keys).agg(error=("test_error", "mean"), trials=("seed", "nunique"),
+    return (_pixels(frame, pixels).groupby(keys).agg(error=("test_error", "mean"), trials=("seed", "nunique"),
                                     diverged=("diverged", "sum"))
             .reset_index())
 
@@ -285,11 +304,12 @@ def _wide(m: pd.DataFrame) -> pd.DataFrame:
                                                   columns="variant", values="error")
 
 
-def comparison(frame: pd.DataFrame, table: str, net: str = "output-tanh") -> pd.DataFrame:
+def comparison(frame: pd.DataFrame, table: str, net: str = "output-tanh",
+               pixels: str | None = None) -> pd.DataFrame:
     """Per published α: the report's errors beside ours (fractions, not %), each side's
     conclusion, and our baseline."""
     pub = PUBLISHED[table]
-    m = means(frame[(frame.table == table) & (frame.net == net)])
+    m = means(frame[(frame.table == table) & (frame.net == net)], pixels)
     ours = _wide(m) if not m.empty else pd.DataFrame()
     rows = []
     for a, theirs_none, theirs_clip in pub.rows:
@@ -309,8 +329,10 @@ def comparison(frame: pd.DataFrame, table: str, net: str = "output-tanh") -> pd.
     return out
 
 
-def baseline_error(frame: pd.DataFrame, table: str, net: str = "output-tanh") -> float:
-    sel = frame[(frame.table == table) & (frame.net == net) & (frame.variant == "baseline")]
+def baseline_error(frame: pd.DataFrame, table: str, net: str = "output-tanh",
+                   pixels: str | None = None) -> float:
+    sel = _pixels(frame, pixels)
+    sel = sel[(sel.table == table) & (sel.net == net) & (sel.variant == "baseline")]
     return float(sel.test_error.mean()) if len(sel) else math.nan
 
 

@@ -115,6 +115,20 @@ def test_mnist_is_fed_in_unit_range_and_the_cnn_standardised():
     raw = load(TINY, default_data_root())
     assert float((unit.train.x - (raw.train.x * 0.3081 + 0.1307)).abs().max()) < 1e-6
     assert float(cells["cnn"].load(ROOT).train.x.min()) < 0
+    extra = _spec(standardised=("adam",)).cells()
+    std = [c for c in extra if c.pixels == "standardised"]
+    assert sorted(c.variant for c in std) == ["baseline", "clip", "none"]
+    assert len(extra) == len(_spec().cells()) + 3
+
+
+def test_summaries_keep_the_standardised_runs_apart():
+    rows = [_row("adam", "output-tanh", "none", 1e-2, 1, 0.8), _row("adam", "output-tanh", "clip",
+                                                                    1e-2, 1, 0.2)]
+    std = StackCell("adam", "output-tanh", "none", 1e-2, 1, 1, TINY, pixels="standardised")
+    frame = pd.DataFrame(rows + [{**std.labels(), "test_error": 0.5, "diverged": False}])
+    assert comparison(frame, "adam").ours_none.tolist() == [0.8]
+    std_comp = comparison(frame, "adam", pixels="standardised")
+    assert std_comp.ours_none.tolist() == [0.5] and math.isnan(std_comp.ours_clip.iloc[0])
 
 
 def test_trace_records_the_threshold_and_the_clipped_norm():
