@@ -49,8 +49,10 @@ def provenance(results: Path) -> str:
     run = results / "stacks_clipping_run.json"
     if run.exists():
         info = json.loads(run.read_text())
-        lines.append(f"- Last invocation: {info['wall_s']:.0f} s for {info['cells_run']} runs "
-                     f"({info['executor']}, {info['workers']} workers), commit {info['commit']}.")
+        lines.append(f"- Training time summed over all {len(frame)} runs: "
+                     f"{frame.seconds.sum() / 60:.0f} min. Last invocation: {info['wall_s']:.0f} s "
+                     f"for {info['cells_run']} runs ({info['executor']}, {info['workers']} "
+                     f"workers), commit {info['commit']}.")
     return "\n".join(lines)
 
 
@@ -114,7 +116,7 @@ def agreement(results: Path) -> str:
     helps_both = int(((allc.report_says == "helps") & (allc.we_say == "helps")).sum())
     hurts_ours = int((allc.we_say == "hurts").sum())
     return (f"Over the {len(allc)} rows run here, our conclusion (helps / no effect / hurts, at "
-            f"{EFFECT:.0%} points) matches the report's on {int(allc.agree.sum())}. Clipping "
+            f"{100 * EFFECT:g} point) matches the report's on {int(allc.agree.sum())}. Clipping "
             f"helped in {helps_theirs} of these rows in the report and in {helps_both} of those "
             f"for us too; it hurt by ≥ 1 point in {hurts_ours} rows of ours.")
 
@@ -182,16 +184,41 @@ def trace_summary(results: Path) -> str:
     parts = [f"Over {int(clip.step.max())} steps the clipped run clips {float((later.h.abs() > later.theta).mean()):.0%} "
              f"of its α-hypergradients, with median factor {float(factor.median()):.2f}."]
     if first is not None:
-        parts.append(f"The first non-zero hypergradient (step {int(first.step)}) has |h| = "
-                     f"{abs(first.h):.3g}.")
-    parts.append(f"Adam's α ends at {float(none.value.iloc[-1]):.3g} without clipping and "
-                 f"{float(clip.value.iloc[-1]):.3g} with it (from {float(clip.value.iloc[0]):.3g}"
-                 " after step 1).")
+        step = int(first.step)
+        after = {run: float(tr[(tr.run == run) & (tr.step == step)].value.iloc[0])
+                 for run in ("none", "clip")}
+        largest_later = float(clip[clip.step > step].h.abs().max())
+        parts.append(f"The first non-zero hypergradient (step {step}) has |h| = "
+                     f"{abs(first.h):.3g}, the largest later one {largest_later:.3g}; it takes "
+                     f"Adam's α from {float(clip.value.iloc[0]):.3g} to {after['none']:.3g} "
+                     f"without clipping and to {after['clip']:.3g} with it.")
+    parts.append(f"It ends at {float(none.value.iloc[-1]):.3g} without clipping and "
+                 f"{float(clip.value.iloc[-1]):.3g} with it.")
     return " ".join(parts)
 
 
 def _full(results: Path) -> Path:
     return results.parent / "full"
+
+
+def full_section(results: Path) -> str:
+    """The full profile's provenance, tables, agreement and ablations, and which tables are
+    still to run at that scale."""
+    frame = _frame(results)
+    if frame.empty:
+        return "_The full profile's stack runs are not in this repository yet._"
+    missing = [f"Table {p.number} ({TITLES[t]})" for t, p in PUBLISHED.items()
+               if t not in set(frame.table)]
+    parts = [provenance(results), tables(results), agreement(results), ablation_table(results),
+             ablation_verdict(results)]
+    figures = results.parent.parent / "figures" / "full"
+    links = [f"[Table {p.number}](figures/full/stacks_{t}.png)" for t, p in PUBLISHED.items()
+             if t in set(frame.table) and (figures / f"stacks_{t}.png").exists()]
+    if links:
+        parts.append("Figures: " + ", ".join(links) + ".")
+    if missing:
+        parts.append(f"Not yet run at this scale: {', '.join(missing)}.")
+    return "\n\n".join(p for p in parts if p)
 
 
 SECTIONS: dict[str, Callable[[Path], str]] = {
@@ -201,9 +228,5 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "stacks_ablation": ablation_table,
     "stacks_ablation_verdict": ablation_verdict,
     "stacks_trace": trace_summary,
-    "stacks_full_provenance": lambda r: provenance(_full(r)),
-    "stacks_full_tables": lambda r: tables(_full(r)),
-    "stacks_full_agreement": lambda r: agreement(_full(r)),
-    "stacks_full_ablation": lambda r: ablation_table(_full(r)),
-    "stacks_full_ablation_verdict": lambda r: ablation_verdict(_full(r)),
+    "stacks_full": lambda r: full_section(_full(r)),
 }

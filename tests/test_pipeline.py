@@ -55,6 +55,22 @@ def test_smoke_grids_are_stored_drawn_and_reported(smoke):
     assert (smoke / "results" / "smoke" / "bench_grid_cpu.csv").stat().st_size > 0
 
 
+def test_smoke_stacks_are_stored_drawn_and_reported(smoke):
+    from hdrepro.results import GridStore
+    from hdrepro.stacks import comparison
+    results = smoke / "results" / "smoke"
+    frame = GridStore(results / "stacks_clipping.jsonl").frame()
+    assert set(frame.table) == {"adam", "cnn"} and frame.test_error.between(0, 1).all()
+    report = (smoke / "REPORT.md").read_text()
+    comp = comparison(frame, "adam")
+    assert len(comp) == 2 and "**Table 2: Adam/SGD(α)**" in report
+    for r in comp.itertuples():  # our numbers in the report are the stored runs' means
+        assert f"| {r.alpha:g} | " in report and f"{100 * r.ours_none:.2f}%" in report
+    assert "fashion-mnist" in report  # Table 5's stand-in is named, never called CIFAR-10
+    for name in ("stacks_adam.png", "stacks_cnn.png", "stacks_trace.png"):
+        assert (smoke / "figures" / name).stat().st_size > 10_000
+
+
 def test_every_code_link_in_the_report_points_at_a_real_line(smoke):
     report = (smoke / "REPORT.md").read_text()
     links = re.findall(r"\(([\w/]+\.py)#L(\d+)\)", report)
