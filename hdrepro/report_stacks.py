@@ -81,11 +81,12 @@ def tables(results: Path) -> str:
                 b = c.loc[r.alpha] if r.alpha in c.index else None
                 row += ["–", "–"] if b is None else [_pct(b.ours_none),
                                                      _pct(b.ours_clip, b.we_say == "helps")]
-            rows.append(row + [r.report_says, r.we_say, "yes" if r.agree else "**no**"])
+            rows.append(row + [r.report_says, r.we_say, "yes" if r.agree else "**no**",
+                               str(r.trials)])
         header = ["α", "report: no clip", "report: clip", "ours: no clip", "ours: clip"]
         for label, _ in extras:
             header += [f"ours, {label}: no clip", "clip"]
-        header += ["report says", "we say", "agree"]
+        header += ["report says", "we say", "agree", "our trials"]
         base = baseline_error(frame, table)
         others = [(w, baseline_error(frame, table, n, p)) for w, n, p in (
             ("without the output tanh", "no-output-tanh", None),

@@ -299,9 +299,9 @@ def helped_rows(frame: pd.DataFrame) -> list[tuple[str, str, float]]:
     return [tuple(i) for i in hit.index]
 
 
-def _wide(m: pd.DataFrame) -> pd.DataFrame:
+def _wide(m: pd.DataFrame, values: str = "error") -> pd.DataFrame:
     return m[m.variant != "baseline"].pivot_table(index=["table", "net", "alpha"],
-                                                  columns="variant", values="error")
+                                                  columns="variant", values=values)
 
 
 def comparison(frame: pd.DataFrame, table: str, net: str = "output-tanh",
@@ -311,16 +311,18 @@ def comparison(frame: pd.DataFrame, table: str, net: str = "output-tanh",
     pub = PUBLISHED[table]
     m = means(frame[(frame.table == table) & (frame.net == net)], pixels)
     ours = _wide(m) if not m.empty else pd.DataFrame()
+    trials = _wide(m, "trials") if not m.empty else pd.DataFrame()
     rows = []
     for a, theirs_none, theirs_clip in pub.rows:
         key = (table, net, a)
         get = (lambda v: float(ours.loc[key, v]) if key in ours.index and v in ours.columns
                and not pd.isna(ours.loc[key, v]) else math.nan)
         none, clip = get("none"), get("clip")
-        if math.isnan(none) and math.isnan(clip):
+        if math.isnan(none) or math.isnan(clip):  # a row counts once both sides have run
             continue
         rows.append({"alpha": a, "report_none": theirs_none / 100, "report_clip": theirs_clip / 100,
                      "ours_none": none, "ours_clip": clip,
+                     "trials": int(trials.loc[key, ["none", "clip"]].min()),
                      "report_says": conclusion(theirs_none / 100, theirs_clip / 100),
                      "we_say": conclusion(none, clip)})
     out = pd.DataFrame(rows)

@@ -5,13 +5,16 @@
 # Usage (in the repository root): T=420 bash scripts/device_full_grids.sh
 #   GRIDS='logreg gamma mlnn bettercnn' (which grids), T (seconds for the grids; a grid cut off
 #   resumes on the next call), EXECUTOR (inprocess: tasks finish one by one), BENCH='step grid',
-#   RULES=additive (only that rule), DEST / FIGS (results and figures folders).
+#   RULES=additive (only that rule), DEST / FIGS (results and figures folders),
+#   STACKS='cnn' (tables of experiments/stacks_clipping.py to run after the grids; Fashion-MNIST
+#   comes from .gpu/fashion-mnist/*.gz), STACK_WORKERS (worker processes, default 8).
 set -uo pipefail
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 export HDREPRO_DATA="${HDREPRO_DATA:-/tmp/hdrepro-data}" HDREPRO_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 out="${DEST:-results/full}" figs="${FIGS:-figures/full}" log="${OUT:-/tmp}/device_log.txt"
-mkdir -p "$HDREPRO_DATA/mnist" "$out" "$figs"
+mkdir -p "$HDREPRO_DATA/mnist" "$HDREPRO_DATA/fashion-mnist" "$out" "$figs"
 cp .gpu/mnist/*.gz "$HDREPRO_DATA/mnist/"
+cp .gpu/fashion-mnist/*.gz "$HDREPRO_DATA/fashion-mnist/" 2>/dev/null
 if ls .whl/*.whl >/dev/null 2>&1; then  # Chandra et al.'s package for bench_step's side-by-side rows
     python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
@@ -21,8 +24,9 @@ trap pack EXIT
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 python3 -c "import torch; print('torch', torch.__version__)"
 python3 -m hdrepro.data fetch mnist
+ls "$HDREPRO_DATA"/fashion-mnist/*.gz >/dev/null 2>&1 && python3 -m hdrepro.data fetch fashion-mnist
 start=$(date +%s)
-for g in ${GRIDS:-logreg gamma mlnn bettercnn}; do
+for g in ${GRIDS-logreg gamma mlnn bettercnn}; do
     left=$(( ${T:-420} - ($(date +%s) - start) ))
     [ "$left" -gt 20 ] || { echo "[device] no time left for grid $g"; continue; }
     timeout "$left" python3 experiments/grid_$g.py --profile full --out "$out" --figures "$figs" \
@@ -30,6 +34,13 @@ for g in ${GRIDS:-logreg gamma mlnn bettercnn}; do
         ${RULES:+--rules $RULES}
     echo "[device] grid $g rc=$? at $(( $(date +%s) - start )) s"
 done
+if [ -n "${STACKS:-}" ]; then
+    left=$(( ${T:-420} - ($(date +%s) - start) ))
+    timeout "$left" python3 experiments/stacks_clipping.py --profile full --out "$out" \
+        --figures "$figs" --tables $STACKS --executor processes --workers "${STACK_WORKERS:-8}" \
+        --no-progress
+    echo "[device] stacks $STACKS rc=$? at $(( $(date +%s) - start )) s"
+fi
 case "${BENCH-step grid}" in *step*) timeout 150 python3 bench/bench_step.py --profile full --out "$out" ;; esac
 case "${BENCH-step grid}" in *grid*) timeout 200 python3 bench/bench_grid.py --profile full --out "$out" ;; esac
 echo "[device] total $(( $(date +%s) - start )) s"

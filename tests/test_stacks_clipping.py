@@ -124,11 +124,15 @@ def test_mnist_is_fed_in_unit_range_and_the_cnn_standardised():
 def test_summaries_keep_the_standardised_runs_apart():
     rows = [_row("adam", "output-tanh", "none", 1e-2, 1, 0.8), _row("adam", "output-tanh", "clip",
                                                                     1e-2, 1, 0.2)]
-    std = StackCell("adam", "output-tanh", "none", 1e-2, 1, 1, TINY, pixels="standardised")
-    frame = pd.DataFrame(rows + [{**std.labels(), "test_error": 0.5, "diverged": False}])
+    std = [StackCell("adam", "output-tanh", v, 1e-2, 1, 1, TINY, pixels="standardised")
+           for v in ("none", "clip")]
+    frame = pd.DataFrame(rows + [{**c.labels(), "test_error": e, "diverged": False}
+                                 for c, e in zip(std, (0.5, 0.45))])
     assert comparison(frame, "adam").ours_none.tolist() == [0.8]
     std_comp = comparison(frame, "adam", pixels="standardised")
-    assert std_comp.ours_none.tolist() == [0.5] and math.isnan(std_comp.ours_clip.iloc[0])
+    assert std_comp.ours_none.tolist() == [0.5] and std_comp.ours_clip.tolist() == [0.45]
+    # a row counts once both sides have run
+    assert comparison(frame.iloc[:1], "adam").empty
 
 
 def test_trace_records_the_threshold_and_the_clipped_norm():
