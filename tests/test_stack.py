@@ -148,7 +148,8 @@ def test_chandra_levels_match_their_package_step_for_step(primary):
     for n in ours.levels[0].learn:  # compared as stored: √α, tanh⁻¹ forms
         name = {"lr": "alpha", "momentum": "mu"}.get(n, n)
         assert float(ours.hyper[0][n].detach()) == pytest.approx(theirs[name], rel=1e-10), n
-    moved = {n: float(ours.levels[0].values(ours.hyper[0])[n].detach()) for n in ours.levels[0].learn}
+    used = ours.levels[0].values(ours.hyper[0])
+    moved = {n: float(used[n].detach()) for n in ours.levels[0].learn}
     assert moved != {n: ours.levels[0].hyper[n] for n in moved}, "nothing was learned"
 
 
