@@ -34,13 +34,11 @@ from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 import torch
-from torch import nn
 
-from . import models
-from .data import Data, DataConfig, batches, unit_pixels
+from .data import Data, DataConfig, unit_pixels
 from .grid import RunOptions, _data, _device_name, run_work, worker_threads
 from .results import GridStore
-from .train import OptimConfig, TrainConfig, make_optimizer, resolve_device, train
+from .train import OptimConfig, TrainConfig, resolve_device, train
 
 VARIANTS = ("baseline", "none", "clip", "clip-pseudo", "half")
 ABLATIONS = ("clip-pseudo", "half")
@@ -356,35 +354,22 @@ def ablation(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # -- the mechanism: hypergradient norms and the threshold over one run ------------------------------
-def trace(cell: StackCell, data_root: str, device: str = "cpu", steps: int | None = None
-          ) -> pd.DataFrame:
+def trace(cell: StackCell, data_root: str, device: str = "cpu") -> pd.DataFrame:
     """Per step of one run: each learned hyperparameter's value (as used), its hypergradient
     |h_t|, and with clipping the threshold θ_t and the norm after clipping."""
-    dev = resolve_device(device)
-    torch.manual_seed(cell.seed)
-    model = models.build(cell.model).to(dev)
-    opt = make_optimizer(cell.optim_config(), model.parameters())
-    train_split = cell.load(data_root).train.to(dev)
-    gen = torch.Generator().manual_seed(cell.seed)
-    names = list(opt.learned[0])
-    rows, t = [], 0
-    for _ in range(cell.epochs):
-        for x, y in batches(train_split, cell.batch_size, generator=gen):
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            t += 1
-            used = opt.levels[0].values(opt.hyper[0])
-            clip = opt.states[1].get("clip") if len(opt.levels) > 1 else None
-            for i, n in enumerate(names):
-                h = float(opt.last_hypergrads[0][i]) if opt.last_hypergrads else math.nan
-                row = {"step": t, "hyper": n, "value": float(used[n].detach()), "h": h,
-                       "loss": float(loss.detach())}
-                if clip:
-                    theta = float(clip[i]["theta"])
-                    row.update(theta=theta, clipped=min(abs(h), theta))
-                rows.append(row)
-            if not math.isfinite(float(loss.detach())) or (steps and t >= steps):
-                return pd.DataFrame(rows)
+    rows = []
+
+    def record(t: int, loss: torch.Tensor, opt) -> None:
+        used = opt.levels[0].values(opt.hyper[0])
+        clip = opt.states[1].get("clip") if len(opt.levels) > 1 else None
+        for i, n in enumerate(opt.learned[0]):
+            h = float(opt.last_hypergrads[0][i]) if opt.last_hypergrads else math.nan
+            row = {"step": t, "hyper": n, "value": float(used[n].detach()), "h": h,
+                   "loss": float(loss.detach())}
+            if clip:
+                theta = float(clip[i]["theta"])
+                row.update(theta=theta, clipped=min(abs(h), theta))
+            rows.append(row)
+
+    train(cell.train_config(device), cell.load(data_root), on_step=record)
     return pd.DataFrame(rows)

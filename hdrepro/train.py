@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
 import torch
 from torch import nn
@@ -154,8 +155,11 @@ def evaluate(model: nn.Module, split, batch_size: int = 1000) -> tuple[float, fl
     return loss / len(split), correct / len(split)
 
 
-def train(cfg: TrainConfig, data: Data) -> RunResult:
-    """Train one model with one optimizer; never raises on divergence (it is recorded)."""
+def train(cfg: TrainConfig, data: Data,
+          on_step: Callable[[int, torch.Tensor, object], None] | None = None) -> RunResult:
+    """Train one model with one optimizer; never raises on divergence (it is recorded).
+    ``on_step(iteration, loss, optimizer)``, if given, is called after every step (the diverging
+    one included), for what a run wants to record beyond the loss and α_t."""
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = models.build(cfg.model).to(device)
@@ -177,6 +181,8 @@ def train(cfg: TrainConfig, data: Data) -> RunResult:
             loss.backward()
             opt.step()
             it += 1
+            if on_step is not None:
+                on_step(it, loss, opt)
             value = float(loss.detach())
             losses.append(value)
             if not math.isfinite(value):

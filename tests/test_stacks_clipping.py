@@ -137,11 +137,11 @@ def test_summaries_keep_the_standardised_runs_apart():
 
 def test_trace_records_the_threshold_and_the_clipped_norm():
     cell = StackCell("adam", "output-tanh", "clip", 1e-2, 1, 1, TINY)
-    tr = trace(cell, ROOT, steps=3)
+    tr = trace(cell, ROOT)  # one epoch of 600 images: 3 steps
     lr = tr[tr.hyper == "lr"]
     assert list(lr.step) == [1, 2, 3] and set(tr.hyper) == {"lr", "beta1", "beta2"}
     assert lr.h.iloc[0] == 0 and lr.theta.iloc[0] == 0        # nothing has moved at step 1
     assert lr.theta.iloc[1] == pytest.approx(abs(lr.h.iloc[1]) / 2)  # the counted zero halves it
     assert (lr.clipped <= lr.h.abs() + 1e-12).all() and (lr.clipped <= lr.theta + 1e-12).all()
-    plain = trace(cell.__class__(**{**cell.__dict__, "variant": "none"}), ROOT, steps=3)
+    plain = trace(cell.__class__(**{**cell.__dict__, "variant": "none"}), ROOT)
     assert "theta" not in plain.columns and len(plain) == len(tr)
