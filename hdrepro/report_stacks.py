@@ -59,6 +59,7 @@ def provenance(results: Path) -> str:
 def tables(results: Path) -> str:
     """Per stack: the report's errors and ours side by side, the ≥ 1-point rows in bold, and how
     many rows' conclusions agree."""
+    from .report import md_table  # here, not at the top: hdrepro.report imports this module
     frame = _frame(results)
     if frame.empty:
         return NOT_RUN
@@ -99,8 +100,7 @@ def tables(results: Path) -> str:
                                           if not math.isnan(v))
                 + f"). Conclusions agree on **{int(comp.agree.sum())} of {len(comp)}** rows.")
         out.append(f"**Table {pub.number}: {TITLES[table]}**, {pub.epochs} epochs.\n\n"
-                   + "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                               + ["| " + " | ".join(row) + " |" for row in rows])
+                   + md_table(header, rows)
                    + f"\n\n{note}")
     return "\n\n".join(out) if out else NOT_RUN
 
@@ -123,6 +123,7 @@ def agreement(results: Path) -> str:
 
 
 def ablation_table(results: Path) -> str:
+    from .report import md_table  # here, not at the top: hdrepro.report imports this module
     frame = _frame(results)
     if frame.empty:
         return NOT_RUN
@@ -132,9 +133,8 @@ def ablation_table(results: Path) -> str:
     rows = [[TITLES[r.table], r.net, f"{r.alpha:g}", _pct(r.none), _pct(r.clip),
              _pct(r.clip_pseudo, r.pseudo_helps), _pct(r.half, r.half_helps), _verdict(r)]
             for r in ab.itertuples()]
-    return "\n".join(["| stack | network | α | no clip | clip (code) | clip (pseudo-code) | "
-                      "no clip, α/2 | reading |", "|" + "---|" * 8]
-                     + ["| " + " | ".join(row) + " |" for row in rows])
+    return md_table(["stack", "network", "α", "no clip", "clip (code)", "clip (pseudo-code)",
+                     "no clip, α/2", "reading"], rows)
 
 
 def _verdict(r) -> str:
