@@ -44,7 +44,15 @@ done
 # the clipping report's Tables 1-5: one small run per cell, so worker processes by default
 python experiments/stacks_clipping.py --profile "$profile" --out "$results" --figures "$figures" \
     --executor "${HDREPRO_GRID_EXECUTOR:-processes}" --workers "${HDREPRO_GRID_WORKERS:-2}"
+# beyond the papers: the optimizer family, learning-rate-free rivals, ASGC, Adam's ε (the smoke
+# profile's runs take milliseconds, less than starting worker processes)
+[ "$profile" = smoke ] && study_executor=inprocess || study_executor=processes
+for study in family_sensitivity rivals asgc epsilon; do
+    python experiments/$study.py --profile "$profile" --out "$results" --figures "$figures" \
+        --executor "${HDREPRO_GRID_EXECUTOR:-$study_executor}" --workers "${HDREPRO_GRID_WORKERS:-2}"
+done
 python bench/bench_step.py --profile "$profile" --out "$results"
+python bench/bench_rivals.py --profile "$profile" --out "$results"
 python bench/bench_grid.py --profile "$profile" --out "$results"
 python -m hdrepro.report --results "$results" --profile "$profile" --out "$out/REPORT.md"
 echo "[run_all] done: $out/REPORT.md"

@@ -109,3 +109,17 @@ def draw(store: GridStore, spec: GridSpec, figures: Path) -> list[Path]:
         plt.close(fig)
         written.append(path)
     return written
+
+
+def run_options(args, root: Path) -> RunOptions:
+    """The executor options of a run_parser command line."""
+    return RunOptions(str(root), executor=args.executor, workers=args.workers,
+                      scheduler=args.scheduler, device=args.device, threads=args.threads,
+                      progress=not args.no_progress)
+
+
+def write_run_info(path: Path, t0: float, cells: int, args, **extra) -> None:
+    """The run's provenance beside its results: wall time, cells, executor, device, commit."""
+    info = {"wall_s": time.perf_counter() - t0, "cells_total": cells, "executor": args.executor,
+            "workers": args.workers, "device": args.device, "commit": git_commit(), **extra}
+    path.write_text(json.dumps(info, indent=1) + "\n")

@@ -1,5 +1,6 @@
 """hdrepro: hypergradient descent, reproduced (Baydin et al. 2018; Chandra et al. 2022)."""
+from .asgc import ASGC
 from .optim import HD, SGDHD, AdamHD
 
 __version__ = "0.1.0"
-__all__ = ["SGDHD", "AdamHD", "HD", "__version__"]
+__all__ = ["SGDHD", "AdamHD", "HD", "ASGC", "__version__"]

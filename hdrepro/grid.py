@@ -161,7 +161,7 @@ def auto_batch(model: str, device: str) -> int:
     """Cells per batched run when the user does not say. On a GPU batching wins on every model;
     on CPU it wins only where the one-cell step is overhead-bound (LogReg), while the MLNN and
     BetterCNN steps are compute- and memory-bound and run slower per cell batched, so they run
-    one cell at a time there (measured ratios: bench/bench_grid.py, REPORT.md §6)."""
+    one cell at a time there (measured ratios: bench/bench_grid.py, REPORT.md §8)."""
     if resolve_device(device).type == "cuda":
         return 256
     return 128 if model == "logreg" else 0

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from . import report_stacks
+from . import report_extensions, report_stacks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -501,6 +501,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
 
 
 SECTIONS.update(report_stacks.SECTIONS)
+SECTIONS.update(report_extensions.SECTIONS)
 
 
 def render(template: str, results: Path, profile: str) -> str:

@@ -9,6 +9,7 @@ given the seed (on CPU; cuDNN may add nondeterminism on GPU).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,7 +19,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import models
+from . import family, models, rivals
+from .asgc import ASGC
 from .autodiff import SGD as StackSGD
 from .autodiff import AdaGrad as StackAdaGrad
 from .autodiff import Adam as StackAdam
@@ -26,11 +28,12 @@ from .autodiff import HyperStack
 from .autodiff import RMSProp as StackRMSProp
 from .autodiff import chandra
 from .data import Data, DataConfig, batches
-from .optim import HD, LINEAR_IN_LR, SGDHD, AdamHD
+from .optim import HD, SGDHD, AdamHD
 
-BASELINES = {"sgd", "sgdn", "adam"}
+BASELINES = {"sgdn"} | set(family.FAMILY)
 ANALYTIC = {"sgd-hd", "sgdn-hd", "adam-hd"}
-HD_WRAPPED = {f"hd-{c.__name__.lower()}" for c in LINEAR_IN_LR}
+HD_WRAPPED = {f"hd-{name}" for name in family.FAMILY}
+ASGC_WRAPPED = {f"asgc-{name}" for name in family.FAMILY}
 STACK_LEVELS = {"sgd": StackSGD, "adam": StackAdam, "adagrad": StackAdaGrad,
                 "rmsprop": StackRMSProp}
 #: clip modes of a stack's SGD secondary: off, the clipping report's code (the first, all-zero
@@ -42,11 +45,17 @@ CLIP_MODES = ("none", "code", "pseudo")
 class OptimConfig:
     """An optimizer by name with its hyperparameters (the papers' symbols in comments).
 
-    name: sgd, sgdn, adam (torch.optim baselines); sgd-hd, sgdn-hd, adam-hd (analytic HD);
-    hd-<torch optimizer>, e.g. hd-rmsprop (HD(...) around torch.optim); stack:<primary>/<secondary>,
-    e.g. stack:adam/sgd (autodiff stack; secondary lr = hypergrad_lr), or stack:<primary> alone.
+    name: a torch.optim optimizer of :mod:`hdrepro.family` (sgd, momentum, nesterov, adagrad, …),
+    or sgdn (= nesterov, Baydin et al.'s name); sgd-hd, sgdn-hd, adam-hd (analytic HD);
+    hd-<family name>, e.g. hd-rmsprop (:class:`HD` around torch.optim); asgc-<family name>
+    (:class:`hdrepro.asgc.ASGC` around it); a learning-rate-free rival of :mod:`hdrepro.rivals`
+    (prodigy, dadapt-adam, schedulefree-adamw, dog); stack:<primary>/<secondary>, e.g.
+    stack:adam/sgd (autodiff stack; secondary lr = hypergrad_lr), or stack:<primary> alone.
     Stacks take ``conventions="chandra"`` for the levels of Chandra et al.'s package
     (:func:`hdrepro.autodiff.chandra`), and ``clip`` from CLIP_MODES for an SGD secondary.
+    ``options`` holds further keyword arguments as (name, value) pairs: the torch.optim class's
+    (e.g. ``(("eps", 1e-6),)`` for adam or hd-adam), ASGC's, or a rival's
+    (see :func:`hdrepro.rivals.build`).
     """
     name: str
     lr: float                       # α₀
@@ -57,6 +66,7 @@ class OptimConfig:
     weight_decay: float = 1e-4      # for every method, baselines too (Baydin et al.'s script)
     clip: str = "none"              # stacks: the clipping report's averaged clipping (CLIP_MODES)
     conventions: str = "torch"      # stacks: "torch" (torch.optim's) or "chandra" (gdtuo's)
+    options: tuple[tuple[str, object], ...] = ()   # extra keyword arguments (see above)
 
     def __post_init__(self):
         if self.clip not in CLIP_MODES:
@@ -72,17 +82,18 @@ class OptimConfig:
         return names.get(self.name, self.name)
 
 
-def make_optimizer(cfg: OptimConfig, params):
-    """Build the optimizer that `cfg` names; an unknown name lists the known ones."""
+def make_optimizer(cfg: OptimConfig, params, total_steps: int | None = None,
+                   model: nn.Module | None = None):
+    """Build the optimizer that `cfg` names; an unknown name lists the known ones. A rival's
+    schedule needs `total_steps`, and DoG's averaged model the `model`."""
     params = list(params)
     n, wd = cfg.name, cfg.weight_decay
-    if n == "sgd":
-        return torch.optim.SGD(params, cfg.lr, weight_decay=wd)
+    if cfg.options and (n in ANALYTIC or n == "sgdn" or n.startswith("stack:")):
+        raise ValueError(f"options= are for the family, hd-, asgc- and rival names, not {n!r}")
     if n == "sgdn":
-        return torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, nesterov=True,
-                               weight_decay=wd)
-    if n == "adam":
-        return torch.optim.Adam(params, cfg.lr, weight_decay=wd)
+        n = "nesterov"
+    if n in family.FAMILY:   # options: the torch.optim class's own (e.g. eps for Adam)
+        return family.build(n, params, cfg.lr, cfg.momentum, wd, **dict(cfg.options))
     hd = dict(hypergrad_lr=cfg.hypergrad_lr, rule=cfg.rule,
               hyper_hypergrad_lr=cfg.hyper_hypergrad_lr)
     if n == "sgd-hd":
@@ -92,11 +103,16 @@ def make_optimizer(cfg: OptimConfig, params):
     if n == "adam-hd":
         return AdamHD(params, cfg.lr, weight_decay=wd, **hd)
     if n in HD_WRAPPED:
-        base = next(c for c in LINEAR_IN_LR if c.__name__.lower() == n[3:])
-        return HD(base(params, lr=cfg.lr, weight_decay=wd), **hd)
+        return HD(family.build(n[3:], params, cfg.lr, cfg.momentum, wd, **dict(cfg.options)),
+                  **hd)
+    if n in ASGC_WRAPPED:
+        return ASGC(family.build(n[5:], params, cfg.lr, cfg.momentum, wd), **dict(cfg.options))
+    if n in rivals.RIVALS:
+        return rivals.build(n, params, cfg.lr, wd, total_steps, model, **dict(cfg.options))
     if n.startswith("stack:"):
         return HyperStack(params, _stack_levels(cfg))
-    known = sorted(BASELINES | ANALYTIC | HD_WRAPPED) + ["stack:<primary>/<secondary>"]
+    known = sorted(BASELINES | ANALYTIC | set(rivals.RIVALS)) + [
+        "hd-<family name>", "asgc-<family name>", "stack:<primary>/<secondary>"]
     raise ValueError(f"Unknown optimizer {n!r}; choose one of {', '.join(known)}")
 
 
@@ -138,7 +154,8 @@ def current_alpha_beta(opt) -> tuple[float, float]:
     beta = group.get("hypergrad_lr", float("nan"))
     if isinstance(opt, HyperStack):
         beta = opt.hyperparameters().get("1.lr", float("nan"))
-    return float(group["lr"]), float(beta)
+    # Prodigy and D-Adaptation step with d·lr: the step size they learned
+    return float(group["lr"]) * float(group.get("d", 1.0)), float(beta)
 
 
 @torch.no_grad()
@@ -155,6 +172,13 @@ def evaluate(model: nn.Module, split, batch_size: int = 1000) -> tuple[float, fl
     return loss / len(split), correct / len(split)
 
 
+def evaluation_model(opt, model: nn.Module):
+    """The model to evaluate, as a context: the optimizer's own view where it has one (Schedule-Free
+    evaluates at its averaged point x, DoG at its polynomial-decay average), else the model."""
+    hook = getattr(opt, "evaluation_model", None)
+    return hook(model) if hook is not None else contextlib.nullcontext(model)
+
+
 def train(cfg: TrainConfig, data: Data,
           on_step: Callable[[int, torch.Tensor, object], None] | None = None) -> RunResult:
     """Train one model with one optimizer; never raises on divergence (it is recorded).
@@ -163,10 +187,10 @@ def train(cfg: TrainConfig, data: Data,
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model = models.build(cfg.model).to(device)
-    opt = make_optimizer(cfg.optim, model.parameters())
     train_split, test_split = data.train.to(device), data.test.to(device)
     gen = torch.Generator().manual_seed(cfg.seed)
     per_epoch = math.ceil(len(train_split) / cfg.batch_size)
+    opt = make_optimizer(cfg.optim, model.parameters(), cfg.epochs * per_epoch, model)
     result = RunResult(config=_config_dict(cfg), provenance={**data.provenance,
                                                                "device": str(device)})
     diverged_at, it, t0 = None, 0, time.perf_counter()
@@ -195,9 +219,11 @@ def train(cfg: TrainConfig, data: Data,
             bar.update()
         if diverged_at is not None:
             break
-        val_loss, val_acc = evaluate(model, test_split)
+        with evaluation_model(opt, model) as judged:
+            val_loss, val_acc = evaluate(judged, test_split)
         result.epochs.append({"epoch": epoch, "train_loss": sum(losses) / len(losses),
-                              "val_loss": val_loss, "val_acc": val_acc})
+                              "val_loss": val_loss, "val_acc": val_acc,
+                              "seconds": time.perf_counter() - t0})
     bar.close()
     result.final = _final(model, test_split, result, diverged_at, it, time.perf_counter() - t0)
     return result

@@ -7,6 +7,7 @@ minibatches, so two optimizers given the same start see exactly the same data.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 from dataclasses import dataclass
 from typing import Callable
@@ -14,6 +15,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from . import family
 from .autodiff import SGD, Adam, HyperStack
 from .models import MLP, LogReg
 from .optim import HD, SGDHD, AdamHD
@@ -227,4 +229,15 @@ def fd_cases() -> list[tuple[str, MakeOpt, float]]:
         ("HD(NAdam)", lambda p: HD(torch.optim.NAdam(p, lr=1e-3), hypergrad_lr=1e-5), 0.0),
         ("HD(AdamW, decoupled λ)", lambda p: HD(torch.optim.AdamW(p, lr=1e-3, weight_decay=1e-2),
                                                 hypergrad_lr=1e-5), 0.0),
-    ]
+    ] + [(f"HD({family.TITLES[n]})", functools.partial(_family_hd, n), 0.0) for n in FD_FAMILY]
+
+
+#: the rest of the optimizer family (hdrepro.family), with an α₀ and β each at which α moves
+FD_FAMILY = {"momentum": (0.05, 1e-2), "nesterov": (0.05, 1e-2), "adadelta": (1.0, 1e-2),
+             "rmsprop-centered": (1e-3, 1e-5), "adam": (1e-3, 1e-5), "adamax": (1e-3, 1e-5),
+             "amsgrad": (1e-3, 1e-5), "radam": (1e-3, 1e-5)}
+
+
+def _family_hd(name: str, params) -> HD:
+    lr, beta = FD_FAMILY[name]
+    return HD(family.build(name, params, lr), hypergrad_lr=beta)

@@ -114,3 +114,38 @@ def test_committed_report_is_what_the_committed_results_render_to():
     expected = render((ROOT / "templates" / "REPORT.md.in").read_text(), results, "quick")
     assert (ROOT / "REPORT.md").read_text() == expected, (
         "REPORT.md is stale: run `python -m hdrepro.report --results results/quick`")
+
+
+def test_smoke_extensions_are_stored_drawn_and_reported(smoke):
+    """The optimizer family, the rivals, ASGC and ε: results, figures, and the report's numbers
+    are the summaries of the stored runs."""
+    import pandas as pd
+
+    from hdrepro import asgc_study, rival_study
+    from hdrepro.epsilon_study import validation
+    from hdrepro.results import GridStore
+    from hdrepro.sensitivity import tuning
+    results, figures = smoke / "results" / "smoke", smoke / "figures"
+    report = (smoke / "REPORT.md").read_text()
+    for name in ("family_sensitivity", "rivals", "asgc", "epsilon"):
+        assert len(GridStore(results / f"{name}.jsonl").frame()) > 0, name
+        assert "Not run in this results folder" not in report
+    for name in ("family_sensitivity", "rivals", "asgc", "asgc_gradients", "epsilon"):
+        assert (figures / f"{name}.png").stat().st_size > 10_000, name
+    t = tuning(GridStore(results / "family_sensitivity.jsonl").frame())
+    for r in t.itertuples():
+        assert f"| {r.base_near}/{r.alphas} | {r.hd_near}/{r.alphas} | {r.base_best:.3f} |" \
+            in report
+    comp = rival_study.comparison(GridStore(results / "rivals.jsonl").frame())
+    for r in comp.itertuples():
+        assert f"| {rival_study.TITLES[r.method]} | {r.train_loss:.3f} | {r.val_loss:.3f} | " \
+            f"{100 * r.test_error:.2f}%" in report
+    m = asgc_study.metrics(GridStore(results / "asgc.jsonl").frame())
+    for r in m.itertuples():
+        assert f"| {asgc_study.TITLES[r.method]} | `{r.config}` | {100 * r.test_error:.2f}%" \
+            in report
+    v = validation(GridStore(results / "epsilon.jsonl").frame(),
+                   pd.read_csv(results / "epsilon_histograms.csv")).iloc[0]
+    assert f"[{v.interval_lo:.0e}, {v.interval_hi:.0e}]" in report
+    bench = pd.read_csv(results / "bench_rivals_cpu.csv")
+    assert set(bench.method) >= {"adam", "adam-hd", "prodigy:default", "asgc-momentum"}

@@ -1,0 +1,103 @@
+"""Cost per training iteration of HD, ASGC and the learning-rate-free rivals against torch's Adam,
+measured side by side on one device, and the optimizer state each keeps per parameter.
+
+Every optimizer is built by hdrepro.train.make_optimizer (the code path the experiments use) and
+times one MLNN iteration (784-1000-1000-10, batch 128: forward, backward, step), round-robin so
+that drift in the machine's speed affects every entry alike. Ratios of medians, this run only.
+Runtime: smoke ~5 s, quick ~30 s, full ~1 min on 2 CPU cores.
+
+    python bench/bench_rivals.py --profile quick --out results/quick
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_step import REPEATS, interleaved_medians  # noqa: E402
+from common import device_name, write_rows  # noqa: E402
+
+from hdrepro import rivals  # noqa: E402
+from hdrepro.models import build  # noqa: E402
+from hdrepro.rival_study import TITLES, method_config  # noqa: E402
+from hdrepro.train import OptimConfig, make_optimizer  # noqa: E402
+
+BASELINE = "adam"
+EXTRA = {"asgc-momentum": ("ASGC (momentum)", OptimConfig("asgc-momentum", 0.01)),
+         "momentum": ("SGD momentum", OptimConfig("momentum", 0.01))}
+
+
+def cases() -> dict[str, tuple[str, OptimConfig]]:
+    out = {m: (TITLES[m], method_config(m)) for m in ("adam", "adam-hd", "sgdn-hd")}
+    out.update(EXTRA)
+    for r in rivals.RIVALS:
+        if rivals.available(r):
+            for s in rivals.SETTINGS:
+                out[f"{r}:{s}"] = (TITLES[f"{r}:{s}"], method_config(f"{r}:{s}"))
+        else:
+            print(f"{r} not installed: its rows are skipped (pip install -e '.[rivals]')")
+    return out
+
+
+def iteration(device, cfg: OptimConfig, batch: int = 128):
+    torch.manual_seed(0)
+    model = build("mlnn").to(device)
+    opt = make_optimizer(cfg, model.parameters(), total_steps=1000, model=model)
+    x = torch.randn(batch, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def it():
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return it, opt, model
+
+
+def state_floats(opt, model) -> float:
+    """Floats of optimizer state per parameter: the optimizer's state tensors, those it keeps in
+    its groups, a wrapper's own and an averaged model's (scalars left out)."""
+    n = sum(p.numel() for p in model.parameters())
+    inner = getattr(opt, "optimizer", opt)
+    tensors = [v for s in inner.state.values() for v in s.values() if torch.is_tensor(v)]
+    for group in inner.param_groups:   # DoG keeps x₀ in its group
+        tensors += [t for k, v in group.items() if k != "params" and isinstance(v, list)
+                    for t in v if torch.is_tensor(t)]
+    extra = getattr(opt, "state", {})
+    if extra is not inner.state:   # wrappers' own state (HD's directions, ASGC's statistics)
+        for v in extra.values():
+            tensors += list(v.values()) if isinstance(v, dict) else [v]
+    averager = getattr(opt, "averager", None)
+    if averager is not None:
+        tensors += list(averager.averaged_model.parameters())
+    return sum(t.numel() for t in tensors if torch.is_tensor(t) and t.numel() > 1) / n
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--profile", choices=sorted(REPEATS), default="quick")
+    ap.add_argument("--out", type=Path, default=Path("results/quick"))
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    built = {m: (title, *iteration(device, cfg)) for m, (title, cfg) in cases().items()}
+    ms = interleaved_medians({m: b[1] for m, b in built.items()}, device, REPEATS[args.profile])
+    meta = {"device": device_name(device), "torch": torch.__version__, "profile": args.profile,
+            "repeats": REPEATS[args.profile], "commit": os.environ.get("HDREPRO_COMMIT", "")}
+    rows = [{"benchmark": "MLNN iteration (fwd+bwd+step), batch 128", "method": m,
+             "title": title, "baseline": BASELINE, "ratio": ms[m] / ms[BASELINE], "ms": ms[m],
+             "baseline_ms": ms[BASELINE], "state_floats_per_param": state_floats(opt, model),
+             **meta} for m, (title, _, opt, model) in built.items()]
+    path = args.out / f"bench_rivals_{device.type}.csv"
+    write_rows(path, rows)
+    for r in rows:
+        print(f"{r['title']:42s} {r['ratio']:.2f}x Adam, state {r['state_floats_per_param']:.1f}"
+              " floats/param")
+    print(f"wrote {path} ({meta['device']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Does ASGC (:mod:`hdrepro.asgc`) help? The proposal's evaluation at our scale: MNIST and
+Fashion-MNIST, MLNN and BetterCNN, ASGC around SGD with momentum (μ = 0.9) against Adam,
+SGD-momentum, AdaGrad and RMSprop.
+
+- **Tuning.** Each baseline runs at two learning rates (a decade apart, around its usual
+  default); ASGC at two learning rates × noise scale η ∈ {0.01, 0.1} × threshold width
+  κ ∈ {1, 3} (the small grid search that stands in for the proposal's meta-learning). Each
+  method's configuration is chosen by its mean final test error (the test set is also the
+  validation set, as everywhere in this package; the same rule for every method).
+- **Metrics** of each chosen configuration: test error; time (and epochs) to a target accuracy,
+  the highest final validation accuracy that *every* tuned method reaches, so all are timed to
+  the same bar; stability, the standard deviation of validation accuracy over the last
+  ``last_epochs`` epochs; the generalisation gap, final validation loss minus final training
+  loss.
+- **Ablations** at ASGC's chosen configuration: clipping without noise (η = 0) and noise with a
+  fixed threshold (τ = ``FIXED_THRESHOLD`` for every layer).
+- **Robustness.** ``random_samples`` configurations per method drawn at random (learning rate
+  log-uniform over two decades around the default; for ASGC also η log-uniform in [1e-3, 1] and
+  κ uniform in [0.5, 5]): the distribution of their final test errors.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .analysis import GradientHistogram
+from .data import DataConfig
+from .grid import _data
+from .runs import RunCell
+from .train import OptimConfig, train
+
+#: method -> its two learning rates; ASGC wraps SGD with momentum
+LRS = {"adam": (1e-4, 1e-3), "momentum": (1e-2, 1e-1), "adagrad": (1e-2, 1e-1),
+       "rmsprop": (1e-4, 1e-3), "asgc-momentum": (1e-2, 1e-1)}
+NOISE = (0.01, 0.1)
+KAPPA = (1.0, 3.0)
+FIXED_THRESHOLD = 1.0
+#: random search: (log10 lr low, high) per method; η and κ ranges for ASGC
+RANDOM_LR = {m: (math.log10(lo) - 0.5, math.log10(hi) + 0.5) for m, (lo, hi) in LRS.items()}
+RANDOM_NOISE = (-3.0, 0.0)
+RANDOM_KAPPA = (0.5, 5.0)
+TITLES = {"adam": "Adam", "momentum": "SGD momentum", "adagrad": "AdaGrad", "rmsprop": "RMSprop",
+          "asgc-momentum": "ASGC (momentum)", "asgc-no-noise": "ASGC, no noise",
+          "asgc-fixed": "ASGC, fixed threshold"}
+COLOURS = {"adam": "C2", "momentum": "C1", "adagrad": "C4", "rmsprop": "C5",
+           "asgc-momentum": "C0", "asgc-no-noise": "C9", "asgc-fixed": "C7"}
+
+
+def asgc_config(lr: float, noise: float, kappa: float, fixed: float | None = None
+                ) -> OptimConfig:
+    opts = {"noise_scale": noise, "threshold": kappa}
+    if fixed is not None:
+        opts["fixed_threshold"] = fixed
+    return OptimConfig("asgc-momentum", lr, options=tuple(sorted(opts.items())))
+
+
+@dataclass(frozen=True)
+class ASGCSpec:
+    datasets: tuple[str, ...] = ("mnist", "fashion-mnist")
+    models: tuple[str, ...] = ("mlnn", "bettercnn")
+    fraction: float = 1.0
+    epochs: dict = field(default_factory=lambda: {"mlnn": 10, "bettercnn": 10})
+    seeds: tuple[int, ...] = (1, 2, 3)
+    random_samples: int = 10
+    random_datasets: tuple[str, ...] = ("mnist", "fashion-mnist")
+    last_epochs: int = 3
+
+    def _cell(self, data: str, model: str, optim: OptimConfig, seed: int, method: str,
+              phase: str) -> RunCell:
+        return RunCell("asgc", model, DataConfig(data, self.fraction), optim, self.epochs[model],
+                       seed, tags=(("method", method), ("phase", phase)))
+
+    def _pairs(self):
+        return [(d, m) for d in self.datasets for m in self.models]
+
+    def tune_cells(self) -> list[RunCell]:
+        out = []
+        for seed in self.seeds:
+            for data, model in self._pairs():
+                for method, lrs in LRS.items():
+                    for lr in lrs:
+                        if method != "asgc-momentum":
+                            out.append(self._cell(data, model, OptimConfig(method, lr), seed,
+                                                  method, "tune"))
+                            continue
+                        for noise in NOISE:
+                            for kappa in KAPPA:
+                                out.append(self._cell(data, model, asgc_config(lr, noise, kappa),
+                                                      seed, method, "tune"))
+        return out
+
+    def ablation_cells(self, frame: pd.DataFrame) -> list[RunCell]:
+        """η = 0, and a fixed threshold, at ASGC's chosen configuration per data and model."""
+        best = chosen(frame)
+        out = []
+        for data, model in self._pairs():
+            row = best[(best.data == data) & (best.model == model)
+                       & (best.method == "asgc-momentum")]
+            if row.empty:
+                continue
+            lr, opts = float(row.alpha0.iloc[0]), row.options_dict.iloc[0]
+            for seed in self.seeds:
+                out.append(self._cell(data, model, asgc_config(lr, 0.0, opts["threshold"]),
+                                      seed, "asgc-no-noise", "ablation"))
+                out.append(self._cell(data, model, asgc_config(
+                    lr, opts["noise_scale"], opts["threshold"], FIXED_THRESHOLD), seed,
+                    "asgc-fixed", "ablation"))
+        return out
+
+    def random_cells(self) -> list[RunCell]:
+        out = []
+        for data in self.random_datasets:
+            for model in self.models:
+                for method in LRS:
+                    rng = np.random.default_rng([len(method), sum(map(ord, method + data + model))])
+                    for i in range(self.random_samples):
+                        lr = 10 ** rng.uniform(*RANDOM_LR[method])
+                        if method == "asgc-momentum":
+                            optim = asgc_config(lr, round(10 ** rng.uniform(*RANDOM_NOISE), 6),
+                                                round(rng.uniform(*RANDOM_KAPPA), 3))
+                        else:
+                            optim = OptimConfig(method, lr)
+                        out.append(self._cell(data, model, optim, self.seeds[0], method,
+                                              "random"))
+        return out
+
+
+def _with_options(frame: pd.DataFrame) -> pd.DataFrame:
+    import json
+    f = frame.copy()
+    f["options_dict"] = f["options"].map(json.loads)
+    f["config"] = f["alpha0"].map("{:g}".format) + " " + f["options"]
+    return f
+
+
+def chosen(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each method's chosen tuning configuration per data and model (lowest mean test error,
+    diverged runs counted at 90%), one row per configuration with its mean error."""
+    f = _with_options(frame[frame["phase"] == "tune"])
+    f["err"] = f["test_error"].where(~f["diverged"].astype(bool), 0.9).fillna(0.9)
+    m = (f.groupby(["data", "model", "method", "config"], as_index=False)
+          .agg(err=("err", "mean"), alpha0=("alpha0", "first"),
+               options_dict=("options_dict", "first")))
+    idx = m.groupby(["data", "model", "method"])["err"].idxmin()
+    return m.loc[idx].reset_index(drop=True)
+
+
+def final_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs of each method's chosen configuration, plus the ablations' runs."""
+    f = _with_options(frame)
+    best = chosen(frame)
+    keep = f.merge(best[["data", "model", "method", "config"]], on=["data", "model", "method",
+                                                                     "config"])
+    keep = keep[keep["phase"] == "tune"]
+    return pd.concat([keep, f[f["phase"] == "ablation"]], ignore_index=True)
+
+
+def _first_reaching(curve: list, target: float) -> int | None:
+    for i, acc in enumerate(curve):
+        if acc >= target - 1e-12:
+            return i
+    return None
+
+
+def metrics(frame: pd.DataFrame, last_epochs: int = 3) -> pd.DataFrame:
+    """Per data, model and method (chosen configurations and ablations): test error, epochs and
+    seconds to the common target accuracy, stability and generalisation gap (module doc)."""
+    runs = final_runs(frame)
+    rows = []
+    for (data, model), g in runs.groupby(["data", "model"], sort=False):
+        tuned = g[g["phase"] == "tune"]
+        finals = tuned.groupby("method")["curve_val_acc"].apply(
+            lambda cs: np.mean([c[-1] if len(c) else 0.0 for c in cs]))
+        target = float(finals.min())
+        for method, r in g.groupby("method", sort=False):
+            reach = [_first_reaching(c, target) for c in r["curve_val_acc"]]
+            ok = [(i, s) for i, s in zip(reach, r["curve_seconds"]) if i is not None]
+            err = r["test_error"].where(~r["diverged"].astype(bool), np.nan)
+            rows.append({
+                "data": data, "model": model, "method": method, "runs": len(r),
+                "config": r["config"].iloc[0], "test_error": err.mean(),
+                "test_error_std": err.std(ddof=1) if len(r) > 1 else np.nan,
+                "target_acc": target, "reached": len(ok),
+                "epochs_to_target": np.mean([i + 1 for i, _ in ok]) if ok else np.nan,
+                "seconds_to_target": np.mean([s[i] for i, s in ok]) if ok else np.nan,
+                "stability": np.mean([np.std(c[-last_epochs:]) for c in r["curve_val_acc"]
+                                      if len(c)]),
+                "gap": (r["val_loss"] - r["train_loss"]).mean()})
+    return pd.DataFrame(rows)
+
+
+def robustness(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per data, model and method: the random configurations' test errors (diverged at 90%)."""
+    f = frame[frame["phase"] == "random"].copy()
+    f["err"] = f["test_error"].where(~f["diverged"].astype(bool), 0.9).fillna(0.9)
+    return (f.groupby(["data", "model", "method"], as_index=False)
+             .agg(samples=("err", "size"), median=("err", "median"),
+                  best=("err", "min"), worst=("err", "max"),
+                  diverged=("diverged", "sum")))
+
+
+def gradient_histograms(cell: RunCell, data_root: str, every: int = 5,
+                        device: str = "cpu") -> pd.DataFrame:
+    """Train `cell` and record |g| histograms per layer: before and after ASGC's clipping for an
+    ASGC cell, the raw gradients otherwise (tag = the cell's method)."""
+    data = _data(cell.data, data_root)
+    state: dict = {}
+
+    def on_step(it: int, loss, opt) -> None:
+        if "hist" not in state:
+            params = [p for g in opt.param_groups for p in g["params"]]
+            state["hist"] = GradientHistogram(
+                [("×".join(map(str, p.shape)), p) for p in params], every=every)
+            if hasattr(opt, "on_clip"):  # ASGC: from step 2 on, g_t before and after clipping
+                opt.on_clip = lambda raw, clipped: (
+                    state["hist"].record_tensors(opt.steps + 1, raw, "before"),
+                    state["hist"].record_tensors(opt.steps + 1, clipped, "after"))
+                return
+        if not hasattr(opt, "on_clip"):
+            state["hist"].record_tensors(it, [p.grad for g in opt.param_groups
+                                              for p in g["params"]], "before")
+
+    torch.manual_seed(cell.seed)
+    train(cell.train_config(device), data, on_step=on_step)
+    method = dict(cell.tags)["method"]
+    return state["hist"].frame().assign(method=method)

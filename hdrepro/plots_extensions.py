@@ -1,0 +1,99 @@
+"""Plot functions of the extension experiments (optimizer family, learning-rate-free rivals, ASGC,
+Adam's ε): each takes tidy saved rows and axes, and draws; drivers save the figures."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import family
+from .plots import LOSS_CAP
+
+#: one colour per optimizer of the family (matplotlib's ten, then three more)
+FAMILY_PALETTE = dict(zip(family.FAMILY, [f"C{i}" for i in range(10)] + [
+    "#000000", "#b8860b", "#00ced1"]))
+
+
+def plot_sensitivity(losses: pd.DataFrame, ax, metric: str = "val_loss",
+                     order: tuple[str, ...] = family.SLIDES) -> None:
+    """Final loss vs α₀ (log axis), one colour per optimizer: solid the base, dashed its HD
+    version; diverged points are left out, losses above LOSS_CAP drawn at the cap. `losses` is
+    :func:`hdrepro.sensitivity.final_losses` for one model."""
+    for name in order:
+        for variant, ls, label in (("base", "-", family.TITLES[name]), ("hd", "--", None)):
+            d = losses[(losses.family == name) & (losses.variant == variant)].sort_values("alpha0")
+            if d.empty:
+                continue
+            ax.plot(d.alpha0, d[metric].clip(upper=LOSS_CAP), ls=ls, marker=".", ms=4, lw=1.1,
+                    color=FAMILY_PALETTE[name], label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("α₀")
+    ax.grid(alpha=0.3, lw=0.5)
+
+
+def plot_scale_sensitivity(frame: pd.DataFrame, ax, colours: dict, titles: dict) -> None:
+    """Final validation loss vs each method's own initial scale (log axis), mean over seeds with
+    the seeds' range as error bars; `frame` has columns method, scale, val_loss."""
+    for method, g in frame.groupby("method", sort=False):
+        s = g.groupby("scale")["val_loss"].agg(["mean", "min", "max"]).reset_index()
+        ax.errorbar(s.scale, s["mean"], yerr=[s["mean"] - s["min"], s["max"] - s["mean"]],
+                    marker="o", ms=4, lw=1.1, capsize=2, color=colours.get(method, "C7"),
+                    label=titles.get(method, method))
+    ax.set_xscale("log")
+    ax.set_xlabel("initial scale (relative to its default)")
+    ax.set_ylabel("final validation loss")
+    ax.grid(alpha=0.3, lw=0.5)
+
+
+def plot_curves(frame: pd.DataFrame, ax, metric: str, colours: dict, titles: dict) -> None:
+    """Per-epoch curves (`metric` is a curve_* column holding a list per run), mean over runs
+    per method."""
+    for method, g in frame.groupby("method", sort=False):
+        curves = [c for c in g[metric] if len(c)]
+        if not curves:
+            continue
+        n = min(map(len, curves))
+        y = np.mean([c[:n] for c in curves], axis=0)
+        ax.plot(np.arange(1, n + 1), y, marker=".", lw=1.1, color=colours.get(method, "C7"),
+                label=titles.get(method, method))
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3, lw=0.5)
+
+
+def plot_distributions(frame: pd.DataFrame, ax, column: str, order: list[str],
+                       titles: dict) -> None:
+    """One box per method of `column` over its runs (diverged runs drawn at 90%)."""
+    data = [frame[frame.method == m][column].fillna(0.9).to_numpy() for m in order]
+    ax.boxplot(data, showfliers=True)
+    ax.set_xticks(range(1, len(order) + 1), [titles.get(m, m) for m in order], rotation=30,
+                  ha="right", fontsize=8)
+    ax.grid(alpha=0.3, lw=0.5, axis="y")
+
+
+def plot_histogram_time(hist: pd.DataFrame, ax, tag: str = "grad") -> None:
+    """Heatmap of the share of gradient elements per log₁₀|g| bin (y) over steps (x), all layers
+    together; the edge bins are left out."""
+    h = hist[(hist.tag == tag) & np.isfinite(hist.log10_lo) & np.isfinite(hist.log10_hi)]
+    wide = h.pivot_table(index="log10_lo", columns="step", values="count", aggfunc="sum",
+                         fill_value=0)
+    share = wide / wide.sum(0).replace(0, np.nan)
+    steps, lo = wide.columns.to_numpy(), wide.index.to_numpy()
+    width = np.diff(lo).min() if len(lo) > 1 else 0.25
+    ax.pcolormesh(steps, lo + width / 2, share.to_numpy(), shading="nearest", cmap="viridis")
+    ax.set_xlabel("step")
+    ax.set_ylabel("log₁₀ |g|")
+
+
+def plot_layer_histograms(hist: pd.DataFrame, ax, layer: str, tags=("before", "after")) -> None:
+    """|g| distribution of one layer (all recorded steps), one line per tag."""
+    for tag, ls in zip(tags, ("-", "--")):
+        h = hist[(hist.layer == layer) & (hist.tag == tag) & np.isfinite(hist.log10_lo)
+                 & np.isfinite(hist.log10_hi)]
+        s = h.groupby("log10_lo")["count"].sum()
+        if s.sum() == 0:
+            continue
+        ax.plot(s.index, s / s.sum(), ls=ls, lw=1.2, label=tag)
+    ax.set_xlabel("log₁₀ |g|")
+    ax.set_ylabel("share of elements")
+    ax.set_title(layer, fontsize=8)
+    ax.grid(alpha=0.3, lw=0.5)

@@ -1,0 +1,96 @@
+"""Plain training runs as resumable cells: one model, data, optimizer config and seed each, run on
+the grid executors (:mod:`hdrepro.grid`) and stored one JSON line per run
+(:class:`hdrepro.results.GridStore`), so a killed experiment resumes without redoing finished runs.
+
+The extension experiments (optimizer family, learning-rate-free rivals, ASGC, Adam's ε) are lists
+of :class:`RunCell`; each row keeps the run's per-epoch curves, for the summaries that need them
+(time to a target accuracy, stability over the last epochs).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+import torch
+
+from .data import DataConfig
+from .grid import RunOptions, _data, _device_name, run_work, worker_threads
+from .results import GridStore
+from .train import OptimConfig, TrainConfig, resolve_device, train
+
+
+@dataclass(frozen=True)
+class RunCell:
+    """One run. ``tags`` are labels for the summaries (e.g. ``(("setting", "recommended"),)``);
+    they are part of the cell's identity."""
+    experiment: str
+    model: str
+    data: DataConfig
+    optim: OptimConfig
+    epochs: int
+    seed: int = 1
+    batch_size: int = 128
+    tags: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def cell_id(self) -> str:
+        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+    def train_config(self, device: str) -> TrainConfig:
+        return TrainConfig(self.model, self.data, self.optim, self.epochs, self.batch_size,
+                           seed=self.seed, device=device, log_every=10 ** 9, progress=False)
+
+    def labels(self) -> dict:
+        o = self.optim
+        return {"cell_id": self.cell_id, "experiment": self.experiment, "model": self.model,
+                "data": self.data.name, "fraction": self.data.fraction, "optimizer": o.name,
+                "alpha0": o.lr, "beta": o.hypergrad_lr, "rule": o.rule,
+                "options": json.dumps(dict(o.options), sort_keys=True), "epochs": self.epochs,
+                "seed": self.seed, "batch_size": self.batch_size, **dict(self.tags)}
+
+
+def run_cells(cells: tuple[RunCell, ...], device: str, data_root: str,
+              threads: int | None = None) -> list[dict]:
+    """Train the cells of one task; one row per cell, with its per-epoch curves."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = str(resolve_device(device))
+    rows = []
+    for cell in cells:
+        data = _data(cell.data, data_root)
+        res = train(cell.train_config(dev), data)
+        f = res.final
+        steps = max(f["iterations"], 1)
+        rows.append({**cell.labels(), "diverged": f["diverged"], "diverged_at": f["diverged_at"],
+                     "train_loss": f["train_loss"], "val_loss": f["val_loss"],
+                     "test_error": f["test_error"], "iterations": f["iterations"],
+                     "seconds": f["seconds"], "seconds_per_step": f["seconds"] / steps,
+                     "curve_val_acc": [e["val_acc"] for e in res.epochs],
+                     "curve_train_loss": [e["train_loss"] for e in res.epochs],
+                     "curve_seconds": [e["seconds"] for e in res.epochs],
+                     "device": _device_name(dev), "n_train": len(data.train),
+                     "n_test": len(data.test), "data_source": data.provenance.get("source", "")})
+    return rows
+
+
+def run(cells: list[RunCell], store: GridStore, options: RunOptions, desc: str) -> pd.DataFrame:
+    """Run the cells not yet in `store`; return every stored row of these cells."""
+    done = store.finished()
+    todo = [(c,) for c in cells if c.cell_id not in done]
+    if todo:
+        submit = functools.partial(run_cells, device=options.device,
+                                   data_root=options.data_root, threads=worker_threads(options))
+        run_work(todo, submit, store, options, len(cells), desc)
+    frame = store.frame()
+    if frame.empty:
+        return frame
+    return frame[frame["cell_id"].isin({c.cell_id for c in cells})].reset_index(drop=True)
+
+
+def finite(x) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)

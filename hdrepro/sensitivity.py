@@ -1,0 +1,89 @@
+"""How much tuning does HD remove? Every optimizer of the family (:mod:`hdrepro.family`) against
+its HD version (:class:`hdrepro.optim.HD` around it) at the same α₀, across α₀ over 4 decades, on
+LogReg, MLNN and BetterCNN: the final training and validation loss of each.
+
+HD runs with the additive rule and Baydin et al.'s β for the kind of direction it scales:
+β = 1e-3 for SGD, momentum and Nesterov (their SGD-HD/SGDN-HD value) and β = 1e-7 for the adaptive
+methods, whose direction is normalised like Adam's (their Adam-HD value). One β per kind, not
+tuned per optimizer: the question is what HD gives without tuning.
+
+A summary per model and optimizer (:func:`tuning`) counts the α₀ at which the final validation
+loss comes within 10% of the best either variant reached anywhere on the sweep ("near-best"):
+where HD's count is larger, HD made the choice of α₀ matter less.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import family
+from .data import DataConfig
+from .runs import RunCell
+from .train import OptimConfig
+
+NON_ADAPTIVE = ("sgd", "momentum", "nesterov")
+#: HD's β per kind of direction (Baydin et al.'s values; module doc)
+HD_BETA = {name: 1e-3 if name in NON_ADAPTIVE else 1e-7 for name in family.FAMILY}
+NEAR_BEST = 1.10   # within 10% of the best final validation loss
+
+
+@dataclass(frozen=True)
+class SensitivitySpec:
+    """α₀ × family × {base, HD} × model × seed."""
+    models: tuple[str, ...] = ("logreg", "mlnn", "bettercnn")
+    optimizers: tuple[str, ...] = family.SLIDES
+    alphas: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+    epochs: dict = field(default_factory=lambda: {"logreg": 10, "mlnn": 10, "bettercnn": 10})
+    data: DataConfig = DataConfig("mnist")
+    seeds: tuple[int, ...] = (1,)
+
+    def __post_init__(self):
+        unknown = [o for o in self.optimizers if o not in family.FAMILY]
+        if unknown:
+            raise ValueError(f"Unknown optimizers {unknown}; the family is {list(family.FAMILY)}")
+        missing = [m for m in self.models if m not in self.epochs]
+        if missing or not self.alphas or not self.seeds:
+            raise ValueError(f"Need epochs for every model (missing {missing}), some α₀ and "
+                             "some seeds")
+
+    def cells(self) -> list[RunCell]:
+        out = []
+        for seed in self.seeds:
+            for model in self.models:
+                for name in self.optimizers:
+                    for a in self.alphas:
+                        for optim, variant in ((OptimConfig(name, a), "base"), (OptimConfig(
+                                f"hd-{name}", a, HD_BETA[name]), "hd")):
+                            out.append(RunCell("sensitivity", model, self.data, optim,
+                                               self.epochs[model], seed,
+                                               tags=(("family", name), ("variant", variant))))
+        return out
+
+
+def final_losses(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean over seeds of the final training and validation loss per model, optimizer, variant
+    and α₀ (NaN where a run diverged)."""
+    f = frame.copy()
+    f.loc[f["diverged"].astype(bool), ["train_loss", "val_loss"]] = np.nan
+    return (f.groupby(["model", "family", "variant", "alpha0"], as_index=False)
+             .agg(train_loss=("train_loss", "mean"), val_loss=("val_loss", "mean"),
+                  diverged=("diverged", "sum"), seeds=("seed", "nunique")))
+
+
+def tuning(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per model and optimizer: the near-best α₀ count (module doc) and the best and median
+    final validation loss of each variant."""
+    f = final_losses(frame)
+    rows = []
+    for (model, name), g in f.groupby(["model", "family"], sort=False):
+        best = g["val_loss"].min()
+        row = {"model": model, "family": name, "alphas": g["alpha0"].nunique()}
+        for variant in ("base", "hd"):
+            v = g[g["variant"] == variant]["val_loss"]
+            row[f"{variant}_near"] = int((v <= NEAR_BEST * best).sum())
+            row[f"{variant}_best"] = v.min()
+            row[f"{variant}_median"] = v.fillna(np.inf).median()
+        rows.append(row)
+    return pd.DataFrame(rows)

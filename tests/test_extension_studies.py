@@ -1,0 +1,100 @@
+"""The extension experiments' runner and summaries (hdrepro.runs, asgc_study, rival_study,
+epsilon_study) on tiny real MNIST and on frames the tests make."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from hdrepro import asgc_study, rival_study
+from hdrepro.data import DataConfig, default_data_root
+from hdrepro.epsilon_study import EPSILONS, EpsilonSpec, record_histogram, validation
+from hdrepro.grid import RunOptions
+from hdrepro.results import GridStore
+from hdrepro.runs import RunCell, run
+from hdrepro.train import OptimConfig
+
+ROOT = str(default_data_root())
+TINY = DataConfig("mnist", 0.01)   # the first 600/100 MNIST images
+
+
+def test_cells_are_stored_with_their_curves_and_a_rerun_trains_nothing(tmp_path):
+    cells = [RunCell("t", "logreg", TINY, OptimConfig(name, lr), 2, tags=(("method", name),))
+             for name, lr in (("adam", 1e-3), ("hd-nadam", 1e-3), ("asgc-momentum", 0.05))]
+    store = GridStore(tmp_path / "t.jsonl")
+    opts = RunOptions(ROOT, progress=False)
+    frame = run(cells, store, opts, "t")
+    assert len(frame) == 3 and set(frame.method) == {"adam", "hd-nadam", "asgc-momentum"}
+    assert all(len(c) == 2 for c in frame.curve_val_acc)
+    assert all(c[0] < c[1] for c in frame.curve_seconds)
+    assert (frame.n_train == 600).all() and frame.test_error.between(0, 1).all()
+    run(cells, store, opts, "t")
+    assert len(store.rows()) == 3
+
+
+def _asgc_row(method, lr, curve, phase="tune", seed=1, options="{}", diverged=False):
+    return {"data": "mnist", "model": "mlnn", "method": method, "alpha0": lr, "options": options,
+            "phase": phase, "seed": seed, "curve_val_acc": curve,
+            "curve_seconds": [10.0 * (i + 1) for i in range(len(curve))],
+            "test_error": 1 - curve[-1], "diverged": diverged, "val_loss": 0.5,
+            "train_loss": 0.25}
+
+
+def test_asgc_summaries_choose_by_error_and_time_everyone_to_the_same_target():
+    rows = [_asgc_row("adam", 1e-3, [0.80, 0.90, 0.92]),
+            _asgc_row("adam", 1e-4, [0.50, 0.60, 0.70]),
+            _asgc_row("momentum", 0.1, [0.85, 0.86, 0.88]),
+            _asgc_row("asgc-momentum", 0.1, [0.89, 0.93, 0.94],
+                      options='{"noise_scale": 0.1, "threshold": 3.0}'),
+            _asgc_row("asgc-momentum", 0.1, [0.2, 0.2, 0.2], diverged=True,
+                      options='{"noise_scale": 0.01, "threshold": 3.0}')]
+    frame = pd.DataFrame(rows)
+    best = asgc_study.chosen(frame).set_index("method")
+    assert best.loc["adam", "alpha0"] == 1e-3
+    assert best.loc["asgc-momentum", "options_dict"]["noise_scale"] == 0.1
+    m = asgc_study.metrics(frame, last_epochs=2).set_index("method")
+    assert m.loc["adam", "target_acc"] == pytest.approx(0.88)   # momentum's final accuracy
+    assert m.loc["adam", "epochs_to_target"] == 2 and m.loc["asgc-momentum",
+                                                            "epochs_to_target"] == 1
+    assert m.loc["momentum", "seconds_to_target"] == 30.0
+    assert m.loc["asgc-momentum", "stability"] == pytest.approx(np.std([0.93, 0.94]))
+    assert m.loc["adam", "gap"] == pytest.approx(0.25)
+
+
+def test_asgc_ablations_run_at_the_chosen_configuration_and_random_search_is_seeded():
+    spec = asgc_study.ASGCSpec(datasets=("mnist",), models=("mlnn",), seeds=(1,),
+                               random_samples=3, random_datasets=("mnist",))
+    frame = pd.DataFrame([_asgc_row("asgc-momentum", 0.01, [0.9],
+                                    options='{"noise_scale": 0.1, "threshold": 1.0}')])
+    abl = spec.ablation_cells(frame)
+    opts = [dict(c.optim.options) for c in abl]
+    assert opts == [{"noise_scale": 0.0, "threshold": 1.0},
+                    {"noise_scale": 0.1, "threshold": 1.0,
+                     "fixed_threshold": asgc_study.FIXED_THRESHOLD}]
+    a, b = spec.random_cells(), spec.random_cells()
+    assert a == b and len(a) == 3 * len(asgc_study.LRS)
+    lrs = [c.optim.lr for c in a if dict(c.tags)["method"] == "adam"]
+    lo, hi = asgc_study.RANDOM_LR["adam"]
+    assert len(set(lrs)) == 3 and all(10 ** lo <= x <= 10 ** hi for x in lrs)
+
+
+def test_rival_comparison_leaves_diverged_runs_out_of_the_means_and_counts_them():
+    rows = [{"model": "mlnn", "method": "adam-hd", "scale": 1.0, "seed": s, "diverged": d,
+             "train_loss": v, "val_loss": v, "test_error": v / 10} for s, d, v in
+            ((1, False, 0.2), (2, False, 0.4), (3, True, 9.0))]
+    c = rival_study.comparison(pd.DataFrame(rows)).iloc[0]
+    assert c.diverged == 1 and c.seeds == 3
+    assert c.val_loss == pytest.approx(0.3) and c.test_error == pytest.approx(0.03)
+
+
+def test_epsilon_validation_on_real_histograms_and_a_made_sweep():
+    spec = EpsilonSpec(models=("logreg",), epochs={"logreg": 1}, data=TINY, seeds=(1,),
+                       hist_steps=5, every=1)
+    hist = record_histogram(spec, "logreg", ROOT)
+    assert sorted(hist.step.unique()) == [1, 2, 3, 4, 5]
+    assert hist.groupby("step")["count"].sum().eq(7850).all()   # 784·10 + 10 elements
+    loss = {e: 1.0 if e < 1e-4 else 0.9 if e == 1e-3 else 2.0 for e in EPSILONS}
+    sweep = pd.DataFrame([{"model": "logreg", "eps": e, "val_loss": v, "seed": 1,
+                           "diverged": False} for e, v in loss.items()])
+    v = validation(sweep, hist).iloc[0]
+    assert v.best_eps == 1e-3 and v.near_best == 1
+    assert v.best_inside == (v.interval_lo <= 1e-3 <= v.interval_hi)
+    assert v.default_decades == 10

@@ -1,0 +1,96 @@
+"""The optimizer family (torch.optim by name), HD around each member, and the α₀-sensitivity
+experiment's cells and summary."""
+import pandas as pd
+import pytest
+import torch
+
+from hdrepro import family
+from hdrepro.optim import HD
+from hdrepro.sensitivity import HD_BETA, SensitivitySpec, tuning
+from hdrepro.train import OptimConfig, make_optimizer
+
+NAMES = list(family.FAMILY)
+
+
+def _model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+
+
+def _train(opt, model, steps=6):
+    x, y = torch.randn(32, 6, generator=torch.Generator().manual_seed(1)), torch.arange(32) % 3
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_each_name_builds_its_torch_optim_class_and_variant(name):
+    opt = make_optimizer(OptimConfig(name, 0.01, weight_decay=0.0), _model().parameters())
+    cls, variant = family.FAMILY[name]
+    assert type(opt) is getattr(torch.optim, cls)
+    group = opt.param_groups[0]
+    for key, value in variant.items():
+        assert group[key] == (0.9 if value is None else value), (name, key)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hd_with_zero_beta_is_exactly_the_family_member(name):
+    lr = 1.0 if name == "adadelta" else 2 ** -7   # exact in float32, where HD keeps α
+    a, b = _model(), _model()
+    plain = _train(make_optimizer(OptimConfig(name, lr), a.parameters()), a)
+    hd = make_optimizer(OptimConfig(f"hd-{name}", lr, 0.0), b.parameters())
+    assert isinstance(hd, HD)
+    assert torch.equal(plain, _train(hd, b))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hd_moves_alpha_on_every_family_member(name):
+    lr = 1.0 if name == "adadelta" else 0.01
+    m = _model()
+    opt = make_optimizer(OptimConfig(f"hd-{name}", lr, 1e-3), m.parameters())
+    _train(opt, m)
+    assert float(opt.param_groups[0]["lr"]) != lr
+
+
+def test_optimizer_options_reach_the_torch_class():
+    opt = make_optimizer(OptimConfig("adam", 1e-3, options=(("eps", 1e-3),)),
+                         _model().parameters())
+    assert opt.param_groups[0]["eps"] == 1e-3
+    with pytest.raises(TypeError):
+        make_optimizer(OptimConfig("adam", 1e-3, options=(("nonsense", 1),)),
+                       _model().parameters())
+    with pytest.raises(ValueError, match="options="):
+        make_optimizer(OptimConfig("sgd-hd", 1e-3, options=(("eps", 1),)), _model().parameters())
+
+
+def test_unknown_family_name_lists_the_family():
+    with pytest.raises(ValueError, match="adadelta"):
+        family.build("adamx", _model().parameters(), 0.1)
+
+
+def test_sensitivity_cells_pair_each_base_with_its_hd_at_the_kinds_beta():
+    spec = SensitivitySpec(models=("logreg",), optimizers=("sgd", "adam"), alphas=(1e-3, 1e-1),
+                           epochs={"logreg": 1})
+    cells = spec.cells()
+    assert len(cells) == 2 * 2 * 2
+    by = {(c.optim.name, c.optim.lr): c for c in cells}
+    assert by[("hd-sgd", 1e-3)].optim.hypergrad_lr == HD_BETA["sgd"] == 1e-3
+    assert by[("hd-adam", 1e-1)].optim.hypergrad_lr == HD_BETA["adam"] == 1e-7
+    assert by[("sgd", 1e-1)].optim.hypergrad_lr == 0.0
+    with pytest.raises(ValueError, match="adamx"):
+        SensitivitySpec(optimizers=("adamx",))
+
+
+def test_tuning_counts_the_alphas_near_the_best_of_either_variant():
+    rows = []
+    for variant, losses in (("base", [0.50, 0.30, 2.0]), ("hd", [0.32, 0.31, float("nan")])):
+        for a, v in zip((1e-3, 1e-2, 1e-1), losses):
+            rows.append({"model": "m", "family": "sgd", "variant": variant, "alpha0": a,
+                         "train_loss": v, "val_loss": v, "diverged": v != v, "seed": 1})
+    t = tuning(pd.DataFrame(rows)).iloc[0]
+    assert (t.base_near, t.hd_near) == (1, 2)   # within 10% of 0.30
+    assert t.base_best == 0.30 and t.hd_best == 0.31
+    assert t.hd_median == 0.32                  # the diverged α₀ counts as worst
