@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up (.venv, package, data), run every experiment of a profile, redraw figures/, rewrite
-# REPORT.md.  Usage: ./run_all.sh [--profile smoke|quick|full] [--out DIR]
+# REPORT.md, all through the `hdrepro` command (hdrepro/cli.py).
+# Usage: ./run_all.sh [--profile smoke|quick|full] [--out DIR]
 #   smoke: the whole pipeline at tiny scale (< 2 min on 2 CPU cores; the test suite runs it)
 #   quick: the default; every figure and table at reduced scale (< 30 min on 2 CPU cores)
 #   full:  paper scale; uses a GPU when present
@@ -18,7 +19,7 @@ while [ $# -gt 0 ]; do
         --profile=*) profile="${1#*=}"; shift ;;
         --out) out="${2:?--out needs a folder}"; shift 2 ;;
         --out=*) out="${1#*=}"; shift ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -33,26 +34,26 @@ mkdir -p "$results" "$figures"
 export HDREPRO_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
 echo "[run_all] profile=$profile results=$results"
-python -m hdrepro.data fetch cifar10 --optional --timeout 3 || true  # used when it can be had
-python experiments/equivalence.py --profile "$profile" --out "$results" --figures "$figures"
-python experiments/fig1.py --profile "$profile" --out "$results" --figures "$figures"
+hdrepro data fetch cifar10 --optional --timeout 3 || true  # used when it can be had
+hdrepro run equivalence --profile "$profile" --out "$results" --figures "$figures"
+hdrepro run fig1 --profile "$profile" --out "$results" --figures "$figures"
 for grid in logreg mlnn bettercnn gamma; do  # the reproducibility report's Figures 2-5
-    python experiments/grid_$grid.py --profile "$profile" --out "$results" --figures "$figures" \
+    hdrepro grid $grid --profile "$profile" --out "$results" --figures "$figures" \
         ${HDREPRO_GRID_BATCH:+--batch "$HDREPRO_GRID_BATCH"} \
         --executor "${HDREPRO_GRID_EXECUTOR:-inprocess}" --workers "${HDREPRO_GRID_WORKERS:-2}"
 done
 # the clipping report's Tables 1-5: one small run per cell, so worker processes by default
-python experiments/stacks_clipping.py --profile "$profile" --out "$results" --figures "$figures" \
+hdrepro stacks --profile "$profile" --out "$results" --figures "$figures" \
     --executor "${HDREPRO_GRID_EXECUTOR:-processes}" --workers "${HDREPRO_GRID_WORKERS:-2}"
 # beyond the papers: the optimizer family, learning-rate-free rivals, ASGC, Adam's ε (the smoke
 # profile's runs take milliseconds, less than starting worker processes)
 [ "$profile" = smoke ] && study_executor=inprocess || study_executor=processes
 for study in family_sensitivity rivals asgc epsilon; do
-    python experiments/$study.py --profile "$profile" --out "$results" --figures "$figures" \
+    hdrepro run $study --profile "$profile" --out "$results" --figures "$figures" \
         --executor "${HDREPRO_GRID_EXECUTOR:-$study_executor}" --workers "${HDREPRO_GRID_WORKERS:-2}"
 done
-python bench/bench_step.py --profile "$profile" --out "$results"
-python bench/bench_rivals.py --profile "$profile" --out "$results"
-python bench/bench_grid.py --profile "$profile" --out "$results"
-python -m hdrepro.report --results "$results" --profile "$profile" --out "$out/REPORT.md"
+hdrepro bench step --profile "$profile" --out "$results"
+hdrepro bench rivals --profile "$profile" --out "$results"
+hdrepro bench grid --profile "$profile" --out "$results"
+hdrepro report --results "$results" --profile "$profile" --out "$out/REPORT.md"
 echo "[run_all] done: $out/REPORT.md"

@@ -405,8 +405,38 @@ def batches(split: Split, batch_size: int, shuffle: bool = True,
             yield split.x[idx], split.y[idx]
 
 
+def verify(folder: Path) -> list[str]:
+    """The cached files of a data set folder whose SHA-256 differs from its manifest's."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    wrong = [] if sha256((folder / manifest["cache_file"]).read_bytes()) == \
+        manifest["cache_sha256"] else [manifest["cache_file"]]
+    for fname, digest in manifest.get("raw_sha256", {}).items():
+        path = folder / "raw" / fname
+        if path.exists() and sha256(path.read_bytes()) != digest:
+            wrong.append(f"raw/{fname}")
+    return wrong
+
+
+def _describe(root: Path, names: list[str], verify_files: bool) -> int:
+    status = 0
+    for name in names:
+        folder = Path(root) / name
+        if not (folder / "manifest.json").exists():
+            print(f"{name}: not cached in {folder} (get it with `{fetch_command(name)}`)")
+            continue
+        m = json.loads((folder / "manifest.json").read_text())
+        line = f"{name}: {m['n_train']} train / {m['n_test']} test, from {m['source']}"
+        if verify_files:
+            wrong = verify(folder)
+            line += f"; checksums {'FAIL: ' + ', '.join(wrong) if wrong else 'ok'}"
+            status = 1 if wrong else status
+        print(line)
+    return status
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Fetch, verify and describe the data sets.")
+    ap = argparse.ArgumentParser(prog="hdrepro data",
+                                 description="Fetch, verify and describe the data sets.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fetch", help="fetch and cache data sets (default: mnist fashion-mnist)")
     f.add_argument("names", nargs="*", default=["mnist", "fashion-mnist"],
@@ -416,11 +446,19 @@ def main(argv=None):
     f.add_argument("--timeout", type=float, default=3.0, help="seconds per download attempt")
     f.add_argument("--optional", action="store_true",
                    help="report a data set that cannot be had instead of failing")
+    for cmd, text in (("info", "describe the cached data sets (source, size)"),
+                      ("verify", "re-check every cached file against its recorded SHA-256")):
+        c = sub.add_parser(cmd, help=text)
+        c.add_argument("names", nargs="*", default=list(NAMES), help=f"any of {', '.join(NAMES)}")
+        c.add_argument("--root", type=Path, default=None,
+                       help="data folder (default $HDREPRO_DATA or <repo>/data)")
     args = ap.parse_args(argv)
     root = args.root or default_data_root()
     unknown = [n for n in args.names if n not in NAMES]
     if unknown:
         ap.error(f"unknown data set(s) {unknown}; choose from {', '.join(NAMES)}")
+    if args.cmd in ("info", "verify"):
+        return _describe(root, args.names, verify_files=args.cmd == "verify")
     status = 0
     for name in args.names:
         try:

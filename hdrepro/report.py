@@ -519,7 +519,8 @@ def render(template: str, results: Path, profile: str) -> str:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Write REPORT.md from saved results.")
+    ap = argparse.ArgumentParser(prog="hdrepro report",
+                                 description="Write REPORT.md from saved results.")
     ap.add_argument("--results", type=Path, default=ROOT / "results" / "quick",
                     help="results folder to read (default results/quick)")
     ap.add_argument("--profile", default=None, help="profile name shown in the report "

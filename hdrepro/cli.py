@@ -1,0 +1,179 @@
+"""The ``hdrepro`` command (also ``python -m hdrepro``): one entry point for everything
+``run_all.sh`` does.
+
+    hdrepro train ...          one training run: model, data, optimizer, α₀, β, γ, …
+    hdrepro grid NAME ...      a grid of the reproducibility report (logreg, mlnn, bettercnn, gamma)
+    hdrepro stacks ...         the clipping report's Tables 1-5
+    hdrepro run NAME ...       any other experiment (fig1, equivalence, family_sensitivity, rivals,
+                               asgc, epsilon)
+    hdrepro plot NAME ...      redraw an experiment's figures from its saved results
+    hdrepro report ...         write REPORT.md from saved results
+    hdrepro bench NAME ...     a benchmark (step, grid, rivals)
+    hdrepro data ...           fetch, describe or verify the data sets
+
+The experiments and benchmarks are the repository's scripts in ``experiments/`` and ``bench/``;
+the command runs them as scripts (the library never imports them), so those subcommands need a
+checkout of the repository. ``hdrepro <subcommand> --help`` lists each one's options and defaults.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+GRIDS = ("logreg", "mlnn", "bettercnn", "gamma")
+EXPERIMENTS = ("fig1", "equivalence", "family_sensitivity", "rivals", "asgc", "epsilon")
+PLOTTABLE = ("fig1", "stacks_clipping", "family_sensitivity", "rivals", "asgc", "epsilon") + tuple(
+    f"grid_{g}" for g in GRIDS)
+BENCHES = ("step", "grid", "rivals")
+
+
+def script(folder: str, name: str) -> Path:
+    path = ROOT / folder / f"{name}.py"
+    if not path.exists():
+        raise SystemExit(f"hdrepro: {folder}/{name}.py not found under {ROOT}: this subcommand "
+                         "runs the repository's scripts; run it from a checkout of hdrepro "
+                         "(git clone …; pip install -e .)")
+    return path
+
+
+def run_script(path: Path, args: list[str]) -> int:
+    """Run a driver as its own process (its exit status is ours)."""
+    return subprocess.call([sys.executable, str(path), *args])
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from .data import DataConfig, default_data_root, load
+    from .train import OptimConfig, TrainConfig, train
+    data_cfg = DataConfig(args.data, args.fraction)
+    optim = OptimConfig(args.optimizer, args.lr, args.hypergrad_lr, args.hyper_hypergrad_lr,
+                        rule=args.rule, momentum=args.momentum, weight_decay=args.weight_decay,
+                        options=tuple(json.loads(args.options).items()))
+    cfg = TrainConfig(args.model, data_cfg, optim, args.epochs, args.batch_size, seed=args.seed,
+                      device=args.device, progress=not args.no_progress)
+    result = train(cfg, load(data_cfg, args.root or default_data_root()))
+    f = result.final
+    alpha = result.iterations[-1]["alpha"] if result.iterations else float("nan")
+    print(f"{args.model} {optim.label} α₀={args.lr:g}: "
+          + ("diverged at iteration " + str(f["diverged_at"]) if f["diverged"] else
+             f"final train loss {f['train_loss']:.4f}, val loss {f['val_loss']:.4f}, "
+             f"test error {100 * f['test_error']:.2f}%, α_T {alpha:.3g}")
+          + f" ({f['seconds']:.1f} s)")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"config": result.config, "provenance": result.provenance,
+                                        "final": f, "epochs": result.epochs},
+                                       indent=1, default=str) + "\n")
+        print(f"wrote {args.out}")
+    return 1 if f["diverged"] else 0
+
+
+def _train_parser(sub) -> None:
+    from .data import NAMES
+    from .models import MODELS
+    from .optim._hypergrad import RULES
+    t = sub.add_parser("train", help="one training run",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Train one model with one optimizer and print (and save) its "
+                       "final numbers. Optimizer names: sgd, sgdn, adam, any hdrepro.family "
+                       "name (momentum, nesterov, adagrad, adadelta, rmsprop, …), sgd-hd, "
+                       "sgdn-hd, adam-hd, hd-<family name>, asgc-<family name>, prodigy, "
+                       "dadapt-adam, schedulefree-adamw, dog, stack:<primary>/<secondary>.")
+    t.add_argument("--model", choices=sorted(MODELS), default="mlnn", help="the network")
+    t.add_argument("--data", choices=NAMES, default="mnist", help="the data set")
+    t.add_argument("--fraction", type=float, default=1.0, help="share of the data set used")
+    t.add_argument("--optimizer", default="adam-hd", help="its name (see above)")
+    t.add_argument("--lr", type=float, default=1e-3, help="α₀")
+    t.add_argument("--hypergrad-lr", type=float, default=1e-7, help="β")
+    t.add_argument("--hyper-hypergrad-lr", type=float, default=0.0, help="γ")
+    t.add_argument("--rule", choices=RULES, default="additive")
+    t.add_argument("--momentum", type=float, default=0.9, help="μ for the momentum variants")
+    t.add_argument("--weight-decay", type=float, default=1e-4)
+    t.add_argument("--options", default="{}",
+                   help='further optimizer arguments as JSON, e.g. \'{"eps": 1e-6}\'')
+    t.add_argument("--epochs", type=int, default=1, help="passes over the training set")
+    t.add_argument("--batch-size", type=int, default=128, help="examples per step")
+    t.add_argument("--seed", type=int, default=1, help="initialisation and shuffling")
+    t.add_argument("--device", default="auto", help="cpu, cuda, … (auto: CUDA if present)")
+    t.add_argument("--root", type=Path, default=None,
+                   help="data folder (default $HDREPRO_DATA or <repo>/data)")
+    t.add_argument("--out", type=Path, default=None, help="write the run as JSON here")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=train_command)
+
+
+def _forwarding(sub, name: str, help: str, choices=None):
+    """A subcommand whose remaining arguments go to a driver script (its --help too)."""
+    p = sub.add_parser(name, help=help, add_help=False, description=help + (
+        "; the options after NAME go to it (NAME --help lists them)" if choices else
+        "; every option goes to it (--help lists them)"))
+    if choices:
+        p.add_argument("target", nargs="?", choices=choices, metavar="NAME",
+                       help=f"one of: {', '.join(choices)}")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="the driver's options (see its --help)")
+    return p
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="hdrepro", description="Hypergradient descent, "
+                                 "reproduced: every experiment, benchmark and report of hdrepro.",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n".join(__doc__.split("\n")[3:13]))
+    sub = ap.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    ap.subcommands = sub.choices
+    _train_parser(sub)
+    drivers = (  # subcommand, help, choices, script folder, script name, options put first
+        ("grid", "a grid of the reproducibility report (experiments/grid_NAME.py)", GRIDS,
+         "experiments", "grid_{}", ()),
+        ("stacks", "the clipping report's tables (experiments/stacks_clipping.py)", None,
+         "experiments", "stacks_clipping", ()),
+        ("run", "another experiment driver (experiments/NAME.py)", EXPERIMENTS, "experiments",
+         "{}", ()),
+        ("plot", "redraw an experiment's figures from saved results (its driver with "
+         "--plot-only)", PLOTTABLE, "experiments", "{}", ("--plot-only",)),
+        ("bench", "a benchmark (bench/bench_NAME.py)", BENCHES, "bench", "bench_{}", ()))
+    for name, text, choices, folder, pattern, first in drivers:
+        _forwarding(sub, name, text, choices).set_defaults(
+            func=_driver(folder, pattern, first))
+    _forwarding(sub, "report", "write REPORT.md from saved results (hdrepro.report)"
+                ).set_defaults(func=lambda a: _library("report", a.rest))
+    _forwarding(sub, "data", "fetch, describe or verify the data sets (hdrepro.data)"
+                ).set_defaults(func=lambda a: _library("data", a.rest))
+    return ap
+
+
+def _driver(folder: str, pattern: str, first: tuple[str, ...]):
+    def go(args: argparse.Namespace) -> int:
+        name = pattern.format(getattr(args, "target", ""))
+        return run_script(script(folder, name), [*first, *args.rest])
+    return go
+
+
+def _library(module: str, rest: list[str]) -> int:
+    from . import data, report
+    status = {"report": report.main, "data": data.main}[module](rest)
+    return int(status or 0)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    ap = parser()
+    args, unknown = ap.parse_known_args(argv)
+    if getattr(args, "target", "") is None:   # `hdrepro grid` or `hdrepro grid --help`
+        ap.subcommands[args.command].print_help()
+        return 0 if {"-h", "--help"} & set(unknown) else 2
+    if unknown and args.command == "train":
+        ap.error(f"unrecognized arguments: {' '.join(unknown)} (see hdrepro train --help)")
+    if unknown:   # options placed before the forwarded ones (argparse REMAINDER quirk)
+        args.rest = [*unknown, *args.rest]
+    try:
+        return args.func(args)
+    except ValueError as e:   # bad values (unknown optimizer, negative rate, …): say which
+        ap.subcommands[args.command].error(str(e))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

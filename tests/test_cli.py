@@ -1,0 +1,80 @@
+"""The `hdrepro` command: help on every subcommand, clear errors, a training run, and run_all.sh
+calling nothing else."""
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hdrepro import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_subcommand_has_help_naming_its_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+    top = capsys.readouterr().out
+    for name in ("train", "grid", "stacks", "run", "plot", "report", "bench", "data"):
+        assert name in top
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--model", "--optimizer", "--lr", "--hypergrad-lr", "--hyper-hypergrad-lr",
+                   "--rule", "--epochs", "--seed", "--out"):
+        assert option in text
+    assert "(default: adam-hd)" in text and "(default: 1e-07)" in text
+    for name in ("grid", "run", "plot", "bench"):
+        assert cli.main([name, "--help"]) == 0
+        assert "one of:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["grid", "logreg", "--help"], ["stacks", "--help"],
+                                  ["run", "asgc", "--help"], ["bench", "rivals", "--help"],
+                                  ["report", "--help"], ["data", "--help"]])
+def test_forwarded_help_is_the_drivers_own(argv, capfd):
+    try:
+        status = cli.main(argv)
+    except SystemExit as e:
+        status = e.code
+    assert status == 0
+    assert re.search(r"--(profile|results|help)", capfd.readouterr().out)
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["fly"], "invalid choice"), (["grid", "resnet"], "invalid choice"),
+    (["train", "--bogus", "1"], "unrecognized arguments"),
+    (["train", "--optimizer", "adamx", "--fraction", "0.01"], "Unknown optimizer"),
+    (["train", "--lr", "-1", "--fraction", "0.01", "--optimizer", "sgd-hd"], "learning rate"),
+    (["data", "fetch", "imagenet"], "unknown data set")])
+def test_bad_options_give_a_clear_error(argv, words, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_train_runs_once_and_writes_its_numbers(tmp_path, capsys):
+    out = tmp_path / "run.json"
+    assert cli.main(["train", "--model", "logreg", "--fraction", "0.01", "--optimizer",
+                     "hd-nadam", "--lr", "1e-3", "--no-progress", "--out", str(out)]) == 0
+    run = json.loads(out.read_text())
+    assert run["config"]["optim"]["name"] == "hd-nadam" and len(run["epochs"]) == 1
+    assert f"test error {100 * run['final']['test_error']:.2f}%" in capsys.readouterr().out
+
+
+def test_python_dash_m_hdrepro_is_the_same_command():
+    r = subprocess.run([sys.executable, "-m", "hdrepro", "data", "info", "mnist"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "60000 train / 10000 test" in r.stdout
+
+
+def test_run_all_calls_the_cli_and_nothing_else():
+    commands = [line.strip() for line in (ROOT / "run_all.sh").read_text().splitlines()
+                if re.match(r"\s*(python|hdrepro)\b", line)]
+    assert commands and all(c.startswith("hdrepro ") for c in commands), commands
+    for sub in ("grid", "stacks", "run", "bench", "report", "data"):
+        assert any(c.startswith(f"hdrepro {sub} ") for c in commands), sub
