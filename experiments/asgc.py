@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from grid_common import run_options, run_parser, write_run_info  # noqa: E402
+from grid_common import run_options, run_parser, save_figure, write_run_info  # noqa: E402
 
 from hdrepro.asgc_study import (COLOURS, LRS, TITLES, ASGCSpec, asgc_config,  # noqa: E402
                                 chosen, final_runs, gradient_histograms)
@@ -86,8 +86,7 @@ def write_histograms(spec: ASGCSpec, store: GridStore, root: Path, out: Path, ep
 
 def draw(spec: ASGCSpec, store: GridStore, out: Path, figures: Path) -> list[Path]:
     frame = store.frame()
-    runs = final_runs(frame).assign(method=lambda f: f["method"])
-    figures.mkdir(parents=True, exist_ok=True)
+    runs = final_runs(frame)
     pairs = [(d, m) for d in spec.datasets for m in spec.models]
     fig, axes = plt.subplots(2, len(pairs), figsize=(4.6 * len(pairs) + 1, 7.4), squeeze=False)
     for j, (data, model) in enumerate(pairs):
@@ -109,11 +108,7 @@ def draw(spec: ASGCSpec, store: GridStore, out: Path, figures: Path) -> list[Pat
     axes[0, 0].legend(fontsize=7)
     fig.suptitle(f"ASGC vs the usual optimizers, {len(spec.seeds)} seed(s), "
                  f"{spec.epochs[spec.models[0]]} epochs", fontsize=9)
-    fig.tight_layout()
-    path = figures / "asgc.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    written = [path]
+    written = [save_figure(fig, figures, "asgc.png")]
     hist_csv = out / "asgc_histograms.csv"
     if hist_csv.exists():
         hist = pd.read_csv(hist_csv)
@@ -128,11 +123,7 @@ def draw(spec: ASGCSpec, store: GridStore, out: Path, figures: Path) -> list[Pat
         axes[0, 0].legend(fontsize=7)
         fig.suptitle(f"|g| per layer over training ({spec.models[0]}, {spec.datasets[0]}):\n"
                      "ASGC before/after clipping (top), SGD momentum (bottom)", fontsize=9)
-        fig.tight_layout()
-        path = figures / "asgc_gradients.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, figures, "asgc_gradients.png"))
     return written
 
 

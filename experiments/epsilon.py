@@ -21,7 +21,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from grid_common import run_options, run_parser, write_run_info  # noqa: E402
+from grid_common import run_options, run_parser, save_figure, write_run_info  # noqa: E402
 
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.epsilon_study import EpsilonSpec, record_histogram, validation  # noqa: E402
@@ -88,12 +88,7 @@ def draw(spec: EpsilonSpec, store: GridStore, cells, out: Path, figures: Path) -
         ax.legend(fontsize=7)
     fig.suptitle(f"Adam's ε on {spec.data.name} ({spec.data.fraction:.0%}), "
                  f"{len(spec.seeds)} seed(s)", fontsize=9)
-    fig.tight_layout()
-    figures.mkdir(parents=True, exist_ok=True)
-    path = figures / "epsilon.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, figures, "epsilon.png")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from grid_common import run_options, run_parser, write_run_info  # noqa: E402
+from grid_common import run_options, run_parser, save_figure, write_run_info  # noqa: E402
 
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.plots import MODEL_TITLES  # noqa: E402
@@ -67,12 +67,7 @@ def draw(store: GridStore, spec: SensitivitySpec, figures: Path) -> Path:
     fig.suptitle(f"Sensitivity to α₀ on {spec.data.name} ({spec.data.fraction:.0%}), "
                  f"{len(spec.seeds)} seed(s): solid the torch.optim optimizer, dashed its HD "
                  "version (additive, β = 1e-3 non-adaptive / 1e-7 adaptive)", fontsize=9)
-    fig.tight_layout()
-    figures.mkdir(parents=True, exist_ok=True)
-    path = figures / "family_sensitivity.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, figures, "family_sensitivity.png")
 
 
 if __name__ == "__main__":

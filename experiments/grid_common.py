@@ -85,7 +85,6 @@ def draw(store: GridStore, spec: GridSpec, figures: Path) -> list[Path]:
     """One figure per rule: a heatmap per HD optimizer (and per γ), from the stored cells."""
     frame = store.frame()
     frame = frame[frame.cell_id.isin({c.cell_id for c in spec.cells()})]
-    figures.mkdir(parents=True, exist_ok=True)
     written = []
     all_panels = panels(frame)
     for rule in spec.rules:
@@ -102,13 +101,19 @@ def draw(store: GridStore, spec: GridSpec, figures: Path) -> list[Path]:
                      f"{spec.data.fraction:.0%}, {spec.epochs} epochs, {seeds} seed(s): final-epoch "
                      f"mean training loss (red: worse than the base optimizer at the same α₀; "
                      f"blank: diverged)", fontsize=9)
-        fig.tight_layout()
         suffix = "" if rule == "additive" else f"_{rule}"
-        path = figures / f"grid_{spec.name}{suffix}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, figures, f"grid_{spec.name}{suffix}.png"))
     return written
+
+
+def save_figure(fig, figures: Path, name: str) -> Path:
+    """Lay out, write figures/<name> (the folder made if need be) and close the figure."""
+    fig.tight_layout()
+    figures.mkdir(parents=True, exist_ok=True)
+    path = figures / name
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def run_options(args, root: Path) -> RunOptions:

@@ -20,7 +20,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from grid_common import run_options, run_parser, write_run_info  # noqa: E402
+from grid_common import run_options, run_parser, save_figure, write_run_info  # noqa: E402
 
 from hdrepro import rivals  # noqa: E402
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
@@ -88,12 +88,7 @@ def draw(store: GridStore, spec: RivalSpec, cells, figures: Path) -> Path:
     fig.suptitle(f"Learning-rate-free optimizers vs HD on {spec.data.name} "
                  f"({spec.data.fraction:.0%}), {len(spec.seeds)} seed(s); hatched: the authors' "
                  "recommended setting", fontsize=9)
-    fig.tight_layout()
-    figures.mkdir(parents=True, exist_ok=True)
-    path = figures / "rivals.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, figures, "rivals.png")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from grid_common import run_parser  # noqa: E402
+from grid_common import run_parser, save_figure  # noqa: E402
 
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.grid import RunOptions, git_commit  # noqa: E402
@@ -110,7 +110,6 @@ def write_trace(spec: StackSpec, prof: Profile, root: Path, out: Path, device: s
 
 
 def draw(frame: pd.DataFrame, spec: StackSpec, out: Path, figures: Path) -> list[Path]:
-    figures.mkdir(parents=True, exist_ok=True)
     written = []
     for table in spec.tables:
         nets = spec.nets_of(table)
@@ -126,11 +125,7 @@ def draw(frame: pd.DataFrame, spec: StackSpec, out: Path, figures: Path) -> list
         fig.suptitle(f"Table {pub.number}: {TITLES[table]} on {data.name} "
                      f"({data.fraction:.0%}), {spec.epochs.get(table, pub.epochs)} epochs, "
                      f"{seeds} trial(s)\nthe report's points: {pub.dataset}, 3 trials", fontsize=9)
-        fig.tight_layout()
-        path = figures / f"stacks_{table}.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, figures, f"stacks_{table}.png"))
     trace_csv = out / "stacks_trace.csv"
     if trace_csv.exists():
         tr = pd.read_csv(trace_csv)
@@ -138,11 +133,7 @@ def draw(frame: pd.DataFrame, spec: StackSpec, out: Path, figures: Path) -> list
         plot_clip_trace(tr, a, b)
         fig.suptitle(f"Adam/SGD(α = {TRACE[1]:g}), the report's net: the hypergradient of Adam's "
                      "α and the clipping threshold", fontsize=9)
-        fig.tight_layout()
-        path = figures / "stacks_trace.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, figures, "stacks_trace.png"))
     return written
 
 

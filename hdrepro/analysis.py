@@ -76,6 +76,14 @@ class GradientHistogram:
         self.bins, self.every = bins, every
         self.records: list[tuple[int, str, torch.Tensor]] = []   # (step, tag, counts[layer, bin])
 
+    @classmethod
+    def of_optimizer(cls, opt, bins: HistogramBins = HistogramBins(),
+                     every: int = 10) -> "GradientHistogram":
+        """For the parameters an optimizer steps (from a training callback, which sees the
+        optimizer but not the model); each layer is named by its shape, e.g. "1000×784"."""
+        params = [p for g in opt.param_groups for p in g["params"]]
+        return cls([("×".join(map(str, p.shape)), p) for p in params], bins, every)
+
     def due(self, step: int) -> bool:
         return step % self.every == 0 or step == 1
 

@@ -20,6 +20,7 @@ SGD-momentum, AdaGrad and RMSprop.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 
@@ -130,7 +131,6 @@ class ASGCSpec:
 
 
 def _with_options(frame: pd.DataFrame) -> pd.DataFrame:
-    import json
     f = frame.copy()
     f["options_dict"] = f["options"].map(json.loads)
     f["config"] = f["alpha0"].map("{:g}".format) + " " + f["options"]
@@ -212,17 +212,14 @@ def gradient_histograms(cell: RunCell, data_root: str, every: int = 5,
 
     def on_step(it: int, loss, opt) -> None:
         if "hist" not in state:
-            params = [p for g in opt.param_groups for p in g["params"]]
-            state["hist"] = GradientHistogram(
-                [("×".join(map(str, p.shape)), p) for p in params], every=every)
+            state["hist"] = GradientHistogram.of_optimizer(opt, every=every)
             if hasattr(opt, "on_clip"):  # ASGC: from step 2 on, g_t before and after clipping
                 opt.on_clip = lambda raw, clipped: (
                     state["hist"].record_tensors(opt.steps + 1, raw, "before"),
                     state["hist"].record_tensors(opt.steps + 1, clipped, "after"))
                 return
         if not hasattr(opt, "on_clip"):
-            state["hist"].record_tensors(it, [p.grad for g in opt.param_groups
-                                              for p in g["params"]], "before")
+            state["hist"].record_tensors(it, [p.grad for p in state["hist"].params], "before")
 
     torch.manual_seed(cell.seed)
     train(cell.train_config(device), data, on_step=on_step)

@@ -48,15 +48,13 @@ def record_histogram(spec: EpsilonSpec, model: str, data_root: str,
     """|g| histograms of Adam at its defaults over the first hist_steps steps (at least one
     epoch's worth is run; recording stops at hist_steps)."""
     data = _data(spec.data, data_root)
-    per_epoch = math.ceil(len(data.train) / 128)
+    per_epoch = math.ceil(len(data.train) / RunCell.batch_size)
     epochs = max(1, math.ceil(spec.hist_steps / per_epoch))
     holder: dict = {}
 
     def on_step(it: int, loss, opt) -> None:
         if "hist" not in holder:
-            params = [p for g in opt.param_groups for p in g["params"]]
-            holder["hist"] = GradientHistogram(
-                [("×".join(map(str, p.shape)), p) for p in params], every=spec.every)
+            holder["hist"] = GradientHistogram.of_optimizer(opt, every=spec.every)
         if it <= spec.hist_steps:
             holder["hist"].record(it)
 

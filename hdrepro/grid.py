@@ -192,9 +192,7 @@ def _data(config: DataConfig, root: str):
 def run_task(cells: tuple[Cell, ...], batched: bool, device: str, data_root: str,
              threads: int | None = None) -> list[dict]:
     """Train the cells of one task; return one result row per cell. Runs in any worker."""
-    if threads:
-        torch.set_num_threads(threads)
-    dev = str(resolve_device(device))
+    dev = worker_device(device, threads)
     data = _data(cells[0].data, data_root)
     if batched:
         c0 = cells[0]
@@ -204,9 +202,21 @@ def run_task(cells: tuple[Cell, ...], batched: bool, device: str, data_root: str
                               batch_size=c0.batch_size, seed=c0.seed, rule=rule, device=dev)
     else:
         results = [_one_cell(c, data, dev) for c in cells]
-    extra = {"device": _device_name(dev), "n_train": len(data.train), "n_test": len(data.test),
-             "data_source": data.provenance.get("source", "")}
+    extra = provenance_columns(dev, data)
     return [{**c.labels(), **r, **extra} for c, r in zip(cells, results)]
+
+
+def worker_device(device: str, threads: int | None) -> str:
+    """In a worker: set torch's threads (when given) and resolve the device name."""
+    if threads:
+        torch.set_num_threads(threads)
+    return str(resolve_device(device))
+
+
+def provenance_columns(device: str, data) -> dict:
+    """What every stored row says of where it ran and on what data."""
+    return {"device": _device_name(device), "n_train": len(data.train),
+            "n_test": len(data.test), "data_source": data.provenance.get("source", "")}
 
 
 def _one_cell(cell: Cell, data, device: str) -> dict:
@@ -299,6 +309,18 @@ def run_work(work: list[tuple], fn: Callable, store: GridStore, options: RunOpti
             store.append(rows)
             bar.update(len(rows))
     bar.close()
+
+
+def run_pending(cells: list, fn: Callable, store: GridStore, options: RunOptions,
+                desc: str) -> None:
+    """Run ``fn(cells, device, data_root, threads)`` on each cell not yet in `store`, one cell per
+    task, on the executor of `options` (the stacks' and the extension experiments' runner)."""
+    done = store.finished()
+    todo = [(c,) for c in cells if c.cell_id not in done]
+    if todo:
+        submit = functools.partial(fn, device=options.device, data_root=options.data_root,
+                                   threads=worker_threads(options))
+        run_work(todo, submit, store, options, len(cells), desc)
 
 
 def _as_finished(ex: cf.Executor, fn: Callable, work: list, window: int) -> Iterator:

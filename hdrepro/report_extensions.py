@@ -134,7 +134,7 @@ def rivals_table(f: pd.DataFrame, results: Path) -> str:
 
 
 def rivals_scale(f: pd.DataFrame, results: Path) -> str:
-    model = f[f["scale"] != 1.0]["model"].iloc[0] if (f["scale"] != 1.0).any() else None
+    model = rival_study.scale_model(f)
     if model is None:
         return "_No scale sweep in this folder._"
     s = rival_study.scale_spread(f, model)
@@ -170,9 +170,9 @@ def rivals_verdict(f: pd.DataFrame, results: Path) -> str:
             f"its better setting; a tie: closer than the larger standard deviation over seeds, or "
             f"{100 * TIE:.1f} points). Lowest mean error: "
             f"{rival_study.TITLES[best_all]} ({_pct(c.loc[best_all, 'test_error'])}).")
-    s = rival_study.scale_spread(f, f[f["scale"] != 1.0]["model"].iloc[0]) \
-        if (f["scale"] != 1.0).any() else pd.DataFrame()
-    if not s.empty:
+    model = rival_study.scale_model(f)
+    if model is not None:
+        s = rival_study.scale_spread(f, model)
         flat = s.sort_values("ratio").iloc[0]
         steep = s.sort_values("ratio").iloc[-1]
         lines.append(f"- Sensitivity to the initial scale: flattest "

@@ -48,6 +48,11 @@ def method_config(method: str, scale: float = 1.0) -> OptimConfig:
     return OptimConfig(rival, rivals.DEFAULT_LR[rival], options=tuple(sorted(options.items())))
 
 
+def in_scale_sweep(method: str) -> bool:
+    """The sweep runs each method at its default setting (SGDN-HD, whose α₀ is Adam-HD's, not)."""
+    return not method.endswith(":recommended") and method != "sgdn-hd"
+
+
 def colour(method: str) -> str:
     return COLOURS[method.split(":")[0]]
 
@@ -79,9 +84,7 @@ class RivalSpec:
     def scale_cells(self) -> list[RunCell]:
         out = []
         for seed in self.scale_seeds:
-            for m in self.methods():
-                if m.endswith(":recommended") or m == "sgdn-hd":
-                    continue
+            for m in filter(in_scale_sweep, self.methods()):
                 for k in self.scale_steps:
                     s = 10.0 ** k
                     out.append(RunCell("rivals", self.scale_model, self.data,
@@ -112,10 +115,15 @@ def comparison(frame: pd.DataFrame) -> pd.DataFrame:
 
 def scale_frame(frame: pd.DataFrame, model: str) -> pd.DataFrame:
     """The scale sweep's rows (scale 1 from the main comparison) with NaN for diverged runs."""
-    f = frame[(frame["model"] == model) & ~frame["method"].str.endswith(":recommended")
-              & (frame["method"] != "sgdn-hd")].copy()
+    f = frame[(frame["model"] == model) & frame["method"].map(in_scale_sweep)].copy()
     f.loc[f["diverged"].astype(bool), "val_loss"] = np.nan
     return f[["method", "scale", "seed", "val_loss"]]
+
+
+def scale_model(frame: pd.DataFrame) -> str | None:
+    """The model the scale sweep ran on (None if the frame holds no sweep)."""
+    swept = frame[frame["scale"] != 1.0]
+    return None if swept.empty else swept["model"].iloc[0]
 
 
 def scale_spread(frame: pd.DataFrame, model: str) -> pd.DataFrame:

@@ -8,19 +8,16 @@ of :class:`RunCell`; each row keeps the run's per-epoch curves, for the summarie
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import math
 from dataclasses import asdict, dataclass
 
 import pandas as pd
-import torch
 
 from .data import DataConfig
-from .grid import RunOptions, _data, _device_name, run_work, worker_threads
+from .grid import RunOptions, _data, provenance_columns, run_pending, worker_device
 from .results import GridStore
-from .train import OptimConfig, TrainConfig, resolve_device, train
+from .train import OptimConfig, TrainConfig, train
 
 
 @dataclass(frozen=True)
@@ -57,9 +54,7 @@ class RunCell:
 def run_cells(cells: tuple[RunCell, ...], device: str, data_root: str,
               threads: int | None = None) -> list[dict]:
     """Train the cells of one task; one row per cell, with its per-epoch curves."""
-    if threads:
-        torch.set_num_threads(threads)
-    dev = str(resolve_device(device))
+    dev = worker_device(device, threads)
     rows = []
     for cell in cells:
         data = _data(cell.data, data_root)
@@ -73,24 +68,14 @@ def run_cells(cells: tuple[RunCell, ...], device: str, data_root: str,
                      "curve_val_acc": [e["val_acc"] for e in res.epochs],
                      "curve_train_loss": [e["train_loss"] for e in res.epochs],
                      "curve_seconds": [e["seconds"] for e in res.epochs],
-                     "device": _device_name(dev), "n_train": len(data.train),
-                     "n_test": len(data.test), "data_source": data.provenance.get("source", "")})
+                     **provenance_columns(dev, data)})
     return rows
 
 
 def run(cells: list[RunCell], store: GridStore, options: RunOptions, desc: str) -> pd.DataFrame:
     """Run the cells not yet in `store`; return every stored row of these cells."""
-    done = store.finished()
-    todo = [(c,) for c in cells if c.cell_id not in done]
-    if todo:
-        submit = functools.partial(run_cells, device=options.device,
-                                   data_root=options.data_root, threads=worker_threads(options))
-        run_work(todo, submit, store, options, len(cells), desc)
+    run_pending(cells, run_cells, store, options, desc)
     frame = store.frame()
     if frame.empty:
         return frame
     return frame[frame["cell_id"].isin({c.cell_id for c in cells})].reset_index(drop=True)
-
-
-def finite(x) -> bool:
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)

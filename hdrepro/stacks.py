@@ -26,7 +26,6 @@ MNIST). That is what the report's code measured for its "90%" rows.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import math
@@ -36,9 +35,9 @@ import pandas as pd
 import torch
 
 from .data import Data, DataConfig, unit_pixels
-from .grid import RunOptions, _data, _device_name, run_work, worker_threads
+from .grid import RunOptions, _data, provenance_columns, run_pending, worker_device
 from .results import GridStore
-from .train import OptimConfig, TrainConfig, resolve_device, train
+from .train import OptimConfig, TrainConfig, train
 
 VARIANTS = ("baseline", "none", "clip", "clip-pseudo", "half")
 ABLATIONS = ("clip-pseudo", "half")
@@ -215,9 +214,7 @@ class StackSpec:
 def run_cells(cells: tuple[StackCell, ...], device: str, data_root: str,
               threads: int | None = None) -> list[dict]:
     """Train the cells of one task (one at a time); one result row per cell."""
-    if threads:
-        torch.set_num_threads(threads)
-    dev = str(resolve_device(device))
+    dev = worker_device(device, threads)
     rows = []
     for cell in cells:
         data = cell.load(data_root)
@@ -227,8 +224,7 @@ def run_cells(cells: tuple[StackCell, ...], device: str, data_root: str,
         rows.append({**cell.labels(), "diverged": f["diverged"], "diverged_at": f["diverged_at"],
                      "test_error": error, "train_loss": f["train_loss"],
                      "iterations": f["iterations"], "seconds": f["seconds"],
-                     "device": _device_name(dev), "n_train": len(data.train),
-                     "n_test": len(data.test), "data_source": data.provenance.get("source", "")})
+                     **provenance_columns(dev, data)})
     return rows
 
 
@@ -239,15 +235,9 @@ def nan_network_error(labels: torch.Tensor) -> float:
 
 def run(spec: StackSpec, store: GridStore, options: RunOptions) -> pd.DataFrame:
     """The tables' cells, then the ablations on the rows where clipping helped; resumable."""
-    submit = functools.partial(run_cells, device=options.device, data_root=options.data_root,
-                               threads=worker_threads(options))
     for phase, make in (("tables", spec.cells), ("ablations", lambda: spec.ablation_cells(
             store.frame()))):
-        cells = make()
-        done = store.finished()
-        todo = [(c,) for c in cells if c.cell_id not in done]
-        if todo:
-            run_work(todo, submit, store, options, len(cells), f"stacks {phase}")
+        run_pending(make(), run_cells, store, options, f"stacks {phase}")
     return store.frame()
 
 
