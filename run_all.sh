@@ -27,33 +27,50 @@ case "$profile" in smoke|quick|full) ;; *)
     echo "run_all.sh: unknown profile '$profile'; choose smoke, quick or full" >&2; exit 2 ;;
 esac
 
+setup_t0="$EPOCHREALTIME"
 . scripts/setup_env.sh
 results="$out/results/$profile"
 figures="$out/figures"
 mkdir -p "$results" "$figures"
 export HDREPRO_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
+# Each step's wall time goes to run_all_timing_fresh.csv when the results folder started empty,
+# else to run_all_timing_resumed.csv (a resumed run is quick and must not hide the real cost).
+[ -z "$(ls -A "$results")" ] && start=fresh || start=resumed
+timing="$results/.run_all_timing.part"
+gpu="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 || true)"
+machine="$(nproc) CPU cores${gpu:+ + $gpu}"
+record() { echo "$profile,$1,$(awk "BEGIN {print $EPOCHREALTIME - $2}"),$machine,$HDREPRO_COMMIT" >> "$timing"; }
+step() {  # step NAME COMMAND...: run COMMAND and record its wall time under NAME
+    local name="$1" t0="$EPOCHREALTIME"; shift
+    "$@"
+    record "$name" "$t0"
+}
+echo "profile,step,seconds,machine,commit" > "$timing"
+record set-up "$setup_t0"
+
 echo "[run_all] profile=$profile results=$results"
 hdrepro data fetch cifar10 --optional --timeout 3 || true  # used when it can be had
-hdrepro run equivalence --profile "$profile" --out "$results" --figures "$figures"
-hdrepro run fig1 --profile "$profile" --out "$results" --figures "$figures"
+step equivalence hdrepro run equivalence --profile "$profile" --out "$results" --figures "$figures"
+step "Figure 1" hdrepro run fig1 --profile "$profile" --out "$results" --figures "$figures"
 for grid in logreg mlnn bettercnn gamma; do  # the reproducibility report's Figures 2-5
-    hdrepro grid $grid --profile "$profile" --out "$results" --figures "$figures" \
+    step "grid $grid" hdrepro grid $grid --profile "$profile" --out "$results" --figures "$figures" \
         ${HDREPRO_GRID_BATCH:+--batch "$HDREPRO_GRID_BATCH"} \
         --executor "${HDREPRO_GRID_EXECUTOR:-inprocess}" --workers "${HDREPRO_GRID_WORKERS:-2}"
 done
 # the clipping report's Tables 1-5: one small run per cell, so worker processes by default
-hdrepro stacks --profile "$profile" --out "$results" --figures "$figures" \
+step stacks hdrepro stacks --profile "$profile" --out "$results" --figures "$figures" \
     --executor "${HDREPRO_GRID_EXECUTOR:-processes}" --workers "${HDREPRO_GRID_WORKERS:-2}"
 # beyond the papers: the optimizer family, learning-rate-free rivals, ASGC, Adam's ε (the smoke
 # profile's runs take milliseconds, less than starting worker processes)
 [ "$profile" = smoke ] && study_executor=inprocess || study_executor=processes
 for study in family_sensitivity rivals asgc epsilon; do
-    hdrepro run $study --profile "$profile" --out "$results" --figures "$figures" \
+    step "$study" hdrepro run $study --profile "$profile" --out "$results" --figures "$figures" \
         --executor "${HDREPRO_GRID_EXECUTOR:-$study_executor}" --workers "${HDREPRO_GRID_WORKERS:-2}"
 done
-hdrepro bench step --profile "$profile" --out "$results"
-hdrepro bench rivals --profile "$profile" --out "$results"
-hdrepro bench grid --profile "$profile" --out "$results"
+step "bench step" hdrepro bench step --profile "$profile" --out "$results"
+step "bench rivals" hdrepro bench rivals --profile "$profile" --out "$results"
+step "bench grid" hdrepro bench grid --profile "$profile" --out "$results"
+mv "$timing" "$results/run_all_timing_$start.csv"
 hdrepro report --results "$results" --profile "$profile" --out "$out/REPORT.md"
 echo "[run_all] done: $out/REPORT.md"

@@ -23,7 +23,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from grid_common import run_options, run_parser, save_figure, write_run_info  # noqa: E402
+from grid_common import (run_options, run_parser, save_figure, stamp_figures,  # noqa: E402
+                         write_run_info)
 
 from hdrepro.asgc_study import (COLOURS, LRS, TITLES, ASGCSpec, asgc_config,  # noqa: E402
                                 chosen, final_runs, gradient_histograms)
@@ -62,8 +63,7 @@ def main(argv=None) -> None:
         run(abl + rnd, store, options, "asgc ablations, random search")
         write_run_info(out / "asgc_run.json", t0, len(tune) + len(abl) + len(rnd), args)
         write_histograms(spec, store, root, out, HIST_EPOCHS[args.profile], args.device)
-    for path in draw(spec, store, out, args.figures):
-        print(f"wrote {path}")
+    stamp_figures(draw(spec, store, out, args.figures), "asgc", args, out)
 
 
 def write_histograms(spec: ASGCSpec, store: GridStore, root: Path, out: Path, epochs: int,

@@ -21,7 +21,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from grid_common import run_options, run_parser, save_figure, write_run_info  # noqa: E402
+from grid_common import (run_options, run_parser, save_figure, stamp_figures,  # noqa: E402
+                         write_run_info)
 
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.epsilon_study import EpsilonSpec, record_histogram, validation  # noqa: E402
@@ -53,7 +54,7 @@ def main(argv=None) -> None:
         hist.to_csv(out / "epsilon_histograms.csv", index=False)
         run(cells, store, run_options(args, root), "epsilon")
         write_run_info(out / "epsilon_run.json", t0, len(cells), args)
-    print(f"wrote {draw(spec, store, cells, out, args.figures)}")
+    stamp_figures([draw(spec, store, cells, out, args.figures)], "epsilon", args, out)
 
 
 def draw(spec: EpsilonSpec, store: GridStore, cells, out: Path, figures: Path) -> Path:

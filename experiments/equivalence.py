@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
 from hdrepro.verify import (Problem, compare, equivalence_cases, fd_cases,  # noqa: E402
                             finite_difference_check, trajectory)
 
@@ -44,12 +45,12 @@ def run(profile: str, out: Path, figures: Path) -> None:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    plot_alpha_trajectories(Problem(model="mlp", steps=steps), figures / "equivalence_alpha.png")
-    print(f"wrote {out / 'equivalence.csv'} ({len(rows)} rows) and "
-          f"{figures / 'equivalence_alpha.png'}")
+    path = plot_alpha_trajectories(Problem(model="mlp", steps=steps), figures / "equivalence_alpha.png")
+    stamp(path, FigureOrigin.of_driver("run", "equivalence", profile, out, figures))
+    print(f"wrote {out / 'equivalence.csv'} ({len(rows)} rows) and {path}")
 
 
-def plot_alpha_trajectories(problem: Problem, path: Path) -> None:
+def plot_alpha_trajectories(problem: Problem, path: Path) -> Path:
     """α_t of each analytic optimizer (solid) over its autodiff twin (dashed), and |Δα|/α."""
     cases = equivalence_cases()
     fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
@@ -72,17 +73,18 @@ def plot_alpha_trajectories(problem: Problem, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", choices=sorted(STEPS), default="quick")
-    ap.add_argument("--out", type=Path, default=Path("results/quick"),
-                    help="results folder (default results/quick)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results folder (default results/<profile>)")
     ap.add_argument("--figures", type=Path, default=Path("figures"),
                     help="figures folder (default figures)")
     args = ap.parse_args(argv)
-    run(args.profile, args.out, args.figures)
+    run(args.profile, args.out or Path("results") / args.profile, args.figures)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from grid_common import run_options, run_parser, save_figure, write_run_info  # noqa: E402
+from grid_common import (run_options, run_parser, save_figure, stamp_figures,  # noqa: E402
+                         write_run_info)
 
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.plots import MODEL_TITLES  # noqa: E402
@@ -46,7 +47,7 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         run(cells, store, run_options(args, args.data or default_data_root()), "family")
         write_run_info(out / "family_sensitivity_run.json", t0, len(cells), args)
-    print(f"wrote {draw(store, spec, args.figures)}")
+    stamp_figures([draw(store, spec, args.figures)], "family_sensitivity", args, out)
 
 
 def draw(store: GridStore, spec: SensitivitySpec, figures: Path) -> Path:

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from hdrepro.data import DataConfig, DataUnavailable, default_data_root, load  # noqa: E402
+from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
 from hdrepro.plots import LOSS_CAP, plot_fig1  # noqa: E402
 from hdrepro.results import RunStore  # noqa: E402
 from hdrepro.train import OptimConfig, TrainConfig, train  # noqa: E402
@@ -91,7 +92,7 @@ def plan(profile: str, root: Path) -> list[tuple[TrainConfig, str]]:
     return runs
 
 
-def run(profile: str, out: Path, figures: Path, root: Path) -> None:
+def run(profile: str, out: Path, figures: Path, root: Path) -> list[Path]:
     store = RunStore(out, "fig1")
     done = store.finished()
     todo = [(c, r) for c, r in plan(profile, root) if run_id(c, r) not in done]
@@ -104,13 +105,14 @@ def run(profile: str, out: Path, figures: Path, root: Path) -> None:
                                          "rule": rule, "seed": cfg.seed,
                                          "alpha0": cfg.optim.lr,
                                          "beta": cfg.optim.hypergrad_lr}, result)
-    draw(store, figures)
+    return draw(store, figures)
 
 
-def draw(store: RunStore, figures: Path) -> None:
+def draw(store: RunStore, figures: Path) -> list[Path]:
     iters, epochs = store.load("iterations"), store.load("epochs")
     models = [m for m in ("logreg", "mlnn", "bettercnn", "vgg16bn-narrow", "vgg16bn")
               if m in set(iters.model)]
+    written = []
     for rule, name in (("additive", "fig1_hd.png"), ("multiplicative", "fig1_hd_multiplicative.png")):
         base = iters.optimizer.isin(["SGD", "SGDN", "Adam"])
         it = iters[base | (iters.rule == rule)]
@@ -125,22 +127,28 @@ def draw(store: RunStore, figures: Path) -> None:
         figures.mkdir(parents=True, exist_ok=True)
         fig.savefig(figures / name, dpi=100)
         plt.close(fig)
-    print(f"wrote {figures / 'fig1_hd.png'} and {figures / 'fig1_hd_multiplicative.png'}")
+        written.append(figures / name)
+    return written
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    ap.add_argument("--out", type=Path, default=Path("results/quick"))
+    ap.add_argument("--out", type=Path, default=None,
+                    help="results folder (default results/<profile>)")
     ap.add_argument("--figures", type=Path, default=Path("figures"))
     ap.add_argument("--data", type=Path, default=None,
                     help="data folder (default $HDREPRO_DATA or <repo>/data)")
     ap.add_argument("--plot-only", action="store_true", help="redraw from saved results")
     args = ap.parse_args(argv)
+    out = args.out or Path("results") / args.profile
     if args.plot_only:
-        draw(RunStore(args.out, "fig1"), args.figures)
+        written = draw(RunStore(out, "fig1"), args.figures)
     else:
-        run(args.profile, args.out, args.figures, args.data or default_data_root())
+        written = run(args.profile, out, args.figures, args.data or default_data_root())
+    made = FigureOrigin.of_driver("plot", "fig1", args.profile, out, args.figures)
+    for path in written:
+        print(f"wrote {stamp(path, made)}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from hdrepro.data import default_data_root  # noqa: E402
+from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
 from hdrepro.grid import (EXECUTORS, GridSpec, RunOptions, auto_batch, git_commit,  # noqa: E402
                           panels, run_grid)
 from hdrepro.optim._hypergrad import RULES  # noqa: E402
@@ -77,8 +78,7 @@ def main(doc: str, profiles: dict[str, GridSpec], argv=None) -> None:
                 "batch": auto_batch(spec.model, args.device) if args.batch is None else args.batch,
                 "commit": git_commit()}
         (out / f"grid_{spec.name}_run.json").write_text(json.dumps(info, indent=1) + "\n")
-    for path in draw(store, spec, args.figures):
-        print(f"wrote {path}")
+    stamp_figures(draw(store, spec, args.figures), f"grid_{spec.name}", args, out)
 
 
 def draw(store: GridStore, spec: GridSpec, figures: Path) -> list[Path]:
@@ -114,6 +114,13 @@ def save_figure(fig, figures: Path, name: str) -> Path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def stamp_figures(paths, driver: str, args, out: Path) -> None:
+    """Stamp each figure a driver wrote with its origin (hdrepro.figures), and say so."""
+    made = FigureOrigin.of_driver("plot", driver, args.profile, out, args.figures)
+    for path in paths:
+        print(f"wrote {stamp(path, made)}")
 
 
 def run_options(args, root: Path) -> RunOptions:

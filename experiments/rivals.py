@@ -20,7 +20,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from grid_common import run_options, run_parser, save_figure, write_run_info  # noqa: E402
+from grid_common import (run_options, run_parser, save_figure, stamp_figures,  # noqa: E402
+                         write_run_info)
 
 from hdrepro import rivals  # noqa: E402
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
@@ -54,7 +55,7 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         run(cells, store, run_options(args, args.data or default_data_root()), "rivals")
         write_run_info(out / "rivals_run.json", t0, len(cells), args)
-    print(f"wrote {draw(store, spec, cells, args.figures)}")
+    stamp_figures([draw(store, spec, cells, args.figures)], "rivals", args, out)
 
 
 def draw(store: GridStore, spec: RivalSpec, cells, figures: Path) -> Path:

@@ -28,7 +28,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from grid_common import run_parser, save_figure  # noqa: E402
+from grid_common import run_parser, save_figure, stamp_figures  # noqa: E402
 
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.grid import RunOptions, git_commit  # noqa: E402
@@ -96,8 +96,7 @@ def main(argv=None) -> None:
                 "device": args.device, "image_data": spec.image.name, "commit": git_commit()}
         (out / "stacks_clipping_run.json").write_text(json.dumps(info, indent=1) + "\n")
         write_trace(spec, prof, root, out, args.device)
-    for path in draw(store.frame(), spec, out, args.figures):
-        print(f"wrote {path}")
+    stamp_figures(draw(store.frame(), spec, out, args.figures), "stacks_clipping", args, out)
 
 
 def write_trace(spec: StackSpec, prof: Profile, root: Path, out: Path, device: str) -> None:
@@ -112,6 +111,8 @@ def write_trace(spec: StackSpec, prof: Profile, root: Path, out: Path, device: s
 def draw(frame: pd.DataFrame, spec: StackSpec, out: Path, figures: Path) -> list[Path]:
     written = []
     for table in spec.tables:
+        if frame.empty or table not in set(frame.table):
+            continue  # nothing stored for it yet: no empty figure
         nets = spec.nets_of(table)
         fig, axes = plt.subplots(1, len(nets), figsize=(max(7.0, 5 * len(nets)), 4.0), squeeze=False)
         for net, ax in zip(nets, axes[0]):

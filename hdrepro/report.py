@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from . import report_extensions, report_stacks
+from . import report_extensions, report_overview, report_stacks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -297,22 +297,45 @@ def _pct(x) -> str:
     return "–" if isinstance(x, float) and math.isnan(x) else f"{x:.0%}"
 
 
+def paper_setting_ranks(results: Path) -> list[dict]:
+    """LogReg, additive SGD-HD and SGDN-HD: the paper's cell α₀ = β = 1e-3 ranked among the
+    converged cells by final training loss (1 = best), beside the best cell."""
+    rows = []
+    for p, st in _grid_panels(results, "logreg")[1]:
+        if p.rule != "additive" or p.optimizer == "adam-hd":
+            continue
+        hd = p.values.drop(index="baseline").stack().dropna().sort_values()
+        if (1e-3, 1e-3) in hd.index:
+            rows.append({"optimizer": OPT_NAMES[p.optimizer], "value": hd[(1e-3, 1e-3)],
+                         "rank": list(hd.index).index((1e-3, 1e-3)) + 1, "cells": len(hd),
+                         "best": hd.iloc[0], "best_alpha0": hd.index[0][1],
+                         "best_beta": hd.index[0][0]})
+    return rows
+
+
+def bettercnn_split(results: Path) -> dict | None:
+    """BetterCNN, additive rule: divergence above and below β = 1e-3, and the converged cells
+    worse than the baseline (the report's two BetterCNN numbers)."""
+    frame, ps = _grid_panels(results, "bettercnn")
+    if not ps:
+        return None
+    hd = frame[~frame.baseline & (frame.rule == "additive")]
+    conv = [st for p, st in ps if p.rule == "additive"]
+    converged = sum(st["cells"] - st["diverged"] for st in conv)
+    worse = sum(st["worse"] for st in conv)
+    return {"large_beta": hd[hd.beta > 1e-3].diverged, "small_beta": hd[hd.beta <= 1e-3].diverged,
+            "worse": worse, "converged": converged,
+            "worse_fraction": worse / converged if converged else math.nan}
+
+
 def grid_findings(results: Path) -> str:
     """The report's claims, each beside what our grids show."""
     out = []
-    frame, ps = _grid_panels(results, "logreg")
-    if ps:
-        parts = []
-        for p, st in ps:
-            if p.rule != "additive" or p.optimizer == "adam-hd":
-                continue
-            hd = p.values.drop(index="baseline").stack().dropna().sort_values()
-            if (1e-3, 1e-3) in hd.index:
-                rank = list(hd.index).index((1e-3, 1e-3)) + 1
-                parts.append(f"{OPT_NAMES[p.optimizer]} at the paper's α₀ = β = 1e-3: "
-                             f"{hd[(1e-3, 1e-3)]:.3g}, rank {rank} of {len(hd)} converged cells "
-                             f"(best {hd.iloc[0]:.3g} at α₀={hd.index[0][1]:g}, "
-                             f"β={hd.index[0][0]:g})")
+    ranks = paper_setting_ranks(results)
+    if ranks:
+        parts = [f"{r['optimizer']} at the paper's α₀ = β = 1e-3: {r['value']:.3g}, rank "
+                 f"{r['rank']} of {r['cells']} converged cells (best {r['best']:.3g} at "
+                 f"α₀={r['best_alpha0']:g}, β={r['best_beta']:g})" for r in ranks]
         out.append("- *LogReg, report: the HD variants are best at the paper's settings.* Ours: "
                    + "; ".join(parts) + ".")
     _, ps = _grid_panels(results, "mlnn")
@@ -321,19 +344,14 @@ def grid_findings(results: Path) -> str:
                  f"{st['worse']} worse" for p, st in ps if p.rule == "additive"]
         out.append("- *MLNN, report: many combinations are problematic, particularly for "
                    "Adam-HD.* Ours (additive rule): " + "; ".join(parts) + ".")
-    frame, ps = _grid_panels(results, "bettercnn")
-    if ps:
-        hd = frame[~frame.baseline & (frame.rule == "additive")]
-        big, small = hd[hd.beta > 1e-3], hd[hd.beta <= 1e-3]
-        conv = [st for p, st in ps if p.rule == "additive"]
-        worse = sum(st["worse"] for st in conv)
-        converged = sum(st["cells"] - st["diverged"] for st in conv)
+    cnn = bettercnn_split(results)
+    if cnn:
         out.append(f"- *BetterCNN, report: for β > 1e-3 the HD variants diverge or hit precision "
                    f"errors; 39% of the converging cells are worse than the baseline.* Ours "
-                   f"(additive rule): {_frac(big.diverged)} of the β > 1e-3 cells diverged "
-                   f"(β ≤ 1e-3: {_frac(small.diverged)}); {worse} of {converged} converging "
-                   f"cells ({_pct(worse / converged if converged else math.nan)}) are worse "
-                   f"than the baseline.")
+                   f"(additive rule): {_frac(cnn['large_beta'])} of the β > 1e-3 cells diverged "
+                   f"(β ≤ 1e-3: {_frac(cnn['small_beta'])}); {cnn['worse']} of "
+                   f"{cnn['converged']} converging cells ({_pct(cnn['worse_fraction'])}) are "
+                   f"worse than the baseline.")
     _, ps = _grid_panels(results, "gamma")
     if ps:
         parts = [f"γ={p.gamma:g}: best {_best(st)}, {st['diverged']}/{st['cells']} diverged"
@@ -500,13 +518,20 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
 }
 
 
+SECTIONS.update({"claims_table": report_overview.claims_table,
+                 "deviations_table": report_overview.deviations,
+                 "profile_timing": report_overview.profile_timing})
 SECTIONS.update(report_stacks.SECTIONS)
 SECTIONS.update(report_extensions.SECTIONS)
 
 
 def render(template: str, results: Path, profile: str) -> str:
+    """Fill every ``{{name}}`` from SECTIONS; ``{{figure_index}}`` last, from the filled text
+    (it says where each figure is shown)."""
     def fill(m: re.Match) -> str:
         name = m.group(1)
+        if name == "figure_index":
+            return m.group(0)
         if name == "profile":
             return profile
         if name == "results":
@@ -515,7 +540,8 @@ def render(template: str, results: Path, profile: str) -> str:
             raise KeyError(f"template placeholder {{{{{name}}}}} has no section in "
                            "hdrepro.report.SECTIONS")
         return SECTIONS[name](results)
-    return re.sub(r"\{\{(\w+)\}\}", fill, template)
+    text = re.sub(r"\{\{(\w+)\}\}", fill, template)
+    return text.replace("{{figure_index}}", report_overview.figure_index(results, text))
 
 
 def main(argv=None):

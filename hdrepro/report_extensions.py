@@ -250,6 +250,12 @@ def asgc_verdict(f: pd.DataFrame, results: Path) -> str:
                  f"{_pct(med.get('asgc-momentum', np.nan))} for ASGC against "
                  + ", ".join(f"{asgc_study.TITLES[b]} {_pct(med.get(b, np.nan))}" for b in base)
                  + ".")
+    bench = _bench_rivals(results)
+    if "asgc-momentum" in bench.index:
+        cost = bench.loc[["asgc-momentum", "momentum"], "ratio"]
+        text += (f" Its cost: one MLNN iteration with ASGC takes {cost['asgc-momentum']:.2f}× "
+                 f"Adam's, against {cost['momentum']:.2f}× for the SGD-momentum it wraps "
+                 f"(`bench/bench_rivals.py`, CPU).")
     return text
 
 

@@ -1,0 +1,64 @@
+"""Every figure says where it came from.
+
+A driver that writes a figure stamps it with a :class:`FigureOrigin`: the profile that made the
+results, the results folder it drew from, and the ``hdrepro`` command that redraws it. The stamp
+lives in the PNG's own text chunk (key ``"hdrepro"``), so it travels with the file, and REPORT.md's
+figure index reads it back (:func:`origin`) instead of trusting a hand-kept list.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+KEY = "hdrepro"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class FigureOrigin:
+    profile: str     # smoke | quick | full
+    results: str     # the results folder the figure was drawn from
+    command: str     # the command that redraws it from those results
+
+    @classmethod
+    def of_driver(cls, subcommand: str, name: str, profile: str, results: Path,
+                  figures: Path) -> "FigureOrigin":
+        """The origin of a figure drawn by ``hdrepro <subcommand> <name>``; the command repeats
+        the folders only where they differ from the defaults (results/<profile>, figures)."""
+        command = f"hdrepro {subcommand} {name} --profile {profile}"
+        if _shown(results) != f"results/{profile}":
+            command += f" --out {_shown(results)}"
+        if _shown(figures) != "figures":
+            command += f" --figures {_shown(figures)}"
+        return cls(profile, _shown(results), command)
+
+
+def _shown(path: Path) -> str:
+    """A path as the reader would type it: relative to the repository when inside it."""
+    path = Path(path)
+    full = path.resolve()
+    return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(path)
+
+
+def stamp(path: Path, figure_origin: FigureOrigin) -> Path:
+    """Write ``figure_origin`` into the PNG at ``path`` (other text chunks kept)."""
+    with Image.open(path) as image:
+        image.load()
+        info = PngInfo()
+        for key, value in getattr(image, "text", {}).items():
+            if key != KEY:
+                info.add_text(key, value)
+        info.add_text(KEY, json.dumps(asdict(figure_origin), sort_keys=True))
+        image.save(path, pnginfo=info)
+    return path
+
+
+def origin(path: Path) -> FigureOrigin | None:
+    """The stamp of the PNG at ``path``, or None for a figure drawn without one."""
+    with Image.open(path) as image:
+        text = getattr(image, "text", {}).get(KEY)
+    return None if text is None else FigureOrigin(**json.loads(text))

@@ -1,0 +1,205 @@
+"""REPORT.md's numbers are the results files' numbers, section by section.
+
+test_pipeline checks that the committed REPORT.md is what the committed results render to; these
+tests recompute the numbers straight from the results files (csv/json and pandas, not the report's
+own summarising code), so a wrong summary or a stale number fails here.
+"""
+import csv
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hdrepro.figures import origin
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICK, FULL = ROOT / "results" / "quick", ROOT / "results" / "full"
+REPORT = (ROOT / "REPORT.md").read_text()
+MODELS = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN"}
+
+
+def jsonl(path: Path) -> pd.DataFrame:
+    return pd.DataFrame([json.loads(line) for line in path.open() if line.strip()])
+
+
+def rows(path: Path) -> list[dict]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def between(start: str, end: str) -> str:
+    """The part of the report from heading ``start`` to heading ``end``."""
+    i = REPORT.index(start)
+    return REPORT[i:REPORT.index(end, i)]
+
+
+def line_with(text: str, *parts: str) -> str:
+    hits = [line for line in text.splitlines() if all(p in line for p in parts)]
+    assert hits, f"no line with {parts}"
+    return hits[0]
+
+
+def sci(x: float) -> str:
+    return "0" if x == 0 else f"{x:.1e}"
+
+
+def test_equivalence_and_finite_difference_rows_are_the_csv_rows():
+    for r in rows(QUICK / "equivalence.csv"):
+        if r["check"] == "analytic vs autodiff":
+            assert (f"| {r['case']} | {r['model']} | {r['steps']} | {sci(float(r['alpha_rel_err']))} | "
+                    f"{sci(float(r['params_rel_err']))} |") in REPORT
+        else:
+            assert (f"| {r['case']} | {r['model']} | {float(r['h_analytic']):.8g} | "
+                    f"{float(r['h_fd']):.8g} | {sci(float(r['h_rel_err']))} |") in REPORT
+
+
+def test_figure_1_losses_are_the_mean_final_losses_over_seeds():
+    final = pd.read_csv(QUICK / "fig1_final.csv")
+    section = between("## 3.", "## 4.")
+    for model, title in MODELS.items():
+        for base, hd in (("SGD", "SGD-HD"), ("SGDN", "SGDN-HD"), ("Adam", "Adam-HD")):
+            b = final[(final.model == model) & (final.optimizer == base)]
+            h = final[(final.model == model) & (final.optimizer == hd) & (final.rule == "additive")]
+            line = line_with(section, f"| {title} | {base} vs {hd} | additive |")
+            assert (f"| {b.train_loss.mean():.3f} | {h.train_loss.mean():.3f} | "
+                    f"{b.val_loss.mean():.3f} | {h.val_loss.mean():.3f} |") in line
+
+
+@pytest.mark.parametrize("folder,start,end", [(QUICK, "## 4.", "### At the report's scale (full profile, GPU)"),
+                                              (FULL, "### At the report's scale (full profile, GPU)", "## 5.")])
+def test_grid_cells_and_divergences_are_the_stored_cells(folder, start, end):
+    section = between(start, end)
+    titles = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN",
+              "gamma": "second-order SGD-HD, LogReg"}
+    names = {"sgd-hd": "SGD-HD", "sgdn-hd": "SGDN-HD", "adam-hd": "Adam-HD"}
+    for name, title in titles.items():
+        f = jsonl(folder / f"grid_{name}.jsonl")
+        line = line_with(section, f"- **{title} (Figure")
+        assert f"{len(f)} cells ({int(f.diverged.sum())} diverged)" in line
+        assert f"{int(f.epochs.max())} epochs" in line
+        hd = f[~f.baseline]
+        for (opt, rule, gamma), g in hd.groupby(["optimizer", "rule", "gamma"]):
+            label = f"{names[opt]} ({rule}" + (f", γ={gamma:g}" if gamma else "") + ")"
+            d = int(g.diverged.sum())
+            assert f"| {title} | {label} | {len(g)} | {d} ({d / len(g):.0%}) |" in section
+
+
+@pytest.mark.parametrize("folder,start,end", [(QUICK, "## 5.", "### At the report's scale (full profile)"),
+                                              (FULL, "### At the report's scale (full profile)", "## 6.")])
+def test_stack_errors_are_the_stored_means_over_trials(folder, start, end):
+    f = jsonl(folder / "stacks_clipping.jsonl")
+    section = between(start, end)
+    titles = {"sgd": "Table 1: SGD/SGD(α)", "adam": "Table 2: Adam/SGD(α)",
+              "adagrad": "Table 3: AdaGrad/SGD(α)", "rmsprop": "Table 4: RMSProp/SGD(α)",
+              "cnn": "Table 5: Adam/SGD(α) on the CNN"}
+    checked = 0
+    for table, title in titles.items():
+        t = f[(f.table == table) & (f.net == "output-tanh")
+              & (f.pixels == ("standardised" if table == "cnn" else "unit"))]
+        if t.empty:
+            continue
+        block = section[section.index(f"**{title}**"):]
+        block = block[:block.index("Conclusions agree")]
+        means = t.groupby(["alpha", "variant"]).test_error.mean()
+        for alpha in sorted(set(t[t.variant == "none"].alpha) & set(t[t.variant == "clip"].alpha)):
+            line = line_with(block, f"| {alpha:g} | ")
+            for variant in ("none", "clip"):
+                assert f"{100 * means[(alpha, variant)]:.2f}%" in line, (table, alpha, variant)
+            checked += 1
+    assert checked >= 10
+
+
+def test_family_best_losses_are_the_stored_runs():
+    from hdrepro.family import TITLES
+    f = jsonl(QUICK / "family_sensitivity.jsonl")
+    f.loc[f.diverged.astype(bool), "val_loss"] = float("nan")
+    best = f.groupby(["model", "family", "variant", "alpha0"]).val_loss.mean().groupby(
+        ["model", "family", "variant"]).min()
+    section = between("### 6.1", "### 6.2")
+    for (model, fam), _ in best.groupby(["model", "family"]):
+        line = line_with(section, f"| {MODELS[model]} | {TITLES[fam]} |")
+        assert f"| {best[(model, fam, 'base')]:.3f} | {best[(model, fam, 'hd')]:.3f} |" in line
+
+
+def test_rival_errors_are_the_stored_means_and_spreads_over_seeds():
+    f = jsonl(QUICK / "rivals.jsonl")
+    f = f[f.scale == 1.0]
+    section = between("### 6.2", "### 6.3")
+    for (model, method), g in f.groupby(["model", "method"]):
+        err = g.test_error.where(~g.diverged.astype(bool))
+        assert f"{100 * err.mean():.2f}% ± {100 * err.std():.2f}" in section, (model, method)
+
+
+def test_every_benchmark_ratio_is_in_the_report():
+    for path in [QUICK / "bench_step_cpu.csv", FULL / "bench_step_cuda.csv"]:
+        for r in rows(path):
+            assert f"| {r['ours']} | {r['baseline']} | {float(r['ratio']):.2f} |" in REPORT
+    for path in [QUICK / "bench_grid_cpu.csv", FULL / "bench_grid_cuda.csv"]:
+        for r in rows(path):
+            assert f"| {r['mode']} | {float(r['cell_steps_per_s']):,.0f} | {float(r['speedup']):.1f}× |" in REPORT
+    for r in rows(QUICK / "bench_rivals_cpu.csv"):
+        assert f"{float(r['ratio']):.2f}×" in REPORT
+
+
+def test_claims_evidence_is_recomputed_from_the_results():
+    summary = between("## Summary", "## 1.")
+    eq = rows(QUICK / "equivalence.csv")
+    worst = max(max(float(r["alpha_rel_err"]), float(r["params_rel_err"]))
+                for r in eq if r["check"] == "analytic vs autodiff")
+    assert f"autodiff to {worst:.1e} relative" in summary
+    final = pd.read_csv(QUICK / "fig1_final.csv")
+    wins = 0
+    for model in MODELS:
+        for base, hd in (("SGD", "SGD-HD"), ("SGDN", "SGDN-HD"), ("Adam", "Adam-HD")):
+            b = final[(final.model == model) & (final.optimizer == base)]
+            h = final[(final.model == model) & (final.optimizer == hd) & (final.rule == "additive")]
+            wins += h.train_loss.mean() < b.train_loss.mean()
+    assert f"lower training loss in {wins} of 9" in summary
+    cnn = jsonl(FULL / "grid_bettercnn.jsonl")
+    big = cnn[~cnn.baseline & (cnn.rule == "additive") & (cnn.beta > 1e-3)]
+    assert f"{big.diverged.mean():.0%} of the β > 1e-3 cells diverged" in summary
+    tally = re.search(r"Of the (\d+) claims below", summary)
+    assert tally and int(tally.group(1)) == len(re.findall(r"^\| \d+ \|", summary, re.M))
+
+
+def test_deviation_table_reads_the_scale_that_ran():
+    section = between("### 7.1", "### 7.2")
+    for folder in (QUICK, FULL):
+        for name in ("logreg", "mlnn", "bettercnn"):
+            f = jsonl(folder / f"grid_{name}.jsonl")
+            hd = f[~f.baseline]
+            assert (f"{MODELS[name]}: mnist {int(f.n_train.iloc[0]):,}/{int(f.n_test.iloc[0]):,}, "
+                    f"{hd.alpha0.nunique()}×{hd.beta.nunique()} (α₀×β), {int(f.epochs.max())} "
+                    f"epochs") in section
+    stacks = jsonl(FULL / "stacks_clipping.jsonl")
+    trials = sorted(stacks[stacks.table != "cnn"].seed.unique().tolist())
+    assert f"trials {trials}" in line_with(section, "| Stacks, Tables 1–4")
+
+
+def test_profile_timing_is_the_recorded_timing():
+    section = between("### Time of a whole profile", "## 9.")
+    timing = QUICK / "run_all_timing_fresh.csv"
+    assert timing.exists(), "commit the timing of a from-scratch ./run_all.sh (quick)"
+    total = sum(float(r["seconds"]) for r in rows(timing))
+    assert f"**{total / 60:.1f} minutes**" in section
+    for name in ("logreg", "mlnn", "bettercnn", "gamma"):
+        info = json.loads((FULL / f"grid_{name}_run.json").read_text())
+        assert f"| {len(jsonl(FULL / f'grid_{name}.jsonl'))} | " in section
+        assert f"| {info['wall_s'] / 60:.1f} | wall clock, one invocation |" in section
+
+
+def test_every_figure_is_stamped_indexed_and_linked():
+    section = between("## 9.", "`./run_all.sh` (quick profile)")
+    for png in sorted((ROOT / "figures").rglob("*.png")):
+        link = png.relative_to(ROOT).as_posix()
+        made = origin(png)
+        assert made is not None, f"{link} has no stamp: redraw it with its driver"
+        assert made.profile == ("full" if "/full/" in link else "quick"), link
+        assert (ROOT / made.results).is_dir(), link
+        line = line_with(section, f"[{link}]({link})")
+        assert f"**{made.profile}**" in line and made.command in line
+        assert "not shown" not in line, f"{link} is in figures/ but the report never shows it"
+    for link in set(re.findall(r"\((figures/[\w/.-]+\.png)\)", REPORT)):
+        assert (ROOT / link).exists(), f"REPORT.md links {link}, which does not exist"
