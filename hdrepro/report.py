@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from . import report_extensions, report_overview, report_stacks
+from . import report_claims, report_extensions, report_overview, report_stacks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -518,7 +518,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
 }
 
 
-SECTIONS.update({"claims_table": report_overview.claims_table,
+SECTIONS.update({"claims_table": report_claims.claims_table,
                  "deviations_table": report_overview.deviations,
                  "profile_timing": report_overview.profile_timing})
 SECTIONS.update(report_stacks.SECTIONS)

@@ -1,6 +1,5 @@
 """REPORT.md's overview parts, built from the same results files as its sections:
 
-* the papers' claims, each with our evidence and a verdict (``claims``);
 * every deviation from the papers' setups, the scale columns read from the stored runs
   (``deviations``);
 * what each profile cost to run, from the timings ``run_all.sh`` and the drivers record
@@ -8,8 +7,7 @@
 * the index of every figure with the profile and command that made it, read from each PNG's
   stamp (``figure_index``, see :mod:`hdrepro.figures`).
 
-Verdicts follow fixed rules, stated where each claim is judged, so that a rerun with other
-results can change them: "reproduces", "partly", "does not reproduce", "not tested".
+The papers' claims and their verdicts are in :mod:`hdrepro.report_claims`.
 """
 from __future__ import annotations
 
@@ -26,258 +24,10 @@ import pandas as pd
 from .figures import origin
 from .results import GridStore
 
-NOT_TESTED = "not tested"
-
-
-@dataclass(frozen=True)
-class Claim:
-    source: str
-    claim: str
-    evidence: str
-    verdict: str
-    section: str
-
 
 def _report():
     from . import report  # here, not at the top: hdrepro.report imports this module
     return report
-
-
-def _share(k: int, n: int) -> str:
-    """The verdict of a claim that holds in k of n cases: all or nearly all (≥ 80%) reproduce,
-    at least half partly, fewer do not."""
-    if n == 0:
-        return NOT_TESTED
-    return "reproduces" if k >= 0.8 * n else "partly" if 2 * k >= n else "does not reproduce"
-
-
-def _prefer_full(results: Path, name: str) -> tuple[Path, str]:
-    """results/full when it holds ``name`` (the papers' scale), else this results folder."""
-    full = results.parent / "full"
-    if (full / name).exists():
-        return full, "full"
-    return results, results.name
-
-
-# -- the claims -------------------------------------------------------------------------------
-def _equivalence(results: Path) -> list[Claim]:
-    rows = _report().read_csv(results / "equivalence.csv")
-    ad = [r for r in rows if r["check"] == "analytic vs autodiff"]
-    fd = [r for r in rows if r["check"] == "analytic vs finite difference"]
-    if not ad or not fd:
-        return [Claim("Baydin et al. §2", "h_t = −g_t·u_{t−1} is the derivative of the loss "
-                      "with respect to α", "not run in these results", NOT_TESTED, "§2")]
-    worst = max(max(float(r["alpha_rel_err"]), float(r["params_rel_err"])) for r in ad)
-    worst_fd = max(float(r["h_rel_err"]) for r in fd)
-    second = [r for r in ad if "2nd order" in r["case"]]
-    beta = max((float(r["beta_rel_err"]) for r in second), default=math.nan)
-    ok = worst <= 1e-10 and worst_fd <= 1e-6
-    out = [Claim("Baydin et al. §2", "h_t = −g_t·u_{t−1} (SGD, SGDN, Adam; additive and "
-                 "multiplicative) is the derivative of the loss with respect to α",
-                 f"analytic = reverse-mode autodiff to {worst:.1e} relative over {len(ad)} "
-                 f"runs of {ad[0]['steps']} steps; = central finite differences to "
-                 f"{worst_fd:.1e} over {len(fd)} checks (float64)",
-                 "reproduces" if ok else "does not reproduce", "§2")]
-    if second:
-        out.append(Claim("reproducibility report §5", "second-order HD as printed: "
-                         "β_t = β_{t−1} + γ ∂f/∂β",
-                         f"the printed sign is gradient ascent on β; the descent form "
-                         f"β_t = β_{{t−1}} + γ h_t h_{{t−1}} matches a height-3 autodiff tower to "
-                         f"{beta:.1e} in β over {len(second)} runs",
-                         "does not reproduce (sign corrected)", "§2"))
-    return out
-
-
-def _figure1(results: Path) -> list[Claim]:
-    folder, profile = _prefer_full(results, "fig1_final.csv")
-    rows = [r for r in _report().fig1_rows(folder) if r["rule"] == "additive"]
-    source = "Baydin et al. Fig. 2; reproducibility report Fig. 1"
-    if not rows:
-        return [Claim(source, "HD reaches lower loss than its base optimizer at the same α₀",
-                      "not run in these results", NOT_TESTED, "§3")]
-    n = len(rows)
-    train = sum(r["hd_train"] < r["base_train"] for r in rows)
-    val = sum(r["hd_val"] < r["base_val"] for r in rows)
-    rises = sum(r["alpha_max"] > 1.05 * r["alpha0"] and r["iter_of_max"] < r["iterations"] / 2
-                for r in rows)
-    settles = sum(r["last_epoch_change"] < 0.1 for r in rows)
-    return [
-        Claim(source, "at the same α₀, SGD-HD, SGDN-HD and Adam-HD reach lower training and "
-              "validation loss than SGD, SGDN and Adam",
-              f"lower training loss in {train} of {n} model × optimizer pairs, lower validation "
-              f"loss in {val} of {n} ({profile} profile)", _share(min(train, val), n), "§3"),
-        Claim("Baydin et al. §4", "α_t rises early in training, then settles",
-              f"α_t peaked above α₀ in the first half of training in {rises} of {n} pairs and "
-              f"changed by < 10% over the last epoch in {settles} of {n} ({profile} profile)",
-              _share(min(rises, settles), n), "§3")]
-
-
-def _tuning(results: Path) -> list[Claim]:
-    from .sensitivity import tuning
-    folder, profile = _prefer_full(results, "family_sensitivity.jsonl")
-    frame = GridStore(folder / "family_sensitivity.jsonl").frame()
-    claim = "HD significantly reduces the need to tune the initial learning rate α₀"
-    if frame.empty:
-        return [Claim("Baydin et al., abstract", claim, "not run in these results", NOT_TESTED,
-                      "§6.1")]
-    t = tuning(frame)
-    n, wider = len(t), int((t.hd_near > t.base_near).sum())
-    lower = int((t.hd_median < t.base_median).sum())
-    verdict = ("reproduces" if wider >= 0.8 * n else
-               "partly" if wider > 0 or 2 * lower >= n else "does not reproduce")
-    return [Claim("Baydin et al., abstract", claim,
-                  f"over {n} optimizer–model pairs, HD widened the near-best α₀ range for "
-                  f"{wider} and lowered the median final validation loss over the α₀ sweep "
-                  f"for {lower} ({profile} profile; verdict: reproduces if it widens the range "
-                  f"for ≥ 80%, partly if for some, or if the median is lower for half)",
-                  verdict, "§6.1")]
-
-
-def _cost(results: Path) -> list[Claim]:
-    report = _report()
-    claim = "HD costs little: one extra copy of the gradient and a dot product per step"
-    rivals = results / "bench_rivals_cpu.csv"
-    if not rivals.exists():
-        return [Claim("Baydin et al. §2", claim, "not measured in these results", NOT_TESTED,
-                      "§8")]
-    bench = pd.read_csv(rivals).set_index("method")
-    iteration = float(bench.loc["adam-hd", "ratio"])
-    step = report.ratio(results, "cpu", "Adam-HD (ours)", "Adam (fused)", "resnet")
-    foreach = report.ratio(results, "cpu", "Adam (foreach)", "Adam (fused)", "resnet")
-    return [Claim("Baydin et al. §2", claim,
-                  f"a whole MLNN iteration with Adam-HD takes {iteration:.2f}× Adam's; the "
-                  f"optimizer step alone {step} of torch's fused Adam step (torch's own foreach "
-                  f"Adam: {foreach}), CPU",
-                  "reproduces" if iteration <= 1.1 else "partly", "§8")]
-
-
-def _grids(results: Path) -> list[Claim]:
-    report = _report()
-    folder, profile = _prefer_full(results, "grid_logreg.jsonl")
-    where = f"{profile} profile"
-    out = []
-    ranks = report.paper_setting_ranks(folder)
-    if ranks:
-        first = sum(r["rank"] == 1 for r in ranks)
-        text = "; ".join(f"{r['optimizer']} ranks {r['rank']} of {r['cells']}" for r in ranks)
-        out.append(Claim("reproducibility report §4.1 (Fig. 2)", "LogReg: the HD variants are "
-                         "best at the paper's setting α₀ = β = 1e-3",
-                         f"{text} converged cells by final training loss ({where})",
-                         _share(first, len(ranks)), "§4"))
-    mlnn = [(p, st) for p, st in report._grid_panels(folder, "mlnn")[1] if p.rule == "additive"]
-    if mlnn:
-        bad = {p.optimizer: (st["diverged"] + st["worse"]) / st["cells"] for p, st in mlnn}
-        text = "; ".join(f"{report.OPT_NAMES[o]} {v:.0%}" for o, v in bad.items())
-        worst = max(bad, key=bad.get)
-        out.append(Claim("reproducibility report §4.2 (Fig. 3)", "MLNN: many (α₀, β) are "
-                         "problematic, particularly for Adam-HD",
-                         f"cells diverged or worse than the baseline: {text} ({where})",
-                         "reproduces" if worst == "adam-hd" else "partly", "§4"))
-    cnn = report.bettercnn_split(folder)
-    if cnn:
-        big = cnn["large_beta"]
-        share = float(big.mean()) if len(big) else math.nan
-        close = abs(cnn["worse_fraction"] - 0.39) <= 0.10
-        out.append(Claim("reproducibility report §4.3 (Fig. 4)", "BetterCNN: β > 1e-3 diverges; "
-                         "39% of the converging cells are worse than the baseline",
-                         f"{share:.0%} of the β > 1e-3 cells diverged; {cnn['worse_fraction']:.0%} "
-                         f"of the converging cells are worse ({where}; verdict: reproduces if "
-                         f"most diverge and the share is within 10 points of 39%)",
-                         "reproduces" if share > 0.5 and close else
-                         "partly" if share > 0.5 or close else "does not reproduce", "§4"))
-    gamma = report._grid_panels(folder, "gamma")[1]
-    if gamma:
-        finite = [(p.gamma, st["best_loss"]) for p, st in gamma if not math.isnan(st["best_loss"])]
-        best = min(finite, key=lambda x: x[1])[0] if finite else math.nan
-        diverged = "; ".join(f"γ={p.gamma:g}: {st['diverged']}/{st['cells']}" for p, st in gamma)
-        out.append(Claim("reproducibility report §5 (Fig. 5)", "second-order HD converges near "
-                         "the optimum for every γ, best for γ = 1e-1 to 1e-2",
-                         f"best final training loss at γ = {best:g}; diverged cells {diverged} "
-                         f"({where}, the sign derived in §2)",
-                         "reproduces" if best in (1e-1, 1e-2) else "does not reproduce", "§4"))
-    return out
-
-
-def _stack_comparisons(results: Path) -> tuple[pd.DataFrame, str]:
-    """Every table's rows beside the report's, from the full profile where it ran that table."""
-    from .stacks import PUBLISHED, comparison
-    frames = {p: GridStore(f / "stacks_clipping.jsonl").frame()
-              for p, f in (("full", results.parent / "full"), (results.name, results))}
-    parts, used = [], {}
-    for table in PUBLISHED:
-        for profile, frame in frames.items():
-            c = comparison(frame, table) if not frame.empty and table in set(frame.table) else None
-            if c is not None and not c.empty:
-                parts.append(c.assign(table=table))
-                lo, hi = int(c.trials.min()), int(c.trials.max())
-                used[table] = f"{profile}, {lo if lo == hi else f'{lo}–{hi}'} trial(s)"
-                break
-    where = "; ".join(f"Table {PUBLISHED[t].number}: {u}" for t, u in used.items())
-    return (pd.concat(parts) if parts else pd.DataFrame()), where
-
-
-def _clipping(results: Path) -> list[Claim]:
-    comp, where = _stack_comparisons(results)
-    source = "clipping report §4 (Tables 1–5)"
-    if comp.empty:
-        return [Claim(source, "clipping lowers test error at large secondary α", "not run",
-                      NOT_TESTED, "§5")]
-    quiet = comp[comp.report_says == "no effect"]
-    helps = comp[comp.report_says == "helps"]
-    k_quiet, k_helps = int((quiet.we_say == "no effect").sum()), int((helps.we_say == "helps").sum())
-    out = [Claim(source, "at small secondary α clipping has negligible effect",
-                 f"of the {len(quiet)} rows where the report's clipping changed error by < 1 "
-                 f"point, ours did too on {k_quiet} ({where})", _share(k_quiet, len(quiet)), "§5"),
-           Claim(source, "at large secondary α clipping lowers test error, by a few points to "
-                 "about 80", f"of the {len(helps)} rows the report bolds, our clipping lowered "
-                 f"error by ≥ 1 point on {k_helps}", _share(k_helps, len(helps)), "§5")]
-    cnn = comp[comp.table == "cnn"]
-    if len(cnn):
-        out.append(Claim("clipping report Table 5", "the same on CIFAR-10 with a small CNN",
-                         f"CIFAR-10 is not on our machines; on the Fashion-MNIST stand-in our "
-                         f"conclusion matches the report's on {int(cnn.agree.sum())} of "
-                         f"{len(cnn)} rows", NOT_TESTED + " (stand-in data)", "§5"))
-    out.extend(_ablation(results))
-    return out
-
-
-def _ablation(results: Path) -> list[Claim]:
-    from .stacks import ablation
-    for folder, profile in ((results.parent / "full", "full"), (results, results.name)):
-        frame = GridStore(folder / "stacks_clipping.jsonl").frame()
-        ab = ablation(frame) if not frame.empty else pd.DataFrame()
-        if not ab.empty:
-            break
-    else:
-        return []
-    n, half, pseudo = len(ab), int(ab.half_helps.sum()), int(ab.pseudo_helps.sum())
-    verdict = ("reproduces" if pseudo > half else "partly" if pseudo == half else
-               "partly (mostly the halved rate)" if pseudo else "does not reproduce (halved rate)")
-    return [Claim("clipping report §3", "the gains come from clipping the hypergradient",
-                  f"on the {n} rows where the code's clipping helped, the secondary α halved "
-                  f"without clipping helped on {half}; clipping as the pseudo-code states it "
-                  f"on {pseudo} ({profile} profile)", verdict, "§5")]
-
-
-CLAIMS: tuple[Callable[[Path], list[Claim]], ...] = (
-    _equivalence, _figure1, _tuning, _cost, _grids, _clipping)
-
-
-def claims(results: Path) -> list[Claim]:
-    return [c for judge in CLAIMS for c in judge(results)]
-
-
-def claims_table(results: Path) -> str:
-    rows = claims(results)
-    tally = {v: sum(c.verdict.startswith(v) for c in rows)
-             for v in ("reproduces", "partly", "does not reproduce", NOT_TESTED)}
-    summary = (f"Of the {len(rows)} claims below, **{tally['reproduces']} reproduce**, "
-               f"{tally['partly']} partly, **{tally['does not reproduce']} do not**, and "
-               f"{tally[NOT_TESTED]} could not be tested here.")
-    body = [[i + 1, c.source, c.claim, c.evidence, f"**{c.verdict}**", c.section]
-            for i, c in enumerate(rows)]
-    return summary + "\n\n" + _report().md_table(
-        ["#", "source", "claim", "our evidence", "verdict", "details"], body)
 
 
 # -- deviations from the papers' setups -----------------------------------------------------------
@@ -437,6 +187,16 @@ def _run_all_timing(folder: Path) -> tuple[list[dict], str]:
     return [], ""
 
 
+TARGET_MINUTES = {"smoke": 2, "quick": 30}  # the profiles' promises on 2 CPU cores (README)
+
+
+def _against_target(profile: str, seconds: float) -> str:
+    if profile not in TARGET_MINUTES:
+        return ""
+    target = TARGET_MINUTES[profile]
+    return f", {'within' if seconds <= 60 * target else 'over'} the {target}-minute target"
+
+
 def profile_timing(results: Path) -> str:
     """The whole run_all.sh of this profile, step by step, and the full profile's pieces."""
     parts = []
@@ -448,7 +208,7 @@ def profile_timing(results: Path) -> str:
                "resuming stored results, so not the from-scratch time")
         parts.append(
             f"**Profile {r0['profile']}, the whole `./run_all.sh`** ({how}; {r0['machine']}, "
-            f"commit {r0['commit']}): **{total / 60:.1f} minutes**.\n\n"
+            f"commit {r0['commit']}): **{total / 60:.1f} minutes**{_against_target(r0['profile'], total)}.\n\n"
             + _report().md_table(["step", "minutes", "share"],
                                  [[r["step"], _minutes(float(r["seconds"])),
                                    f"{float(r['seconds']) / total:.0%}"] for r in steps]))

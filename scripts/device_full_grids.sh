@@ -7,7 +7,9 @@
 #   resumes on the next call), EXECUTOR (inprocess: tasks finish one by one), BENCH='step grid',
 #   RULES=additive (only that rule), DEST / FIGS (results and figures folders),
 #   STACKS='cnn' (tables of experiments/stacks_clipping.py to run after the grids; Fashion-MNIST
-#   comes from .gpu/fashion-mnist/*.gz), STACK_WORKERS (worker processes, default 8).
+#   comes from .gpu/fashion-mnist/*.gz), STACK_WORKERS (worker processes, default 8),
+#   STUDIES='fig1 family_sensitivity rivals asgc epsilon' (other drivers' full profiles, run
+#   after the stacks within the same T; each resumes on the next call).
 set -uo pipefail
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 export HDREPRO_DATA="${HDREPRO_DATA:-/tmp/hdrepro-data}" HDREPRO_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -41,6 +43,13 @@ if [ -n "${STACKS:-}" ]; then
         --no-progress
     echo "[device] stacks $STACKS rc=$? at $(( $(date +%s) - start )) s"
 fi
+for study in ${STUDIES:-}; do
+    left=$(( ${T:-420} - ($(date +%s) - start) ))
+    [ "$left" -gt 20 ] || { echo "[device] no time left for $study"; continue; }
+    extra=(); [ "$study" = fig1 ] || extra=(--executor processes --workers "${STACK_WORKERS:-8}" --no-progress)
+    timeout "$left" python3 experiments/$study.py --profile full --out "$out" --figures "$figs" "${extra[@]}"
+    echo "[device] $study rc=$? at $(( $(date +%s) - start )) s"
+done
 case "${BENCH-step grid}" in *step*) timeout 150 python3 bench/bench_step.py --profile full --out "$out" ;; esac
 case "${BENCH-step grid}" in *grid*) timeout 200 python3 bench/bench_grid.py --profile full --out "$out" ;; esac
 echo "[device] total $(( $(date +%s) - start )) s"

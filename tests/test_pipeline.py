@@ -149,3 +149,38 @@ def test_smoke_extensions_are_stored_drawn_and_reported(smoke):
     assert f"[{v.interval_lo:.0e}, {v.interval_hi:.0e}]" in report
     bench = pd.read_csv(results / "bench_rivals_cpu.csv")
     assert set(bench.method) >= {"adam", "adam-hd", "prodigy:default", "asgc-momentum"}
+
+
+def test_smoke_run_all_records_each_steps_time_and_the_report_shows_the_total(smoke):
+    timing = smoke / "results" / "smoke" / "run_all_timing_fresh.csv"
+    rows = list(csv.DictReader(timing.open()))
+    steps = [r["step"] for r in rows]
+    assert steps[0] == "set-up" and steps[-1] == "bench grid"
+    assert {"equivalence", "Figure 1", "grid mlnn", "stacks", "epsilon"} <= set(steps)
+    assert all(float(r["seconds"]) >= 0 and r["profile"] == "smoke" for r in rows)
+    total = sum(float(r["seconds"]) for r in rows)
+    report = (smoke / "REPORT.md").read_text()
+    assert "(from empty results;" in report and f"**{total / 60:.1f} minutes**" in report
+
+
+def test_smoke_figures_are_stamped_with_their_profile_and_indexed(smoke):
+    from hdrepro.figures import origin
+    report = (smoke / "REPORT.md").read_text()
+    pngs = sorted((smoke / "figures").rglob("*.png"))
+    assert len(pngs) >= 15
+    for png in pngs:
+        made = origin(png)
+        assert made is not None and made.profile == "smoke", png.name
+        assert "--profile smoke" in made.command
+        link = f"figures/{png.relative_to(smoke / 'figures').as_posix()}"
+        assert f"| [{link}]({link}) | **smoke** |" in report
+
+
+def test_smoke_report_opens_with_the_claims_and_their_verdicts(smoke):
+    report = (smoke / "REPORT.md").read_text()
+    summary = report[report.index("## Summary"):report.index("## 1.")]
+    n = int(re.search(r"Of the (\d+) claims below", summary).group(1))
+    verdicts = re.findall(r"\| \*\*(reproduces|partly[^*]*|does not reproduce[^*]*|not tested[^*]*)\*\* \|",
+                          summary)
+    assert n >= 8 and len(verdicts) == n
+    assert "### 7.1 Setups" in report and "| ours, smoke profile | ours, full profile |" in report
