@@ -192,22 +192,31 @@ def fig1_table(results: Path) -> str:
                     body)
 
 
-def fig1_summary(results: Path) -> str:
+def fig1_counts(results: Path) -> dict:
+    """Additive rule, over model × optimizer pairs: how often HD ended lower than its base, and
+    how often α_t rose (by > 5%), rose early (peak in the first half) and settled (< 10% change
+    over the last epoch)."""
     rows = [r for r in fig1_rows(results) if r["rule"] == "additive"]
-    if not rows:
+    rises = [r["alpha_max"] > r["alpha0"] * 1.05 for r in rows]
+    return {"n": len(rows),
+            "train": sum(r["hd_train"] < r["base_train"] for r in rows),
+            "val": sum(r["hd_val"] < r["base_val"] for r in rows),
+            "rises": sum(rises),
+            "early": sum(up and r["iter_of_max"] < r["iterations"] / 2
+                         for up, r in zip(rises, rows)),
+            "settles": sum(r["last_epoch_change"] < 0.1 for r in rows)}
+
+
+def fig1_summary(results: Path) -> str:
+    c = fig1_counts(results)
+    if not c["n"]:
         return "_No Figure 1 results._"
-    n = len(rows)
-    train_wins = sum(r["hd_train"] < r["base_train"] for r in rows)
-    val_wins = sum(r["hd_val"] < r["base_val"] for r in rows)
-    rises = sum(r["alpha_max"] > r["alpha0"] * 1.05 for r in rows)
-    early = sum(r["alpha_max"] > r["alpha0"] * 1.05 and r["iter_of_max"] < r["iterations"] / 2
-                for r in rows)
-    settles = sum(r["last_epoch_change"] < 0.1 for r in rows)
+    n = c["n"]
     return (f"With the additive rule, HD reached a lower final training loss than its base "
-            f"optimizer in **{train_wins} of {n}** model × optimizer pairs and a lower validation "
-            f"loss in **{val_wins} of {n}**. α_t rose above α₀ (by more than 5%) in {rises} of {n}, "
-            f"peaking in the first half of training in {early} of {n}, and changed by less than "
-            f"10% over the last epoch in {settles} of {n}.")
+            f"optimizer in **{c['train']} of {n}** model × optimizer pairs and a lower validation "
+            f"loss in **{c['val']} of {n}**. α_t rose above α₀ (by more than 5%) in {c['rises']} "
+            f"of {n}, peaking in the first half of training in {c['early']} of {n}, and changed by "
+            f"less than 10% over the last epoch in {c['settles']} of {n}.")
 
 
 def fig1_provenance(results: Path) -> str:

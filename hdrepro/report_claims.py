@@ -43,7 +43,7 @@ def _share(k: int, n: int) -> str:
 
 def _prefer_full(results: Path, name: str) -> tuple[Path, str]:
     """results/full when it holds ``name`` (the papers' scale), else this results folder."""
-    full = results.parent / "full"
+    full = _report().full_results(results)
     if (full / name).exists():
         return full, "full"
     return results, results.name
@@ -80,17 +80,12 @@ def _equivalence(results: Path) -> list[Claim]:
 
 def _figure1(results: Path) -> list[Claim]:
     folder, profile = _prefer_full(results, "fig1_final.csv")
-    rows = [r for r in _report().fig1_rows(folder) if r["rule"] == "additive"]
+    c = _report().fig1_counts(folder)
     source = "Baydin et al. Fig. 2; reproducibility report Fig. 1"
-    if not rows:
+    if not c["n"]:
         return [Claim(source, "HD reaches lower loss than its base optimizer at the same α₀",
                       "not run in these results", NOT_TESTED, "§3")]
-    n = len(rows)
-    train = sum(r["hd_train"] < r["base_train"] for r in rows)
-    val = sum(r["hd_val"] < r["base_val"] for r in rows)
-    rises = sum(r["alpha_max"] > 1.05 * r["alpha0"] and r["iter_of_max"] < r["iterations"] / 2
-                for r in rows)
-    settles = sum(r["last_epoch_change"] < 0.1 for r in rows)
+    n, train, val, rises, settles = c["n"], c["train"], c["val"], c["early"], c["settles"]
     return [
         Claim(source, "at the same α₀, SGD-HD, SGDN-HD and Adam-HD reach lower training and "
               "validation loss than SGD, SGDN and Adam",
@@ -192,7 +187,7 @@ def _stack_comparisons(results: Path) -> tuple[pd.DataFrame, str]:
     """Every table's rows beside the report's, from the full profile where it ran that table."""
     from .stacks import PUBLISHED, comparison
     frames = {p: GridStore(f / "stacks_clipping.jsonl").frame()
-              for p, f in (("full", results.parent / "full"), (results.name, results))}
+              for p, f in (("full", _report().full_results(results)), (results.name, results))}
     parts, used = [], {}
     for table in PUBLISHED:
         for profile, frame in frames.items():
@@ -233,7 +228,7 @@ def _clipping(results: Path) -> list[Claim]:
 
 def _ablation(results: Path) -> list[Claim]:
     from .stacks import ablation
-    for folder, profile in ((results.parent / "full", "full"), (results, results.name)):
+    for folder, profile in ((_report().full_results(results), "full"), (results, results.name)):
         frame = GridStore(folder / "stacks_clipping.jsonl").frame()
         ab = ablation(frame) if not frame.empty else pd.DataFrame()
         if not ab.empty:

@@ -115,7 +115,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
 
 
 def deviations(results: Path) -> str:
-    full = results.parent / "full"
+    full = _report().full_results(results)
     body = []
     for d in DEVIATIONS:
         if callable(d.ours):
@@ -214,10 +214,11 @@ def profile_timing(results: Path) -> str:
                                    f"{float(r['seconds']) / total:.0%}"] for r in steps]))
     else:
         parts.append(f"_`run_all.sh` has not recorded a timing in `{results.name}/`._")
-    full = pieces(results.parent / "full")
+    full_folder = _report().full_results(results)
+    full = pieces(full_folder)
     ran = [p for p in full if p["ran"]]
     missing = [p["piece"] for p in full if not p["ran"]]
-    stacks = GridStore(results.parent / "full" / "stacks_clipping.jsonl").frame()
+    stacks = GridStore(full_folder / "stacks_clipping.jsonl").frame()
     if not stacks.empty and "cnn" not in set(stacks.table):
         missing.append("stacks Table 5")
     body = [[p["piece"], p["runs"], p["device"] or "–",
