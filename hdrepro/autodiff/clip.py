@@ -34,12 +34,11 @@ def clip_step(g: Tensor, state: dict[str, Tensor], count_zero_first: bool = True
               ) -> tuple[Tensor, dict[str, Tensor], Tensor]:
     """Clip one hypergradient; return (g'_t, new state, θ_t the threshold used)."""
     n = torch.linalg.vector_norm(g.detach())
-    counts = torch.ones_like(n) if count_zero_first else (n > 0).to(n.dtype)
-    t = state["count"] + counts
-    t_safe = torch.where(t > 0, t, torch.ones_like(t))
+    t = state["count"] + (1 if count_zero_first else (n > 0).to(n.dtype))
+    t_safe = t.clamp(min=1)   # t = 0 only before any non-zero g, when avg = n = 0: θ_t = 0
     total_prev = state["avg"] * state["count"]
-    theta = torch.where(t > 0, (total_prev + n) / t_safe, state["avg"])
-    factor = torch.where(n > theta, theta / torch.where(n > 0, n, torch.ones_like(n)),
-                         torch.ones_like(n))
-    new_avg = torch.where(t > 0, (total_prev + n * factor) / t_safe, state["avg"])
+    theta = (total_prev + n) / t_safe
+    # n > θ implies n > 0; elsewhere θ/n (perhaps 0/0) is discarded by where
+    factor = torch.where(n > theta, theta / n, 1.0)
+    new_avg = (total_prev + n * factor) / t_safe
     return g * factor, {"count": t, "avg": new_avg, "norm": n, "theta": theta}, theta

@@ -54,6 +54,9 @@ class Level:
     hyper: dict[str, float]
     learn: tuple[str, ...]
     store: dict[str, str] = {}
+    #: the update acts element by element (no norm over a tensor), so the stack may hand it the
+    #: model's parameters as one flat vector
+    elementwise: bool = True
 
     def _set_store(self, store: dict[str, str] | None) -> None:
         store = dict(store or {})
@@ -120,6 +123,7 @@ class SGD(Level):
         if rule not in ("additive", "multiplicative"):
             raise ValueError(f"Invalid rule: {rule!r}; choose 'additive' or 'multiplicative'")
         self.nesterov, self.clip, self.rule = nesterov, clip, rule
+        self.elementwise = not clip   # clipping takes a norm per parameter tensor
         self.clip_count_zero_first = clip_count_zero_first
         self._set_learn(learn)
 
@@ -178,12 +182,16 @@ class Adam(Level):
     def update(self, params, grads, state, hyper, scale=None):
         lr, b1, b2 = hyper["lr"], hyper["beta1"], hyper["beta2"]
         t = state["t"] + 1
+        # The same equations arranged for a short recorded graph (its backward pass is the
+        # hypergradient's cost): the bias corrections as two scalars computed once, m and v by
+        # lerp (β m + (1-β) g in one op), a single division per tensor.
+        step = lr / (1 - b1 ** t)                 # α / (1 - β₁ᵗ)
+        root = torch.rsqrt(1 - b2 ** t)           # 1 / √(1 - β₂ᵗ), so √v̂ = √v · root
         new_params, ms, vs = [], [], []
         for p, g, m, v in zip(params, grads, state["m"], state["v"]):
-            m = b1 * m + (1 - b1) * g
-            v = b2 * v + (1 - b2) * g * g
-            denom = torch.sqrt(v / (1 - b2 ** t)) + self.eps
-            new_params.append(p - lr * ((m / (1 - b1 ** t)) / denom))
+            m = torch.lerp(g, m, b1)
+            v = torch.lerp(g * g, v, b2)
+            new_params.append(p - step * m / (torch.sqrt(v) * root + self.eps))
             ms.append(m.detach())
             vs.append(v.detach())
         return new_params, {"m": ms, "v": vs, "t": t}

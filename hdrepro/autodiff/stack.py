@@ -19,6 +19,12 @@ the levels update top-down, each using the freshly updated hyperparameters of th
 (β_t before α_t before θ_t). Each stored graph is consumed (freed) by the next step's VJP, so
 memory does not grow with training length.
 
+Speed: the hypergradient's cost is the backward pass through the recorded update, so the graph
+is kept short. A primary whose update is elementwise (``Level.elementwise``: Adam, AdaGrad,
+RMSProp, SGD without clipping) gets the model's parameters, gradients and state as one flat
+vector, one op per equation instead of one per tensor; a clipping SGD, which takes a norm per
+tensor, gets them tensor by tensor.
+
 The multiplicative rule (``SGD(rule="multiplicative")`` above the primary) needs
 ‖∂θ_{t-1}/∂α_{t-1}‖; the stack gets it from the recorded update by forward-mode autodiff
 (``torch.func.jvp``) when, and only when, the level above asks for it.
@@ -64,6 +70,10 @@ class HyperStack:
                              "the primary (level 0) has none: use it on level 1 or above")
         self.levels = levels
         p0 = self.params[0]
+        # An elementwise primary sees the model as one flat vector: one op per equation instead
+        # of one per parameter tensor (the same numbers elementwise; a far shorter graph).
+        self._flat = getattr(levels[0], "elementwise", False) and all(
+            p.dtype == p0.dtype and p.device == p0.device for p in self.params)
         self.learned = [lv.learn for lv in levels[:-1]] + [()]
         # stored forms (Level.store): what the level above learns
         self.hyper = [{n: torch.tensor(v, dtype=p0.dtype, device=p0.device)
@@ -78,8 +88,18 @@ class HyperStack:
     # -- what each level updates -------------------------------------------------------------
     def _level_params(self, k: int) -> list[Tensor]:
         if k == 0:
-            return [p.detach() for p in self.params]
+            return self._model_view([p.detach() for p in self.params])
         return [self.hyper[k - 1][n].detach() for n in self.learned[k - 1]]
+
+    def _model_view(self, tensors: list[Tensor]) -> list[Tensor]:
+        """Per-parameter tensors as level 0 sees them: as they are, or one flat vector."""
+        return [torch.cat([t.reshape(-1) for t in tensors])] if self._flat else tensors
+
+    def _write_params(self, new: list[Tensor]) -> None:
+        if self._flat:
+            new = torch.split(new[0], [p.numel() for p in self.params])
+        for p, v in zip(self.params, new):
+            p.copy_(v.view_as(p))
 
     def _wants_sens(self, k: int) -> bool:
         above = self.levels[k + 1] if k + 1 < len(self.levels) else None
@@ -110,7 +130,8 @@ class HyperStack:
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach() for p in self.params]
+        grads = self._model_view([torch.zeros_like(p) if p.grad is None else p.grad.detach()
+                                  for p in self.params])
         hgrads, norms_below = self._hypergradients(grads)
         self.last_hypergrads = hgrads
         for k in reversed(range(len(self.levels))):
@@ -118,8 +139,7 @@ class HyperStack:
             scale = self._scale(k, norms_below) if k > 0 else None
             new = self._update_level(k, below_grads, scale)
             if k == 0:
-                for p, v in zip(self.params, new):
-                    p.copy_(v)
+                self._write_params(new)
             else:
                 for n, v in zip(self.learned[k - 1], new):
                     self.hyper[k - 1][n] = v.detach().requires_grad_(True)
@@ -143,8 +163,8 @@ class HyperStack:
             else:  # restored from a state_dict: the same linear map, as Jacobian columns
                 hk = [sum((gi * ji).sum() for gi, ji in zip(below, col)) for col in rec[1]]
             self._records[k] = None  # frees the graph
-            norms_below.append(torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(b) for b in below])))
+            # ‖g‖ of level k's outputs, needed only by a multiplicative level above
+            norms_below.append(_norm(below) if self._wants_sens(k) else None)
             hgrads.append([h.detach() for h in hk])
             below = hgrads[-1]
         return hgrads, norms_below
@@ -186,8 +206,7 @@ class HyperStack:
                 used = self.levels[k].values({**fixed, n: value})
                 return tuple(self.levels[k].update(params, grads, state, used, scale)[0])
             _, tangents = torch.func.jvp(f, (fixed[n],), (torch.ones_like(fixed[n]),))
-            out.append(torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(t) for t in tangents])))
+            out.append(_norm(tangents))
         return out
 
     # -- checkpointing ------------------------------------------------------------------------
@@ -229,6 +248,11 @@ class HyperStack:
 
     def __repr__(self):
         return "HyperStack(" + " / ".join(repr(lv) for lv in self.levels) + ")"
+
+
+def _norm(tensors) -> Tensor:
+    """‖(t_1, …, t_n)‖: the 2-norm of a list of tensors taken as one vector."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
 
 
 def _detached_copy(obj):
