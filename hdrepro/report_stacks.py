@@ -198,6 +198,36 @@ def trace_summary(results: Path) -> str:
     return " ".join(parts)
 
 
+#: the quick stack runs as the stack computed them before §8's faster arrangement
+ROUNDING_REF = "stacks_clipping_b50516f.jsonl"
+
+
+def rounding_sensitivity(results: Path) -> str:
+    """How far single runs move when only float rounding changes: the same cells run by the stack
+    at commit b50516f and by the current one (same equations, operations in another order)."""
+    ref = results / ROUNDING_REF
+    frame = _frame(results)
+    if not ref.exists() or frame.empty:
+        return ""
+    keys = ["table", "net", "variant", "alpha", "seed", "pixels"]
+    both = GridStore(ref).frame().merge(frame, on=keys, suffixes=("_ref", ""))
+    moved = (both.test_error - both.test_error_ref).abs()
+    worst = both.loc[moved.idxmax()]
+    calm = (both.test_error_ref < 0.1) & (both.test_error < 0.1)
+    return (f"**How much is noise.** The stack's faster arrangement (§8) computes the same "
+            f"equations with the operations in another order, so only float rounding differs. "
+            f"Of {len(both)} quick-profile runs made both before (commit b50516f, "
+            f"`{ROUNDING_REF}`) and after it, {int((moved == 0).sum())} ended identical, "
+            f"{int((moved >= EFFECT).sum())} moved by at least 1 point (the bolding threshold) "
+            f"and {int((moved >= 0.10).sum())} by at least 10 points. The largest move: "
+            f"{TITLES[worst.table]}, α = {worst.alpha:g}, {worst.variant}, "
+            f"{_pct(worst.test_error_ref)} → {_pct(worst.test_error)}. Among the runs below 10% "
+            f"error both times the largest move is {_pct(moved[calm].max() if calm.any() else 0)}. "
+            f"Large-α stacks are chaotic: a single run there cannot settle a 1-point difference, "
+            f"which is why the full profile's 3 trials matter, and why even they leave rows "
+            f"near the threshold uncertain.")
+
+
 def _full(results: Path) -> Path:
     return results.parent / "full"
 
@@ -229,5 +259,6 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "stacks_ablation": ablation_table,
     "stacks_ablation_verdict": ablation_verdict,
     "stacks_trace": trace_summary,
+    "stacks_rounding": rounding_sensitivity,
     "stacks_full": lambda r: full_section(_full(r)),
 }

@@ -203,3 +203,17 @@ def test_every_figure_is_stamped_indexed_and_linked():
         assert "not shown" not in line, f"{link} is in figures/ but the report never shows it"
     for link in set(re.findall(r"\((figures/[\w/.-]+\.png)\)", REPORT)):
         assert (ROOT / link).exists(), f"REPORT.md links {link}, which does not exist"
+
+
+def test_rounding_sensitivity_counts_are_the_stored_runs():
+    keys = ["table", "net", "variant", "alpha", "seed", "pixels"]
+    both = jsonl(QUICK / "stacks_clipping_b50516f.jsonl").merge(
+        jsonl(QUICK / "stacks_clipping.jsonl"), on=keys, suffixes=("_ref", ""))
+    moved = (both.test_error - both.test_error_ref).abs()
+    line = line_with(REPORT, "**How much is noise.**")
+    assert (f"Of {len(both)} quick-profile runs" in line
+            and f"{(moved == 0).sum()} ended identical" in line
+            and f"{(moved >= 0.01).sum()} moved by at least 1 point" in line
+            and f"{(moved >= 0.10).sum()} by at least 10 points" in line), line
+    worst = both.loc[moved.idxmax()]
+    assert f"{100 * worst.test_error_ref:.2f}% → {100 * worst.test_error:.2f}%" in line
