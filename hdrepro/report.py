@@ -76,19 +76,33 @@ def equations_table(_: Path) -> str:
 
 
 def equivalence_table(results: Path) -> str:
-    rows = [r for r in read_csv(results / "equivalence.csv") if r["check"] == "analytic vs autodiff"]
+    rows = _equivalence_rows(results)
     if not rows:
         return "_No equivalence results in this results folder: run experiments/equivalence.py._"
     body = [[r["case"], r["model"], r["steps"], sci(r["alpha_rel_err"]), sci(r["params_rel_err"]),
              sci(r["beta_rel_err"]), f"{float(r['alpha_0']):g} → {float(r['alpha_T']):.4g}"]
             for r in rows]
-    worst = max(max(float(r["alpha_rel_err"]), float(r["params_rel_err"]),
-                    0.0 if math.isnan(float(r["beta_rel_err"])) else float(r["beta_rel_err"]))
-                for r in rows)
-    return (md_table(["analytic optimizer vs autodiff stack", "model", "steps", "α rel. err",
+    text = (md_table(["analytic optimizer vs autodiff stack", "model", "steps", "α rel. err",
                       "θ rel. err", "β rel. err", "α₀ → α_T"], body)
-            + f"\n\nLargest relative difference over all rows: **{sci(worst)}** "
+            + f"\n\nLargest relative difference over all rows: **{sci(_worst(rows))}** "
               "(tests require ≤ 1e-10 after 25 steps).")
+    full = _equivalence_rows(full_results(results))
+    if full and full_results(results) != results:
+        text += (f" The full profile runs the same {len(full)} comparisons for "
+                 f"{full[0]['steps']} steps (`results/full/equivalence.csv`): largest relative "
+                 f"difference **{sci(_worst(full))}** ([α_t over those steps]"
+                 f"(figures/full/equivalence_alpha.png)).")
+    return text
+
+
+def _equivalence_rows(results: Path) -> list[dict]:
+    return [r for r in read_csv(results / "equivalence.csv") if r["check"] == "analytic vs autodiff"]
+
+
+def _worst(rows: list[dict]) -> float:
+    return max(max(float(r["alpha_rel_err"]), float(r["params_rel_err"]),
+                   0.0 if math.isnan(float(r["beta_rel_err"])) else float(r["beta_rel_err"]))
+               for r in rows)
 
 
 def fd_table(results: Path) -> str:

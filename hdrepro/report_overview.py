@@ -235,7 +235,8 @@ def profile_timing(results: Path) -> str:
     body = [[p["piece"], p["runs"], p["device"] or "–",
              _minutes(p["wall_s"]) if not math.isnan(p["wall_s"]) else _minutes(p["train_s"]),
              "wall clock, one invocation" if not math.isnan(p["wall_s"]) else
-             "runs' own times summed (resumed over several invocations, 2 workers)"]
+             "runs' own times summed (resumed over several invocations, 2 workers)"
+             if not math.isnan(p["train_s"]) else "not timed (its driver writes no times)"]
             for p in ran]
     wall = sum(p["wall_s"] for p in ran if not math.isnan(p["wall_s"]))
     text = ("**The full profile** has not been run end to end: its pieces ran separately, on "
