@@ -86,8 +86,8 @@ def equivalence_table(results: Path) -> str:
                       "θ rel. err", "β rel. err", "α₀ → α_T"], body)
             + f"\n\nLargest relative difference over all rows: **{sci(_worst(rows))}** "
               "(tests require ≤ 1e-10 after 25 steps).")
-    full = _equivalence_rows(full_results(results))
-    if full and full_results(results) != results:
+    full = [] if full_results(results) == results else _equivalence_rows(full_results(results))
+    if full:
         text += (f" The full profile runs the same {len(full)} comparisons for "
                  f"{full[0]['steps']} steps (`results/full/equivalence.csv`): largest relative "
                  f"difference **{sci(_worst(full))}** ([α_t over those steps]"
