@@ -14,6 +14,7 @@ from typing import Callable
 
 import pandas as pd
 
+from .report_format import full_results, md_table, read_csv
 from .results import GridStore
 
 NOT_TESTED = "not tested"
@@ -43,7 +44,7 @@ def _share(k: int, n: int) -> str:
 
 def _prefer_full(results: Path, name: str) -> tuple[Path, str]:
     """results/full when it holds ``name`` (the papers' scale), else this results folder."""
-    full = _report().full_results(results)
+    full = full_results(results)
     if (full / name).exists():
         return full, "full"
     return results, results.name
@@ -51,7 +52,7 @@ def _prefer_full(results: Path, name: str) -> tuple[Path, str]:
 
 # -- the claims -------------------------------------------------------------------------------
 def _equivalence(results: Path) -> list[Claim]:
-    rows = _report().read_csv(results / "equivalence.csv")
+    rows = read_csv(results / "equivalence.csv")
     ad = [r for r in rows if r["check"] == "analytic vs autodiff"]
     fd = [r for r in rows if r["check"] == "analytic vs finite difference"]
     if not ad or not fd:
@@ -187,7 +188,7 @@ def _stack_comparisons(results: Path) -> tuple[pd.DataFrame, str]:
     """Every table's rows beside the report's, from the full profile where it ran that table."""
     from .stacks import PUBLISHED, comparison
     frames = {p: GridStore(f / "stacks_clipping.jsonl").frame()
-              for p, f in (("full", _report().full_results(results)), (results.name, results))}
+              for p, f in (("full", full_results(results)), (results.name, results))}
     parts, used = [], {}
     for table in PUBLISHED:
         for profile, frame in frames.items():
@@ -228,7 +229,7 @@ def _clipping(results: Path) -> list[Claim]:
 
 def _ablation(results: Path) -> list[Claim]:
     from .stacks import ablation
-    for folder, profile in ((_report().full_results(results), "full"), (results, results.name)):
+    for folder, profile in ((full_results(results), "full"), (results, results.name)):
         frame = GridStore(folder / "stacks_clipping.jsonl").frame()
         ab = ablation(frame) if not frame.empty else pd.DataFrame()
         if not ab.empty:
@@ -261,5 +262,5 @@ def claims_table(results: Path) -> str:
                f"{tally[NOT_TESTED]} could not be tested here.")
     body = [[i + 1, c.source, c.claim, c.evidence, f"**{c.verdict}**", c.section]
             for i, c in enumerate(rows)]
-    return summary + "\n\n" + _report().md_table(
+    return summary + "\n\n" + md_table(
         ["#", "source", "claim", "our evidence", "verdict", "details"], body)

@@ -14,16 +14,12 @@ import pandas as pd
 
 from . import asgc_study, family, rival_study
 from .epsilon_study import NEAR, validation
+from .report_format import md_table
 from .results import GridStore
 from .sensitivity import NEAR_BEST, tuning
 
 MODEL_NAMES = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN"}
 TIE = 0.001  # test errors closer than 0.1 points are a tie, whatever the seeds' spread
-
-
-def _table(header, rows) -> str:
-    from .report import md_table  # here, not at the top: hdrepro.report imports this module
-    return md_table(header, rows)
 
 
 def _frame(results: Path, name: str) -> pd.DataFrame:
@@ -79,7 +75,7 @@ def family_table(f: pd.DataFrame, results: Path) -> str:
     rows = [[MODEL_NAMES.get(r.model, r.model), family.TITLES[r.family],
              f"{r.base_near}/{r.alphas}", f"{r.hd_near}/{r.alphas}", _f(r.base_best),
              _f(r.hd_best), _f(r.base_median), _f(r.hd_median)] for r in t.itertuples()]
-    return _table(["model", "optimizer", "near-best α₀, base", "near-best α₀, HD",
+    return md_table(["model", "optimizer", "near-best α₀, base", "near-best α₀, HD",
                    "best val. loss, base", "best, HD", "median over α₀, base", "median, HD"],
                   rows)
 
@@ -127,7 +123,7 @@ def rivals_table(f: pd.DataFrame, results: Path) -> str:
                          _pct(r.test_error, r.test_error_std), f"{r.diverged}/{r.seeds}",
                          f"{b.ratio:.2f}×" if b is not None else "–",
                          f"{b.state_floats_per_param:.0f}" if b is not None else "–"])
-        out.append(f"**{MODEL_NAMES.get(model, model)}**\n\n" + _table(
+        out.append(f"**{MODEL_NAMES.get(model, model)}**\n\n" + md_table(
             ["method", "final train loss", "final val. loss", "test error (± std)", "diverged",
              "time/iteration vs Adam", "state floats/param"], rows))
     return "\n\n".join(out)
@@ -142,7 +138,7 @@ def rivals_scale(f: pd.DataFrame, results: Path) -> str:
     rows = [[rival_study.TITLES[r.method], _f(r.best), _f(r.worst), f"{r.ratio:.2f}",
              f"{r.diverged}/{r.scales}"] for r in s.itertuples()]
     return (f"{MODEL_NAMES.get(model, model)}, each method's own initial scale × {{{scales}}} "
-            "(mean final validation loss over the sweep's seeds):\n\n" + _table(
+            "(mean final validation loss over the sweep's seeds):\n\n" + md_table(
                 ["method", "best", "worst", "worst/best", "diverged scales"], rows))
 
 
@@ -197,7 +193,7 @@ def asgc_table(f: pd.DataFrame, results: Path) -> str:
                 for r in g.itertuples()]
         target = g["target_acc"].iloc[0]
         out.append(f"**{MODEL_NAMES.get(model, model)} on {data}** (target accuracy "
-                   f"{100 * target:.2f}%)\n\n" + _table(
+                   f"{100 * target:.2f}%)\n\n" + md_table(
                        ["method", "chosen α and options", "test error", "epochs (s) to target",
                         "stability (std of val. acc., last epochs)",
                         "gap (val. − train loss)"], rows))
@@ -211,7 +207,7 @@ def asgc_robustness(f: pd.DataFrame, results: Path) -> str:
     rows = [[f"{MODEL_NAMES.get(x.model, x.model)}, {x.data}", asgc_study.TITLES[x.method],
              str(x.samples), _pct(x.median), _pct(x.best), _pct(x.worst), str(int(x.diverged))]
             for x in r.itertuples()]
-    return _table(["model, data", "method", "configurations", "median test error", "best",
+    return md_table(["model, data", "method", "configurations", "median test error", "best",
                    "worst", "diverged"], rows)
 
 
@@ -277,7 +273,7 @@ def epsilon_table(f: pd.DataFrame, results: Path) -> str:
              f"{r.decades:.0f} of {r.default_decades:.0f}", f"{r.best_eps:.0e}",
              "yes" if r.best_inside else "no", f"{r.near_inside} of {r.near_best}",
              _f(r.best_val_loss), _f(r.worst_val_loss)] for r in v.itertuples()]
-    return _table(["model", "proposed ε interval", "decades (vs usual)", "best ε (sweep)",
+    return md_table(["model", "proposed ε interval", "decades (vs usual)", "best ε (sweep)",
                    "best inside?", f"near-best ε (≤ {NEAR:.0%} off) inside",
                    "best val. loss", "worst val. loss"], rows)
 

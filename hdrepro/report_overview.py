@@ -22,6 +22,7 @@ from typing import Callable
 import pandas as pd
 
 from .figures import origin
+from .report_format import full_results, md_table
 from .results import GridStore
 
 
@@ -115,7 +116,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
 
 
 def deviations(results: Path) -> str:
-    full = _report().full_results(results)
+    full = full_results(results)
     body = []
     for d in DEVIATIONS:
         if callable(d.ours):
@@ -123,7 +124,7 @@ def deviations(results: Path) -> str:
         else:
             quick = at_scale = d.ours
         body.append([d.experiment, d.paper, quick, at_scale, d.why])
-    return _report().md_table(["experiment", "papers' setup", f"ours, {results.name} profile",
+    return md_table(["experiment", "papers' setup", f"ours, {results.name} profile",
                                "ours, full profile", "why"], body)
 
 
@@ -220,12 +221,12 @@ def profile_timing(results: Path) -> str:
         parts.append(
             f"**Profile {r0['profile']}, the whole `./run_all.sh`** ({how}; {r0['machine']}, "
             f"commit {r0['commit']}): **{total / 60:.1f} minutes**{_against_target(r0['profile'], total)}.\n\n"
-            + _report().md_table(["step", "minutes", "share"],
+            + md_table(["step", "minutes", "share"],
                                  [[r["step"], _minutes(float(r["seconds"])),
                                    f"{float(r['seconds']) / total:.0%}"] for r in steps]))
     else:
         parts.append(f"_`run_all.sh` has not recorded a timing in `{results.name}/`._")
-    full_folder = _report().full_results(results)
+    full_folder = full_results(results)
     full = pieces(full_folder)
     ran = [p for p in full if p["ran"]]
     missing = [p["piece"] for p in full if not p["ran"]]
@@ -242,7 +243,7 @@ def profile_timing(results: Path) -> str:
     text = ("**The full profile** has not been run end to end: its pieces ran separately, on "
             "the GPU machine where one was lent to us and otherwise on the 2-core CPU. What ran "
             "so far, from the run records in `results/full/`:\n\n"
-            + _report().md_table(["piece", "runs", "device", "minutes", "measured as"], body)
+            + md_table(["piece", "runs", "device", "minutes", "measured as"], body)
             + f"\n\nWall time of the pieces timed in one invocation: **{wall / 60:.1f} "
               "minutes** on the GPU.")
     if missing:
@@ -284,5 +285,5 @@ def figure_index(results: Path, text: str) -> str:
         else:
             body.append([f"[{link}]({link})", f"**{made.profile}**", f"`{made.results}/`",
                          f"`{made.command}`", where])
-    return _report().md_table(["figure", "profile", "drawn from", "redraw with", "shown in"],
+    return md_table(["figure", "profile", "drawn from", "redraw with", "shown in"],
                               body)

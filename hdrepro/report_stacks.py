@@ -10,6 +10,7 @@ from typing import Callable
 
 import pandas as pd
 
+from .report_format import full_results, md_table
 from .results import GridStore
 from .stacks import EFFECT, PUBLISHED, ablation, baseline_error, comparison, default_pixels
 
@@ -59,7 +60,6 @@ def provenance(results: Path) -> str:
 def tables(results: Path) -> str:
     """Per stack: the report's errors and ours side by side, the ≥ 1-point rows in bold, and how
     many rows' conclusions agree."""
-    from .report import md_table  # here, not at the top: hdrepro.report imports this module
     frame = _frame(results)
     if frame.empty:
         return NOT_RUN
@@ -123,7 +123,6 @@ def agreement(results: Path) -> str:
 
 
 def ablation_table(results: Path) -> str:
-    from .report import md_table  # here, not at the top: hdrepro.report imports this module
     frame = _frame(results)
     if frame.empty:
         return NOT_RUN
@@ -228,10 +227,6 @@ def rounding_sensitivity(results: Path) -> str:
             f"near the threshold uncertain.")
 
 
-def _full(results: Path) -> Path:
-    return results.parent / "full"
-
-
 def full_section(results: Path) -> str:
     """The full profile's provenance, tables, agreement and ablations, and which tables are
     still to run at that scale."""
@@ -260,5 +255,5 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "stacks_ablation_verdict": ablation_verdict,
     "stacks_trace": trace_summary,
     "stacks_rounding": rounding_sensitivity,
-    "stacks_full": lambda r: full_section(_full(r)),
+    "stacks_full": lambda r: full_section(full_results(r)),
 }

@@ -1,0 +1,38 @@
+"""The small shared pieces of REPORT.md's generator: reading a results CSV, finding the full
+profile's results folder, and formatting Markdown tables and numbers. Every report module
+imports these from here."""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+
+def read_csv(path: Path) -> list[dict]:
+    """The rows of a CSV file as dicts; no rows when the file does not exist."""
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def md_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def sci(x) -> str:
+    x = float(x)
+    return "0" if x == 0 else ("nan" if math.isnan(x) else f"{x:.1e}")
+
+
+def full_results(results: Path) -> Path:
+    """Where the full profile's results are (results/full beside this folder)."""
+    return results.parent / "full"
+
+
+def gpu_results(results: Path, name: str) -> Path:
+    """The folder holding GPU measurement `name`: this one if it has it, else results/full
+    (GPU numbers come from the full profile's run on the GPU machine)."""
+    return results if (results / name).exists() else full_results(results)
