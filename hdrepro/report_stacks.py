@@ -242,6 +242,10 @@ def full_section(results: Path) -> str:
              if t in set(frame.table) and (figures / f"stacks_{t}.png").exists()]
     if links:
         parts.append("Figures: " + ", ".join(links) + ".")
+    trace = trace_summary(results)
+    if trace:
+        parts.append(f"The traced large-α run at this scale ([figure](figures/full/stacks_trace.png)): "
+                     f"{trace}")
     if missing:
         parts.append(f"Not yet run at this scale: {', '.join(missing)}.")
     return "\n\n".join(p for p in parts if p)

@@ -81,7 +81,7 @@ class HD:
             h = -hg.dot([g[i] for i in have], d_prev).to(params[0].device, params[0].dtype)
             norms = (hg.norm(g), hg.norm(d_prev)) if group["rule"] == "multiplicative" else ()
             alpha = hg.update_lr(group, h, *norms)
-            stepped.append((group, params, torch._foreach_mul(params, 1.0), alpha))
+            stepped.append((group, params, self._copy_params(params), alpha))
             group["lr"] = alpha if self._tensor_lr_ok(group) else float(alpha)
         try:
             self.optimizer.step()
@@ -95,6 +95,14 @@ class HD:
             for p, d in zip(params, old):
                 self.state[p] = d
         return loss
+
+    def _copy_params(self, params: list) -> list:
+        """θ_{t-1}, copied into the buffers that held d_{t-1} (h_t no longer needs them): a fresh
+        allocation per step costs page faults that on CPU rival the copy itself."""
+        bufs = [self.state.get(p) for p in params]
+        bufs = [torch.empty_like(p) if b is None else b for p, b in zip(params, bufs)]
+        torch._foreach_copy_(bufs, params)
+        return bufs
 
     def state_dict(self) -> dict:
         index = {p: i for i, p in enumerate(
