@@ -97,8 +97,8 @@ class HD:
         return loss
 
     def _copy_params(self, params: list) -> list:
-        """θ_{t-1}, copied into the buffers that held d_{t-1} (h_t no longer needs them): a fresh
-        allocation per step costs page faults that on CPU rival the copy itself."""
+        """θ_{t-1}, copied into the buffers that held d_{t-1} (h_t no longer needs them), so
+        that a step allocates nothing after the first."""
         bufs = [self.state.get(p) for p in params]
         bufs = [torch.empty_like(p) if b is None else b for p, b in zip(params, bufs)]
         torch._foreach_copy_(bufs, params)
