@@ -244,8 +244,8 @@ def full_section(results: Path) -> str:
         parts.append("Figures: " + ", ".join(links) + ".")
     trace = trace_summary(results)
     if trace:
-        parts.append(f"The traced large-α run at this scale ([figure](figures/full/stacks_trace.png)): "
-                     f"{trace}")
+        parts.append("The traced large-α run at this scale "
+                     f"([figure](figures/full/stacks_trace.png)): {trace}")
     if missing:
         parts.append(f"Not yet run at this scale: {', '.join(missing)}.")
     return "\n\n".join(p for p in parts if p)
