@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import cpp_dot  # noqa: E402
 from common import device_name, sync, write_rows  # noqa: E402
 from reference_style import LoopAdamHD, LoopSGDHD  # noqa: E402
 
@@ -90,6 +91,37 @@ class FusedStepPlusDot:
         self.opt.step()
 
 
+class DotOnly:
+    """h_t's dot product alone, g_t·d_{t-1} summed over every tensor, with a given kernel."""
+
+    def __init__(self, params, kernel):
+        self.kernel = kernel
+        self.grads = [p.grad for p in params]
+        self.dirs = [torch.randn_like(p) for p in params]  # stands in for d_{t-1}
+
+    def step(self):
+        self.kernel(self.grads, self.dirs)
+
+
+TORCH_DOT = "dot g·d alone (torch)"
+CPP_DOT = "dot g·d alone (hand-written C++/OpenMP)"
+
+
+def dot_cases(device, profile: str) -> tuple[dict, list]:
+    """On CPU (not in the smoke profile, to spare the 40 s build): torch's dot, as our steps
+    take it, beside a hand-written multi-threaded one, and the dot against the fused steps."""
+    if device.type != "cpu" or profile == "smoke":
+        return {}, []
+    cases = {TORCH_DOT: lambda p: DotOnly(p, dot)}
+    ratios = [(TORCH_DOT, "SGDN (fused)"), (TORCH_DOT, "Adam (fused)")]
+    kernel = cpp_dot.build()
+    if isinstance(kernel, str):
+        print(f"the hand-written dot could not be built ({kernel}): its row is skipped")
+        return cases, ratios
+    cases[CPP_DOT] = lambda p: DotOnly(p, kernel)
+    return cases, ratios + [(CPP_DOT, TORCH_DOT)]
+
+
 STEP_CASES = {
     "SGDN (fused)": lambda p: torch.optim.SGD(p, 1e-3, momentum=0.9, nesterov=True, fused=True),
     "SGDN-HD (ours)": lambda p: SGDHD(p, 1e-3, momentum=0.9, nesterov=True, hypergrad_lr=1e-6),
@@ -115,14 +147,19 @@ STEP_RATIOS = [  # (numerator, denominator)
 ]
 
 
-def bench_steps(device, repeats) -> list[dict]:
+def bench_steps(device, profile) -> list[dict]:
     rows = []
+    extra_cases, extra_ratios = dot_cases(device, profile)
     for set_name, shapes in (("resnet-like 160 tensors", resnet_like_shapes()),
                              ("MLNN 784-1000-1000-10", mlnn_shapes())):
-        steps = {name: make(make_params(shapes, device)).step for name, make in STEP_CASES.items()}
-        ms = interleaved_medians(steps, device, repeats)
+        steps = {name: make(make_params(shapes, device))
+                 for name, make in {**STEP_CASES, **extra_cases}.items()}
+        if CPP_DOT in steps:
+            cpp_dot.checked(steps[CPP_DOT].kernel, steps[CPP_DOT].grads, steps[CPP_DOT].dirs)
+        ms = interleaved_medians({name: s.step for name, s in steps.items()}, device,
+                                 REPEATS[profile])
         n_params = sum(torch.Size(s).numel() for s in shapes)
-        for num, den in STEP_RATIOS:
+        for num, den in STEP_RATIOS + extra_ratios:
             rows.append({"benchmark": "optimizer step", "params": set_name,
                          "n_tensors": len(shapes), "n_params": n_params, "ours": num,
                          "baseline": den, "ratio": ms[num] / ms[den],
@@ -216,7 +253,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     repeats = REPEATS[args.profile]
-    rows = bench_steps(device, repeats) + bench_stacks(device, repeats)
+    rows = bench_steps(device, args.profile) + bench_stacks(device, repeats)
     meta = {"device": device_name(device), "torch": torch.__version__, "profile": args.profile,
             "repeats": repeats, "commit": os.environ.get("HDREPRO_COMMIT", "")}
     for r in rows:
