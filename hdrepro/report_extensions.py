@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import asgc_study, family, rival_study
 from .epsilon_study import NEAR, validation
-from .report_format import md_table
+from .report_format import full_results, md_table
 from .results import GridStore
 from .sensitivity import NEAR_BEST, tuning
 
@@ -299,10 +299,30 @@ def _section(experiment: str, build: Callable[[pd.DataFrame, Path], str]
     return section
 
 
+def _full_section(experiment: str, builders) -> Callable[[Path], str]:
+    """The same section from the full profile's results (results/full), with links to its
+    figures, or a line saying it has not run at that scale."""
+    def section(results: Path) -> str:
+        full = full_results(results)
+        f = _frame(full, experiment)
+        if f.empty:
+            return (f"**At full scale:** not run yet (`python experiments/{experiment}.py "
+                    "--profile full`; §8 lists what the full profile has run).")
+        figures = sorted((results.parent.parent / "figures" / "full").glob(f"{experiment}*.png"))
+        links = ", ".join(f"[{p.stem}](figures/full/{p.name})" for p in figures)
+        head = "**At full scale** (`results/full/`" + (f"; figures: {links}" if links else "") + ")."
+        return "\n\n".join([head] + [build(f, full) for build in builders])
+    return section
+
+
+BUILDERS = {
+    "family_sensitivity": (family_provenance, family_table, family_verdict),
+    "rivals": (rivals_provenance, rivals_table, rivals_scale, rivals_verdict),
+    "asgc": (asgc_provenance, asgc_table, asgc_robustness, asgc_verdict),
+    "epsilon": (epsilon_provenance, epsilon_verdict, epsilon_table),
+}
 SECTIONS: dict[str, Callable[[Path], str]] = {
-    name: _section(experiment, build) for experiment, builders in (
-        ("family_sensitivity", (family_provenance, family_table, family_verdict)),
-        ("rivals", (rivals_provenance, rivals_table, rivals_scale, rivals_verdict)),
-        ("asgc", (asgc_provenance, asgc_table, asgc_robustness, asgc_verdict)),
-        ("epsilon", (epsilon_provenance, epsilon_table, epsilon_verdict)))
-    for build in builders for name in [build.__name__]}
+    build.__name__: _section(experiment, build)
+    for experiment, builders in BUILDERS.items() for build in builders}
+SECTIONS.update({f"{experiment}_full": _full_section(experiment, builders)
+                 for experiment, builders in BUILDERS.items()})

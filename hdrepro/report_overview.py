@@ -239,13 +239,16 @@ def profile_timing(results: Path) -> str:
              "runs' own times summed (resumed over several invocations, 2 workers)"
              if not math.isnan(p["train_s"]) else "not timed (its driver writes no times)"]
             for p in ran]
-    wall = sum(p["wall_s"] for p in ran if not math.isnan(p["wall_s"]))
+    timed = [p for p in ran if not math.isnan(p["wall_s"])]
+    on_gpu = sum(p["wall_s"] for p in timed if not p["device"].lower().startswith("cpu"))
+    on_cpu = sum(p["wall_s"] for p in timed if p["device"].lower().startswith("cpu"))
     text = ("**The full profile** has not been run end to end: its pieces ran separately, on "
             "the GPU machine where one was lent to us and otherwise on the 2-core CPU. What ran "
             "so far, from the run records in `results/full/`:\n\n"
             + md_table(["piece", "runs", "device", "minutes", "measured as"], body)
-            + f"\n\nWall time of the pieces timed in one invocation: **{wall / 60:.1f} "
-              "minutes** on the GPU.")
+            + f"\n\nWall time of the pieces timed in one invocation: **{on_gpu / 60:.1f} "
+              "minutes** on the GPU"
+            + (f" and **{on_cpu / 60:.1f} minutes** on the 2-core CPU." if on_cpu else "."))
     if missing:
         text += " Not run at full scale yet: " + ", ".join(missing) + "."
     parts.append(text)

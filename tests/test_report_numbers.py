@@ -217,3 +217,30 @@ def test_rounding_sensitivity_counts_are_the_stored_runs():
             and f"{(moved >= 0.10).sum()} by at least 10 points" in line), line
     worst = both.loc[moved.idxmax()]
     assert f"{100 * worst.test_error_ref:.2f}% → {100 * worst.test_error:.2f}%" in line
+
+
+@pytest.mark.parametrize("folder", [QUICK, FULL], ids=["quick", "full"])
+def test_epsilon_table_is_the_stored_sweep(folder):
+    """§6.4 (and its full-scale part): each model's interval, best ε and best/worst mean final
+    validation loss are the ones in the folder's runs and histograms."""
+    from hdrepro.analysis import epsilon_interval
+    section = between("### 6.4", "## 7.")
+    quick_part, _, full_part = section.partition("**At full scale")
+    part = quick_part if folder == QUICK else full_part
+    runs, hists = folder / "epsilon.jsonl", folder / "epsilon_histograms.csv"
+    if folder == FULL and not runs.exists():
+        assert "**At full scale:** not run yet" in section
+        return
+    assert runs.exists() and hists.exists(), f"{folder.name} has no ε sweep"
+    f = jsonl(runs)
+    f.loc[f.diverged.astype(bool), "val_loss"] = float("nan")
+    hist = pd.read_csv(hists)
+    for model, g in f.groupby("model"):
+        loss = g.groupby("eps").val_loss.mean()
+        lo, hi = epsilon_interval(hist[hist.model == model])
+        row = (f"| {MODELS[model]} | [{lo:.0e}, {hi:.0e}] | ")
+        assert row in part, (folder.name, model, row)
+        line = part[part.index(row):].splitlines()[0]
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[3] == f"{loss.idxmin():.0e}"
+        assert cells[6:8] == [f"{loss.min():.3f}", f"{loss.max():.3f}"]
