@@ -13,7 +13,6 @@ Writes results/<profile>/epsilon.jsonl, epsilon_histograms.csv and figures/epsil
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import matplotlib
@@ -22,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from grid_common import (run_options, run_parser, save_figure, stamp_figures,  # noqa: E402
-                         write_run_info)
+                         begin_run_info, write_run_info)
 
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.epsilon_study import EpsilonSpec, record_histogram, validation  # noqa: E402
@@ -48,12 +47,12 @@ def main(argv=None) -> None:
     store = GridStore(out / "epsilon.jsonl")
     cells = spec.cells()
     if not args.plot_only:
-        t0 = time.perf_counter()
+        t0, todo = begin_run_info(out / "epsilon_run.json", cells, store, args)
         hist = pd.concat([record_histogram(spec, m, str(root), args.device)
                           for m in spec.models])
         hist.to_csv(out / "epsilon_histograms.csv", index=False)
         run(cells, store, run_options(args, root), "epsilon")
-        write_run_info(out / "epsilon_run.json", t0, len(cells), args)
+        write_run_info(out / "epsilon_run.json", t0, len(cells), args, cells_run=todo)
     stamp_figures([draw(spec, store, cells, out, args.figures)], "epsilon", args, out)
 
 

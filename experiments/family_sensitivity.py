@@ -11,7 +11,6 @@ Writes results/<profile>/family_sensitivity.jsonl and figures/family_sensitivity
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import matplotlib
@@ -19,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from grid_common import (run_options, run_parser, save_figure, stamp_figures,  # noqa: E402
-                         write_run_info)
+                         begin_run_info, write_run_info)
 
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.plots import MODEL_TITLES  # noqa: E402
@@ -44,9 +43,9 @@ def main(argv=None) -> None:
     store = GridStore(out / "family_sensitivity.jsonl")
     cells = spec.cells()
     if not args.plot_only:
-        t0 = time.perf_counter()
+        t0, todo = begin_run_info(out / "family_sensitivity_run.json", cells, store, args)
         run(cells, store, run_options(args, args.data or default_data_root()), "family")
-        write_run_info(out / "family_sensitivity_run.json", t0, len(cells), args)
+        write_run_info(out / "family_sensitivity_run.json", t0, len(cells), args, cells_run=todo)
     stamp_figures([draw(store, spec, args.figures)], "family_sensitivity", args, out)
 
 

@@ -130,8 +130,21 @@ def run_options(args, root: Path) -> RunOptions:
                       progress=not args.no_progress)
 
 
-def write_run_info(path: Path, t0: float, cells: int, args, **extra) -> None:
-    """The run's provenance beside its results: wall time, cells, executor, device, commit."""
-    info = {"wall_s": time.perf_counter() - t0, "cells_total": cells, "executor": args.executor,
-            "workers": args.workers, "device": args.device, "commit": git_commit(), **extra}
+def write_run_info(path: Path, t0: float, cells: int, args, *, cells_run: int | None = None,
+                   finished: bool = True, **extra) -> None:
+    """The run's provenance beside its results: wall time, cells (in the profile, and run by
+    this invocation), whether it finished, executor, device, commit."""
+    info = {"wall_s": time.perf_counter() - t0 if finished else None, "cells_total": cells,
+            **({} if cells_run is None else {"cells_run": cells_run}), "finished": finished,
+            "executor": args.executor, "workers": args.workers, "device": args.device,
+            "commit": git_commit(), **extra}
     path.write_text(json.dumps(info, indent=1) + "\n")
+
+
+def begin_run_info(path: Path, cells: list, store: GridStore, args) -> tuple[float, int]:
+    """Record an invocation before it runs, marked unfinished, so that one cut off (a timeout,
+    a crash) still says how many cells the profile has; return (t0, cells still to run)."""
+    todo = len({c.cell_id for c in cells} - store.finished())
+    t0 = time.perf_counter()
+    write_run_info(path, t0, len(cells), args, cells_run=todo, finished=False)
+    return t0, todo

@@ -13,7 +13,6 @@ Writes results/<profile>/rivals.jsonl and figures/rivals.png.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from grid_common import (run_options, run_parser, save_figure, stamp_figures,  # noqa: E402
-                         write_run_info)
+                         begin_run_info, write_run_info)
 
 from hdrepro import rivals  # noqa: E402
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
@@ -52,9 +51,9 @@ def main(argv=None) -> None:
     store = GridStore(out / "rivals.jsonl")
     cells = spec.cells() + spec.scale_cells()
     if not args.plot_only:
-        t0 = time.perf_counter()
+        t0, todo = begin_run_info(out / "rivals_run.json", cells, store, args)
         run(cells, store, run_options(args, args.data or default_data_root()), "rivals")
-        write_run_info(out / "rivals_run.json", t0, len(cells), args)
+        write_run_info(out / "rivals_run.json", t0, len(cells), args, cells_run=todo)
     stamp_figures([draw(store, spec, cells, args.figures)], "rivals", args, out)
 
 

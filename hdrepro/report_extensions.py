@@ -4,7 +4,6 @@ results files of experiments/{family_sensitivity,rivals,asgc,epsilon}.py (and
 bench/bench_rivals.py); :mod:`hdrepro.report` merges ``SECTIONS``."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Callable
@@ -14,7 +13,7 @@ import pandas as pd
 
 from . import asgc_study, family, rival_study
 from .epsilon_study import NEAR, validation
-from .report_format import full_results, md_table
+from .report_format import full_results, md_table, run_record
 from .results import GridStore
 from .sensitivity import NEAR_BEST, tuning
 
@@ -55,10 +54,11 @@ def provenance(frame: pd.DataFrame, results: Path, name: str) -> str:
     text = (f"{'; '.join(parts)}; batch {int(frame['batch_size'].iloc[0])}, seeds {seeds}; "
             f"{len(frame)} runs ({int(frame['diverged'].astype(bool).sum())} diverged) on "
             f"{frame['device'].iloc[0]}, {frame['seconds'].sum() / 60:.1f} min of training")
-    run = results / f"{name}_run.json"
-    if run.exists():
-        info = json.loads(run.read_text())
-        text += f", last invocation {info['wall_s']:.0f} s, commit {info['commit']}"
+    info = run_record(results, f"{name}_run.json")
+    if info:
+        took = ("did not finish (cut off, or still running)" if info["wall_s"] is None else
+                f"{info['wall_s']:.0f} s")
+        text += f", last invocation {took}, commit {info['commit']}"
     return text + "."
 
 
@@ -311,6 +311,12 @@ def _full_section(experiment: str, builders) -> Callable[[Path], str]:
         figures = sorted((results.parent.parent / "figures" / "full").glob(f"{experiment}*.png"))
         links = ", ".join(f"[{p.stem}](figures/full/{p.name})" for p in figures)
         head = "**At full scale** (`results/full/`" + (f"; figures: {links}" if links else "") + ")."
+        total = run_record(full, f"{experiment}_run.json").get("cells_total")
+        if total and len(f) < total:  # the summaries need every cell: show what ran so far
+            return (f"{head} **Partial: {len(f)} of its {total} runs so far**; `python "
+                    f"experiments/{experiment}.py --profile full` resumes the rest, and the "
+                    f"tables and verdicts appear here when every run is stored.\n\n"
+                    + builders[0](f, full))
         return "\n\n".join([head] + [build(f, full) for build in builders])
     return section
 

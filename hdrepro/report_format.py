@@ -4,6 +4,7 @@ imports these from here."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -36,3 +37,9 @@ def gpu_results(results: Path, name: str) -> Path:
     """The folder holding GPU measurement `name`: this one if it has it, else results/full
     (GPU numbers come from the full profile's run on the GPU machine)."""
     return results if (results / name).exists() else full_results(results)
+
+
+def run_record(folder: Path, record: str | None) -> dict:
+    """A driver's record of its last invocation (``<name>_run.json``), {} when there is none."""
+    path = folder / record if record else None
+    return json.loads(path.read_text()) if path and path.exists() else {}

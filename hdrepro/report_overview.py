@@ -22,7 +22,7 @@ from typing import Callable
 import pandas as pd
 
 from .figures import origin
-from .report_format import full_results, md_table
+from .report_format import full_results, md_table, run_record
 from .results import GridStore
 
 
@@ -156,8 +156,8 @@ def pieces(folder: Path) -> list[dict]:
     did: later invocations that only resumed do not count)."""
     out = []
     for label, name, record in PIECES:
-        row = {"piece": label, "ran": (folder / name).exists(), "runs": 0, "device": "",
-               "train_s": math.nan, "wall_s": math.nan}
+        row = {"piece": label, "ran": (folder / name).exists(), "runs": 0, "total": None,
+               "device": "", "train_s": math.nan, "wall_s": math.nan}
         if row["ran"]:
             runs = _runs(folder / name)
             row["runs"] = len(runs)
@@ -167,12 +167,29 @@ def pieces(folder: Path) -> list[dict]:
                 row["device"] = ", ".join(sorted(runs.device.astype(str).unique()))
             elif "provenance" in runs:
                 row["device"] = json.loads(runs.provenance.iloc[0])["device"]
-            info = json.loads((folder / record).read_text()) if record and (
-                folder / record).exists() else {}
-            if info.get("cells_run", info.get("cells_total")) == info.get("cells_total", -1):
+            info = run_record(folder, record)
+            row["total"] = info.get("cells_total")
+            if info.get("finished", True) and info.get("cells_run", info.get(
+                    "cells_total")) == info.get("cells_total", -1):
                 row["wall_s"] = float(info["wall_s"])
         out.append(row)
     return out
+
+
+def partial(row: dict) -> bool:
+    """Whether a piece has fewer stored runs than its profile has cells."""
+    return bool(row.get("total")) and row["runs"] < row["total"]
+
+
+def _measured_as(piece: dict) -> str:
+    """How a piece's minutes were measured (the pieces table's last column)."""
+    if not math.isnan(piece["wall_s"]):
+        return "wall clock, one invocation"
+    if math.isnan(piece["train_s"]):
+        return "not timed (its driver writes no times)"
+    if partial(piece):
+        return "runs' own times summed so far (not finished, 2 workers)"
+    return "runs' own times summed (resumed over several invocations, 2 workers)"
 
 
 def _minutes(s: float) -> str:
@@ -229,16 +246,16 @@ def profile_timing(results: Path) -> str:
     full_folder = full_results(results)
     full = pieces(full_folder)
     ran = [p for p in full if p["ran"]]
-    missing = [p["piece"] for p in full if not p["ran"]]
+    missing = [p["piece"] if not p["ran"] else
+               f"{p['piece']} ({p['runs']} of its {p['total']} runs so far)"
+               for p in full if not p["ran"] or partial(p)]
     stacks = GridStore(full_folder / "stacks_clipping.jsonl").frame()
     if not stacks.empty:
         missing += _table5_gap(stacks)
-    body = [[p["piece"], p["runs"], p["device"] or "–",
+    body = [[p["piece"], f"{p['runs']} of {p['total']}" if partial(p) else p["runs"],
+             p["device"] or "–",
              _minutes(p["wall_s"]) if not math.isnan(p["wall_s"]) else _minutes(p["train_s"]),
-             "wall clock, one invocation" if not math.isnan(p["wall_s"]) else
-             "runs' own times summed (resumed over several invocations, 2 workers)"
-             if not math.isnan(p["train_s"]) else "not timed (its driver writes no times)"]
-            for p in ran]
+             _measured_as(p)] for p in ran]
     timed = [p for p in ran if not math.isnan(p["wall_s"])]
     on_gpu = sum(p["wall_s"] for p in timed if not p["device"].lower().startswith("cpu"))
     on_cpu = sum(p["wall_s"] for p in timed if p["device"].lower().startswith("cpu"))

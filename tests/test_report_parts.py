@@ -1,0 +1,55 @@
+"""How REPORT.md accounts for a full-profile piece that was cut off: the drivers record an
+invocation before it runs (begin_run_info), and the report counts stored runs against it."""
+import json
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+from hdrepro.report_extensions import SECTIONS
+from hdrepro.report_overview import pieces, profile_timing
+from hdrepro.results import GridStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
+from grid_common import begin_run_info, write_run_info  # noqa: E402
+
+
+class Cell:
+    def __init__(self, cell_id):
+        self.cell_id = cell_id
+
+
+def store_runs(store: GridStore, ids) -> None:
+    store.append([{"cell_id": i, "seconds": 1.0, "device": "cpu (1 threads)"} for i in ids])
+
+
+def test_a_cut_off_invocation_is_reported_as_partial(tmp_path):
+    full = tmp_path / "results" / "full"
+    full.mkdir(parents=True)
+    (tmp_path / "results" / "quick").mkdir()
+    store = GridStore(full / "rivals.jsonl")
+    store_runs(store, ["a"])  # a cell from an earlier invocation
+    args = Namespace(executor="processes", workers=2, device="cpu")
+    cells = [Cell(c) for c in "abcde"]
+    t0, todo = begin_run_info(full / "rivals_run.json", cells, store, args)
+    assert todo == 4
+    store_runs(store, ["b"])  # ... and the invocation is killed here
+    info = json.loads((full / "rivals_run.json").read_text())
+    assert info["finished"] is False and info["wall_s"] is None and info["cells_total"] == 5
+    row = next(p for p in pieces(full) if p["piece"].startswith("rivals"))
+    assert (row["runs"], row["total"]) == (2, 5) and row["wall_s"] != row["wall_s"]  # NaN
+    timing = profile_timing(tmp_path / "results" / "quick")
+    assert "| rivals (§6.2) | 2 of 5 |" in timing
+    assert "rivals (§6.2) (2 of its 5 runs so far)" in timing
+
+    store_runs(store, ["c", "d", "e"])  # a later invocation finishes the rest
+    write_run_info(full / "rivals_run.json", t0, len(cells), args, cells_run=3)
+    row = next(p for p in pieces(full) if p["piece"].startswith("rivals"))
+    assert row["runs"] == row["total"] == 5
+    assert row["wall_s"] != row["wall_s"], "a resumed invocation's wall time is not the piece's"
+    assert "runs so far" not in profile_timing(tmp_path / "results" / "quick").split("|")[-1]
+
+
+def test_a_study_not_run_at_full_scale_says_so(tmp_path):
+    (tmp_path / "results" / "quick").mkdir(parents=True)
+    text = SECTIONS["epsilon_full"](tmp_path / "results" / "quick")
+    assert text.startswith("**At full scale:** not run yet")
