@@ -76,21 +76,6 @@ def interleaved_medians(fns: dict, device, repeats: int) -> dict[str, float]:
     return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
-class FusedStepPlusDot:
-    """A lower bound on any HD step built on torch's fused kernel: the fused step plus the one
-    dot product h_t = -g_t·d_{t-1} that every HD step needs (the library's own ``dot``), and
-    nothing else: no √v̂ chain, no stored direction, no α update."""
-
-    def __init__(self, opt: torch.optim.Optimizer):
-        self.opt = opt
-        self.params = [p for group in opt.param_groups for p in group["params"]]
-        self.dirs = [torch.randn_like(p) for p in self.params]  # stands in for d_{t-1}
-
-    def step(self):
-        dot([p.grad for p in self.params], self.dirs)
-        self.opt.step()
-
-
 class DotOnly:
     """h_t's dot product alone, g_t·d_{t-1} summed over every tensor, with a given kernel."""
 
@@ -101,6 +86,20 @@ class DotOnly:
 
     def step(self):
         self.kernel(self.grads, self.dirs)
+
+
+class FusedStepPlusDot:
+    """A lower bound on any HD step built on torch's fused kernel: the fused step plus the one
+    dot product h_t = -g_t·d_{t-1} that every HD step needs (the library's own ``dot``), and
+    nothing else: no √v̂ chain, no stored direction, no α update."""
+
+    def __init__(self, opt: torch.optim.Optimizer):
+        self.opt = opt
+        self.dot = DotOnly([p for group in opt.param_groups for p in group["params"]], dot)
+
+    def step(self):
+        self.dot.step()
+        self.opt.step()
 
 
 TORCH_DOT = "dot g·d alone (torch)"

@@ -72,12 +72,9 @@ def main(doc: str, profiles: dict[str, GridSpec], argv=None) -> None:
         todo = len(ids - store.finished())
         t0 = time.perf_counter()
         run_grid(spec, store, options)
-        info = {"wall_s": time.perf_counter() - t0, "cells_run": todo,
-                "cells_total": len(ids), "executor": args.executor,
-                "workers": args.workers, "device": args.device,
-                "batch": auto_batch(spec.model, args.device) if args.batch is None else args.batch,
-                "commit": git_commit()}
-        (out / f"grid_{spec.name}_run.json").write_text(json.dumps(info, indent=1) + "\n")
+        write_run_info(out / f"grid_{spec.name}_run.json", t0, len(ids), args, cells_run=todo,
+                       batch=auto_batch(spec.model, args.device) if args.batch is None
+                       else args.batch)
     stamp_figures(draw(store, spec, args.figures), f"grid_{spec.name}", args, out)
 
 

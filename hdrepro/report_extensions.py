@@ -76,8 +76,8 @@ def family_table(f: pd.DataFrame, results: Path) -> str:
              f"{r.base_near}/{r.alphas}", f"{r.hd_near}/{r.alphas}", _f(r.base_best),
              _f(r.hd_best), _f(r.base_median), _f(r.hd_median)] for r in t.itertuples()]
     return md_table(["model", "optimizer", "near-best α₀, base", "near-best α₀, HD",
-                   "best val. loss, base", "best, HD", "median over α₀, base", "median, HD"],
-                  rows)
+                     "best val. loss, base", "best, HD", "median over α₀, base", "median, HD"],
+                    rows)
 
 
 def family_verdict(f: pd.DataFrame, results: Path) -> str:
@@ -208,7 +208,7 @@ def asgc_robustness(f: pd.DataFrame, results: Path) -> str:
              str(x.samples), _pct(x.median), _pct(x.best), _pct(x.worst), str(int(x.diverged))]
             for x in r.itertuples()]
     return md_table(["model, data", "method", "configurations", "median test error", "best",
-                   "worst", "diverged"], rows)
+                     "worst", "diverged"], rows)
 
 
 def asgc_verdict(f: pd.DataFrame, results: Path) -> str:
@@ -274,8 +274,8 @@ def epsilon_table(f: pd.DataFrame, results: Path) -> str:
              "yes" if r.best_inside else "no", f"{r.near_inside} of {r.near_best}",
              _f(r.best_val_loss), _f(r.worst_val_loss)] for r in v.itertuples()]
     return md_table(["model", "proposed ε interval", "decades (vs usual)", "best ε (sweep)",
-                   "best inside?", f"near-best ε (≤ {NEAR:.0%} off) inside",
-                   "best val. loss", "worst val. loss"], rows)
+                     "best inside?", f"near-best ε (≤ {NEAR:.0%} off) inside",
+                     "best val. loss", "worst val. loss"], rows)
 
 
 def epsilon_verdict(f: pd.DataFrame, results: Path) -> str:

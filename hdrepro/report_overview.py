@@ -125,7 +125,7 @@ def deviations(results: Path) -> str:
             quick = at_scale = d.ours
         body.append([d.experiment, d.paper, quick, at_scale, d.why])
     return md_table(["experiment", "papers' setup", f"ours, {results.name} profile",
-                               "ours, full profile", "why"], body)
+                     "ours, full profile", "why"], body)
 
 
 # -- what each profile cost -------------------------------------------------------------------
@@ -239,8 +239,8 @@ def profile_timing(results: Path) -> str:
             f"**Profile {r0['profile']}, the whole `./run_all.sh`** ({how}; {r0['machine']}, "
             f"commit {r0['commit']}): **{total / 60:.1f} minutes**{_against_target(r0['profile'], total)}.\n\n"
             + md_table(["step", "minutes", "share"],
-                                 [[r["step"], _minutes(float(r["seconds"])),
-                                   f"{float(r['seconds']) / total:.0%}"] for r in steps]))
+                       [[r["step"], _minutes(float(r["seconds"])),
+                         f"{float(r['seconds']) / total:.0%}"] for r in steps]))
     else:
         parts.append(f"_`run_all.sh` has not recorded a timing in `{results.name}/`._")
     full_folder = full_results(results)
@@ -305,5 +305,4 @@ def figure_index(results: Path, text: str) -> str:
         else:
             body.append([f"[{link}]({link})", f"**{made.profile}**", f"`{made.results}/`",
                          f"`{made.command}`", where])
-    return md_table(["figure", "profile", "drawn from", "redraw with", "shown in"],
-                              body)
+    return md_table(["figure", "profile", "drawn from", "redraw with", "shown in"], body)
