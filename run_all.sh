@@ -52,7 +52,11 @@ record set-up "$setup_t0"
 echo "[run_all] profile=$profile results=$results"
 hdrepro data fetch cifar10 --optional --timeout 3 || true  # used when it can be had
 step equivalence hdrepro run equivalence --profile "$profile" --out "$results" --figures "$figures"
-step "Figure 1" hdrepro run fig1 --profile "$profile" --out "$results" --figures "$figures"
+# worker processes for the runs of Figure 1 and of the studies below (the smoke profile's runs
+# take milliseconds, less than starting worker processes)
+[ "$profile" = smoke ] && study_executor=inprocess || study_executor=processes
+step "Figure 1" hdrepro run fig1 --profile "$profile" --out "$results" --figures "$figures" \
+    --executor "${HDREPRO_GRID_EXECUTOR:-$study_executor}" --workers "${HDREPRO_GRID_WORKERS:-2}"
 for grid in logreg mlnn bettercnn gamma; do  # the reproducibility report's Figures 2-5
     step "grid $grid" hdrepro grid $grid --profile "$profile" --out "$results" --figures "$figures" \
         ${HDREPRO_GRID_BATCH:+--batch "$HDREPRO_GRID_BATCH"} \
@@ -61,9 +65,7 @@ done
 # the clipping report's Tables 1-5: one small run per cell, so worker processes by default
 step stacks hdrepro stacks --profile "$profile" --out "$results" --figures "$figures" \
     --executor "${HDREPRO_GRID_EXECUTOR:-processes}" --workers "${HDREPRO_GRID_WORKERS:-2}"
-# beyond the papers: the optimizer family, learning-rate-free rivals, ASGC, Adam's ε (the smoke
-# profile's runs take milliseconds, less than starting worker processes)
-[ "$profile" = smoke ] && study_executor=inprocess || study_executor=processes
+# beyond the papers: the optimizer family, learning-rate-free rivals, ASGC, Adam's ε
 for study in family_sensitivity rivals asgc epsilon; do
     step "$study" hdrepro run $study --profile "$profile" --out "$results" --figures "$figures" \
         --executor "${HDREPRO_GRID_EXECUTOR:-$study_executor}" --workers "${HDREPRO_GRID_WORKERS:-2}"

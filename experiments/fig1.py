@@ -8,13 +8,18 @@ Setup (REFERENCE-SETUPS.md): MNIST, batch 128, α₀ = 1e-3 for all, β = 1e-3 (
 The multiplicative-rule companion uses β = 1e-2 (our choice; the papers give no value).
 Profiles: smoke 2% of MNIST, 1 epoch, 1 seed (~20 s); quick the report's 10% (first 6,000/1,000),
 LogReg 10, MLNN 5, BetterCNN 5 epochs, seeds 1-3 (~5 min on 2 cores); full all of MNIST, LogReg 20,
-MLNN 100, BetterCNN 100 epochs (+ VGG-16/CIFAR-10 for 200 when CIFAR-10 is present), seeds 1-3.
+MLNN 100, BetterCNN 100 epochs (+ VGG-16/CIFAR-10 for 200 when CIFAR-10 is present), seeds 1-3
+(estimated from the rivals' 10-14 s per MLNN/BetterCNN epoch: about 9 hours with 2 worker
+processes on 2 CPU cores).
+The runs go through the grid executors (--executor processes --workers N) and are stored run by
+run, model by model and seed by seed, so a killed run resumes and the report can show the models
+finished so far.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,13 +27,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
+from grid_common import (begin_run_info, run_options, run_parser, save_figure,  # noqa: E402
+                         stamp_figures, write_run_info)
 
 from hdrepro.data import DataConfig, DataUnavailable, default_data_root, load  # noqa: E402
-from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
 from hdrepro.plots import LOSS_CAP, plot_fig1  # noqa: E402
 from hdrepro.results import RunStore  # noqa: E402
-from hdrepro.train import OptimConfig, TrainConfig, train  # noqa: E402
+from hdrepro.runs import LoggedRun, run_logged  # noqa: E402
+from hdrepro.train import OptimConfig, TrainConfig  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,10 @@ PROFILES = {
     "smoke": Profile(0.02, {"logreg": 1, "mlnn": 1, "bettercnn": 1}, (1,), vgg="vgg16bn-narrow"),
     "quick": Profile(0.1, {"logreg": 10, "mlnn": 5, "bettercnn": 5}, (1, 2, 3),
                      vgg="vgg16bn-narrow"),
-    "full": Profile(1.0, {"logreg": 20, "mlnn": 100, "bettercnn": 100}, (1, 2, 3), log_every=10,
-                    vgg="vgg16bn"),
+    # full: an iteration row every 100 steps (its loss the mean over them, about a fifth of an
+    # epoch), so that 81 runs of up to 46,900 steps stay a few MB of CSV
+    "full": Profile(1.0, {"logreg": 20, "mlnn": 100, "bettercnn": 100}, (1, 2, 3),
+                    log_every=100, vgg="vgg16bn"),
 }
 VGG_EPOCHS = {"smoke": 1, "quick": 5, "full": 200}
 ALPHA0 = 1e-3
@@ -70,7 +78,9 @@ def run_id(cfg: TrainConfig, rule: str) -> str:
     return f"{cfg.model}/{cfg.optim.label}/{rule}/seed{cfg.seed}/{digest.hexdigest()[:8]}"
 
 
-def plan(profile: str, root: Path) -> list[tuple[TrainConfig, str]]:
+def plan(profile: str, root: Path) -> list[LoggedRun]:
+    """Every run of the profile, model by model and seed by seed, so that a run cut off part way
+    leaves whole seeds of the first models (what the report can show)."""
     p = PROFILES[profile]
     mnist = DataConfig("mnist", p.fraction)
     models = [(m, mnist, e) for m, e in p.epochs.items()]
@@ -80,36 +90,29 @@ def plan(profile: str, root: Path) -> list[tuple[TrainConfig, str]]:
     except DataUnavailable:
         pass  # the VGG/CIFAR-10 column appears only when CIFAR-10 is present
     runs = []
-    for rule in ("additive", "multiplicative"):
-        for model, data, epochs in models:
-            for opt in optimizers(rule, model):
-                if rule == "multiplicative" and not opt.name.endswith("-hd"):
-                    continue  # the bases are the same runs as in the additive figure
-                for seed in p.seeds:
+    for model, data, epochs in models:
+        for seed in p.seeds:
+            for rule in ("additive", "multiplicative"):
+                for opt in optimizers(rule, model):
+                    if rule == "multiplicative" and not opt.name.endswith("-hd"):
+                        continue  # the bases are the same runs as in the additive figure
                     cfg = TrainConfig(model, data, opt, epochs, seed=seed,
                                       log_every=p.log_every, progress=False)
-                    runs.append((cfg, rule))
+                    labels = (("model", model), ("optimizer", opt.label), ("rule", rule),
+                              ("seed", seed), ("alpha0", opt.lr), ("beta", opt.hypergrad_lr))
+                    runs.append(LoggedRun(run_id(cfg, rule), labels, cfg))
     return runs
 
 
-def run(profile: str, out: Path, figures: Path, root: Path) -> list[Path]:
-    store = RunStore(out, "fig1")
-    done = store.finished()
-    todo = [(c, r) for c, r in plan(profile, root) if run_id(c, r) not in done]
-    cache: dict = {}
-    for cfg, rule in tqdm(todo, desc="fig1 runs"):
-        if cfg.data not in cache:
-            cache = {cfg.data: load(cfg.data, root)}  # keep one data set in memory at a time
-        result = train(cfg, cache[cfg.data])
-        store.append(run_id(cfg, rule), {"model": cfg.model, "optimizer": cfg.optim.label,
-                                         "rule": rule, "seed": cfg.seed,
-                                         "alpha0": cfg.optim.lr,
-                                         "beta": cfg.optim.hypergrad_lr}, result)
-    return draw(store, figures)
-
-
-def draw(store: RunStore, figures: Path) -> list[Path]:
-    iters, epochs = store.load("iterations"), store.load("epochs")
+def draw(store: RunStore, runs: list[LoggedRun], figures: Path) -> list[Path]:
+    """Both rules' figures from the stored runs of the profile (saying so when some are missing)."""
+    ids = {r.run_id for r in runs}
+    iters, epochs = (store.load(kind) for kind in ("iterations", "epochs"))
+    if iters.empty:
+        return []  # nothing stored yet
+    iters, epochs = iters[iters.run_id.isin(ids)], epochs[epochs.run_id.isin(ids)]
+    stored = len(ids & store.finished())
+    partial = f"; partial: {stored} of {len(ids)} runs" if stored < len(ids) else ""
     models = [m for m in ("logreg", "mlnn", "bettercnn", "vgg16bn-narrow", "vgg16bn")
               if m in set(iters.model)]
     written = []
@@ -122,33 +125,25 @@ def draw(store: RunStore, figures: Path) -> list[Path]:
         plot_fig1(it, ep, models, ORDER, axes)
         fig.suptitle(f"HD ({rule} rule) vs base optimizers, α₀ = {ALPHA0:g}; mean of "
                      f"{it.seed.nunique()} seed(s), band = min-max; losses above "
-                     f"{LOSS_CAP:g} drawn at {LOSS_CAP:g}", fontsize=10)
-        fig.tight_layout()
-        figures.mkdir(parents=True, exist_ok=True)
-        fig.savefig(figures / name, dpi=100)
-        plt.close(fig)
-        written.append(figures / name)
+                     f"{LOSS_CAP:g} drawn at {LOSS_CAP:g}{partial}", fontsize=10)
+        written.append(save_figure(fig, figures, name))
     return written
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="results folder (default results/<profile>)")
-    ap.add_argument("--figures", type=Path, default=Path("figures"))
-    ap.add_argument("--data", type=Path, default=None,
-                    help="data folder (default $HDREPRO_DATA or <repo>/data)")
-    ap.add_argument("--plot-only", action="store_true", help="redraw from saved results")
-    args = ap.parse_args(argv)
+    args = run_parser(__doc__, PROFILES).parse_args(argv)
     out = args.out or Path("results") / args.profile
-    if args.plot_only:
-        written = draw(RunStore(out, "fig1"), args.figures)
-    else:
-        written = run(args.profile, out, args.figures, args.data or default_data_root())
-    made = FigureOrigin.of_driver("plot", "fig1", args.profile, out, args.figures)
-    for path in written:
-        print(f"wrote {stamp(path, made)}")
+    store = RunStore(out, "fig1")
+    root = args.data or default_data_root()
+    runs = plan(args.profile, root)
+    if not args.plot_only:
+        per_model = dict(Counter(r.config.model for r in runs))  # the report's partial check
+        t0, todo = begin_run_info(out / "fig1_run.json", runs, store, args,
+                                  runs_per_model=per_model)
+        run_logged(runs, store, run_options(args, root), "fig1 runs")
+        write_run_info(out / "fig1_run.json", t0, len(runs), args, cells_run=todo,
+                       runs_per_model=per_model)
+    stamp_figures(draw(store, runs, args.figures), "fig1", args, out)
 
 
 if __name__ == "__main__":

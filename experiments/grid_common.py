@@ -138,10 +138,11 @@ def write_run_info(path: Path, t0: float, cells: int, args, *, cells_run: int | 
     path.write_text(json.dumps(info, indent=1) + "\n")
 
 
-def begin_run_info(path: Path, cells: list, store: GridStore, args) -> tuple[float, int]:
+def begin_run_info(path: Path, cells: list, store, args, **extra) -> tuple[float, int]:
     """Record an invocation before it runs, marked unfinished, so that one cut off (a timeout,
-    a crash) still says how many cells the profile has; return (t0, cells still to run)."""
+    a crash) still says how many cells the profile has; return (t0, cells still to run).
+    `store` is a GridStore or RunStore; `extra` goes into the record as it is."""
     todo = len({c.cell_id for c in cells} - store.finished())
     t0 = time.perf_counter()
-    write_run_info(path, t0, len(cells), args, cells_run=todo, finished=False)
+    write_run_info(path, t0, len(cells), args, cells_run=todo, finished=False, **extra)
     return t0, todo

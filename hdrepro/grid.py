@@ -32,7 +32,7 @@ from . import models
 from .batched import CellHParams, train_cells
 from .data import DataConfig, load
 from .optim._hypergrad import RULES, check_finite_nonneg
-from .results import GridStore
+from .results import GridStore, RunStore
 from .train import OptimConfig, TrainConfig, resolve_device, train
 
 #: The base optimizer of each HD optimizer: the grid's top (baseline) row.
@@ -297,10 +297,10 @@ def worker_threads(options: RunOptions) -> int | None:
     return options.threads
 
 
-def run_work(work: list[tuple], fn: Callable, store: GridStore, options: RunOptions,
+def run_work(work: list[tuple], fn: Callable, store: GridStore | RunStore, options: RunOptions,
              total: int, desc: str) -> None:
     """Run fn(task) for each task (a tuple of cells) on the executor of `options`, appending the
-    rows of each as soon as it returns, with a progress bar over all `total` cells."""
+    rows of each to `store` as soon as it returns, with a progress bar over all `total` cells."""
     bar = tqdm(total=total, initial=total - sum(map(len, work)), disable=not options.progress,
                desc=desc, unit="cell")
     with open_executor(options) as ex:
@@ -311,10 +311,11 @@ def run_work(work: list[tuple], fn: Callable, store: GridStore, options: RunOpti
     bar.close()
 
 
-def run_pending(cells: list, fn: Callable, store: GridStore, options: RunOptions,
+def run_pending(cells: list, fn: Callable, store: GridStore | RunStore, options: RunOptions,
                 desc: str) -> None:
     """Run ``fn(cells, device, data_root, threads)`` on each cell not yet in `store`, one cell per
-    task, on the executor of `options` (the stacks' and the extension experiments' runner)."""
+    task, on the executor of `options` (the runner of Figure 1, the stacks and the extension
+    experiments). `fn` returns what ``store.append`` takes."""
     done = store.finished()
     todo = [(c,) for c in cells if c.cell_id not in done]
     if todo:

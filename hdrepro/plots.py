@@ -44,13 +44,17 @@ def plot_fig1(iterations: pd.DataFrame, epochs: pd.DataFrame, model_order: list[
 
     `axes` is a 3 × len(model_order) array sharing an iteration axis per column (validation loss
     at the last iteration of each epoch). Lines are means over seeds with a min-max band; the
-    training loss is a moving average over a fifth of an epoch. α_t uses a symmetric log scale so
+    training loss is a moving average over a fifth of an epoch (of the iteration rows' losses,
+    each itself the mean over the steps since the previous row). α_t uses a symmetric log scale so
     that negative learning rates show; losses above LOSS_CAP are drawn at the cap.
     """
     for j, model in enumerate(model_order):
         it_m, ep_m = iterations[iterations.model == model], epochs[epochs.model == model]
-        # Iterations per epoch, from epoch 1 (diverged runs stop early, so not from run lengths).
-        per_epoch = int(it_m[it_m.epoch == 1].iteration.max()) if len(it_m) else 1
+        # A fifth of an epoch in iteration rows (a thinned log's rows each hold the mean loss
+        # over the steps since the previous one), from epoch 1 of one run.
+        first = it_m[(it_m.epoch == 1) & (it_m.run_id == it_m.run_id.iloc[0])] if len(it_m) \
+            else it_m
+        window = max(1, round(len(first) / 5))
         for opt in optimizer_order:
             kw = style(opt)
             it_o, ep_o = it_m[it_m.optimizer == opt], ep_m[ep_m.optimizer == opt]
@@ -58,10 +62,9 @@ def plot_fig1(iterations: pd.DataFrame, epochs: pd.DataFrame, model_order: list[
                 continue
             _band(axes[0, j], *_per_seed(it_o, "iteration", "alpha"), opt, **kw)
             _band(axes[1, j], *_per_seed(it_o.assign(loss=it_o.loss.clip(upper=LOSS_CAP)),
-                                          "iteration", "loss", max(1, per_epoch // 5)), opt, **kw)
-            if not ep_o.empty:
-                ep_o = ep_o.assign(iteration=ep_o.epoch * per_epoch,
-                                   val_loss=ep_o.val_loss.clip(upper=LOSS_CAP))
+                                          "iteration", "loss", window), opt, **kw)
+            if not ep_o.empty:  # at the iteration where each epoch ends
+                ep_o = ep_o.assign(val_loss=ep_o.val_loss.clip(upper=LOSS_CAP))
                 _band(axes[2, j], *_per_seed(ep_o, "iteration", "val_loss"), opt, marker=".", **kw)
         alpha0 = float(it_m.alpha.iloc[0]) if len(it_m) else 1e-3
         axes[0, j].set_title(MODEL_TITLES.get(model, model))

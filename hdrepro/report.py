@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import report_claims, report_extensions, report_overview, report_stacks
-from .report_format import full_results, gpu_results, md_table, read_csv, sci
+from .report_format import (figure_links, full_figures, full_results, gpu_results, md_table,
+                             read_csv, run_record, sci)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -162,13 +163,14 @@ def _fig1(results: Path):
 PAIRS = (("SGD", "SGD-HD"), ("SGDN", "SGDN-HD"), ("Adam", "Adam-HD"))
 
 
-def fig1_rows(results: Path) -> list[dict]:
-    """Per model × pair × rule: mean final losses over seeds, base vs HD, and α_t statistics."""
+def fig1_rows(results: Path, models: list[str] | None = None) -> list[dict]:
+    """Per model (all stored, or `models`) × pair × rule: mean final losses over seeds, base vs
+    HD, and α_t statistics."""
     final, iters, epochs = _fig1(results)
     rows = []
     if final.empty:
         return rows
-    for model in final.model.unique():
+    for model in final.model.unique() if models is None else models:
         for base, hd in PAIRS:
             for rule in ("additive", "multiplicative"):
                 b = final[(final.model == model) & (final.optimizer == base)]
@@ -197,8 +199,8 @@ def fig1_rows(results: Path) -> list[dict]:
     return rows
 
 
-def fig1_table(results: Path) -> str:
-    rows = fig1_rows(results)
+def fig1_table(results: Path, models: list[str] | None = None) -> str:
+    rows = fig1_rows(results, models)
     if not rows:
         return "_No Figure 1 results in this results folder: run experiments/fig1.py._"
     f = lambda x: f"{x:.3f}"  # noqa: E731
@@ -262,6 +264,32 @@ def fig1_provenance(results: Path) -> str:
             + f". Batch {conf['batch_size']}; seeds {sorted(final.seed.unique().tolist())}; "
             f"device {prov['device']}; {len(final)} runs, "
             f"{int(final.diverged.sum())} diverged.")
+
+
+def fig1_full(results: Path) -> str:
+    """§3 at the papers' scale (results/full). While its run is under way: how many runs each
+    model has stored, and the table of the models whose runs are all stored."""
+    full = full_results(results)
+    final = _fig1(full)[0]
+    if final.empty:
+        return ("**At full scale:** not run yet (`hdrepro run fig1 --profile full`; §8 lists what "
+                "the full profile has run).")
+    links = figure_links(full_figures(results, "fig1*.png"))
+    head = ("**At full scale** (`results/full/`" + (f"; figures: {links}" if links else "")
+            + f"). {fig1_provenance(full)}")
+    info = run_record(full, "fig1_run.json")
+    want, have = info.get("runs_per_model", {}), final.groupby("model").size()
+    complete = [m for m, n in want.items() if have.get(m, 0) >= n] if want else list(have.index)
+    if len(complete) == len(want) or not want:
+        return "\n\n".join([head, fig1_summary(full), fig1_table(full)])
+    counts = ", ".join(f"{MODEL_NAMES.get(m, m)} {have.get(m, 0)} of {n}" for m, n in want.items())
+    head += (f" **Partial: {len(final)} of its {info['cells_total']} runs so far** ({counts}); "
+             "`hdrepro run fig1 --profile full` resumes the rest, and the summary appears here "
+             "when every run is stored.")
+    if not complete:
+        return head
+    return (f"{head} The models whose runs are all stored:\n\n"
+            + fig1_table(full, complete))
 
 
 # -- grids (the reproducibility report's Figures 2-5) ---------------------------------------------
@@ -515,6 +543,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "fig1_table": fig1_table,
     "fig1_summary": fig1_summary,
     "fig1_provenance": fig1_provenance,
+    "fig1_full": fig1_full,
     "equations_table": equations_table,
     "equivalence_table": equivalence_table,
     "fd_table": fd_table,

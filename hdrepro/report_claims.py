@@ -14,7 +14,7 @@ from typing import Callable
 
 import pandas as pd
 
-from .report_format import full_results, md_table, read_csv
+from .report_format import full_results, md_table, read_csv, run_record
 from .results import GridStore
 
 NOT_TESTED = "not tested"
@@ -43,9 +43,12 @@ def _share(k: int, n: int) -> str:
 
 
 def _prefer_full(results: Path, name: str) -> tuple[Path, str]:
-    """results/full when it holds ``name`` (the papers' scale), else this results folder."""
+    """results/full when it holds ``name`` (the papers' scale) and the experiment's last run there
+    finished (``<experiment>_run.json``; one cut off holds only some of the runs a claim is judged
+    on), else this results folder."""
     full = full_results(results)
-    if (full / name).exists():
+    experiment = name.split(".")[0].removesuffix("_final")
+    if (full / name).exists() and run_record(full, f"{experiment}_run.json").get("finished", True):
         return full, "full"
     return results, results.name
 

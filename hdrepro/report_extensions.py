@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import asgc_study, family, rival_study
 from .epsilon_study import NEAR, validation
-from .report_format import full_results, md_table, run_record
+from .report_format import figure_links, full_figures, full_results, md_table, run_record
 from .results import GridStore
 from .sensitivity import NEAR_BEST, tuning
 
@@ -308,8 +308,7 @@ def _full_section(experiment: str, builders) -> Callable[[Path], str]:
         if f.empty:
             return (f"**At full scale:** not run yet (`python experiments/{experiment}.py "
                     "--profile full`; §8 lists what the full profile has run).")
-        figures = sorted((results.parent.parent / "figures" / "full").glob(f"{experiment}*.png"))
-        links = ", ".join(f"[{p.stem}](figures/full/{p.name})" for p in figures)
+        links = figure_links(full_figures(results, f"{experiment}*.png"))
         head = "**At full scale** (`results/full/`" + (f"; figures: {links}" if links else "") + ")."
         total = run_record(full, f"{experiment}_run.json").get("cells_total")
         if total and len(f) < total:  # the summaries need every cell: show what ran so far

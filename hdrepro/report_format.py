@@ -33,6 +33,16 @@ def full_results(results: Path) -> Path:
     return results.parent / "full"
 
 
+def full_figures(results: Path, pattern: str) -> list[Path]:
+    """The full profile's figures matching the glob `pattern` (figures/full, beside results/)."""
+    return sorted((results.parent.parent / "figures" / "full").glob(pattern))
+
+
+def figure_links(paths: list[Path]) -> str:
+    """Markdown links to figures of figures/full, named by their file names."""
+    return ", ".join(f"[{p.stem}](figures/full/{p.name})" for p in paths)
+
+
 def gpu_results(results: Path, name: str) -> Path:
     """The folder holding GPU measurement `name`: this one if it has it, else results/full
     (GPU numbers come from the full profile's run on the GPU machine)."""

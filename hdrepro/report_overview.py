@@ -131,7 +131,7 @@ def deviations(results: Path) -> str:
 # -- what each profile cost -------------------------------------------------------------------
 PIECES = (  # (label, the results file that shows it ran, its run record if the driver writes one)
     ("equivalence (§2)", "equivalence.csv", None),
-    ("Figure 1 (§3)", "fig1_final.csv", None),
+    ("Figure 1 (§3)", "fig1_final.csv", "fig1_run.json"),
     ("grid LogReg (§4)", "grid_logreg.jsonl", "grid_logreg_run.json"),
     ("grid MLNN (§4)", "grid_mlnn.jsonl", "grid_mlnn_run.json"),
     ("grid BetterCNN (§4)", "grid_bettercnn.jsonl", "grid_bettercnn_run.json"),

@@ -10,7 +10,7 @@ from typing import Callable
 
 import pandas as pd
 
-from .report_format import full_results, md_table
+from .report_format import full_figures, full_results, md_table
 from .results import GridStore
 from .stacks import EFFECT, PUBLISHED, ablation, baseline_error, comparison, default_pixels
 
@@ -237,9 +237,8 @@ def full_section(results: Path) -> str:
                if t not in set(frame.table)]
     parts = [provenance(results), tables(results), agreement(results), ablation_table(results),
              ablation_verdict(results)]
-    figures = results.parent.parent / "figures" / "full"
     links = [f"[Table {p.number}](figures/full/stacks_{t}.png)" for t, p in PUBLISHED.items()
-             if t in set(frame.table) and (figures / f"stacks_{t}.png").exists()]
+             if t in set(frame.table) and full_figures(results, f"stacks_{t}.png")]
     if links:
         parts.append("Figures: " + ", ".join(links) + ".")
     trace = trace_summary(results)

@@ -4,7 +4,8 @@ as JSON lines appended cell by cell (GridStore).
 A run's iteration and epoch rows are appended first and its one "final" row last, each in a
 single flushed write, so a run counts as finished exactly when its final row is on disk. A rerun
 skips finished runs; rows left by a run that crashed before its final row are dropped when read
-(``load`` keeps, per run and step, only the last row written).
+(``load`` keeps, per run and step, only the last row written). In both stores a line torn by a
+kill inside a write is never read, and is cut off before the next append.
 """
 from __future__ import annotations
 
@@ -32,25 +33,26 @@ class RunStore:
         return self.folder / f"{self.name}_{kind}.csv"
 
     def finished(self) -> set[str]:
-        path = self.path("final")
-        if not path.exists():
-            return set()
-        with path.open() as f:
-            return {row["run_id"] for row in csv.DictReader(f)}
+        text = whole_lines(self.path("final"))
+        return {row["run_id"] for row in csv.DictReader(io.StringIO(text))}
 
-    def append(self, run_id: str, labels: dict, result) -> None:
-        """Write one finished run: its iteration rows, epoch rows, then its final row."""
-        meta = {"run_id": run_id, **labels}
-        final = {**meta, **result.final, "provenance": json.dumps(result.provenance),
-                 "config": json.dumps(result.config, default=str)}
-        for kind, rows in (("iterations", result.iterations), ("epochs", result.epochs),
-                           ("final", [final])):
-            self._append_rows(kind, [{**meta, **r} for r in rows])
+    def append(self, runs: list[tuple[str, dict, object]]) -> None:
+        """Write finished runs, each a (run_id, labels, RunResult): its iteration rows, epoch rows,
+        then its final row. (The same call as GridStore.append, so that hdrepro.grid's executors
+        can store either.)"""
+        for run_id, labels, result in runs:
+            meta = {"run_id": run_id, **labels}
+            final = {**meta, **result.final, "provenance": json.dumps(result.provenance),
+                     "config": json.dumps(result.config, default=str)}
+            for kind, rows in (("iterations", result.iterations), ("epochs", result.epochs),
+                               ("final", [final])):
+                self._append_rows(kind, [{**meta, **r} for r in rows])
 
     def _append_rows(self, kind: str, rows: list[dict]) -> None:
         if not rows:
             return
         path = self.path(kind)
+        cut_torn_tail(path)
         new = not path.exists() or path.stat().st_size == 0
         if not new:
             with path.open() as f:
@@ -68,10 +70,10 @@ class RunStore:
             os.fsync(f.fileno())
 
     def load(self, kind: str) -> pd.DataFrame:
-        path = self.path(kind)
-        if not path.exists():
+        text = whole_lines(self.path(kind))
+        if not text:
             return pd.DataFrame()
-        df = pd.read_csv(path)
+        df = pd.read_csv(io.StringIO(text))
         finished = self.finished()
         df = df[df["run_id"].isin(finished)]
         return df.drop_duplicates(KEYS[kind], keep="last").reset_index(drop=True)
@@ -91,12 +93,8 @@ class GridStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def rows(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        text = self.path.read_text()
-        lines = text.split("\n")[:-1]  # whatever follows the last newline is torn
         rows = []
-        for line in lines:
+        for line in whole_lines(self.path).splitlines():
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
@@ -109,7 +107,7 @@ class GridStore:
     def append(self, rows: list[dict]) -> None:
         if not rows:
             return
-        self._cut_torn_tail()
+        cut_torn_tail(self.path)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             for row in rows:
@@ -125,10 +123,21 @@ class GridStore:
             return df
         return df.drop_duplicates("cell_id", keep="last").reset_index(drop=True)
 
-    def _cut_torn_tail(self) -> None:
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        with self.path.open("rb+") as f:
-            data = f.read()
-            if not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)
+
+def whole_lines(path: Path) -> str:
+    """The file's text up to its last newline ("" when absent): a torn last line is not read."""
+    if not path.exists():
+        return ""
+    text = path.read_text()
+    return text[:text.rfind("\n") + 1]
+
+
+def cut_torn_tail(path: Path) -> None:
+    """Cut off whatever follows the last newline: a line torn by a kill inside a write (or a full
+    disk), which the next append would otherwise glue to its first row."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    with path.open("rb+") as f:
+        data = f.read()
+        if not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)

@@ -4,19 +4,21 @@ the grid executors (:mod:`hdrepro.grid`) and stored one JSON line per run
 
 The extension experiments (optimizer family, learning-rate-free rivals, ASGC, Adam's ε) are lists
 of :class:`RunCell`; each row keeps the run's per-epoch curves, for the summaries that need them
-(time to a target accuracy, stability over the last epochs).
+(time to a target accuracy, stability over the last epochs). Figure 1 keeps every run's iteration
+log too (α_t, the training loss): it is a list of :class:`LoggedRun`, stored in a
+:class:`hdrepro.results.RunStore` by :func:`run_logged` on the same executors.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 
 from .data import DataConfig
 from .grid import RunOptions, _data, provenance_columns, run_pending, worker_device
-from .results import GridStore
+from .results import GridStore, RunStore
 from .train import OptimConfig, TrainConfig, train
 
 
@@ -79,3 +81,32 @@ def run(cells: list[RunCell], store: GridStore, options: RunOptions, desc: str) 
     if frame.empty:
         return frame
     return frame[frame["cell_id"].isin({c.cell_id for c in cells})].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class LoggedRun:
+    """One run whose iteration and epoch logs are kept, stored under ``run_id`` with ``labels``
+    beside each of its rows. ``config.device`` is overridden by the executor's device."""
+    run_id: str
+    labels: tuple[tuple[str, object], ...]
+    config: TrainConfig
+
+    @property
+    def cell_id(self) -> str:  # the name hdrepro.grid.run_pending skips finished work by
+        return self.run_id
+
+
+def train_logged(runs: tuple[LoggedRun, ...], device: str, data_root: str,
+                 threads: int | None = None) -> list[tuple[str, dict, object]]:
+    """Train the runs of one task; (run_id, labels, RunResult) each, for RunStore.append."""
+    dev = worker_device(device, threads)
+    out = []
+    for r in runs:
+        cfg = replace(r.config, device=dev, progress=False)
+        out.append((r.run_id, dict(r.labels), train(cfg, _data(cfg.data, data_root))))
+    return out
+
+
+def run_logged(runs: list[LoggedRun], store: RunStore, options: RunOptions, desc: str) -> None:
+    """Run the runs not yet in `store` on the executor of `options`, each stored as it ends."""
+    run_pending(runs, train_logged, store, options, desc)

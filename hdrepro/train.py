@@ -125,7 +125,7 @@ class TrainConfig:
     batch_size: int = 128
     seed: int = 1
     device: str = "auto"            # "auto": CUDA when present
-    log_every: int = 1              # record every k-th iteration (and always the last)
+    log_every: int = 1              # an iteration row every k iterations (and at the last)
     progress: bool = True
 
     def __post_init__(self):
@@ -138,8 +138,10 @@ class TrainConfig:
 class RunResult:
     config: dict
     provenance: dict
-    iterations: list[dict] = field(default_factory=list)   # iteration, epoch, loss, alpha, beta
-    epochs: list[dict] = field(default_factory=list)       # epoch, train_loss, val_loss, val_acc
+    # iteration, epoch, loss (mean over the iterations since the previous row), alpha, beta
+    iterations: list[dict] = field(default_factory=list)
+    # epoch, iteration (at its end), train_loss, val_loss, val_acc, seconds
+    epochs: list[dict] = field(default_factory=list)
     final: dict = field(default_factory=dict)              # diverged, test_error, …
 
 
@@ -197,6 +199,7 @@ def train(cfg: TrainConfig, data: Data,
     bar = tqdm(total=cfg.epochs * per_epoch, disable=not cfg.progress, leave=False,
                desc=f"{cfg.model} {cfg.optim.label} seed {cfg.seed}")
     model.train()
+    since_record = []  # the losses since the last iteration row, which records their mean
     for epoch in range(1, cfg.epochs + 1):
         losses = []
         for x, y in batches(train_split, cfg.batch_size, generator=gen):
@@ -209,19 +212,23 @@ def train(cfg: TrainConfig, data: Data,
                 on_step(it, loss, opt)
             value = float(loss.detach())
             losses.append(value)
+            since_record.append(value)
             if not math.isfinite(value):
                 diverged_at = it
                 break
             if it % cfg.log_every == 0 or it == cfg.epochs * per_epoch:
                 alpha, beta = current_alpha_beta(opt)
-                result.iterations.append({"iteration": it, "epoch": epoch, "loss": value,
+                result.iterations.append({"iteration": it, "epoch": epoch,
+                                          "loss": sum(since_record) / len(since_record),
                                           "alpha": alpha, "beta": beta})
+                since_record = []
             bar.update()
         if diverged_at is not None:
             break
         with evaluation_model(opt, model) as judged:
             val_loss, val_acc = evaluate(judged, test_split)
-        result.epochs.append({"epoch": epoch, "train_loss": sum(losses) / len(losses),
+        result.epochs.append({"epoch": epoch, "iteration": it,
+                              "train_loss": sum(losses) / len(losses),
                               "val_loss": val_loss, "val_acc": val_acc,
                               "seconds": time.perf_counter() - t0})
     bar.close()

@@ -46,8 +46,8 @@ fi
 for study in ${STUDIES:-}; do
     left=$(( ${T:-420} - ($(date +%s) - start) ))
     [ "$left" -gt 20 ] || { echo "[device] no time left for $study"; continue; }
-    extra=(); [ "$study" = fig1 ] || extra=(--executor processes --workers "${STACK_WORKERS:-8}" --no-progress)
-    timeout "$left" python3 experiments/$study.py --profile full --out "$out" --figures "$figs" "${extra[@]}"
+    timeout "$left" python3 experiments/$study.py --profile full --out "$out" --figures "$figs" \
+        --executor processes --workers "${STACK_WORKERS:-8}" --no-progress
     echo "[device] $study rc=$? at $(( $(date +%s) - start )) s"
 done
 case "${BENCH-step grid}" in *step*) timeout 150 python3 bench/bench_step.py --profile full --out "$out" ;; esac

@@ -133,16 +133,18 @@ def test_batches_cover_every_example_once_and_shuffle_is_seeded():
 
 def test_figure_1_adds_the_vgg_cifar10_column_when_cifar10_is_present(tmp_path):
     import importlib.util
+    sys.path.insert(0, str(D.REPO_ROOT / "experiments"))  # the drivers import grid_common
     spec = importlib.util.spec_from_file_location("fig1", D.REPO_ROOT / "experiments" / "fig1.py")
     fig1 = importlib.util.module_from_spec(spec)
     sys.modules["fig1"] = fig1  # dataclasses look their module up there
     spec.loader.exec_module(fig1)
     shutil.copytree(ROOT / "mnist", tmp_path / "mnist", ignore=shutil.ignore_patterns("raw"))
-    assert {c.model for c, _ in fig1.plan("smoke", tmp_path)} == {"logreg", "mlnn", "bettercnn"}
+    assert {r.config.model for r in fig1.plan("smoke", tmp_path)} == {"logreg", "mlnn",
+                                                                       "bettercnn"}
     _write_cifar_fixture(tmp_path / "cifar10" / "cifar-10-batches-py")
     D.fetch("cifar10", tmp_path, quiet=True)
     runs = fig1.plan("smoke", tmp_path)
-    vgg = [c for c, _ in runs if c.model == "vgg16bn-narrow"]
+    vgg = [r.config for r in runs if r.config.model == "vgg16bn-narrow"]
     assert vgg and all(c.data.name == "cifar10" for c in vgg)
     adam_hd = [c for c in vgg if c.optim.name == "adam-hd" and c.optim.rule == "additive"]
     assert adam_hd[0].optim.hypergrad_lr == 1e-8  # Baydin et al.'s β for VGG

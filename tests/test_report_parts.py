@@ -53,3 +53,38 @@ def test_a_study_not_run_at_full_scale_says_so(tmp_path):
     (tmp_path / "results" / "quick").mkdir(parents=True)
     text = SECTIONS["epsilon_full"](tmp_path / "results" / "quick")
     assert text.startswith("**At full scale:** not run yet")
+
+
+def test_figure_1_cut_off_at_full_scale_shows_its_complete_models_only(tmp_path):
+    from collections import Counter
+
+    import fig1
+    from hdrepro.data import default_data_root
+    from hdrepro.grid import RunOptions
+    from hdrepro.report import fig1_full
+    from hdrepro.report_claims import _prefer_full
+    from hdrepro.results import RunStore
+    from hdrepro.runs import run_logged
+    quick, full = tmp_path / "results" / "quick", tmp_path / "results" / "full"
+    quick.mkdir(parents=True)
+    assert fig1_full(quick).startswith("**At full scale:** not run yet")
+    runs, store = fig1.plan("smoke", default_data_root()), RunStore(full, "fig1")
+    per_model = dict(Counter(r.config.model for r in runs))
+    args = Namespace(executor="inprocess", workers=1, device="cpu")
+    t0, _ = begin_run_info(full / "fig1_run.json", runs, store, args, runs_per_model=per_model)
+    options = RunOptions(str(default_data_root()), progress=False)
+    mlnn = [r for r in runs if r.config.model == "mlnn"]
+    run_logged([r for r in runs if r.config.model == "logreg"] + mlnn[:2], store, options, "t")
+    text = fig1_full(quick)  # ... and the invocation is killed here
+    assert "**Partial: 11 of its 27 runs so far** (LogReg 9 of 9, MLNN 2 of 9, BetterCNN 0 of 9)" \
+        in text
+    assert "| LogReg | SGD vs SGD-HD |" in text and "| MLNN |" not in text
+    assert _prefer_full(quick, "fig1_final.csv") == (quick, "quick"), "claims wait for all runs"
+
+    run_logged(runs, store, options, "t")  # a later invocation finishes the rest
+    write_run_info(full / "fig1_run.json", t0, len(runs), args, cells_run=16,
+                   runs_per_model=per_model)
+    text = fig1_full(quick)
+    assert "Partial" not in text and "| MLNN |" in text and "| BetterCNN |" in text
+    assert "model × optimizer pairs" in text  # the summary
+    assert _prefer_full(quick, "fig1_final.csv") == (full, "full")

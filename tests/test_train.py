@@ -1,4 +1,5 @@
 """hdrepro.train and hdrepro.results: one loop for all optimizers, divergence, determinism, resume."""
+import dataclasses
 import math
 
 import pytest
@@ -44,6 +45,19 @@ def test_runs_are_deterministic_given_the_seed(data):
     assert a.iterations != c.iterations
 
 
+def test_a_thinned_log_records_the_mean_loss_since_the_previous_row(data):
+    every = train(_cfg(OptimConfig("sgd-hd", 0.01, 1e-3), epochs=2), data)
+    thin = train(dataclasses.replace(_cfg(OptimConfig("sgd-hd", 0.01, 1e-3), epochs=2),
+                                     log_every=4), data)
+    assert [r["iteration"] for r in thin.iterations] == [4, 8, 10]  # and always the last
+    losses = [r["loss"] for r in every.iterations]
+    assert [r["loss"] for r in thin.iterations] == pytest.approx(
+        [sum(losses[0:4]) / 4, sum(losses[4:8]) / 4, sum(losses[8:10]) / 2], rel=1e-12)
+    assert [r["alpha"] for r in thin.iterations] == [every.iterations[i - 1]["alpha"]
+                                                     for i in (4, 8, 10)]
+    assert [e["iteration"] for e in thin.epochs] == [5, 10]  # where each epoch ends
+
+
 def test_a_diverging_run_is_recorded_and_stops_without_raising(data):
     r = train(_cfg(OptimConfig("sgd", 1e30), epochs=3), data)
     assert r.final["diverged"] and r.final["diverged_at"] <= 3
@@ -66,12 +80,24 @@ def test_unknown_optimizer_names_the_choices():
 def test_store_skips_finished_runs_and_ignores_a_crashed_runs_rows(data, tmp_path):
     store = RunStore(tmp_path, "t")
     r = train(_cfg(OptimConfig("sgd-hd", 0.01, 1e-3)), data)
-    store.append("a", {"model": "logreg"}, r)
+    store.append([("a", {"model": "logreg"}, r)])
     # A crash after the iteration rows of run "b" but before its final row:
     store._append_rows("iterations", [{"run_id": "b", "model": "logreg", **row}
                                       for row in r.iterations])
     assert store.finished() == {"a"}
     assert set(store.load("iterations").run_id) == {"a"}
-    store.append("b", {"model": "logreg"}, r)  # the rerun writes b again, in full
+    store.append([("b", {"model": "logreg"}, r)])  # the rerun writes b again, in full
     its = store.load("iterations")
     assert store.finished() == {"a", "b"} and len(its[its.run_id == "b"]) == len(r.iterations)
+
+
+def test_store_never_reads_a_torn_line_and_cuts_it_before_the_next_append(data, tmp_path):
+    store = RunStore(tmp_path, "t")
+    r = train(_cfg(OptimConfig("sgd", 0.01)), data)
+    store.append([("a", {"model": "logreg"}, r)])
+    with store.path("final").open("a") as f:  # a kill inside the write of run b's final row
+        f.write("b,logreg,TOR")
+    assert store.finished() == {"a"} and set(store.load("final").run_id) == {"a"}
+    store.append([("c", {"model": "logreg"}, r)])
+    assert store.finished() == {"a", "c"}
+    assert "TOR" not in store.path("final").read_text()
