@@ -123,7 +123,7 @@ def draw(store: RunStore, runs: list[LoggedRun], figures: Path) -> list[Path]:
         fig, axes = plt.subplots(3, len(models), figsize=(4.2 * len(models), 9), squeeze=False,
                                  sharex="col")
         plot_fig1(it, ep, models, ORDER, axes)
-        fig.suptitle(f"HD ({rule} rule) vs base optimizers, α₀ = {ALPHA0:g}; mean of "
+        fig.suptitle(f"HD ({rule} rule) vs base optimizers, α₀ = {ALPHA0:g}\nmean of "
                      f"{it.seed.nunique()} seed(s), band = min-max; losses above "
                      f"{LOSS_CAP:g} drawn at {LOSS_CAP:g}{partial}", fontsize=10)
         written.append(save_figure(fig, figures, name))

@@ -43,8 +43,11 @@ def _fig1_scale(folder: Path) -> str:
     prov = json.loads(final.provenance.iloc[0])
     ep = ", ".join(f"{_report().MODEL_NAMES.get(m, m)} {int(epochs[epochs.model == m].epoch.max())}"
                    for m in final.model.unique())
+    total = run_record(folder, "fig1_run.json").get("cells_total")
+    partial = f" (partial: {len(final)} of {total} runs so far)" if total and len(final) < total \
+        else ""
     return (f"{prov['name']} {prov['n_train']:,}/{prov['n_test']:,}; epochs {ep}; seeds "
-            f"{sorted(final.seed.unique().tolist())}")
+            f"{sorted(final.seed.unique().tolist())}{partial}")
 
 
 def _grid_scale(folder: Path) -> str:
