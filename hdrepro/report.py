@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import report_claims, report_extensions, report_overview, report_stacks
-from .report_format import (figure_links, full_figures, full_results, gpu_results, md_table,
-                             read_csv, run_record, sci)
+from .report_format import (full_results, full_scale_head, gpu_results, md_table,
+                             not_run_at_full_scale, read_csv, run_record, sci)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -272,15 +272,12 @@ def fig1_full(results: Path) -> str:
     full = full_results(results)
     final = _fig1(full)[0]
     if final.empty:
-        return ("**At full scale:** not run yet (`hdrepro run fig1 --profile full`; §8 lists what "
-                "the full profile has run).")
-    links = figure_links(full_figures(results, "fig1*.png"))
-    head = ("**At full scale** (`results/full/`" + (f"; figures: {links}" if links else "")
-            + f"). {fig1_provenance(full)}")
+        return not_run_at_full_scale("hdrepro run fig1 --profile full")
+    head = f"{full_scale_head(results, 'fig1*.png')} {fig1_provenance(full)}"
     info = run_record(full, "fig1_run.json")
     want, have = info.get("runs_per_model", {}), final.groupby("model").size()
-    complete = [m for m, n in want.items() if have.get(m, 0) >= n] if want else list(have.index)
-    if len(complete) == len(want) or not want:
+    complete = [m for m, n in want.items() if have.get(m, 0) >= n]
+    if len(complete) == len(want):  # every model's runs stored (or a record without the counts)
         return "\n\n".join([head, fig1_summary(full), fig1_table(full)])
     counts = ", ".join(f"{MODEL_NAMES.get(m, m)} {have.get(m, 0)} of {n}" for m, n in want.items())
     head += (f" **Partial: {len(final)} of its {info['cells_total']} runs so far** ({counts}); "

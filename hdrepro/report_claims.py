@@ -42,13 +42,12 @@ def _share(k: int, n: int) -> str:
     return "reproduces" if k >= 0.8 * n else "partly" if 2 * k >= n else "does not reproduce"
 
 
-def _prefer_full(results: Path, name: str) -> tuple[Path, str]:
-    """results/full when it holds ``name`` (the papers' scale) and the experiment's last run there
-    finished (``<experiment>_run.json``; one cut off holds only some of the runs a claim is judged
-    on), else this results folder."""
+def _prefer_full(results: Path, name: str, record: str) -> tuple[Path, str]:
+    """results/full when it holds ``name`` (the papers' scale) and its run `record` there says the
+    last run finished (one cut off holds only some of the runs a claim is judged on), else this
+    results folder."""
     full = full_results(results)
-    experiment = name.split(".")[0].removesuffix("_final")
-    if (full / name).exists() and run_record(full, f"{experiment}_run.json").get("finished", True):
+    if (full / name).exists() and run_record(full, record).get("finished", True):
         return full, "full"
     return results, results.name
 
@@ -83,7 +82,7 @@ def _equivalence(results: Path) -> list[Claim]:
 
 
 def _figure1(results: Path) -> list[Claim]:
-    folder, profile = _prefer_full(results, "fig1_final.csv")
+    folder, profile = _prefer_full(results, "fig1_final.csv", "fig1_run.json")
     c = _report().fig1_counts(folder)
     source = "Baydin et al. Fig. 2; reproducibility report Fig. 1"
     if not c["n"]:
@@ -103,7 +102,8 @@ def _figure1(results: Path) -> list[Claim]:
 
 def _tuning(results: Path) -> list[Claim]:
     from .sensitivity import tuning
-    folder, profile = _prefer_full(results, "family_sensitivity.jsonl")
+    folder, profile = _prefer_full(results, "family_sensitivity.jsonl",
+                                   "family_sensitivity_run.json")
     frame = GridStore(folder / "family_sensitivity.jsonl").frame()
     claim = "HD significantly reduces the need to tune the initial learning rate α₀"
     if frame.empty:
@@ -142,7 +142,7 @@ def _cost(results: Path) -> list[Claim]:
 
 def _grids(results: Path) -> list[Claim]:
     report = _report()
-    folder, profile = _prefer_full(results, "grid_logreg.jsonl")
+    folder, profile = _prefer_full(results, "grid_logreg.jsonl", "grid_logreg_run.json")
     where = f"{profile} profile"
     out = []
     ranks = report.paper_setting_ranks(folder)

@@ -13,7 +13,8 @@ import pandas as pd
 
 from . import asgc_study, family, rival_study
 from .epsilon_study import NEAR, validation
-from .report_format import figure_links, full_figures, full_results, md_table, run_record
+from .report_format import (full_results, full_scale_head, is_partial, md_table,
+                             not_run_at_full_scale, run_record)
 from .results import GridStore
 from .sensitivity import NEAR_BEST, tuning
 
@@ -306,12 +307,10 @@ def _full_section(experiment: str, builders) -> Callable[[Path], str]:
         full = full_results(results)
         f = _frame(full, experiment)
         if f.empty:
-            return (f"**At full scale:** not run yet (`python experiments/{experiment}.py "
-                    "--profile full`; §8 lists what the full profile has run).")
-        links = figure_links(full_figures(results, f"{experiment}*.png"))
-        head = "**At full scale** (`results/full/`" + (f"; figures: {links}" if links else "") + ")."
+            return not_run_at_full_scale(f"python experiments/{experiment}.py --profile full")
+        head = full_scale_head(results, f"{experiment}*.png")
         total = run_record(full, f"{experiment}_run.json").get("cells_total")
-        if total and len(f) < total:  # the summaries need every cell: show what ran so far
+        if is_partial(len(f), total):  # the summaries need every cell: show what ran so far
             return (f"{head} **Partial: {len(f)} of its {total} runs so far**; `python "
                     f"experiments/{experiment}.py --profile full` resumes the rest, and the "
                     f"tables and verdicts appear here when every run is stored.\n\n"

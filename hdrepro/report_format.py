@@ -43,6 +43,22 @@ def figure_links(paths: list[Path]) -> str:
     return ", ".join(f"[{p.stem}](figures/full/{p.name})" for p in paths)
 
 
+def full_scale_head(results: Path, pattern: str) -> str:
+    """How a section's part at full scale opens: where its results are, links to its figures."""
+    links = figure_links(full_figures(results, pattern))
+    return "**At full scale** (`results/full/`" + (f"; figures: {links}" if links else "") + ")."
+
+
+def not_run_at_full_scale(command: str) -> str:
+    return (f"**At full scale:** not run yet (`{command}`; §8 lists what the full profile has "
+            "run).")
+
+
+def is_partial(stored: int, total: int | None) -> bool:
+    """Whether a piece holds fewer runs than its profile has (`total` from its run record)."""
+    return bool(total) and stored < total
+
+
 def gpu_results(results: Path, name: str) -> Path:
     """The folder holding GPU measurement `name`: this one if it has it, else results/full
     (GPU numbers come from the full profile's run on the GPU machine)."""

@@ -22,7 +22,7 @@ from typing import Callable
 import pandas as pd
 
 from .figures import origin
-from .report_format import full_results, md_table, run_record
+from .report_format import full_results, is_partial, md_table, run_record
 from .results import GridStore
 
 
@@ -44,10 +44,10 @@ def _fig1_scale(folder: Path) -> str:
     ep = ", ".join(f"{_report().MODEL_NAMES.get(m, m)} {int(epochs[epochs.model == m].epoch.max())}"
                    for m in final.model.unique())
     total = run_record(folder, "fig1_run.json").get("cells_total")
-    partial = f" (partial: {len(final)} of {total} runs so far)" if total and len(final) < total \
+    so_far = f" (partial: {len(final)} of {total} runs so far)" if is_partial(len(final), total) \
         else ""
     return (f"{prov['name']} {prov['n_train']:,}/{prov['n_test']:,}; epochs {ep}; seeds "
-            f"{sorted(final.seed.unique().tolist())}{partial}")
+            f"{sorted(final.seed.unique().tolist())}{so_far}")
 
 
 def _grid_scale(folder: Path) -> str:
@@ -181,7 +181,7 @@ def pieces(folder: Path) -> list[dict]:
 
 def partial(row: dict) -> bool:
     """Whether a piece has fewer stored runs than its profile has cells."""
-    return bool(row.get("total")) and row["runs"] < row["total"]
+    return is_partial(row["runs"], row.get("total"))
 
 
 def _measured_as(piece: dict) -> str:

@@ -79,7 +79,8 @@ def test_figure_1_cut_off_at_full_scale_shows_its_complete_models_only(tmp_path)
     assert "**Partial: 11 of its 27 runs so far** (LogReg 9 of 9, MLNN 2 of 9, BetterCNN 0 of 9)" \
         in text
     assert "| LogReg | SGD vs SGD-HD |" in text and "| MLNN |" not in text
-    assert _prefer_full(quick, "fig1_final.csv") == (quick, "quick"), "claims wait for all runs"
+    assert _prefer_full(quick, "fig1_final.csv", "fig1_run.json") == (quick, "quick"), \
+        "claims wait for all runs"
 
     run_logged(runs, store, options, "t")  # a later invocation finishes the rest
     write_run_info(full / "fig1_run.json", t0, len(runs), args, cells_run=16,
@@ -87,4 +88,4 @@ def test_figure_1_cut_off_at_full_scale_shows_its_complete_models_only(tmp_path)
     text = fig1_full(quick)
     assert "Partial" not in text and "| MLNN |" in text and "| BetterCNN |" in text
     assert "model × optimizer pairs" in text  # the summary
-    assert _prefer_full(quick, "fig1_final.csv") == (full, "full")
+    assert _prefer_full(quick, "fig1_final.csv", "fig1_run.json") == (full, "full")
