@@ -50,7 +50,7 @@ for study in ${STUDIES:-}; do
         --executor processes --workers "${STACK_WORKERS:-8}" --no-progress
     echo "[device] $study rc=$? at $(( $(date +%s) - start )) s"
 done
-case "${BENCH-step grid}" in *step*) timeout 150 python3 bench/bench_step.py --profile full --out "$out" ;; esac
+case "${BENCH-step grid}" in *step*) timeout 330 python3 bench/bench_step.py --profile full --out "$out" ;; esac
 case "${BENCH-step grid}" in *grid*) timeout 200 python3 bench/bench_grid.py --profile full --out "$out" ;; esac
 echo "[device] total $(( $(date +%s) - start )) s"
 } 2>&1 | tee "$log"
