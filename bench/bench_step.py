@@ -3,7 +3,8 @@
 Claim under test (issue: core): analytic HD steps within 1.5x torch's fused step; the autodiff
 Adam/SGD stack within 1.5x torch's default Adam iteration on the 784-128-10 MLP (batch 256).
 Every number printed is a ratio of medians from this one run on this one device.
-Runtime: smoke ~10 s, quick ~3 min, full ~4 min on 2 CPU cores (half of it compiling).
+Runtime on 2 CPU cores: smoke ~10 s; quick ~2 min and full ~3 min, most of it torch.compile
+building the compiled steps (measured: quick 127 s with an empty inductor cache).
 
     python bench/bench_step.py --profile quick --out results/quick
 """
