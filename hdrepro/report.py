@@ -140,8 +140,10 @@ def compiled_cuda(results: Path) -> str:
         return ("bench_step.py now also times our steps under torch.compile, with and without "
                 "CUDA graphs (mode=\"reduce-overhead\"); the GPU run in these results predates "
                 "those rows, so they are not measured on the GPU yet.")
-    return (f"Under torch.compile, Adam-HD takes {shown['compiled']} of the fused step, and "
-            f"{shown['compiled, CUDA graphs']} with CUDA graphs (mode=\"reduce-overhead\").")
+    plain, graphs = shown.values()
+    return (f"Compiled, Adam-HD takes {plain} of the fused step; with CUDA graphs "
+            f"(mode=\"reduce-overhead\"), {graphs}"
+            + (" (its compile failed: see the device log)." if graphs == "not measured" else "."))
 
 
 def dot_bound(results: Path, device: str = "cpu") -> str:
