@@ -174,6 +174,13 @@ def _fig1(results: Path):
     return store.load("final"), store.load("iterations"), store.load("epochs")
 
 
+def fig1_epochs(final) -> dict[str, int]:
+    """Each model's configured epochs, read from its runs' configs (not from the epochs logged:
+    a run that diverged stopped early)."""
+    return {MODEL_NAMES.get(m, m): max(json.loads(c)["epochs"] for c in g.config)
+            for m, g in final.groupby("model", sort=False)}
+
+
 PAIRS = (("SGD", "SGD-HD"), ("SGDN", "SGDN-HD"), ("Adam", "Adam-HD"))
 
 
@@ -264,13 +271,12 @@ def fig1_summary(results: Path) -> str:
 
 
 def fig1_provenance(results: Path) -> str:
-    final, _, epochs = _fig1(results)
+    final = _fig1(results)[0]
     if final.empty:
         return "_No Figure 1 results._"
     prov = json.loads(final.provenance.iloc[0])
     conf = json.loads(final.config.iloc[0])
-    ep = {MODEL_NAMES.get(m, m): int(epochs[epochs.model == m].epoch.max())
-          for m in final.model.unique()}
+    ep = fig1_epochs(final)
     return (f"Data: **{prov['name']}** from {prov['source']}, {prov['n_train']:,} training and "
             f"{prov['n_test']:,} test images (fraction {prov['fraction']}, subset "
             f"'{prov['subset']}'; validation = {prov['validation']}). Epochs: "

@@ -37,12 +37,11 @@ def _images(r) -> str:
 
 
 def _fig1_scale(folder: Path) -> str:
-    final, _, epochs = _report()._fig1(folder)
+    final = _report()._fig1(folder)[0]
     if final.empty:
         return "not run"
     prov = json.loads(final.provenance.iloc[0])
-    ep = ", ".join(f"{_report().MODEL_NAMES.get(m, m)} {int(epochs[epochs.model == m].epoch.max())}"
-                   for m in final.model.unique())
+    ep = ", ".join(f"{m} {n}" for m, n in _report().fig1_epochs(final).items())
     total = run_record(folder, "fig1_run.json").get("cells_total")
     so_far = f" (partial: {len(final)} of {total} runs so far)" if is_partial(len(final), total) \
         else ""

@@ -89,3 +89,12 @@ def test_figure_1_cut_off_at_full_scale_shows_its_complete_models_only(tmp_path)
     assert "Partial" not in text and "| MLNN |" in text and "| BetterCNN |" in text
     assert "model × optimizer pairs" in text  # the summary
     assert _prefer_full(quick, "fig1_final.csv", "fig1_run.json") == (full, "full")
+
+
+def test_figure_1_epochs_are_the_configured_ones_even_when_a_run_stopped_early():
+    import pandas as pd
+
+    from hdrepro.report import fig1_epochs
+    final = pd.DataFrame({"model": ["logreg", "bettercnn"], "diverged": [False, True],
+                          "config": [json.dumps({"epochs": 20}), json.dumps({"epochs": 100})]})
+    assert fig1_epochs(final) == {"LogReg": 20, "BetterCNN": 100}
