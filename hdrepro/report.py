@@ -281,9 +281,16 @@ def fig1_provenance(results: Path) -> str:
             f"{prov['n_test']:,} test images (fraction {prov['fraction']}, subset "
             f"'{prov['subset']}'; validation = {prov['validation']}). Epochs: "
             + ", ".join(f"{k} {v}" for k, v in ep.items())
-            + f". Batch {conf['batch_size']}; seeds {sorted(final.seed.unique().tolist())}; "
+            + f". Batch {conf['batch_size']}; {_logged_every(conf.get('log_every', 1))}; "
+            f"seeds {sorted(final.seed.unique().tolist())}; "
             f"device {prov['device']}; {len(final)} runs, "
             f"{int(final.diverged.sum())} diverged.")
+
+
+def _logged_every(k: int) -> str:
+    """The α_t statistics of the tables are over the logged iterations only: say how often."""
+    return ("α_t and the loss logged every iteration" if k == 1
+            else f"α_t and the loss logged every {k:,} iterations")
 
 
 def fig1_full(results: Path) -> str:

@@ -79,6 +79,7 @@ def test_figure_1_cut_off_at_full_scale_shows_its_complete_models_only(tmp_path)
     assert "**Partial: 11 of its 27 runs so far** (LogReg 9 of 9, MLNN 2 of 9, BetterCNN 0 of 9)" \
         in text
     assert "| LogReg | SGD vs SGD-HD |" in text and "| MLNN |" not in text
+    assert "α_t and the loss logged every iteration;" in text, "the α statistics' sampling"
     assert _prefer_full(quick, "fig1_final.csv", "fig1_run.json") == (quick, "quick"), \
         "claims wait for all runs"
 
@@ -98,3 +99,9 @@ def test_figure_1_epochs_are_the_configured_ones_even_when_a_run_stopped_early()
     final = pd.DataFrame({"model": ["logreg", "bettercnn"], "diverged": [False, True],
                           "config": [json.dumps({"epochs": 20}), json.dumps({"epochs": 100})]})
     assert fig1_epochs(final) == {"LogReg": 20, "BetterCNN": 100}
+
+
+def test_figure_1_says_how_often_alpha_was_logged():
+    from hdrepro.report import _logged_every
+    assert _logged_every(1) == "α_t and the loss logged every iteration"
+    assert _logged_every(100) == "α_t and the loss logged every 100 iterations"
