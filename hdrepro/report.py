@@ -186,8 +186,8 @@ PAIRS = (("SGD", "SGD-HD"), ("SGDN", "SGDN-HD"), ("Adam", "Adam-HD"))
 
 def fig1_rows(results: Path, models: list[str] | None = None) -> list[dict]:
     """Per model (all stored, or `models`) × pair × rule: mean final losses over seeds, base vs
-    HD, and α_t statistics."""
-    final, iters, epochs = _fig1(results)
+    HD, and α_t statistics. Means are over the runs that did not diverge: NaN when all did."""
+    final, iters, _ = _fig1(results)
     rows = []
     if final.empty:
         return rows
@@ -200,42 +200,60 @@ def fig1_rows(results: Path, models: list[str] | None = None) -> list[dict]:
                     continue
                 it = iters[(iters.model == model) & (iters.optimizer == hd) & (iters.rule == rule)
                            & iters.run_id.isin(h.run_id[~h.diverged.astype(bool)])]
-                per_run = it.groupby("run_id")
-                last_epoch = it[it.epoch == it.epoch.max()].groupby("run_id").alpha
                 rows.append({
                     "model": model, "base": base, "hd": hd, "rule": rule,
-                    "seeds": int(h.seed.nunique()), "epochs": int(epochs[epochs.model == model].epoch.max()),
+                    "seeds": int(h.seed.nunique()),
                     "base_train": b.train_loss.mean(), "hd_train": h.train_loss.mean(),
                     "base_val": b.val_loss.mean(), "hd_val": h.val_loss.mean(),
                     "base_err": b.test_error.mean(), "hd_err": h.test_error.mean(),
                     "hd_diverged": int(h.diverged.sum()), "base_diverged": int(b.diverged.sum()),
                     "base_runs": len(b), "hd_runs": len(h),
-                    "alpha0": float(h.alpha0.iloc[0]),
-                    "alpha_max": per_run.alpha.max().mean(),
-                    "iter_of_max": per_run.apply(lambda r: r.iteration[r.alpha.idxmax()]).mean(),
-                    "alpha_final": per_run.alpha.last().mean(),
-                    "last_epoch_change": ((last_epoch.last() - last_epoch.first()).abs()
-                                          / last_epoch.first().abs()).mean(),
-                    "iterations": int(per_run.iteration.max().mean())})
+                    "alpha0": float(h.alpha0.iloc[0]), **_alpha_stats(it)})
     return rows
+
+
+def _alpha_stats(it) -> dict:
+    """α_t over the logged iterations of the HD runs that did not diverge, averaged over runs:
+    its maximum and when, its final value, and its relative change over the last epoch."""
+    nan = float("nan")
+    if it.empty:  # every HD run diverged (or diverged before its first logged iteration)
+        return {"alpha_max": nan, "iter_of_max": nan, "alpha_final": nan,
+                "last_epoch_change": nan, "iterations": nan}
+    per_run = it.groupby("run_id")
+    last_epoch = it[it.epoch == it.epoch.max()].groupby("run_id").alpha
+    return {"alpha_max": per_run.alpha.max().mean(),
+            "iter_of_max": per_run.apply(lambda r: r.iteration[r.alpha.idxmax()]).mean(),
+            "alpha_final": per_run.alpha.last().mean(),
+            "last_epoch_change": ((last_epoch.last() - last_epoch.first()).abs()
+                                  / last_epoch.first().abs()).mean(),
+            "iterations": int(per_run.iteration.max().mean())}
+
+
+def _lower(hd: float, base: float) -> str:
+    if math.isnan(hd) or math.isnan(base):
+        return "HD diverged" if math.isnan(hd) else "base diverged"
+    return "lower" if hd < base else "higher"
 
 
 def fig1_table(results: Path, models: list[str] | None = None) -> str:
     rows = fig1_rows(results, models)
     if not rows:
         return "_No Figure 1 results in this results folder: run experiments/fig1.py._"
-    f = lambda x: f"{x:.3f}"  # noqa: E731
+    f = lambda x: "–" if math.isnan(x) else f"{x:.3f}"  # noqa: E731
+    pct = lambda x: "–" if math.isnan(x) else f"{100 * x:.2f}"  # noqa: E731
     body = []
     for r in rows:
-        verdict = ("lower" if r["hd_train"] < r["base_train"] else "higher") + " / " + (
-            "lower" if r["hd_val"] < r["base_val"] else "higher")
+        alpha = ("– (every HD run diverged)" if math.isnan(r["alpha_max"]) else
+                 f"{r['alpha0']:g} → {r['alpha_max']:.3g} (it. {r['iter_of_max']:.0f} of "
+                 f"{r['iterations']}) → {r['alpha_final']:.3g}")
+        change = "–" if math.isnan(r["last_epoch_change"]) else f"{100 * r['last_epoch_change']:.1f}%"
         body.append([MODEL_NAMES.get(r["model"], r["model"]), f"{r['base']} vs {r['hd']}",
                      r["rule"], f(r["base_train"]), f(r["hd_train"]), f(r["base_val"]),
-                     f(r["hd_val"]), f"{100 * r['base_err']:.2f} / {100 * r['hd_err']:.2f}",
-                     verdict, f"{r['base_diverged']}/{r['base_runs']} / {r['hd_diverged']}/{r['hd_runs']}",
-                     f"{r['alpha0']:g} → {r['alpha_max']:.3g} (it. {r['iter_of_max']:.0f} of "
-                     f"{r['iterations']}) → {r['alpha_final']:.3g}",
-                     f"{100 * r['last_epoch_change']:.1f}%"])
+                     f(r["hd_val"]), f"{pct(r['base_err'])} / {pct(r['hd_err'])}",
+                     f"{_lower(r['hd_train'], r['base_train'])} / "
+                     f"{_lower(r['hd_val'], r['base_val'])}",
+                     f"{r['base_diverged']}/{r['base_runs']} / {r['hd_diverged']}/{r['hd_runs']}",
+                     alpha, change])
     return md_table(["model", "pair", "HD rule", "train loss base", "train loss HD",
                      "val. loss base", "val. loss HD", "test error % base / HD",
                      "HD train / val", "diverged base / HD", "HD α: α₀ → max (when) → final",
@@ -246,10 +264,11 @@ def fig1_table(results: Path, models: list[str] | None = None) -> str:
 def fig1_counts(results: Path) -> dict:
     """Additive rule, over model × optimizer pairs: how often HD ended lower than its base, and
     how often α_t rose (by > 5%), rose early (peak in the first half) and settled (< 10% change
-    over the last epoch)."""
+    over the last epoch). A pair whose HD runs all diverged counts as not lower, not risen, not
+    settled; "lost" counts those pairs."""
     rows = [r for r in fig1_rows(results) if r["rule"] == "additive"]
     rises = [r["alpha_max"] > r["alpha0"] * 1.05 for r in rows]
-    return {"n": len(rows),
+    return {"n": len(rows), "lost": sum(r["hd_diverged"] == r["hd_runs"] for r in rows),
             "train": sum(r["hd_train"] < r["base_train"] for r in rows),
             "val": sum(r["hd_val"] < r["base_val"] for r in rows),
             "rises": sum(rises),
@@ -267,7 +286,9 @@ def fig1_summary(results: Path) -> str:
             f"optimizer in **{c['train']} of {n}** model × optimizer pairs and a lower validation "
             f"loss in **{c['val']} of {n}**. α_t rose above α₀ (by more than 5%) in {c['rises']} "
             f"of {n}, peaking in the first half of training in {c['early']} of {n}, and changed by "
-            f"less than 10% over the last epoch in {c['settles']} of {n}.")
+            f"less than 10% over the last epoch in {c['settles']} of {n}."
+            + (f" Every HD run diverged in {c['lost']} of the {n} pairs; they count against HD "
+               "in each of these numbers." if c["lost"] else ""))
 
 
 def fig1_provenance(results: Path) -> str:

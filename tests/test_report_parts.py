@@ -105,3 +105,28 @@ def test_figure_1_says_how_often_alpha_was_logged():
     from hdrepro.report import _logged_every
     assert _logged_every(1) == "α_t and the loss logged every iteration"
     assert _logged_every(100) == "α_t and the loss logged every 100 iterations"
+
+
+def test_figure_1_table_survives_a_pair_whose_hd_runs_all_diverged(tmp_path):
+    """BetterCNN at full scale: every SGD-HD run diverges at α₀ = β = 1e-3. The table and the
+    summary must say so (and count it against HD), not crash on the missing α_t log."""
+    import pandas as pd
+
+    from hdrepro.report import fig1_counts, fig1_summary, fig1_table
+    meta = dict(model="bettercnn", rule="additive", alpha0=1e-3)
+    final = pd.DataFrame([
+        {**meta, "run_id": "sgd", "optimizer": "SGD", "seed": 1, "diverged": False,
+         "train_loss": 0.09, "val_loss": 0.06, "test_error": 0.016},
+        {**meta, "run_id": "hd", "optimizer": "SGD-HD", "seed": 1, "diverged": True,
+         "train_loss": float("nan"), "val_loss": float("nan"), "test_error": float("nan")}])
+    iters = pd.DataFrame([{**meta, "run_id": "sgd", "optimizer": "SGD", "iteration": 100,
+                           "epoch": 1, "loss": 2.0, "alpha": 1e-3}])
+    epochs = pd.DataFrame([{"run_id": "sgd", "model": "bettercnn", "epoch": 1}])
+    for kind, frame in (("final", final), ("iterations", iters), ("epochs", epochs)):
+        frame.to_csv(tmp_path / f"fig1_{kind}.csv", index=False)
+    table = fig1_table(tmp_path)
+    assert ("| BetterCNN | SGD vs SGD-HD | additive | 0.090 | – | 0.060 | – | 1.60 / – | "
+            "HD diverged / HD diverged | 0/1 / 1/1 | – (every HD run diverged) | – |") in table
+    c = fig1_counts(tmp_path)
+    assert (c["n"], c["lost"], c["train"], c["rises"], c["settles"]) == (1, 1, 0, 0, 0)
+    assert "Every HD run diverged in 1 of the 1 pairs" in fig1_summary(tmp_path)
