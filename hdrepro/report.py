@@ -314,6 +314,44 @@ def _logged_every(k: int) -> str:
             else f"α_t and the loss logged every {k:,} iterations")
 
 
+def fig1_divergences(results: Path) -> str:
+    """Which Figure 1 runs diverged, at which step, and whether the same (α₀, β) cell of the same
+    folder's grid (§4) diverged too: the grid cross-checks Figure 1's setting on its data."""
+    final = _fig1(results)[0]
+    if final.empty or not final.diverged.astype(bool).any():
+        return ""
+    parts = []
+    for (model, opt, rule), g in final.groupby(["model", "optimizer", "rule"], sort=False):
+        bad = g[g.diverged.astype(bool)]
+        if bad.empty:
+            continue
+        steps = ", ".join(str(int(x)) for x in sorted(bad.diverged_at))
+        parts.append(f"{MODEL_NAMES.get(model, model)} {opt} ({rule}) in {len(bad)} of {len(g)} "
+                     f"runs, at step {steps}" + _grid_cell_check(results, model, opt, rule, g))
+    return "Diverged: " + "; ".join(parts) + "."
+
+
+def _grid_cell_check(results: Path, model: str, opt: str, rule: str, runs) -> str:
+    if not (results / f"grid_{model}.jsonl").exists():
+        return ""
+    grid = _grid(results, model)
+    a0, beta = float(runs.alpha0.iloc[0]), float(runs.beta.iloc[0])
+    same = lambda col, x: (grid[col] - x).abs() <= 1e-12 * x  # noqa: E731
+    cell = grid[(grid.optimizer == opt.lower()) & (grid.rule == rule)
+                & ~grid.baseline.astype(bool) & same("alpha0", a0) & same("beta", beta)]
+    if cell.empty:
+        return ""
+    seeds = ", ".join(str(int(x)) for x in sorted(cell.seed.unique()))
+    where = (f"§4's grid cell at the same α₀ = {a0:g}, β = {beta:g} "
+             f"({100 * cell.fraction.iloc[0]:g}% of the data, {int(cell.epochs.iloc[0])} epochs, "
+             f"seed {seeds})")
+    bad = cell[cell.diverged.astype(bool)]
+    if bad.empty:
+        return f"; {where} did not diverge"
+    return (f", and {where} diverged too, at step "
+            + ", ".join(str(int(x)) for x in sorted(bad.diverged_at)))
+
+
 def fig1_full(results: Path) -> str:
     """§3 at the papers' scale (results/full). While its run is under way: how many runs each
     model has stored, and the table of the models whose runs are all stored."""
@@ -322,6 +360,8 @@ def fig1_full(results: Path) -> str:
     if final.empty:
         return not_run_at_full_scale("hdrepro run fig1 --profile full")
     head = f"{full_scale_head(results, 'fig1*.png')} {fig1_provenance(full)}"
+    if fig1_divergences(full):
+        head += " " + fig1_divergences(full)
     info = run_record(full, "fig1_run.json")
     want, have = info.get("runs_per_model", {}), final.groupby("model").size()
     complete = [m for m, n in want.items() if have.get(m, 0) >= n]
@@ -587,6 +627,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
         gpu_results(r, "bench_grid_cuda.csv"), "cuda", "logreg"),
     "fig1_table": fig1_table,
     "fig1_summary": fig1_summary,
+    "fig1_divergences": fig1_divergences,
     "fig1_provenance": fig1_provenance,
     "fig1_full": fig1_full,
     "equations_table": equations_table,
