@@ -325,9 +325,8 @@ def fig1_divergences(results: Path) -> str:
         bad = g[g.diverged.astype(bool)]
         if bad.empty:
             continue
-        steps = ", ".join(str(int(x)) for x in sorted(bad.diverged_at))
         parts.append(f"{MODEL_NAMES.get(model, model)} {opt} ({rule}) in {len(bad)} of {len(g)} "
-                     f"runs, at step {steps}" + _grid_cell_check(results, model, opt, rule, g))
+                     f"runs, {_at_steps(bad)}" + _grid_cell_check(results, model, opt, rule, g))
     return "Diverged: " + "; ".join(parts) + "."
 
 
@@ -348,8 +347,12 @@ def _grid_cell_check(results: Path, model: str, opt: str, rule: str, runs) -> st
     bad = cell[cell.diverged.astype(bool)]
     if bad.empty:
         return f"; {where} did not diverge"
-    return (f", and {where} diverged too, at step "
-            + ", ".join(str(int(x)) for x in sorted(bad.diverged_at)))
+    return f", and {where} diverged too, {_at_steps(bad)}"
+
+
+def _at_steps(diverged) -> str:
+    steps = sorted(int(x) for x in diverged.diverged_at)
+    return f"at step{'s' if len(steps) > 1 else ''} " + ", ".join(map(str, steps))
 
 
 def fig1_full(results: Path) -> str:
@@ -360,8 +363,9 @@ def fig1_full(results: Path) -> str:
     if final.empty:
         return not_run_at_full_scale("hdrepro run fig1 --profile full")
     head = f"{full_scale_head(results, 'fig1*.png')} {fig1_provenance(full)}"
-    if fig1_divergences(full):
-        head += " " + fig1_divergences(full)
+    diverged = fig1_divergences(full)
+    if diverged:
+        head += " " + diverged
     info = run_record(full, "fig1_run.json")
     want, have = info.get("runs_per_model", {}), final.groupby("model").size()
     complete = [m for m, n in want.items() if have.get(m, 0) >= n]

@@ -141,12 +141,12 @@ def test_figure_1_divergences_are_listed_beside_the_same_grid_cell(tmp_path):
              "diverged_at": 517 if s == 1 else 81 if s == 2 else float("nan")} for s in (1, 2, 3)]
     pd.DataFrame(runs).to_csv(tmp_path / "fig1_final.csv", index=False)
     assert fig1_divergences(tmp_path) == \
-        "Diverged: BetterCNN SGD-HD (additive) in 2 of 3 runs, at step 81, 517."
+        "Diverged: BetterCNN SGD-HD (additive) in 2 of 3 runs, at steps 81, 517."
     cell = {"model": "bettercnn", "optimizer": "sgd-hd", "rule": "additive", "baseline": False,
             "alpha0": 1e-3, "beta": 1e-3, "fraction": 0.1, "epochs": 100, "seed": 1}
     other = {**cell, "cell_id": "b", "beta": 1e-2, "diverged": False, "diverged_at": None}
-    (tmp_path / "grid_bettercnn.jsonl").write_text(
-        json.dumps({**cell, "cell_id": "a", "diverged": True, "diverged_at": 558}) + "\n" + json.dumps(other) + "\n")
+    cells = [{**cell, "cell_id": "a", "diverged": True, "diverged_at": 558}, other]
+    (tmp_path / "grid_bettercnn.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cells))
     assert fig1_divergences(tmp_path).endswith(
-        "at step 81, 517, and §4's grid cell at the same α₀ = 0.001, β = 0.001 (10% of the data, "
+        "at steps 81, 517, and §4's grid cell at the same α₀ = 0.001, β = 0.001 (10% of the data, "
         "100 epochs, seed 1) diverged too, at step 558.")
