@@ -168,10 +168,10 @@ def dot_bound(results: Path, device: str = "cpu") -> str:
             + "; and ".join(parts) + ".")
 
 
-def _fig1(results: Path):
+def _fig1(results: Path, kind: str = "final"):
+    """One kind of Figure 1 row ("final", "iterations" or "epochs") for the finished runs."""
     from .results import RunStore
-    store = RunStore(results, "fig1")
-    return store.load("final"), store.load("iterations"), store.load("epochs")
+    return RunStore(results, "fig1").load(kind)
 
 
 def fig1_epochs(final) -> dict[str, int]:
@@ -187,10 +187,11 @@ PAIRS = (("SGD", "SGD-HD"), ("SGDN", "SGDN-HD"), ("Adam", "Adam-HD"))
 def fig1_rows(results: Path, models: list[str] | None = None) -> list[dict]:
     """Per model (all stored, or `models`) × pair × rule: mean final losses over seeds, base vs
     HD, and α_t statistics. Means are over the runs that did not diverge: NaN when all did."""
-    final, iters, _ = _fig1(results)
+    final = _fig1(results)
     rows = []
     if final.empty:
         return rows
+    iters = _fig1(results, "iterations")
     for model in final.model.unique() if models is None else models:
         for base, hd in PAIRS:
             for rule in ("additive", "multiplicative"):
@@ -292,7 +293,7 @@ def fig1_summary(results: Path) -> str:
 
 
 def fig1_provenance(results: Path) -> str:
-    final = _fig1(results)[0]
+    final = _fig1(results)
     if final.empty:
         return "_No Figure 1 results._"
     prov = json.loads(final.provenance.iloc[0])
@@ -317,7 +318,7 @@ def _logged_every(k: int) -> str:
 def fig1_divergences(results: Path) -> str:
     """Which Figure 1 runs diverged, at which step, and whether the same (α₀, β) cell of the same
     folder's grid (§4) diverged too: the grid cross-checks Figure 1's setting on its data."""
-    final = _fig1(results)[0]
+    final = _fig1(results)
     if final.empty or not final.diverged.astype(bool).any():
         return ""
     parts = []
@@ -359,7 +360,7 @@ def fig1_full(results: Path) -> str:
     """§3 at the papers' scale (results/full). While its run is under way: how many runs each
     model has stored, and the table of the models whose runs are all stored."""
     full = full_results(results)
-    final = _fig1(full)[0]
+    final = _fig1(full)
     if final.empty:
         return not_run_at_full_scale("hdrepro run fig1 --profile full")
     head = f"{full_scale_head(results, 'fig1*.png')} {fig1_provenance(full)}"

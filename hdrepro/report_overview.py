@@ -37,7 +37,7 @@ def _images(r) -> str:
 
 
 def _fig1_scale(folder: Path) -> str:
-    final = _report()._fig1(folder)[0]
+    final = _report()._fig1(folder)
     if final.empty:
         return "not run"
     prov = json.loads(final.provenance.iloc[0])
