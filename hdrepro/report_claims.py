@@ -93,11 +93,19 @@ def _figure1(results: Path) -> list[Claim]:
         Claim(source, "at the same α₀, SGD-HD, SGDN-HD and Adam-HD reach lower training and "
               "validation loss than SGD, SGDN and Adam",
               f"lower training loss in {train} of {n} model × optimizer pairs, lower validation "
-              f"loss in {val} of {n} ({profile} profile)", _share(min(train, val), n), "§3"),
+              f"loss in {val} of {n}{_lost(c)} ({profile} profile)",
+              _share(min(train, val), n), "§3"),
         Claim("Baydin et al. §4", "α_t rises early in training, then settles",
               f"α_t peaked above α₀ in the first half of training in {rises} of {n} pairs and "
-              f"changed by < 10% over the last epoch in {settles} of {n} ({profile} profile)",
+              f"changed by < 10% over the last epoch in {settles} of {n}{_lost(c)} "
+              f"({profile} profile)",
               _share(min(rises, settles), n), "§3")]
+
+
+def _lost(counts: dict) -> str:
+    """Pairs whose HD runs all diverged count against HD; the evidence says how many."""
+    lost = counts["lost"]
+    return f"; every HD run diverged in {lost} of the {counts['n']}" if lost else ""
 
 
 def _tuning(results: Path) -> list[Claim]:

@@ -113,6 +113,7 @@ def test_figure_1_table_survives_a_pair_whose_hd_runs_all_diverged(tmp_path):
     import pandas as pd
 
     from hdrepro.report import fig1_counts, fig1_summary, fig1_table
+    from hdrepro.report_claims import _figure1
     meta = dict(model="bettercnn", rule="additive", alpha0=1e-3)
     final = pd.DataFrame([
         {**meta, "run_id": "sgd", "optimizer": "SGD", "seed": 1, "diverged": False,
@@ -130,6 +131,9 @@ def test_figure_1_table_survives_a_pair_whose_hd_runs_all_diverged(tmp_path):
     c = fig1_counts(tmp_path)
     assert (c["n"], c["lost"], c["train"], c["rises"], c["settles"]) == (1, 1, 0, 0, 0)
     assert "Every HD run diverged in 1 of the 1 pairs" in fig1_summary(tmp_path)
+    claim = _figure1(tmp_path)[0]  # no results/full beside tmp_path: judged on these runs
+    assert claim.verdict == "does not reproduce"
+    assert "every HD run diverged in 1 of the 1" in claim.evidence
 
 
 def test_figure_1_divergences_are_listed_beside_the_same_grid_cell(tmp_path):
