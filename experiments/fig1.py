@@ -111,18 +111,20 @@ def draw(store: RunStore, runs: list[LoggedRun], figures: Path) -> list[Path]:
     if iters.empty:
         return []  # nothing stored yet
     iters, epochs = iters[iters.run_id.isin(ids)], epochs[epochs.run_id.isin(ids)]
+    final = store.load("final")
+    diverged = final[final.run_id.isin(ids) & final.diverged.astype(bool)]
     stored = len(ids & store.finished())
     partial = f"; partial: {stored} of {len(ids)} runs" if stored < len(ids) else ""
     models = [m for m in ("logreg", "mlnn", "bettercnn", "vgg16bn-narrow", "vgg16bn")
               if m in set(iters.model)]
     written = []
     for rule, name in (("additive", "fig1_hd.png"), ("multiplicative", "fig1_hd_multiplicative.png")):
-        base = iters.optimizer.isin(["SGD", "SGDN", "Adam"])
-        it = iters[base | (iters.rule == rule)]
-        ep = epochs[epochs.optimizer.isin(["SGD", "SGDN", "Adam"]) | (epochs.rule == rule)]
+        # the base optimizers' runs (stored under "additive") appear in both rules' figures
+        it, ep, lost = (f[f.optimizer.isin(["SGD", "SGDN", "Adam"]) | (f.rule == rule)]
+                        for f in (iters, epochs, diverged))
         fig, axes = plt.subplots(3, len(models), figsize=(4.2 * len(models), 9), squeeze=False,
                                  sharex="col")
-        plot_fig1(it, ep, models, ORDER, axes)
+        plot_fig1(it, ep, models, ORDER, axes, lost)
         fig.suptitle(f"HD ({rule} rule) vs base optimizers, α₀ = {ALPHA0:g}\nmean of "
                      f"{it.seed.nunique()} seed(s), band = min-max; losses above "
                      f"{LOSS_CAP:g} drawn at {LOSS_CAP:g}{partial}", fontsize=10)

@@ -39,14 +39,16 @@ LOSS_CAP = 10.0  # cross-entropy starts near ln 10 ≈ 2.3; higher values are dr
 
 
 def plot_fig1(iterations: pd.DataFrame, epochs: pd.DataFrame, model_order: list[str],
-              optimizer_order: list[str], axes) -> None:
+              optimizer_order: list[str], axes, diverged: pd.DataFrame | None = None) -> None:
     """Baydin et al.'s Figure 2 layout: per model (column) α_t, training loss, validation loss.
 
     `axes` is a 3 × len(model_order) array sharing an iteration axis per column (validation loss
     at the last iteration of each epoch). Lines are means over seeds with a min-max band; the
     training loss is a moving average over a fifth of an epoch (of the iteration rows' losses,
     each itself the mean over the steps since the previous row). α_t uses a symmetric log scale so
-    that negative learning rates show; losses above LOSS_CAP are drawn at the cap.
+    that negative learning rates show; losses above LOSS_CAP are drawn at the cap. Runs in
+    `diverged` (rows with model, optimizer, diverged_at) get a × at the cap where they stopped, so
+    that a run with no line left (one that diverged before its first log) still shows.
     """
     for j, model in enumerate(model_order):
         it_m, ep_m = iterations[iterations.model == model], epochs[epochs.model == model]
@@ -55,8 +57,12 @@ def plot_fig1(iterations: pd.DataFrame, epochs: pd.DataFrame, model_order: list[
         first = it_m[(it_m.epoch == 1) & (it_m.run_id == it_m.run_id.iloc[0])] if len(it_m) \
             else it_m
         window = max(1, round(len(first) / 5))
+        crosses = []
         for opt in optimizer_order:
             kw = style(opt)
+            if diverged is not None:
+                crosses += _mark_diverged(axes[1, j], diverged[(diverged.model == model)
+                                                               & (diverged.optimizer == opt)], kw)
             it_o, ep_o = it_m[it_m.optimizer == opt], ep_m[ep_m.optimizer == opt]
             if it_o.empty:
                 continue
@@ -74,10 +80,23 @@ def plot_fig1(iterations: pd.DataFrame, epochs: pd.DataFrame, model_order: list[
             axes[i, j].set_yscale("log")
             axes[i, j].set_ylim(top=LOSS_CAP * 1.2)
         axes[2, j].set_xlabel("iteration")
+        if crosses:
+            axes[1, j].legend(handles=crosses, fontsize=7, loc="upper right")
     axes[0, 0].set_ylabel("learning rate α_t")
     axes[1, 0].set_ylabel("training loss")
     axes[2, 0].set_ylabel("validation loss")
     axes[0, -1].legend(fontsize=7, loc="best")
+
+
+def _mark_diverged(ax, runs: pd.DataFrame, kw: dict) -> list:
+    """A × per diverged run at (its step, LOSS_CAP); returns the legend handle, if any."""
+    if runs.empty:
+        return []
+    steps = sorted(int(s) for s in runs.diverged_at)
+    optimizer = runs.optimizer.iloc[0]
+    return [ax.scatter(steps, [LOSS_CAP] * len(steps), marker="x", s=45, color=kw["color"],
+                       zorder=3, label=f"{optimizer} diverged (step{'s' if len(steps) > 1 else ''}"
+                                       f" {', '.join(map(str, steps))})")]
 
 
 GRID_TITLES = {"sgd-hd": "SGD-HD", "sgdn-hd": "SGDN-HD", "adam-hd": "Adam-HD"}
