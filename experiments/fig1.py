@@ -113,7 +113,7 @@ def draw(store: RunStore, runs: list[LoggedRun], figures: Path) -> list[Path]:
     iters, epochs = iters[iters.run_id.isin(ids)], epochs[epochs.run_id.isin(ids)]
     final = store.load("final")
     diverged = final[final.run_id.isin(ids) & final.diverged.astype(bool)]
-    stored = len(ids & store.finished())
+    stored = len(ids & set(final.run_id))  # load() keeps only finished runs
     partial = f"; partial: {stored} of {len(ids)} runs" if stored < len(ids) else ""
     models = [m for m in ("logreg", "mlnn", "bettercnn", "vgg16bn-narrow", "vgg16bn")
               if m in set(iters.model)]
