@@ -54,14 +54,18 @@ def main(argv=None) -> None:
     out = args.out or Path("results") / args.profile
     store = GridStore(out / "asgc.jsonl")
     if not args.plot_only:
-        t0 = time.perf_counter()
         options = run_options(args, root)
-        tune = spec.tune_cells()
+        tune, rnd = spec.tune_cells(), spec.random_cells()
+        total = len(tune) + spec.ablation_count() + len(rnd)
+        # recorded before running, so that a run cut off still says how many cells there are
+        t0 = time.perf_counter()
+        todo = max(total - len(store.finished()), 0)
+        write_run_info(out / "asgc_run.json", t0, total, args, cells_run=todo, finished=False)
         run(tune, store, options, "asgc tuning")
         abl = spec.ablation_cells(store.frame())
-        rnd = spec.random_cells()
         run(abl + rnd, store, options, "asgc ablations, random search")
-        write_run_info(out / "asgc_run.json", t0, len(tune) + len(abl) + len(rnd), args)
+        write_run_info(out / "asgc_run.json", t0, len(tune) + len(abl) + len(rnd), args,
+                       cells_run=todo)
         write_histograms(spec, store, root, out, HIST_EPOCHS[args.profile], args.device)
     stamp_figures(draw(spec, store, out, args.figures), "asgc", args, out)
 

@@ -94,6 +94,11 @@ class ASGCSpec:
                                                       seed, method, "tune"))
         return out
 
+    def ablation_count(self) -> int:
+        """How many cells `ablation_cells` gives once ASGC is tuned on every pair (two
+        ablations per pair and seed); known before the tuning runs."""
+        return 2 * len(self._pairs()) * len(self.seeds)
+
     def ablation_cells(self, frame: pd.DataFrame) -> list[RunCell]:
         """η = 0, and a fixed threshold, at ASGC's chosen configuration per data and model."""
         best = chosen(frame)

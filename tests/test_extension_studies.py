@@ -69,6 +69,7 @@ def test_asgc_ablations_run_at_the_chosen_configuration_and_random_search_is_see
     assert opts == [{"noise_scale": 0.0, "threshold": 1.0},
                     {"noise_scale": 0.1, "threshold": 1.0,
                      "fixed_threshold": asgc_study.FIXED_THRESHOLD}]
+    assert spec.ablation_count() == len(abl)  # the run record's total, known before tuning
     a, b = spec.random_cells(), spec.random_cells()
     assert a == b and len(a) == 3 * len(asgc_study.LRS)
     lrs = [c.optim.lr for c in a if dict(c.tags)["method"] == "adam"]
