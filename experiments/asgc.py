@@ -15,7 +15,6 @@ figures/asgc_gradients.png.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import matplotlib
@@ -23,8 +22,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-from grid_common import (run_options, run_parser, save_figure, stamp_figures,  # noqa: E402
-                         write_run_info)
+from grid_common import (begin_run_info, run_options, run_parser, save_figure,  # noqa: E402
+                         stamp_figures, write_run_info)
 
 from hdrepro.asgc_study import (COLOURS, LRS, TITLES, ASGCSpec, asgc_config,  # noqa: E402
                                 chosen, final_runs, gradient_histograms)
@@ -56,11 +55,8 @@ def main(argv=None) -> None:
     if not args.plot_only:
         options = run_options(args, root)
         tune, rnd = spec.tune_cells(), spec.random_cells()
-        total = len(tune) + spec.ablation_count() + len(rnd)
-        # recorded before running, so that a run cut off still says how many cells there are
-        t0 = time.perf_counter()
-        todo = max(total - len(store.finished()), 0)
-        write_run_info(out / "asgc_run.json", t0, total, args, cells_run=todo, finished=False)
+        t0, todo = begin_run_info(out / "asgc_run.json", tune + rnd, store, args,
+                                  later=spec.ablation_count())
         run(tune, store, options, "asgc tuning")
         abl = spec.ablation_cells(store.frame())
         run(abl + rnd, store, options, "asgc ablations, random search")

@@ -138,11 +138,15 @@ def write_run_info(path: Path, t0: float, cells: int, args, *, cells_run: int | 
     path.write_text(json.dumps(info, indent=1) + "\n")
 
 
-def begin_run_info(path: Path, cells: list, store, args, **extra) -> tuple[float, int]:
+def begin_run_info(path: Path, cells: list, store, args, *, later: int = 0,
+                   **extra) -> tuple[float, int]:
     """Record an invocation before it runs, marked unfinished, so that one cut off (a timeout,
     a crash) still says how many cells the profile has; return (t0, cells still to run).
-    `store` is a GridStore or RunStore; `extra` goes into the record as it is."""
-    todo = len({c.cell_id for c in cells} - store.finished())
+    `store` is a GridStore or RunStore holding this driver's cells only; `later` counts cells
+    the run adds once earlier ones are done (ASGC's ablations, chosen after tuning): stored
+    cells outside `cells` are taken to be those. `extra` goes into the record as it is."""
+    ids, done = {c.cell_id for c in cells}, store.finished()
+    todo = len(ids - done) + max(later - len(done - ids), 0)
     t0 = time.perf_counter()
-    write_run_info(path, t0, len(cells), args, cells_run=todo, finished=False, **extra)
+    write_run_info(path, t0, len(cells) + later, args, cells_run=todo, finished=False, **extra)
     return t0, todo

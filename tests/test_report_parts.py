@@ -49,6 +49,16 @@ def test_a_cut_off_invocation_is_reported_as_partial(tmp_path):
     assert "runs so far" not in profile_timing(tmp_path / "results" / "quick").split("|")[-1]
 
 
+def test_cells_added_later_count_in_the_total_and_in_those_still_to_run(tmp_path):
+    store = GridStore(tmp_path / "asgc.jsonl")
+    store_runs(store, ["tune1", "abl1"])  # a tuning cell and one of two ablations, then cut off
+    args = Namespace(executor="processes", workers=2, device="cpu")
+    cells = [Cell(c) for c in ("tune1", "tune2", "rnd1")]
+    _, todo = begin_run_info(tmp_path / "asgc_run.json", cells, store, args, later=2)
+    assert todo == 3  # tune2, rnd1 and the ablation not yet run
+    assert json.loads((tmp_path / "asgc_run.json").read_text())["cells_total"] == 5
+
+
 def test_a_study_not_run_at_full_scale_says_so(tmp_path):
     (tmp_path / "results" / "quick").mkdir(parents=True)
     text = SECTIONS["epsilon_full"](tmp_path / "results" / "quick")
