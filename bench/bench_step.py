@@ -3,8 +3,8 @@
 Claim under test (issue: core): analytic HD steps within 1.5x torch's fused step; the autodiff
 Adam/SGD stack within 1.5x torch's default Adam iteration on the 784-128-10 MLP (batch 256).
 Every number printed is a ratio of medians from this one run on this one device.
-Runtime on 2 CPU cores: smoke ~10 s; quick ~2 min and full ~3 min, most of it torch.compile
-building the compiled steps (measured: quick 127 s with an empty inductor cache).
+Runtime on 2 CPU cores: smoke ~10 s; quick ~1 min (it compiles the MLNN set's steps only) and
+full ~3 min, most of it torch.compile building the compiled steps.
 
     python bench/bench_step.py --profile quick --out results/quick
 """
@@ -107,10 +107,10 @@ TORCH_DOT = "dot g·d alone (torch)"
 CPP_DOT = "dot g·d alone (hand-written C++/OpenMP)"
 
 
-def dot_cases(device, profile: str) -> tuple[dict, list]:
-    """On CPU (not in the smoke profile, to spare the 40 s build): torch's dot, as our steps
-    take it, beside a hand-written multi-threaded one, and the dot against the fused steps."""
-    if device.type != "cpu" or profile == "smoke":
+def dot_cases(device) -> tuple[dict, list]:
+    """On CPU: torch's dot, as our steps take it, beside a hand-written multi-threaded one, and
+    the dot against the fused steps."""
+    if device.type != "cpu":
         return {}, []
     cases = {TORCH_DOT: lambda p: DotOnly(p, dot)}
     ratios = [(TORCH_DOT, "SGDN (fused)"), (TORCH_DOT, "Adam (fused)")]
@@ -123,19 +123,25 @@ def dot_cases(device, profile: str) -> tuple[dict, list]:
 
 
 def compiled_step(make, mode=None):
-    """The same optimizer with its step() wrapped in torch.compile (as users do)."""
+    """The same optimizer with its step() wrapped in torch.compile (as users do), after one eager
+    step: the first step builds the state, and compiling it would cost one more graph, used once
+    (the step count then forces one recompile either way); the timed steps are the same."""
     def make_compiled(params):
         opt = make(params)
+        opt.step()
         opt.step = torch.compile(opt.step, mode=mode)
         return opt
     return make_compiled
 
 
-def compile_cases(device, profile: str) -> tuple[dict, list]:
-    """Our steps under torch.compile (not in the smoke profile: ~1.5 min of compiling on CPU).
-    torch's fused kernel stays uncompiled (torch marks it so); the hypergradient chain around
-    it is compiled. On a GPU also with CUDA graphs (mode="reduce-overhead")."""
-    if profile == "smoke":
+def compile_cases(device, profile: str, set_name: str) -> tuple[dict, list]:
+    """Our steps under torch.compile. torch's fused kernel stays uncompiled (torch marks it so);
+    the hypergradient chain around it is compiled. On a GPU also with CUDA graphs
+    (mode="reduce-overhead"). Not in the smoke profile; on CPU the quick profile compiles the
+    MLNN set's steps only (seconds), as the ResNet-like set's 160-tensor graphs take about a
+    minute of compiling on 2 cores, which the quick profile's 30 minutes cannot spare."""
+    if profile == "smoke" or (device.type == "cpu" and profile == "quick"
+                              and not set_name.startswith("MLNN")):
         return {}, []
     modes = {"compiled": None}
     if device.type == "cuda":
@@ -188,13 +194,13 @@ STEP_RATIOS = [  # (numerator, denominator)
 
 def bench_steps(device, profile) -> list[dict]:
     rows = []
-    dots, dot_ratios = dot_cases(device, profile)
-    compiles, compile_ratios = compile_cases(device, profile)
+    dots, dot_ratios = dot_cases(device)
     # every compiled optimizer adds graphs for the one shared step() code object
     torch._dynamo.config.cache_size_limit = 64
     for set_name, shapes in (("resnet-like 160 tensors", resnet_like_shapes()),
                              ("MLNN 784-1000-1000-10", mlnn_shapes())):
         torch._dynamo.reset()
+        compiles, compile_ratios = compile_cases(device, profile, set_name)
         steps = {name: make(make_params(shapes, device))
                  for name, make in {**STEP_CASES, **dots, **compiles}.items()}
         if CPP_DOT in steps:
