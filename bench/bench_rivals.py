@@ -22,6 +22,7 @@ from bench_step import REPEATS, interleaved_medians  # noqa: E402
 from common import device_name, write_rows  # noqa: E402
 
 from hdrepro import rivals  # noqa: E402
+from hdrepro.cli import PROFILE_HELP, HelpFormatter  # noqa: E402
 from hdrepro.models import build  # noqa: E402
 from hdrepro.rival_study import TITLES, method_config  # noqa: E402
 from hdrepro.train import OptimConfig, make_optimizer  # noqa: E402
@@ -77,10 +78,12 @@ def state_floats(opt, model) -> float:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--profile", choices=sorted(REPEATS), default="quick")
-    ap.add_argument("--out", type=Path, default=Path("results/quick"))
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    ap.add_argument("--profile", choices=sorted(REPEATS), default="quick", help=PROFILE_HELP)
+    ap.add_argument("--out", type=Path, default=Path("results/quick"),
+                    help="folder for the benchmark's CSV")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="cpu, cuda, cuda:1, … (CUDA where this machine has it)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     built = {m: (title, *iteration(device, cfg)) for m, (title, cfg) in cases().items()}

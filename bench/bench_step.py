@@ -25,6 +25,7 @@ import cpp_dot  # noqa: E402
 from common import device_name, sync, write_rows  # noqa: E402
 from reference_style import LoopAdamHD, LoopSGDHD  # noqa: E402
 
+from hdrepro.cli import PROFILE_HELP, HelpFormatter  # noqa: E402
 from hdrepro.autodiff import SGD, Adam, HyperStack, chandra  # noqa: E402
 from hdrepro.models import MLP  # noqa: E402
 from hdrepro.optim import HD, SGDHD, AdamHD  # noqa: E402
@@ -297,11 +298,12 @@ def bench_stacks(device, repeats) -> list[dict]:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--profile", choices=sorted(REPEATS), default="quick")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    ap.add_argument("--profile", choices=sorted(REPEATS), default="quick", help=PROFILE_HELP)
     ap.add_argument("--out", type=Path, default=Path("results/quick"),
-                    help="folder for bench_step_<device>.csv (default results/quick)")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+                    help="folder for bench_step_<device>.csv")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="cpu, cuda, cuda:1, … (CUDA where this machine has it)")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     repeats = REPEATS[args.profile]

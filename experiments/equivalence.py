@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from hdrepro.cli import PROFILE_HELP, HelpFormatter  # noqa: E402
 from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
 from hdrepro.verify import (Problem, compare, equivalence_cases, fd_cases,  # noqa: E402
                             finite_difference_check, trajectory)
@@ -77,12 +78,12 @@ def plot_alpha_trajectories(problem: Problem, path: Path) -> Path:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--profile", choices=sorted(STEPS), default="quick")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
+    ap.add_argument("--profile", choices=sorted(STEPS), default="quick", help=PROFILE_HELP)
     ap.add_argument("--out", type=Path, default=None,
                     help="results folder (default results/<profile>)")
     ap.add_argument("--figures", type=Path, default=Path("figures"),
-                    help="figures folder (default figures)")
+                    help="figures folder")
     args = ap.parse_args(argv)
     run(args.profile, args.out or Path("results") / args.profile, args.figures)
 

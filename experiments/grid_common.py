@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from hdrepro.cli import PROFILE_HELP, HelpFormatter  # noqa: E402
 from hdrepro.data import default_data_root  # noqa: E402
 from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
 from hdrepro.grid import (EXECUTORS, GridSpec, RunOptions, auto_batch, git_commit,  # noqa: E402
@@ -28,21 +29,23 @@ MODEL_TITLES = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN"}
 def run_parser(doc: str, profiles) -> argparse.ArgumentParser:
     """The options every driver that runs cells on hdrepro.grid's executors shares."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ap.add_argument("--profile", choices=sorted(profiles), default="quick")
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--profile", choices=sorted(profiles), default="quick", help=PROFILE_HELP)
     ap.add_argument("--out", type=Path, default=None,
                     help="results folder (default results/<profile>)")
-    ap.add_argument("--figures", type=Path, default=Path("figures"))
+    ap.add_argument("--figures", type=Path, default=Path("figures"), help="figures folder")
     ap.add_argument("--data", type=Path, default=None,
                     help="data folder (default $HDREPRO_DATA or <repo>/data)")
-    ap.add_argument("--executor", choices=EXECUTORS, default="inprocess")
+    ap.add_argument("--executor", choices=EXECUTORS, default="inprocess",
+                    help="where cells run: this process, a local process pool, or Dask")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (processes, dask)")
     ap.add_argument("--scheduler", default=None,
                     help="address of a running Dask scheduler (default: start a LocalCluster)")
     ap.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, … (auto: CUDA if present)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads per worker (default: torch's own choice)")
     ap.add_argument("--plot-only", action="store_true", help="redraw from the stored cells")
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
 
 

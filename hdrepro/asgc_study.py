@@ -40,6 +40,8 @@ LRS = {"adam": (1e-4, 1e-3), "momentum": (1e-2, 1e-1), "adagrad": (1e-2, 1e-1),
 NOISE = (0.01, 0.1)
 KAPPA = (1.0, 3.0)
 FIXED_THRESHOLD = 1.0
+# A 10-class run whose test error stays this high learnt nothing: it collapsed to (about) one class
+STUCK_ERROR = 0.85
 #: random search: (log10 lr low, high) per method; η and κ ranges for ASGC
 RANDOM_LR = {m: (math.log10(lo) - 0.5, math.log10(hi) + 0.5) for m, (lo, hi) in LRS.items()}
 RANDOM_NOISE = (-3.0, 0.0)
@@ -199,13 +201,16 @@ def metrics(frame: pd.DataFrame, last_epochs: int = 3) -> pd.DataFrame:
 
 
 def robustness(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per data, model and method: the random configurations' test errors (diverged at 90%)."""
+    """Per data, model and method: the random configurations' test errors (diverged at 90%),
+    how many diverged (NaN/inf) and how many finished but stuck at chance (error ≥ STUCK_ERROR)."""
     f = frame[frame["phase"] == "random"].copy()
-    f["err"] = f["test_error"].where(~f["diverged"].astype(bool), 0.9).fillna(0.9)
-    return (f.groupby(["data", "model", "method"], as_index=False)
+    f["diverged"] = f["diverged"].astype(bool)
+    f["err"] = f["test_error"].where(~f["diverged"], 0.9).fillna(0.9)
+    f["stuck"] = ~f["diverged"] & (f["err"] >= STUCK_ERROR)
+    return (f.groupby(["data", "model", "method"], as_index=False, sort=False)
              .agg(samples=("err", "size"), median=("err", "median"),
                   best=("err", "min"), worst=("err", "max"),
-                  diverged=("diverged", "sum")))
+                  diverged=("diverged", "sum"), stuck=("stuck", "sum")))
 
 
 def gradient_histograms(cell: RunCell, data_root: str, every: int = 5,

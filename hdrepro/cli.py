@@ -29,6 +29,17 @@ EXPERIMENTS = ("fig1", "equivalence", "family_sensitivity", "rivals", "asgc", "e
 PLOTTABLE = ("fig1", "stacks_clipping", "family_sensitivity", "rivals", "asgc", "epsilon") + tuple(
     f"grid_{g}" for g in GRIDS)
 BENCHES = ("step", "grid", "rivals")
+PROFILE_HELP = "scale: smoke (seconds), quick (minutes on a CPU) or full (the papers' scale)"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default after its help, except None and False: there the help says
+    what happens (e.g. "default results/<profile>"), and "(default: None)" would only confuse."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def script(folder: str, name: str) -> Path:
@@ -76,7 +87,7 @@ def _train_parser(sub) -> None:
     from .models import MODELS
     from .optim._hypergrad import RULES
     t = sub.add_parser("train", help="one training run",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       formatter_class=HelpFormatter,
                        description="Train one model with one optimizer and print (and save) its "
                        "final numbers. Optimizer names: sgd, sgdn, adam, any hdrepro.family "
                        "name (momentum, nesterov, adagrad, adadelta, rmsprop, …), sgd-hd, "
@@ -89,9 +100,10 @@ def _train_parser(sub) -> None:
     t.add_argument("--lr", type=float, default=1e-3, help="α₀")
     t.add_argument("--hypergrad-lr", type=float, default=1e-7, help="β")
     t.add_argument("--hyper-hypergrad-lr", type=float, default=0.0, help="γ")
-    t.add_argument("--rule", choices=RULES, default="additive")
+    t.add_argument("--rule", choices=RULES, default="additive",
+                   help="how h_t updates α: additive (α − β h_t) or multiplicative")
     t.add_argument("--momentum", type=float, default=0.9, help="μ for the momentum variants")
-    t.add_argument("--weight-decay", type=float, default=1e-4)
+    t.add_argument("--weight-decay", type=float, default=1e-4, help="L2 penalty λ")
     t.add_argument("--options", default="{}",
                    help='further optimizer arguments as JSON, e.g. \'{"eps": 1e-6}\'')
     t.add_argument("--epochs", type=int, default=1, help="passes over the training set")

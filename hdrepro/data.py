@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .cli import HelpFormatter
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -436,9 +438,11 @@ def _describe(root: Path, names: list[str], verify_files: bool) -> int:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="hdrepro data",
-                                 description="Fetch, verify and describe the data sets.")
+                                 description="Fetch, verify and describe the data sets.",
+                                 formatter_class=HelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    f = sub.add_parser("fetch", help="fetch and cache data sets (default: mnist fashion-mnist)")
+    f = sub.add_parser("fetch", help="fetch and cache data sets (default: mnist fashion-mnist)",
+                       formatter_class=HelpFormatter)
     f.add_argument("names", nargs="*", default=["mnist", "fashion-mnist"],
                    help=f"any of {', '.join(NAMES)}")
     f.add_argument("--root", type=Path, default=None,
@@ -448,7 +452,7 @@ def main(argv=None):
                    help="report a data set that cannot be had instead of failing")
     for cmd, text in (("info", "describe the cached data sets (source, size)"),
                       ("verify", "re-check every cached file against its recorded SHA-256")):
-        c = sub.add_parser(cmd, help=text)
+        c = sub.add_parser(cmd, help=text, formatter_class=HelpFormatter)
         c.add_argument("names", nargs="*", default=list(NAMES), help=f"any of {', '.join(NAMES)}")
         c.add_argument("--root", type=Path, default=None,
                        help="data folder (default $HDREPRO_DATA or <repo>/data)")

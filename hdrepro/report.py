@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from .cli import HelpFormatter
 from . import report_claims, report_extensions, report_overview, report_stacks
 from .report_format import (full_results, full_scale_head, gpu_results, md_table,
                              not_run_at_full_scale, read_csv, run_record, sci)
@@ -718,13 +719,15 @@ def render(template: str, results: Path, profile: str) -> str:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="hdrepro report",
-                                 description="Write REPORT.md from saved results.")
+                                 description="Write REPORT.md from saved results.",
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--results", type=Path, default=ROOT / "results" / "quick",
-                    help="results folder to read (default results/quick)")
+                    help="results folder to read")
     ap.add_argument("--profile", default=None, help="profile name shown in the report "
                     "(default: the results folder's name)")
-    ap.add_argument("--template", type=Path, default=ROOT / "templates" / "REPORT.md.in")
-    ap.add_argument("--out", type=Path, default=ROOT / "REPORT.md")
+    ap.add_argument("--template", type=Path, default=ROOT / "templates" / "REPORT.md.in",
+                    help="the report's text, with {{name}} where a generated part goes")
+    ap.add_argument("--out", type=Path, default=ROOT / "REPORT.md", help="where to write it")
     args = ap.parse_args(argv)
     results = args.results.resolve()
     text = render(args.template.read_text(), results, args.profile or results.name)

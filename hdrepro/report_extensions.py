@@ -206,10 +206,11 @@ def asgc_robustness(f: pd.DataFrame, results: Path) -> str:
         return "_No random configurations in this folder._"
     r = asgc_study.robustness(f)
     rows = [[f"{MODEL_NAMES.get(x.model, x.model)}, {x.data}", asgc_study.TITLES[x.method],
-             str(x.samples), _pct(x.median), _pct(x.best), _pct(x.worst), str(int(x.diverged))]
-            for x in r.itertuples()]
+             str(x.samples), _pct(x.median), _pct(x.best), _pct(x.worst), str(int(x.diverged)),
+             str(int(x.stuck))] for x in r.itertuples()]
     return md_table(["model, data", "method", "configurations", "median test error", "best",
-                     "worst", "diverged"], rows)
+                     "worst", "diverged (NaN/inf)",
+                     f"stuck at chance (error ≥ {asgc_study.STUCK_ERROR:.0%})"], rows)
 
 
 def asgc_verdict(f: pd.DataFrame, results: Path) -> str:
@@ -247,6 +248,11 @@ def asgc_verdict(f: pd.DataFrame, results: Path) -> str:
                  f"{_pct(med.get('asgc-momentum', np.nan))} for ASGC against "
                  + ", ".join(f"{asgc_study.TITLES[b]} {_pct(med.get(b, np.nan))}" for b in base)
                  + ".")
+        lost = r.groupby("method")[["samples", "diverged", "stuck"]].sum()
+        text += (" Random configurations lost (diverged, or stuck at chance): " + ", ".join(
+            f"{asgc_study.TITLES[m]} {int(lost.loc[m, 'diverged'] + lost.loc[m, 'stuck'])} of "
+            f"{int(lost.loc[m, 'samples'])}" for m in ["asgc-momentum", *base] if m in lost.index)
+            + ".")
     bench = _bench_rivals(results)
     if "asgc-momentum" in bench.index:
         cost = bench.loc[["asgc-momentum", "momentum"], "ratio"]

@@ -32,16 +32,38 @@ def test_every_subcommand_has_help_naming_its_options(capsys):
         assert "one of:" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv", [["grid", "logreg", "--help"], ["stacks", "--help"],
-                                  ["run", "asgc", "--help"], ["bench", "rivals", "--help"],
-                                  ["report", "--help"], ["data", "--help"]])
-def test_forwarded_help_is_the_drivers_own(argv, capfd):
+def _options_without_help(text: str) -> list[str]:
+    """Option lines of an argparse --help with no words after them (on the line or the next)."""
+    lines = text.split("\n") + [""]
+    bare = []
+    for line, after in zip(lines, lines[1:]):
+        m = re.match(r"  (-\S+(?: \S+)*?)(\s{2,}\S.*)?$", line)
+        if m and not m.group(2) and not after.startswith(" " * 8) and "--help" not in line:
+            bare.append(m.group(1))
+    return bare
+
+
+@pytest.mark.parametrize("argv", [
+    ["grid", "logreg", "--help"], ["stacks", "--help"], ["run", "asgc", "--help"],
+    ["run", "equivalence", "--help"], ["bench", "rivals", "--help"], ["bench", "step", "--help"],
+    ["bench", "grid", "--help"], ["report", "--help"], ["data", "fetch", "--help"],
+    ["data", "info", "--help"], ["train", "--help"]])
+def test_forwarded_help_is_the_drivers_own_and_explains_every_option(argv, capfd):
     try:
         status = cli.main(argv)
     except SystemExit as e:
         status = e.code
     assert status == 0
-    assert re.search(r"--(profile|results|help)", capfd.readouterr().out)
+    text = capfd.readouterr().out
+    assert re.search(r"--(profile|results|root|model)", text)
+    assert _options_without_help(text) == []
+    assert "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_the_help_check_finds_a_bare_option():
+    text = "options:\n  --out OUT    where (default: x)\n  --quiet\n  --profile {a,b}\n" \
+           "                 scale (default: a)\n"
+    assert _options_without_help(text) == ["--quiet"]
 
 
 @pytest.mark.parametrize("argv,words", [

@@ -77,6 +77,20 @@ def test_asgc_ablations_run_at_the_chosen_configuration_and_random_search_is_see
     assert len(set(lrs)) == 3 and all(10 ** lo <= x <= 10 ** hi for x in lrs)
 
 
+def test_asgc_robustness_tells_diverged_runs_from_runs_stuck_at_chance():
+    rows = [_asgc_row("momentum", 0.3, [0.10, 0.10], phase="random"),          # one class
+            _asgc_row("momentum", 0.01, [0.90, 0.95], phase="random"),
+            _asgc_row("asgc-momentum", 0.3, [0.5, float("nan")], phase="random", diverged=True),
+            _asgc_row("asgc-momentum", 0.01, [0.90, 0.96], phase="random"),
+            _asgc_row("adam", 1e-3, [0.9, 0.97])]                                # tuning: left out
+    r = asgc_study.robustness(pd.DataFrame(rows)).set_index("method")
+    assert list(r.index) == ["momentum", "asgc-momentum"]
+    assert (r.loc["momentum", ["diverged", "stuck"]] == [0, 1]).all()
+    assert (r.loc["asgc-momentum", ["diverged", "stuck"]] == [1, 0]).all()
+    assert r.loc["asgc-momentum", "worst"] == 0.9
+    assert r.loc["momentum", "median"] == pytest.approx((0.9 + 0.05) / 2)
+
+
 def test_rival_comparison_leaves_diverged_runs_out_of_the_means_and_counts_them():
     rows = [{"model": "mlnn", "method": "adam-hd", "scale": 1.0, "seed": s, "diverged": d,
              "train_loss": v, "val_loss": v, "test_error": v / 10} for s, d, v in
