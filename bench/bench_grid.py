@@ -14,7 +14,6 @@ Runtime: smoke ~20 s, quick ~2 min, full ~5 min on 2 CPU cores; ~2 min on an H10
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -24,11 +23,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import device_name, sync, write_rows  # noqa: E402
+from common import device_name, parser, sync, write_rows  # noqa: E402
 
 from hdrepro import models  # noqa: E402
 from hdrepro.batched import CellHParams, train_cells  # noqa: E402
-from hdrepro.cli import PROFILE_HELP, HelpFormatter  # noqa: E402
 from hdrepro.data import DataConfig, default_data_root, load  # noqa: E402
 from hdrepro.train import OptimConfig, TrainConfig, train  # noqa: E402
 
@@ -93,12 +91,7 @@ def time_batched(model, data, epochs, device, k) -> tuple[float, int]:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
-    ap.add_argument("--profile", choices=sorted(EPOCHS), default="quick", help=PROFILE_HELP)
-    ap.add_argument("--out", type=Path, default=Path("results/quick"),
-                    help="folder for the benchmark's CSV")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                    help="cpu, cuda, cuda:1, … (CUDA where this machine has it)")
+    ap = parser(__doc__, EPOCHS)
     ap.add_argument("--data", type=Path, default=None,
                     help="data folder (default $HDREPRO_DATA or <repo>/data)")
     args = ap.parse_args(argv)

@@ -10,7 +10,6 @@ Runtime: smoke ~5 s, quick ~30 s, full ~1 min on 2 CPU cores.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -19,10 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_step import REPEATS, interleaved_medians  # noqa: E402
-from common import device_name, write_rows  # noqa: E402
+from common import device_name, parser, write_rows  # noqa: E402
 
 from hdrepro import rivals  # noqa: E402
-from hdrepro.cli import PROFILE_HELP, HelpFormatter  # noqa: E402
 from hdrepro.models import build  # noqa: E402
 from hdrepro.rival_study import TITLES, method_config  # noqa: E402
 from hdrepro.train import OptimConfig, make_optimizer  # noqa: E402
@@ -78,12 +76,7 @@ def state_floats(opt, model) -> float:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
-    ap.add_argument("--profile", choices=sorted(REPEATS), default="quick", help=PROFILE_HELP)
-    ap.add_argument("--out", type=Path, default=Path("results/quick"),
-                    help="folder for the benchmark's CSV")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                    help="cpu, cuda, cuda:1, … (CUDA where this machine has it)")
+    ap = parser(__doc__, REPEATS)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     built = {m: (title, *iteration(device, cfg)) for m, (title, cfg) in cases().items()}

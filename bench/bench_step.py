@@ -10,7 +10,6 @@ full ~3 min, most of it torch.compile building the compiled steps.
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import statistics
@@ -22,10 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cpp_dot  # noqa: E402
-from common import device_name, sync, write_rows  # noqa: E402
+from common import device_name, parser, sync, write_rows  # noqa: E402
 from reference_style import LoopAdamHD, LoopSGDHD  # noqa: E402
 
-from hdrepro.cli import PROFILE_HELP, HelpFormatter  # noqa: E402
 from hdrepro.autodiff import SGD, Adam, HyperStack, chandra  # noqa: E402
 from hdrepro.models import MLP  # noqa: E402
 from hdrepro.optim import HD, SGDHD, AdamHD  # noqa: E402
@@ -298,12 +296,7 @@ def bench_stacks(device, repeats) -> list[dict]:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=HelpFormatter)
-    ap.add_argument("--profile", choices=sorted(REPEATS), default="quick", help=PROFILE_HELP)
-    ap.add_argument("--out", type=Path, default=Path("results/quick"),
-                    help="folder for bench_step_<device>.csv")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                    help="cpu, cuda, cuda:1, … (CUDA where this machine has it)")
+    ap = parser(__doc__, REPEATS, "folder for bench_step_<device>.csv")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     repeats = REPEATS[args.profile]

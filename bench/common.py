@@ -1,12 +1,26 @@
-"""What every benchmark script shares: device synchronisation, the device's name for the CSV,
-and writing the rows."""
+"""What every benchmark script shares: its command line, device synchronisation, the device's
+name for the CSV, and writing the rows."""
 from __future__ import annotations
 
+import argparse
 import csv
 import platform
 from pathlib import Path
 
 import torch
+
+from hdrepro.cli import PROFILE_HELP, HelpFormatter
+
+
+def parser(doc: str, profiles, out_help: str = "folder for the benchmark's CSV"
+           ) -> argparse.ArgumentParser:
+    """--profile, --out and --device, which every benchmark takes."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0], formatter_class=HelpFormatter)
+    ap.add_argument("--profile", choices=sorted(profiles), default="quick", help=PROFILE_HELP)
+    ap.add_argument("--out", type=Path, default=Path("results/quick"), help=out_help)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="cpu, cuda, cuda:1, … (CUDA where this machine has it)")
+    return ap
 
 
 def sync(device) -> None:
