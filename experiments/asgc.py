@@ -102,7 +102,7 @@ def draw(spec: ASGCSpec, store: GridStore, out: Path, figures: Path) -> list[Pat
             continue
         plot_distributions(rnd.assign(test_error=rnd.test_error.where(~rnd.diverged.astype(
             bool))), ax, "test_error", list(LRS), TITLES)
-        ax.set_yscale("log")   # diverged and stuck runs (~90%) would flatten the rest on a linear axis
+        ax.set_yscale("log")   # runs at ~90% (diverged, stuck) would flatten the rest otherwise
         ax.set_ylabel("final test error, random configurations")
         ax.set_title(f"{len(rnd) // rnd.method.nunique()} random configurations per method",
                      fontsize=9)

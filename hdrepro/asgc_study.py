@@ -202,7 +202,7 @@ def metrics(frame: pd.DataFrame, last_epochs: int = 3) -> pd.DataFrame:
 
 def robustness(frame: pd.DataFrame) -> pd.DataFrame:
     """Per data, model and method: the random configurations' test errors (diverged at 90%),
-    how many diverged (NaN/inf) and how many finished but stuck at chance (error ≥ STUCK_ERROR)."""
+    how many diverged (NaN/inf), and how many finished stuck at chance (error ≥ STUCK_ERROR)."""
     f = frame[frame["phase"] == "random"].copy()
     f["diverged"] = f["diverged"].astype(bool)
     f["err"] = f["test_error"].where(~f["diverged"], 0.9).fillna(0.9)
