@@ -27,6 +27,7 @@ from common import device_name, parser, sync, write_rows  # noqa: E402
 
 from hdrepro import models  # noqa: E402
 from hdrepro.batched import CellHParams, train_cells  # noqa: E402
+from hdrepro.cli import DATA_HELP  # noqa: E402
 from hdrepro.data import DataConfig, default_data_root, load  # noqa: E402
 from hdrepro.train import OptimConfig, TrainConfig, train  # noqa: E402
 
@@ -92,8 +93,7 @@ def time_batched(model, data, epochs, device, k) -> tuple[float, int]:
 
 def main(argv=None):
     ap = parser(__doc__, EPOCHS)
-    ap.add_argument("--data", type=Path, default=None,
-                    help="data folder (default $HDREPRO_DATA or <repo>/data)")
+    ap.add_argument("--data", type=Path, default=None, help=DATA_HELP)
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     data_cfg = DataConfig("mnist", FRACTION[args.profile])

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hdrepro.cli import PROFILE_HELP, HelpFormatter  # noqa: E402
+from hdrepro.cli import DATA_HELP, PROFILE_HELP, HelpFormatter  # noqa: E402
 from hdrepro.data import default_data_root  # noqa: E402
 from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
 from hdrepro.grid import (EXECUTORS, GridSpec, RunOptions, auto_batch, git_commit,  # noqa: E402
@@ -34,8 +34,7 @@ def run_parser(doc: str, profiles) -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=None,
                     help="results folder (default results/<profile>)")
     ap.add_argument("--figures", type=Path, default=Path("figures"), help="figures folder")
-    ap.add_argument("--data", type=Path, default=None,
-                    help="data folder (default $HDREPRO_DATA or <repo>/data)")
+    ap.add_argument("--data", type=Path, default=None, help=DATA_HELP)
     ap.add_argument("--executor", choices=EXECUTORS, default="inprocess",
                     help="where cells run: this process, a local process pool, or Dask")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (processes, dask)")

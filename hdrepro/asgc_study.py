@@ -40,6 +40,7 @@ LRS = {"adam": (1e-4, 1e-3), "momentum": (1e-2, 1e-1), "adagrad": (1e-2, 1e-1),
 NOISE = (0.01, 0.1)
 KAPPA = (1.0, 3.0)
 FIXED_THRESHOLD = 1.0
+DIVERGED_ERROR = 0.9   # a diverged run counts as chance-level error on 10 classes
 # A 10-class run whose test error stays this high learnt nothing: it collapsed to (about) one class
 STUCK_ERROR = 0.85
 #: random search: (log10 lr low, high) per method; η and κ ranges for ASGC
@@ -144,11 +145,16 @@ def _with_options(frame: pd.DataFrame) -> pd.DataFrame:
     return f
 
 
+def _errors(f: pd.DataFrame) -> pd.Series:
+    """Each run's test error, DIVERGED_ERROR where it diverged."""
+    return f["test_error"].where(~f["diverged"].astype(bool), DIVERGED_ERROR).fillna(DIVERGED_ERROR)
+
+
 def chosen(frame: pd.DataFrame) -> pd.DataFrame:
     """Each method's chosen tuning configuration per data and model (lowest mean test error,
-    diverged runs counted at 90%), one row per configuration with its mean error."""
+    diverged runs counted at DIVERGED_ERROR), one row per configuration with its mean error."""
     f = _with_options(frame[frame["phase"] == "tune"])
-    f["err"] = f["test_error"].where(~f["diverged"].astype(bool), 0.9).fillna(0.9)
+    f["err"] = _errors(f)
     m = (f.groupby(["data", "model", "method", "config"], as_index=False)
           .agg(err=("err", "mean"), alpha0=("alpha0", "first"),
                options_dict=("options_dict", "first")))
@@ -201,11 +207,12 @@ def metrics(frame: pd.DataFrame, last_epochs: int = 3) -> pd.DataFrame:
 
 
 def robustness(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per data, model and method: the random configurations' test errors (diverged at 90%),
-    how many diverged (NaN/inf), and how many finished stuck at chance (error ≥ STUCK_ERROR)."""
+    """Per data, model and method: the random configurations' test errors (a diverged run at
+    DIVERGED_ERROR), how many diverged (NaN/inf), and how many finished stuck at chance
+    (error ≥ STUCK_ERROR)."""
     f = frame[frame["phase"] == "random"].copy()
     f["diverged"] = f["diverged"].astype(bool)
-    f["err"] = f["test_error"].where(~f["diverged"], 0.9).fillna(0.9)
+    f["err"] = _errors(f)
     f["stuck"] = ~f["diverged"] & (f["err"] >= STUCK_ERROR)
     return (f.groupby(["data", "model", "method"], as_index=False, sort=False)
              .agg(samples=("err", "size"), median=("err", "median"),

@@ -29,6 +29,7 @@ EXPERIMENTS = ("fig1", "equivalence", "family_sensitivity", "rivals", "asgc", "e
 PLOTTABLE = ("fig1", "stacks_clipping", "family_sensitivity", "rivals", "asgc", "epsilon") + tuple(
     f"grid_{g}" for g in GRIDS)
 BENCHES = ("step", "grid", "rivals")
+DATA_HELP = "data folder (default $HDREPRO_DATA or <repo>/data)"
 PROFILE_HELP = "scale: smoke (seconds), quick (minutes on a CPU) or full (the papers' scale)"
 
 
@@ -110,8 +111,7 @@ def _train_parser(sub) -> None:
     t.add_argument("--batch-size", type=int, default=128, help="examples per step")
     t.add_argument("--seed", type=int, default=1, help="initialisation and shuffling")
     t.add_argument("--device", default="auto", help="cpu, cuda, … (auto: CUDA if present)")
-    t.add_argument("--root", type=Path, default=None,
-                   help="data folder (default $HDREPRO_DATA or <repo>/data)")
+    t.add_argument("--root", type=Path, default=None, help=DATA_HELP)
     t.add_argument("--out", type=Path, default=None, help="write the run as JSON here")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=train_command)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .cli import HelpFormatter
+from .cli import DATA_HELP, HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -445,8 +445,7 @@ def main(argv=None):
                        formatter_class=HelpFormatter)
     f.add_argument("names", nargs="*", default=["mnist", "fashion-mnist"],
                    help=f"any of {', '.join(NAMES)}")
-    f.add_argument("--root", type=Path, default=None,
-                   help="data folder (default $HDREPRO_DATA or <repo>/data)")
+    f.add_argument("--root", type=Path, default=None, help=DATA_HELP)
     f.add_argument("--timeout", type=float, default=3.0, help="seconds per download attempt")
     f.add_argument("--optional", action="store_true",
                    help="report a data set that cannot be had instead of failing")
@@ -454,8 +453,7 @@ def main(argv=None):
                       ("verify", "re-check every cached file against its recorded SHA-256")):
         c = sub.add_parser(cmd, help=text, formatter_class=HelpFormatter)
         c.add_argument("names", nargs="*", default=list(NAMES), help=f"any of {', '.join(NAMES)}")
-        c.add_argument("--root", type=Path, default=None,
-                       help="data folder (default $HDREPRO_DATA or <repo>/data)")
+        c.add_argument("--root", type=Path, default=None, help=DATA_HELP)
     args = ap.parse_args(argv)
     root = args.root or default_data_root()
     unknown = [n for n in args.names if n not in NAMES]
