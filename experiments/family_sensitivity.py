@@ -22,7 +22,7 @@ from grid_common import (run_options, run_parser, save_figure, stamp_figures,  #
 
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.plots import MODEL_TITLES  # noqa: E402
-from hdrepro.plots_extensions import plot_sensitivity  # noqa: E402
+from hdrepro.plots_extensions import plot_sensitivity, shared_legend  # noqa: E402
 from hdrepro.results import GridStore  # noqa: E402
 from hdrepro.runs import run  # noqa: E402
 from hdrepro.sensitivity import SensitivitySpec, final_losses  # noqa: E402
@@ -63,7 +63,7 @@ def draw(store: GridStore, spec: SensitivitySpec, figures: Path) -> Path:
             ax.set_ylabel(f"final {word} loss")
             ax.set_title(f"{MODEL_TITLES.get(model, model)}, {spec.epochs[model]} epoch(s)",
                          fontsize=9)
-    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.0))
+    shared_legend(axes[0, -1], axes, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.0))
     fig.suptitle(f"Sensitivity to α₀ on {spec.data.name} ({spec.data.fraction:.0%}), "
                  f"{len(spec.seeds)} seed(s): solid the torch.optim optimizer, dashed its HD "
                  "version (additive, β = 1e-3 non-adaptive / 1e-7 adaptive)", fontsize=9)

@@ -17,7 +17,11 @@ def plot_sensitivity(losses: pd.DataFrame, ax, metric: str = "val_loss",
                      order: tuple[str, ...] = family.SLIDES) -> None:
     """Final loss vs α₀ (log axis), one colour per optimizer: solid the base, dashed its HD
     version; diverged points are left out, losses above LOSS_CAP drawn at the cap. `losses` is
-    :func:`hdrepro.sensitivity.final_losses` for one model."""
+    :func:`hdrepro.sensitivity.final_losses` for one model; a model with no rows yet (a run still
+    under way) gets a note instead of an empty frame."""
+    if losses.empty:
+        ax.text(0.5, 0.5, "no runs stored yet", transform=ax.transAxes, ha="center",
+                va="center", color="0.4")
     for name in order:
         for variant, ls, label in (("base", "-", family.TITLES[name]), ("hd", "--", None)):
             d = losses[(losses.family == name) & (losses.variant == variant)].sort_values("alpha0")
@@ -29,6 +33,16 @@ def plot_sensitivity(losses: pd.DataFrame, ax, metric: str = "val_loss",
     ax.set_yscale("log")
     ax.set_xlabel("α₀")
     ax.grid(alpha=0.3, lw=0.5)
+
+
+def shared_legend(ax, axes, **kwargs) -> None:
+    """One legend on `ax` for the labelled lines of every panel in `axes`, each label once: a
+    panel left empty (a run still partial) must not lose the figure's legend."""
+    handles = {}
+    for panel in np.ravel(axes):
+        for handle, label in zip(*panel.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    ax.legend(list(handles.values()), list(handles), **kwargs)
 
 
 def plot_scale_sensitivity(frame: pd.DataFrame, ax, colours: dict, titles: dict) -> None:

@@ -26,3 +26,20 @@ def test_figure_1_marks_a_run_that_diverged_before_its_first_log():
     crosses = loss_ax.collections[-1].get_offsets()
     assert crosses.tolist() == [[64, LOSS_CAP], [81, LOSS_CAP]]
     plt.close(fig)
+
+
+def test_the_family_figure_keeps_its_legend_while_a_model_has_no_runs_yet():
+    """A partial full run (BetterCNN not reached) leaves the last panel, where the legend sits,
+    empty: the legend must still name every optimizer drawn elsewhere, each once."""
+    from hdrepro.plots_extensions import plot_sensitivity, shared_legend
+    losses = pd.DataFrame({"model": "logreg", "family": ["sgd", "sgd", "adam", "adam"],
+                           "variant": ["base", "hd"] * 2, "alpha0": 1e-3,
+                           "val_loss": [0.4, 0.3, 0.5, 0.45]})
+    fig, axes = plt.subplots(1, 2, squeeze=False)
+    plot_sensitivity(losses, axes[0, 0], "val_loss", ("sgd", "adam"))
+    plot_sensitivity(losses.iloc[:0], axes[0, 1], "val_loss", ("sgd", "adam"))
+    shared_legend(axes[0, 1], axes)
+    assert [t.get_text() for t in axes[0, 1].get_legend().get_texts()] == ["SGD", "Adam"]
+    assert [t.get_text() for t in axes[0, 1].texts] == ["no runs stored yet"]
+    assert not axes[0, 0].texts
+    plt.close(fig)
