@@ -1,4 +1,5 @@
-"""hdrepro.plots: Figure 1 shows every run, including one that left no line to draw."""
+"""hdrepro.plots and plots_extensions: Figure 1 shows every run, including one that left no line
+to draw; the family figure keeps its legend while a model has no runs yet."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -6,6 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hdrepro.plots import LOSS_CAP, plot_fig1  # noqa: E402
+from hdrepro.plots_extensions import plot_sensitivity, shared_legend  # noqa: E402
 
 
 def test_figure_1_marks_a_run_that_diverged_before_its_first_log():
@@ -31,7 +33,6 @@ def test_figure_1_marks_a_run_that_diverged_before_its_first_log():
 def test_the_family_figure_keeps_its_legend_while_a_model_has_no_runs_yet():
     """A partial full run (BetterCNN not reached) leaves the last panel, where the legend sits,
     empty: the legend must still name every optimizer drawn elsewhere, each once."""
-    from hdrepro.plots_extensions import plot_sensitivity, shared_legend
     losses = pd.DataFrame({"model": "logreg", "family": ["sgd", "sgd", "adam", "adam"],
                            "variant": ["base", "hd"] * 2, "alpha0": 1e-3,
                            "val_loss": [0.4, 0.3, 0.5, 0.45]})
