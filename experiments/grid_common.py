@@ -20,10 +20,8 @@ from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
 from hdrepro.grid import (EXECUTORS, GridSpec, RunOptions, auto_batch, git_commit,  # noqa: E402
                           panels, run_grid)
 from hdrepro.optim._hypergrad import RULES  # noqa: E402
-from hdrepro.plots import plot_grid  # noqa: E402
+from hdrepro.plots import MODEL_TITLES, plot_grid  # noqa: E402
 from hdrepro.results import GridStore  # noqa: E402
-
-MODEL_TITLES = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN"}
 
 
 def run_parser(doc: str, profiles) -> argparse.ArgumentParser:
