@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from hdrepro.cli import PROFILE_HELP, HelpFormatter
+from hdrepro.cli_help import PROFILE_HELP, HelpFormatter
 
 
 def parser(doc: str, profiles, out_help: str = "folder for the benchmark's CSV"

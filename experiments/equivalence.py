@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hdrepro.cli import PROFILE_HELP, HelpFormatter  # noqa: E402
+from hdrepro.cli_help import PROFILE_HELP, HelpFormatter  # noqa: E402
 from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
 from hdrepro.verify import (Problem, compare, equivalence_cases, fd_cases,  # noqa: E402
                             finite_difference_check, trajectory)

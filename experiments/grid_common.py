@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hdrepro.cli import DATA_HELP, PROFILE_HELP, HelpFormatter  # noqa: E402
+from hdrepro.cli_help import DATA_HELP, PROFILE_HELP, HelpFormatter  # noqa: E402
 from hdrepro.data import default_data_root  # noqa: E402
 from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
 from hdrepro.grid import (EXECUTORS, GridSpec, RunOptions, auto_batch, git_commit,  # noqa: E402

@@ -23,24 +23,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .cli_help import DATA_HELP, HelpFormatter
+
 ROOT = Path(__file__).resolve().parent.parent
 GRIDS = ("logreg", "mlnn", "bettercnn", "gamma")
 EXPERIMENTS = ("fig1", "equivalence", "family_sensitivity", "rivals", "asgc", "epsilon")
 PLOTTABLE = ("fig1", "stacks_clipping", "family_sensitivity", "rivals", "asgc", "epsilon") + tuple(
     f"grid_{g}" for g in GRIDS)
 BENCHES = ("step", "grid", "rivals")
-DATA_HELP = "data folder (default $HDREPRO_DATA or <repo>/data)"
-PROFILE_HELP = "scale: smoke (seconds), quick (minutes on a CPU) or full (the papers' scale)"
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default after its help, except None and False: there the help says
-    what happens (e.g. "default results/<profile>"), and "(default: None)" would only confuse."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
 
 
 def script(folder: str, name: str) -> Path:

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .cli import DATA_HELP, HelpFormatter
+from .cli_help import DATA_HELP, HelpFormatter
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

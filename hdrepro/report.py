@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from .cli import HelpFormatter
+from .cli_help import HelpFormatter
 from . import report_claims, report_extensions, report_overview, report_stacks
-from .report_format import (full_results, full_scale_head, gpu_results, md_table,
+from .report_format import (MODEL_NAMES, full_results, full_scale_head, gpu_results, md_table,
                              not_run_at_full_scale, read_csv, run_record, sci)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -603,10 +603,6 @@ def _additive_timing(results: Path) -> str:
     return text + (" Those cells re-run against the same cells of the full run: "
                    + "; ".join(same) + ". (BetterCNN's convolutions run through cuDNN, which torch does not make "
                    "bitwise deterministic by default; the dense models reproduce bit for bit.)")
-
-
-MODEL_NAMES = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN",
-               "vgg16bn": "VGG-16", "vgg16bn-narrow": "VGG-16 (¼ width)"}
 
 
 #: the analytic HD steps held to the 1.5× target, each beside torch's fused step

@@ -13,12 +13,11 @@ import pandas as pd
 
 from . import asgc_study, family, rival_study
 from .epsilon_study import NEAR, validation
-from .report_format import (full_results, full_scale_head, is_partial, md_table,
+from .report_format import (MODEL_NAMES, full_results, full_scale_head, is_partial, md_table,
                              not_run_at_full_scale, run_record)
 from .results import GridStore
 from .sensitivity import NEAR_BEST, tuning
 
-MODEL_NAMES = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN"}
 TIE = 0.001  # test errors closer than 0.1 points are a tie, whatever the seeds' spread
 
 

@@ -8,6 +8,10 @@ import json
 import math
 from pathlib import Path
 
+#: how the report names each model
+MODEL_NAMES = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN",
+               "vgg16bn": "VGG-16", "vgg16bn-narrow": "VGG-16 (¼ width)"}
+
 
 def read_csv(path: Path) -> list[dict]:
     """The rows of a CSV file as dicts; no rows when the file does not exist."""
