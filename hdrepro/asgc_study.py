@@ -31,7 +31,7 @@ import torch
 from .analysis import GradientHistogram
 from .data import DataConfig
 from .grid import _data
-from .runs import RunCell
+from .runs import STUCK_ERROR, RunCell
 from .train import OptimConfig, train
 
 #: method -> its two learning rates; ASGC wraps SGD with momentum
@@ -41,8 +41,6 @@ NOISE = (0.01, 0.1)
 KAPPA = (1.0, 3.0)
 FIXED_THRESHOLD = 1.0
 DIVERGED_ERROR = 0.9   # a diverged run counts as chance-level error on 10 classes
-# A 10-class run whose test error stays this high learnt nothing: it collapsed to (about) one class
-STUCK_ERROR = 0.85
 #: random search: (log10 lr low, high) per method; η and κ ranges for ASGC
 RANDOM_LR = {m: (math.log10(lo) - 0.5, math.log10(hi) + 0.5) for m, (lo, hi) in LRS.items()}
 RANDOM_NOISE = (-3.0, 0.0)

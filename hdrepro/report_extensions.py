@@ -16,7 +16,8 @@ from .epsilon_study import NEAR, validation
 from .report_format import (MODEL_NAMES, full_results, full_scale_head, is_partial, md_table,
                              not_run_at_full_scale, run_record)
 from .results import GridStore
-from .sensitivity import NEAR_BEST, tuning
+from .runs import STUCK_ERROR
+from .sensitivity import KINDS, NEAR_BEST, lost_runs, tuning
 
 TIE = 0.001  # test errors closer than 0.1 points are a tie, whatever the seeds' spread
 
@@ -86,19 +87,32 @@ def family_verdict(f: pd.DataFrame, results: Path) -> str:
     wider, narrower = int((t.hd_near > t.base_near).sum()), int((t.hd_near < t.base_near).sum())
     lower = int((t.hd_median < t.base_median).sum())
     best = int((t.hd_best < t.base_best).sum())
-    by_kind = {}
-    for kind, names in (("non-adaptive (SGD, momentum, Nesterov)", ("sgd", "momentum",
-                                                                      "nesterov")),
-                        ("adaptive", tuple(x for x in family.FAMILY if x not in
-                                           ("sgd", "momentum", "nesterov")))):
+    widened = []
+    for kind, names in KINDS.items():
         k = t[t.family.isin(names)]
-        by_kind[kind] = (int((k.hd_near > k.base_near).sum()), len(k))
-    kinds = "; ".join(f"{kind}: {w} of {m}" for kind, (w, m) in by_kind.items())
+        label = f"{kind} (SGD, momentum, Nesterov)" if kind == "non-adaptive" else kind
+        widened.append(f"{label}: {int((k.hd_near > k.base_near).sum())} of {len(k)}")
     return (f"Over {n} optimizer–model pairs, HD **widened** the range of α₀ that ends within "
             f"{NEAR_BEST - 1:.0%} of the best validation loss for **{wider}**, narrowed it for "
             f"{narrower} and left it unchanged for {n - wider - narrower} (widened, by kind: "
-            f"{kinds}). HD's median final validation loss over the α₀ sweep was lower than the "
-            f"base optimizer's for {lower} of {n} pairs, and its best for {best} of {n}.")
+            f"{'; '.join(widened)}). HD's median final validation loss over the α₀ sweep was lower than the "
+            f"base optimizer's for {lower} of {n} pairs, and its best for {best} of {n}. "
+            + _family_lost(f))
+
+
+def _family_lost(f: pd.DataFrame) -> str:
+    """Runs lost (diverged, or stuck at chance) per model and kind, base against HD."""
+    lost = lost_runs(f).assign(lost=lambda x: x.diverged + x.stuck)
+    by_model = []
+    for model in sorted(lost.model.unique(), key=list(MODEL_NAMES).index):
+        m = lost[lost.model == model].set_index(["kind", "variant"])
+        by_model.append(f"{MODEL_NAMES[model]} " + ", ".join(
+            f"{kind} {m.loc[(kind, 'base'), 'lost']} vs {m.loc[(kind, 'hd'), 'lost']} of "
+            f"{m.loc[(kind, 'base'), 'runs']}" for kind in KINDS if (kind, "base") in m.index))
+    return (f"Runs lost, diverged or finished stuck at chance (test error ≥ {STUCK_ERROR:.0%}), "
+            f"base vs HD: {'; '.join(by_model)}. HD with β = 0 is its base exactly, so where "
+            f"HD loses more runs, the cost is that of one untuned β per kind (Baydin et al.'s "
+            f"SGD-HD and Adam-HD values).")
 
 
 # -- 2. the learning-rate-free rivals --------------------------------------------------------
@@ -209,7 +223,7 @@ def asgc_robustness(f: pd.DataFrame, results: Path) -> str:
              str(int(x.stuck))] for x in r.itertuples()]
     return md_table(["model, data", "method", "configurations", "median test error", "best",
                      "worst", "diverged (NaN/inf)",
-                     f"stuck at chance (error ≥ {asgc_study.STUCK_ERROR:.0%})"], rows)
+                     f"stuck at chance (error ≥ {STUCK_ERROR:.0%})"], rows)
 
 
 def asgc_verdict(f: pd.DataFrame, results: Path) -> str:

@@ -21,6 +21,9 @@ from .grid import RunOptions, _data, provenance_columns, run_pending, worker_dev
 from .results import GridStore, RunStore
 from .train import OptimConfig, TrainConfig, train
 
+# A 10-class run whose test error stays this high learnt nothing: it collapsed to (about) one class
+STUCK_ERROR = 0.85
+
 
 @dataclass(frozen=True)
 class RunCell:

@@ -20,10 +20,12 @@ import pandas as pd
 
 from . import family
 from .data import DataConfig
-from .runs import RunCell
+from .runs import STUCK_ERROR, RunCell
 from .train import OptimConfig
 
 NON_ADAPTIVE = ("sgd", "momentum", "nesterov")
+KINDS = {"non-adaptive": NON_ADAPTIVE,
+         "adaptive": tuple(name for name in family.FAMILY if name not in NON_ADAPTIVE)}
 #: HD's β per kind of direction (Baydin et al.'s values; module doc)
 HD_BETA = {name: 1e-3 if name in NON_ADAPTIVE else 1e-7 for name in family.FAMILY}
 NEAR_BEST = 1.10   # within 10% of the best final validation loss
@@ -87,3 +89,13 @@ def tuning(frame: pd.DataFrame) -> pd.DataFrame:
             row[f"{variant}_median"] = v.fillna(np.inf).median()
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def lost_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per model, kind of optimizer (``KINDS``) and variant: how many runs, how many diverged
+    (NaN/inf) and how many finished stuck at chance (test error ≥ STUCK_ERROR)."""
+    f = frame.assign(diverged=frame["diverged"].astype(bool))
+    f["stuck"] = ~f["diverged"] & (f["test_error"] >= STUCK_ERROR)
+    f["kind"] = np.where(f["family"].isin(NON_ADAPTIVE), "non-adaptive", "adaptive")
+    return (f.groupby(["model", "kind", "variant"], as_index=False, sort=False)
+             .agg(runs=("stuck", "size"), diverged=("diverged", "sum"), stuck=("stuck", "sum")))

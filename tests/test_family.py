@@ -6,7 +6,7 @@ import torch
 
 from hdrepro import family
 from hdrepro.optim import HD
-from hdrepro.sensitivity import HD_BETA, SensitivitySpec, tuning
+from hdrepro.sensitivity import HD_BETA, SensitivitySpec, lost_runs, tuning
 from hdrepro.train import OptimConfig, make_optimizer
 
 NAMES = list(family.FAMILY)
@@ -94,3 +94,17 @@ def test_tuning_counts_the_alphas_near_the_best_of_either_variant():
     assert (t.base_near, t.hd_near) == (1, 2)   # within 10% of 0.30
     assert t.base_best == 0.30 and t.hd_best == 0.31
     assert t.hd_median == 0.32                  # the diverged α₀ counts as worst
+
+
+def test_lost_runs_count_diverged_and_stuck_runs_per_kind_and_variant():
+    rows = [{"model": "m", "family": name, "variant": variant, "diverged": diverged,
+             "test_error": error}
+            for name, variant, diverged, error in (
+                ("sgd", "base", False, 0.05), ("nesterov", "hd", True, float("nan")),
+                ("sgd", "hd", False, 0.90), ("adam", "base", False, 0.86),
+                ("adam", "hd", False, 0.84), ("radam", "hd", True, 0.90))]
+    lost = lost_runs(pd.DataFrame(rows)).set_index(["kind", "variant"])
+    assert lost.loc[("non-adaptive", "base")].tolist() == ["m", 1, 0, 0]
+    assert lost.loc[("non-adaptive", "hd")].tolist() == ["m", 2, 1, 1]
+    assert lost.loc[("adaptive", "base")].tolist() == ["m", 1, 0, 1]
+    assert lost.loc[("adaptive", "hd")].tolist() == ["m", 2, 1, 0]  # diverged is not also stuck

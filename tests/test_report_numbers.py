@@ -111,16 +111,38 @@ def test_stack_errors_are_the_stored_means_over_trials(folder, start, end):
     assert checked >= 10
 
 
-def test_family_best_losses_are_the_stored_runs():
+def _family_part(folder: Path) -> str:
+    """§6.1's quick-profile part, or its full-scale part."""
+    quick, full = between("### 6.1", "### 6.2").split("**At full scale**")
+    return quick if folder == QUICK else full
+
+
+@pytest.mark.parametrize("folder", [QUICK, FULL], ids=["quick", "full"])
+def test_family_best_losses_are_the_stored_runs(folder):
     from hdrepro.family import TITLES
-    f = jsonl(QUICK / "family_sensitivity.jsonl")
+    f = jsonl(folder / "family_sensitivity.jsonl")
     f.loc[f.diverged.astype(bool), "val_loss"] = float("nan")
     best = f.groupby(["model", "family", "variant", "alpha0"]).val_loss.mean().groupby(
         ["model", "family", "variant"]).min()
-    section = between("### 6.1", "### 6.2")
+    section = _family_part(folder)
     for (model, fam), _ in best.groupby(["model", "family"]):
         line = line_with(section, f"| {MODELS[model]} | {TITLES[fam]} |")
         assert f"| {best[(model, fam, 'base')]:.3f} | {best[(model, fam, 'hd')]:.3f} |" in line
+
+
+@pytest.mark.parametrize("folder", [QUICK, FULL], ids=["quick", "full"])
+def test_family_lost_runs_are_the_stored_runs(folder):
+    f = jsonl(folder / "family_sensitivity.jsonl")
+    lost = f.diverged.astype(bool) | (f.test_error >= 0.85)
+    f["kind"] = f.family.isin(["sgd", "momentum", "nesterov"]).map(
+        {True: "non-adaptive", False: "adaptive"})
+    counts = lost.groupby([f.model, f.kind, f.variant]).sum()
+    runs = f.groupby(["model", "kind", "variant"]).size()
+    text = _family_part(folder)
+    for model, name in MODELS.items():
+        assert f"{name} " + ", ".join(
+            f"{kind} {counts[(model, kind, 'base')]} vs {counts[(model, kind, 'hd')]} of "
+            f"{runs[(model, kind, 'base')]}" for kind in ("non-adaptive", "adaptive")) in text
 
 
 def test_rival_errors_are_the_stored_means_and_spreads_over_seeds():
