@@ -262,14 +262,14 @@ def profile_timing(results: Path) -> str:
     on_gpu = sum(p["wall_s"] for p in timed if not p["device"].lower().startswith("cpu"))
     on_cpu = sum(p["wall_s"] for p in timed if p["device"].lower().startswith("cpu"))
     text = ("**The full profile** has not been run end to end: its pieces ran separately, on "
-            "the GPU machine where one was lent to us and otherwise on the 2-core CPU. What ran "
-            "so far, from the run records in `results/full/`:\n\n"
+            "the GPU machine where one was lent to us and otherwise on the 2-core CPU. What ran"
+            f"{' so far' if missing else ''}, from the run records in `results/full/`:\n\n"
             + md_table(["piece", "runs", "device", "minutes", "measured as"], body)
             + f"\n\nWall time of the pieces timed in one invocation: **{on_gpu / 60:.1f} "
               "minutes** on the GPU"
             + (f" and **{on_cpu / 60:.1f} minutes** on the 2-core CPU." if on_cpu else "."))
-    if missing:
-        text += " Not run at full scale yet: " + ", ".join(missing) + "."
+    text += (" Not run at full scale yet: " + ", ".join(missing) + "." if missing else
+             " Every piece of the full profile has run.")
     parts.append(text)
     return "\n\n".join(parts)
 
