@@ -95,8 +95,9 @@ def family_verdict(f: pd.DataFrame, results: Path) -> str:
     return (f"Over {n} optimizer–model pairs, HD **widened** the range of α₀ that ends within "
             f"{NEAR_BEST - 1:.0%} of the best validation loss for **{wider}**, narrowed it for "
             f"{narrower} and left it unchanged for {n - wider - narrower} (widened, by kind: "
-            f"{'; '.join(widened)}). HD's median final validation loss over the α₀ sweep was lower than the "
-            f"base optimizer's for {lower} of {n} pairs, and its best for {best} of {n}. "
+            f"{'; '.join(widened)}). HD's median final validation loss over the α₀ sweep was "
+            f"lower than the base optimizer's for {lower} of {n} pairs, and its best for {best} "
+            f"of {n}. "
             + _family_lost(f))
 
 

@@ -96,6 +96,6 @@ def lost_runs(frame: pd.DataFrame) -> pd.DataFrame:
     (NaN/inf) and how many finished stuck at chance (test error ≥ STUCK_ERROR)."""
     f = frame.assign(diverged=frame["diverged"].astype(bool))
     f["stuck"] = ~f["diverged"] & (f["test_error"] >= STUCK_ERROR)
-    f["kind"] = np.where(f["family"].isin(NON_ADAPTIVE), "non-adaptive", "adaptive")
+    f["kind"] = f["family"].map({name: kind for kind, names in KINDS.items() for name in names})
     return (f.groupby(["model", "kind", "variant"], as_index=False, sort=False)
              .agg(runs=("stuck", "size"), diverged=("diverged", "sum"), stuck=("stuck", "sum")))
