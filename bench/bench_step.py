@@ -26,7 +26,7 @@ from reference_style import LoopAdamHD, LoopSGDHD  # noqa: E402
 
 from hdrepro.autodiff import SGD, Adam, HyperStack, chandra  # noqa: E402
 from hdrepro.models import MLP  # noqa: E402
-from hdrepro.optim import HD, SGDHD, AdamHD  # noqa: E402
+from hdrepro.optim import HD, SGDHD, AdamHD, CUDAGraphStep  # noqa: E402
 from hdrepro.optim._hypergrad import dot  # noqa: E402
 
 REPEATS = {"smoke": 5, "quick": 30, "full": 100}
@@ -153,6 +153,35 @@ def compile_cases(device, profile: str, slow_to_compile: bool) -> tuple[dict, li
     return cases, ratios
 
 
+def graph_cases(device) -> tuple[dict, list]:
+    """On a GPU: steps recorded once as a CUDA graph and replayed (hdrepro.optim.CUDAGraphStep),
+    ours and torch's fused steps alike (torch records its Adam with capturable=True). The graphed
+    HD steps are set against the eager fused step, as the target is worded, and against the
+    graphed fused step, like for like. One eager step before the recording (warmup_steps=1), so
+    that drop_failing's three steps already record and replay."""
+    if device.type != "cuda":
+        return {}, []
+    graphed = lambda make: lambda p: CUDAGraphStep(make(p), warmup_steps=1)  # noqa: E731
+    cases = {
+        "Adam-HD (ours, CUDA graph)": graphed(STEP_CASES["Adam-HD (ours)"]),
+        "SGDN-HD (ours, CUDA graph)": graphed(STEP_CASES["SGDN-HD (ours)"]),
+        "HD(Adam fused) (ours, CUDA graph)": graphed(lambda p: HD(
+            torch.optim.Adam(p, 1e-3, fused=True, capturable=True), 1e-8)),
+        "Adam (fused, CUDA graph)": graphed(
+            lambda p: torch.optim.Adam(p, 1e-3, fused=True, capturable=True)),
+        "SGDN (fused, CUDA graph)": graphed(STEP_CASES["SGDN (fused)"]),
+    }
+    ratios = []
+    for ours, base, loop in (("Adam-HD", "Adam", "Adam-HD"), ("SGDN-HD", "SGDN", "SGDN-HD"),
+                             ("HD(Adam fused)", "Adam", "Adam-HD")):
+        name = f"{ours} (ours, CUDA graph)"
+        ratios += [(name, f"{base} (fused)"), (name, f"{base} (fused, CUDA graph)"),
+                   (f"{loop} (reference-style loop)", name)]
+    ratios += [("Adam (fused, CUDA graph)", "Adam (fused)"),
+               ("SGDN (fused, CUDA graph)", "SGDN (fused)")]
+    return cases, ratios
+
+
 def drop_failing(steps: dict, names) -> None:
     """Run each named step a few times; drop (and say so) any that raises, e.g. a backend
     that cannot compile on this machine, so the other rows are still measured."""
@@ -200,16 +229,17 @@ def bench_steps(device, profile) -> list[dict]:
             ("MLNN 784-1000-1000-10", mlnn_shapes(), False)):
         torch._dynamo.reset()
         compiles, compile_ratios = compile_cases(device, profile, slow_to_compile)
+        graphs, graph_ratios = graph_cases(device)
         steps = {name: make(make_params(shapes, device))
-                 for name, make in {**STEP_CASES, **dots, **compiles}.items()}
+                 for name, make in {**STEP_CASES, **dots, **compiles, **graphs}.items()}
         if CPP_DOT in steps:
             cpp_dot.checked(steps[CPP_DOT].kernel, steps[CPP_DOT].grads, steps[CPP_DOT].dirs)
-        drop_failing(steps, compiles)
+        drop_failing(steps, {**compiles, **graphs})
         ms = interleaved_medians({name: s.step for name, s in steps.items()}, device,
                                  REPEATS[profile])
         n_params = sum(torch.Size(s).numel() for s in shapes)
-        for num, den in STEP_RATIOS + dot_ratios + compile_ratios:
-            if num not in ms:
+        for num, den in STEP_RATIOS + dot_ratios + compile_ratios + graph_ratios:
+            if num not in ms or den not in ms:
                 continue
             rows.append({"benchmark": "optimizer step", "params": set_name,
                          "n_tensors": len(shapes), "n_params": n_params, "ours": num,

@@ -84,11 +84,24 @@ def init_group(group: dict) -> None:
     group.setdefault("hd_h", torch.zeros((), dtype=dtype, device=device))
 
 
-def group_tensors(group: dict, like: Tensor) -> tuple[Tensor, Tensor]:
-    """(α_{t-1}, β_{t-1}) as 0-d tensors on `like`'s device (a scheduler may have set floats)."""
-    alpha = torch.as_tensor(group["lr"], dtype=like.dtype, device=like.device)
-    beta = torch.as_tensor(group["hypergrad_lr"], dtype=like.dtype, device=like.device)
-    return alpha, beta
+def group_alpha(group: dict, like: Tensor) -> Tensor:
+    """α_{t-1} as a tensor on `like`'s device: the group's own tensor, or a new one if a scheduler
+    set a float."""
+    return torch.as_tensor(group["lr"], dtype=like.dtype, device=like.device)
+
+
+def store(group: dict, key: str, value: Tensor) -> None:
+    """group[key] = value, written into the tensor already there when it matches, so that the HD
+    state keeps its storage from step to step: what a replayed CUDA graph needs
+    (:mod:`hdrepro.optim.graphs`), since a graph reads and writes fixed addresses. Under
+    torch.compile the value is rebound instead: in a compiled step, in-place writes to a
+    group's tensors were lost (seen with torch 2.13; tests/test_compile.py)."""
+    old = group.get(key)
+    if (isinstance(old, Tensor) and old.shape == value.shape and old.dtype == value.dtype
+            and old.device == value.device and not torch.compiler.is_compiling()):
+        old.copy_(value)
+    else:
+        group[key] = value
 
 
 def per_tensor_loop(params: Sequence[Tensor]) -> bool:
@@ -136,7 +149,7 @@ def update_lr(group: dict, h: Tensor, g_norm: Tensor | None = None,
 
     For rule="multiplicative", `g_norm` = ‖g_t‖ and `d_norm` = ‖∇_α u_{t-1}‖ = ‖d_{t-1}‖.
     """
-    alpha, beta = group_tensors(group, h)
+    alpha, beta = group_alpha(group, h), group["hypergrad_lr"]  # β: a number or a tensor
     if group["rule"] == "multiplicative":
         denom = g_norm * d_norm
         h_used = torch.where(denom > 0, h / torch.where(denom > 0, denom, 1.0), 0.0)
@@ -152,13 +165,15 @@ def update_lr(group: dict, h: Tensor, g_norm: Tensor | None = None,
     else:
         new_alpha = alpha - new_beta * h_used
         a_new = -h_used
-    ok = torch.isfinite(new_alpha) & torch.isfinite(new_beta)
-    group["hd_h"] = h.detach()  # the latest hypergradient, for loggers and checks
-    group["lr"] = torch.where(ok, new_alpha, alpha)
-    group["hd_dalpha_dbeta"] = torch.where(ok, a_new, a_prev)
-    group["hd_nonfinite"] = group["hd_nonfinite"].to(h.device) + (~ok).long()
+    ok = torch.isfinite(new_alpha)
     if second_order:
-        group["hypergrad_lr"] = torch.where(ok, new_beta, beta)
+        ok &= torch.isfinite(new_beta)
+    store(group, "hd_h", h.detach())  # the latest hypergradient, for loggers and checks
+    store(group, "lr", torch.where(ok, new_alpha, alpha))
+    store(group, "hd_dalpha_dbeta", torch.where(ok, a_new, a_prev))
+    store(group, "hd_nonfinite", group["hd_nonfinite"].to(h.device) + (~ok).long())
+    if second_order:
+        store(group, "hypergrad_lr", torch.where(ok, new_beta, beta))
     return group["lr"]
 
 

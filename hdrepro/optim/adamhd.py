@@ -1,8 +1,6 @@
 r"""Adam-HD (Baydin et al., ICLR 2018, Algorithm 3)."""
 from __future__ import annotations
 
-import math
-
 import torch
 from torch.optim.adam import adam as torch_adam
 
@@ -49,13 +47,13 @@ class AdamHD(hg.HDOptimizer):
 
     def add_param_group(self, param_group):
         super().add_param_group(param_group)
-        # Steps so far in which every parameter of the group stepped (None once one did not):
-        # then all share one Adam step count t, known on the host without a sync.
-        self.param_groups[-1].setdefault("hd_step", 0)
+        # Whether every parameter of the group has stepped in every step so far: then all share
+        # one Adam step count t, and the whole-list path below applies.
+        self.param_groups[-1].setdefault("hd_shared_step", True)
 
-    def _count_step(self, group, params):
-        t = group.get("hd_step")
-        group["hd_step"] = t + 1 if t is not None and len(params) == len(group["params"]) else None
+    def _note_skipped(self, group, params):
+        if len(params) != len(group["params"]):
+            group["hd_shared_step"] = False
 
     def _init_state(self, params, fused):
         for p in params:
@@ -68,8 +66,8 @@ class AdamHD(hg.HDOptimizer):
 
     def _hypergradient(self, group, params, g):
         """h_t = -g_t·d_{t-1} (and ‖d_{t-1}‖) from the moments before they absorb g_t."""
-        if group.get("hd_step") is not None and not hg.per_tensor_loop(params):
-            return self._hypergradient_shared_step(group, params, g, group["hd_step"])
+        if group.get("hd_shared_step") and not hg.per_tensor_loop(params):
+            return self._hypergradient_shared_step(group, params, g)
         beta1, beta2 = group["betas"]
         old = [i for i, p in enumerate(params) if self.state[p]]  # state exists iff stepped
         zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
@@ -104,16 +102,19 @@ class AdamHD(hg.HDOptimizer):
             d_norm = torch.linalg.vector_norm(torch.stack(norms) * scale)
         return h, d_norm
 
-    def _hypergradient_shared_step(self, group, params, g, t):
-        """As _hypergradient when every tensor has taken the same t-1 = ``t`` steps: the bias
-        corrections are host scalars, and the chain is a handful of whole-list kernels (GPU)."""
+    def _hypergradient_shared_step(self, group, params, g):
+        """As _hypergradient when every tensor has taken the same t-1 steps: one set of bias
+        corrections, and the chain is a handful of whole-list kernels (the GPU's path). The
+        corrections are computed on the device from the step count tensor, so nothing here
+        depends on a host-side number that a CUDA graph would freeze."""
         zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
-        if t == 0:
+        st = [self.state[p] for p in params]
+        if not st[0]:  # the first step: d_0 = 0
             return zero, zero
         beta1, beta2 = group["betas"]
-        c = math.sqrt(1 - beta2 ** t)
+        t = st[0]["step"].to(zero.device, zero.dtype)  # t-1, shared by every tensor
+        c = torch.sqrt(1 - beta2 ** t)
         scale = c / (1 - beta1 ** t)
-        st = [self.state[p] for p in params]
         q = torch._foreach_sqrt([s["exp_avg_sq"] for s in st])
         torch._foreach_add_(q, group["eps"] * c)
         d = torch._foreach_div([s["exp_avg"] for s in st], q)  # d_{t-1} / scale
@@ -134,7 +135,7 @@ class AdamHD(hg.HDOptimizer):
                    [s["step"] for s in st], fused=fused, foreach=not fused, amsgrad=False,
                    beta1=beta1, beta2=beta2, lr=alpha if fused else float(alpha),
                    weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
-        self._count_step(group, params)
+        self._note_skipped(group, params)
 
     def _group_step_loop(self, group, params, grads):
         """The equations of the class docstring, one parameter at a time."""
@@ -156,7 +157,7 @@ class AdamHD(hg.HDOptimizer):
             norms = (torch.sqrt(sum((gi * gi).sum() for gi in g)), d_sq.sqrt())
         alpha = hg.update_lr(group, h, *norms)
         self._init_state(params, fused=False)
-        self._count_step(group, params)
+        self._note_skipped(group, params)
         for p, gi in zip(params, g):
             state = self.state[p]
             state["step"] += 1

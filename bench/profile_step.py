@@ -1,0 +1,85 @@
+"""Where an optimizer step's time goes on a GPU: kernel time against wall-clock time.
+
+For each eager step of bench_step.py (torch's fused steps and ours), on both parameter sets:
+the wall-clock time per step (synchronised), the GPU's kernel time per step and the number of
+kernels per step, from torch.profiler. A step whose kernel time is a small part of its wall time
+is bound by the host (Python and kernel launches), not by the GPU's memory traffic: what a CUDA
+graph (hdrepro.optim.CUDAGraphStep) removes. GPU only; about 30 s.
+
+    python bench/profile_step.py --out results/full
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_step import STEP_CASES, make_params, mlnn_shapes, resnet_like_shapes  # noqa: E402
+from common import device_name, parser, write_rows  # noqa: E402
+
+CASES = ["SGDN (fused)", "SGDN-HD (ours)", "Adam (fused)", "Adam-HD (ours)",
+         "HD(Adam fused) (ours)", "Adam (foreach)"]
+STEPS = 20
+
+
+def wall_ms(step, steps: int) -> float:
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def kernels(step, steps: int) -> tuple[float, float]:
+    """(kernel ms per step, kernels per step) over `steps` profiled steps."""
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    on_gpu = [e for e in prof.events() if e.device_type == DeviceType.CUDA]
+    busy_us = sum(e.time_range.elapsed_us() for e in on_gpu)
+    return busy_us / 1e3 / steps, len(on_gpu) / steps
+
+
+def main(argv=None):
+    ap = parser(__doc__, ["full"], "folder for profile_step_cuda.csv")
+    ap.set_defaults(profile="full", out=Path("results/full"))
+    args = ap.parse_args(argv)
+    device = torch.device(args.device)
+    if device.type != "cuda":
+        raise SystemExit("profile_step.py measures GPU kernel time: run it on a machine with "
+                         "CUDA (bench_step.py gives the CPU's ratios)")
+    rows = []
+    for set_name, shapes in (("resnet-like 160 tensors", resnet_like_shapes()),
+                             ("MLNN 784-1000-1000-10", mlnn_shapes())):
+        for case in CASES:
+            opt = STEP_CASES[case](make_params(shapes, device))
+            for _ in range(5):
+                opt.step()
+            torch.cuda.synchronize()
+            gpu_ms, n = kernels(opt.step, STEPS)
+            wall = wall_ms(opt.step, STEPS)
+            rows.append({"params": set_name, "step": case, "wall_ms": wall, "kernel_ms": gpu_ms,
+                         "kernel_share": gpu_ms / wall, "kernels_per_step": n})
+            print(f"{set_name[:24]:24s} {case:24s} wall {wall:7.3f} ms  kernels {gpu_ms:7.3f} ms"
+                  f" ({gpu_ms / wall:4.0%})  {n:6.1f} kernels/step")
+    meta = {"device": device_name(device), "torch": torch.__version__,
+            "commit": os.environ.get("HDREPRO_COMMIT", "")}
+    for r in rows:
+        r.update(meta)
+    path = args.out / "profile_step_cuda.csv"
+    write_rows(path, rows)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
