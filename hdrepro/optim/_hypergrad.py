@@ -198,8 +198,11 @@ def params_with_grads(group: dict) -> tuple[list[Tensor], list[Tensor]]:
 
 
 def fused_supported(params: Sequence[Tensor]) -> bool:
-    """Whether torch has fused optimizer kernels for these parameters' device (torch >= 2.4 on CPU)."""
-    if not params:
+    """Whether torch's fused optimizer kernels can take these parameters and α as a tensor of
+    their dtype: on CPU (torch >= 2.4) any float, on CUDA not float64, since torch's CUDA kernels
+    read a tensor lr as float32 (they raise "expected scalar type Float but found Double").
+    float64 on CUDA takes the multi-tensor kernels with float(α), one host read per step."""
+    if not params or (params[0].is_cuda and params[0].dtype == torch.float64):
         return False
     try:
         from torch.optim.optimizer import _get_fused_kernels_supported_devices

@@ -106,20 +106,22 @@ class AdamHD(hg.HDOptimizer):
         """As _hypergradient when every tensor has taken the same t-1 steps: one set of bias
         corrections, and the chain is a handful of whole-list kernels (the GPU's path). The
         corrections are computed on the device from the step count tensor, so nothing here
-        depends on a host-side number that a CUDA graph would freeze."""
+        depends on a host-side number that a CUDA graph would freeze, and they enter the lists
+        only through a multiply by a 0-d device tensor (torch's list-plus-tensor add reads the
+        tensor to the host: it broke CUDA-graph capture, seen with torch 2.11)."""
         zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
         st = [self.state[p] for p in params]
         if not st[0]:  # the first step: d_0 = 0
             return zero, zero
         beta1, beta2 = group["betas"]
         t = st[0]["step"].to(zero.device, zero.dtype)  # t-1, shared by every tensor
-        c = torch.sqrt(1 - beta2 ** t)
-        scale = c / (1 - beta1 ** t)
+        bc1 = 1 - beta1 ** t
         q = torch._foreach_sqrt([s["exp_avg_sq"] for s in st])
-        torch._foreach_add_(q, group["eps"] * c)
-        d = torch._foreach_div([s["exp_avg"] for s in st], q)  # d_{t-1} / scale
-        h = -scale * hg.dot(g, d)
-        d_norm = scale * hg.norm(d) if group["rule"] == "multiplicative" else zero
+        torch._foreach_mul_(q, torch.rsqrt(1 - beta2 ** t))  # √v̂_{t-1}
+        torch._foreach_add_(q, group["eps"])
+        d = torch._foreach_div([s["exp_avg"] for s in st], q)  # (1-β₁^{t-1}) d_{t-1}
+        h = -hg.dot(g, d) / bc1
+        d_norm = hg.norm(d) / bc1 if group["rule"] == "multiplicative" else zero
         return h, d_norm
 
     def _group_step(self, group, params, grads):

@@ -29,6 +29,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._hypergrad import HDOptimizer
+
 
 class CUDAGraphStep:
     """Wrap an optimizer whose parameters are on a CUDA device; ``step()`` replays a CUDA graph.
@@ -46,6 +48,11 @@ class CUDAGraphStep:
         if not params or not all(isinstance(p, Tensor) and p.is_cuda for p in params):
             raise ValueError("CUDAGraphStep needs an optimizer whose parameters are on a CUDA "
                              "device; on the CPU call optimizer.step() directly")
+        if isinstance(optimizer, HDOptimizer) and any(p.dtype == torch.float64 for p in params):
+            raise ValueError("CUDAGraphStep cannot record SGDHD/AdamHD with float64 parameters: "
+                             "on CUDA their float64 step reads α to the host (torch's fused "
+                             "kernels take lr as float32); use float32 parameters, or step "
+                             "eagerly")
         self.optimizer = optimizer
         self.warmup_steps = warmup_steps
         self.params = params
