@@ -68,6 +68,25 @@ def test_fast_path_matches_equation_loop(name, make, per_tensor, monkeypatch):
     assert a["alpha"][-1] != a["alpha"][0]
 
 
+SGD_PATHS = PATHS[:3] + [
+    ("SGDNHD mult 2nd", lambda f: (lambda p: SGDHD(p, 0.1, momentum=0.9, nesterov=True,
+                                                   hypergrad_lr=1e-2, rule="multiplicative",
+                                                   hyper_hypergrad_lr=1e-3, foreach=f)))]
+
+
+@pytest.mark.parametrize("name,make", SGD_PATHS, ids=[c[0] for c in SGD_PATHS])
+def test_multi_tensor_sgd_path_matches_equation_loop(name, make, monkeypatch):
+    """Where torch has no fused kernel for the parameters (float64 on CUDA, torch < 2.4 on CPU)
+    SGDHD steps with torch's multi-tensor SGD, which writes into the gradients it is given."""
+    monkeypatch.setattr(hg, "per_tensor_loop", lambda params: False)
+    monkeypatch.setattr(hg, "fused_supported", lambda params: False)
+    a = _run(make(True))
+    monkeypatch.undo()
+    b = _run(make(False))
+    assert rel_err(a["alpha"], b["alpha"]) <= 1e-12
+    assert rel_err(a["params"], b["params"]) <= 1e-12
+
+
 def _run_with_a_frozen_bias(make, steps=12):
     """Train with the last parameter tensor given no gradient on steps 3-5 (it then lags)."""
     model = P.make_model()

@@ -151,7 +151,7 @@ def update_lr(group: dict, h: Tensor, g_norm: Tensor | None = None,
     """
     alpha, beta = group_alpha(group, h), group["hypergrad_lr"]  # β: a number or a tensor
     if group["rule"] == "multiplicative":
-        denom = g_norm * d_norm
+        denom = g_norm.to(h) * d_norm.to(h)  # an empty list's norm is a default-dtype CPU zero
         h_used = torch.where(denom > 0, h / torch.where(denom > 0, denom, 1.0), 0.0)
     else:
         h_used = h

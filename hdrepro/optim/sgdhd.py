@@ -75,6 +75,10 @@ class SGDHD(hg.HDOptimizer):
 
         bufs = [self.state[p].get("momentum_buffer") for p in params]
         fused = hg.fused_supported(params)
+        if not fused and group["nesterov"] and g is grads:
+            # torch's multi-tensor Nesterov step adds μ b_t into the gradients it is given;
+            # g_t must survive it for d_t below.
+            grads = torch._foreach_add(grads, 0.0)
         torch_sgd(params, grads, bufs, fused=fused, foreach=not fused,
                   lr=alpha if fused else float(alpha), weight_decay=wd, momentum=mu,
                   dampening=group["dampening"], nesterov=group["nesterov"], maximize=False)
