@@ -9,10 +9,12 @@
 #   STACKS='cnn' (tables of experiments/stacks_clipping.py to run after the grids; Fashion-MNIST
 #   comes from .gpu/fashion-mnist/*.gz), STACK_WORKERS (worker processes, default 8),
 #   STUDIES='fig1 family_sensitivity rivals asgc epsilon' (other drivers' full profiles, run
-#   after the stacks within the same T; each resumes on the next call).
+#   after the stacks within the same T; each resumes on the next call). HDREPRO_COMMIT: the commit
+#   to record; pass it from the calling machine, whose tree is what runs (the device machine's
+#   git has been seen to report an older HEAD than the tree it was sent).
 set -uo pipefail
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
-export HDREPRO_DATA="${HDREPRO_DATA:-/tmp/hdrepro-data}" HDREPRO_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+export HDREPRO_DATA="${HDREPRO_DATA:-/tmp/hdrepro-data}" HDREPRO_COMMIT="${HDREPRO_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 out="${DEST:-results/full}" figs="${FIGS:-figures/full}" log="${OUT:-/tmp}/device_log.txt"
 mkdir -p "$HDREPRO_DATA/mnist" "$HDREPRO_DATA/fashion-mnist" "$out" "$figs"
 cp .gpu/mnist/*.gz "$HDREPRO_DATA/mnist/"

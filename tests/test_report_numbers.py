@@ -165,6 +165,29 @@ def test_every_benchmark_ratio_is_in_the_report():
         assert f"{float(r['ratio']):.2f}×" in REPORT
 
 
+def test_gpu_step_verdicts_follow_the_benchmark_csv():
+    """§8's GPU bullets: graphed steps against torch's eager fused step (≤ 1.5×), the reference
+    loop against our graphed steps (≥ 20×), and the kernels counted per eager step."""
+    bench = pd.read_csv(FULL / "bench_step_cuda.csv")
+    resnet = bench[bench.params.str.startswith("resnet")].set_index(["ours", "baseline"]).ratio
+    section = between("### Against the targets", "### Time of a whole profile")
+    graphed = [resnet[("Adam-HD (ours, CUDA graph)", "Adam (fused)")],
+               resnet[("SGDN-HD (ours, CUDA graph)", "SGDN (fused)")]]
+    loop = [resnet[("Adam-HD (reference-style loop)", "Adam-HD (ours, CUDA graph)")],
+            resnet[("SGDN-HD (reference-style loop)", "SGDN-HD (ours, CUDA graph)")]]
+    for x in graphed + loop:
+        assert f"**{x:.2f}×**" in section
+    fast = "meets" if all(round(x, 2) <= 1.5 for x in graphed) else "misses"
+    assert f"this **{fast} the 1.5× target**" in section
+    far = "meets" if all(round(x, 2) >= 20 for x in loop) else "misses"
+    assert f"**{far} the ≥ 20× target**" in section
+    kernels = pd.read_csv(FULL / "profile_step_cuda.csv")
+    n = kernels[kernels.params.str.startswith("resnet")].set_index("step").kernels_per_step
+    assert (f"launches {n['Adam-HD (ours)']:.0f} kernels for Adam-HD and "
+            f"{n['HD(Adam fused) (ours)']:.0f} for HD(Adam fused) against "
+            f"{n['Adam (fused)']:.0f}") in section
+
+
 def test_claims_evidence_is_recomputed_from_the_results():
     summary = between("## Summary", "## 1.")
     eq = rows(QUICK / "equivalence.csv")
