@@ -47,6 +47,9 @@ PATHS = [
     ("SGDHD momentum dampening 2nd", lambda f: (lambda p: SGDHD(
         p, 0.1, momentum=0.5, dampening=0.1, hypergrad_lr=1e-2, hyper_hypergrad_lr=1e-3,
         foreach=f))),
+    ("SGDNHD mult 2nd", lambda f: (lambda p: SGDHD(p, 0.1, momentum=0.9, nesterov=True,
+                                                   hypergrad_lr=1e-2, rule="multiplicative",
+                                                   hyper_hypergrad_lr=1e-3, foreach=f))),
     ("AdamHD wd", lambda f: (lambda p: AdamHD(p, 1e-2, weight_decay=1e-4, hypergrad_lr=1e-4,
                                               foreach=f))),
     ("AdamHD mult 2nd", lambda f: (lambda p: AdamHD(p, 1e-2, hypergrad_lr=1e-1,
@@ -55,36 +58,21 @@ PATHS = [
 ]
 
 
-@pytest.mark.parametrize("per_tensor", [True, False], ids=["cpu-loop", "whole-list-foreach"])
+@pytest.mark.parametrize("path", ["cpu-loop", "whole-list-foreach", "no-fused-kernel"])
 @pytest.mark.parametrize("name,make", PATHS, ids=[c[0] for c in PATHS])
-def test_fast_path_matches_equation_loop(name, make, per_tensor, monkeypatch):
-    """Both fast paths (per-tensor on CPU, whole-list foreach on GPU) ≡ the equations' loop."""
-    monkeypatch.setattr(hg, "per_tensor_loop", lambda params: per_tensor)
+def test_fast_path_matches_equation_loop(name, make, path, monkeypatch):
+    """The fast paths ≡ the equations' loop: per-tensor (CPU), whole-list foreach (GPU), and
+    torch's multi-tensor kernels where torch has no fused one for the parameters (float64 on
+    CUDA, torch < 2.4 on CPU; its Nesterov SGD writes into the gradients it is given)."""
+    monkeypatch.setattr(hg, "per_tensor_loop", lambda params: path == "cpu-loop")
+    if path == "no-fused-kernel":
+        monkeypatch.setattr(hg, "fused_supported", lambda params: False)
     a = _run(make(True))
     monkeypatch.undo()
     b = _run(make(False))
     assert rel_err(a["alpha"], b["alpha"]) <= 1e-12
     assert rel_err(a["params"], b["params"]) <= 1e-12
     assert a["alpha"][-1] != a["alpha"][0]
-
-
-SGD_PATHS = PATHS[:3] + [
-    ("SGDNHD mult 2nd", lambda f: (lambda p: SGDHD(p, 0.1, momentum=0.9, nesterov=True,
-                                                   hypergrad_lr=1e-2, rule="multiplicative",
-                                                   hyper_hypergrad_lr=1e-3, foreach=f)))]
-
-
-@pytest.mark.parametrize("name,make", SGD_PATHS, ids=[c[0] for c in SGD_PATHS])
-def test_multi_tensor_sgd_path_matches_equation_loop(name, make, monkeypatch):
-    """Where torch has no fused kernel for the parameters (float64 on CUDA, torch < 2.4 on CPU)
-    SGDHD steps with torch's multi-tensor SGD, which writes into the gradients it is given."""
-    monkeypatch.setattr(hg, "per_tensor_loop", lambda params: False)
-    monkeypatch.setattr(hg, "fused_supported", lambda params: False)
-    a = _run(make(True))
-    monkeypatch.undo()
-    b = _run(make(False))
-    assert rel_err(a["alpha"], b["alpha"]) <= 1e-12
-    assert rel_err(a["params"], b["params"]) <= 1e-12
 
 
 def _run_with_a_frozen_bias(make, steps=12):
