@@ -15,6 +15,7 @@ from typing import Callable
 import pandas as pd
 
 from .report_format import full_results, md_table, read_csv, run_record
+from .report_speed import ratio
 from .results import GridStore
 
 NOT_TESTED = "not tested"
@@ -131,7 +132,6 @@ def _tuning(results: Path) -> list[Claim]:
 
 
 def _cost(results: Path) -> list[Claim]:
-    report = _report()
     claim = "HD costs little: one extra copy of the gradient and a dot product per step"
     rivals = results / "bench_rivals_cpu.csv"
     if not rivals.exists():
@@ -139,8 +139,8 @@ def _cost(results: Path) -> list[Claim]:
                       "§8")]
     bench = pd.read_csv(rivals).set_index("method")
     iteration = float(bench.loc["adam-hd", "ratio"])
-    step = report.ratio(results, "cpu", "Adam-HD (ours)", "Adam (fused)", "resnet")
-    foreach = report.ratio(results, "cpu", "Adam (foreach)", "Adam (fused)", "resnet")
+    step = ratio(results, "cpu", "Adam-HD (ours)", "Adam (fused)", "resnet")
+    foreach = ratio(results, "cpu", "Adam (foreach)", "Adam (fused)", "resnet")
     return [Claim("Baydin et al. §2", claim,
                   f"a whole MLNN iteration with Adam-HD takes {iteration:.2f}× Adam's; the "
                   f"optimizer step alone {step} of torch's fused Adam step (torch's own foreach "
