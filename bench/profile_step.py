@@ -11,9 +11,7 @@ GPU only; about 30 s.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -21,22 +19,13 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_step import STEP_CASES, make_params, mlnn_shapes, resnet_like_shapes  # noqa: E402
+from bench_step import (STEP_CASES, interleaved_medians, make_params, mlnn_shapes,  # noqa: E402
+                        resnet_like_shapes)
 from common import device_name, parser, write_rows  # noqa: E402
 
 CASES = ["SGDN (fused)", "SGDN-HD (ours)", "Adam (fused)", "Adam-HD (ours)",
          "HD(Adam fused) (ours)", "Adam (foreach)"]
 STEPS = 20
-
-
-def wall_ms(step, steps: int) -> float:
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
 
 
 def kernels_per_step(step, steps: int) -> float:
@@ -53,7 +42,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     if device.type != "cuda":
-        raise SystemExit("profile_step.py measures GPU kernel time: run it on a machine with "
+        raise SystemExit("profile_step.py counts GPU kernels: run it on a machine with "
                          "CUDA (bench_step.py gives the CPU's ratios)")
     rows = []
     for set_name, shapes in (("resnet-like 160 tensors", resnet_like_shapes()),
@@ -64,7 +53,7 @@ def main(argv=None):
                 opt.step()
             torch.cuda.synchronize()
             n = kernels_per_step(opt.step, STEPS)
-            wall = wall_ms(opt.step, STEPS)
+            wall = interleaved_medians({case: opt.step}, device, STEPS)[case]
             rows.append({"params": set_name, "step": case, "wall_ms": wall,
                          "kernels_per_step": n})
             print(f"{set_name[:24]:24s} {case:24s} wall {wall:7.3f} ms  {n:5.1f} kernels/step")

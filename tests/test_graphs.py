@@ -72,6 +72,10 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="replaying a CUDA graph needs a GPU (run on the device)")
 
 
+def _flat_params(model) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1).cpu() for p in model.parameters()])
+
+
 def _cuda_trajectory(make, graphed: bool):
     """float32, as models train on a GPU (a float64 HD step on CUDA reads α to the host)."""
     model = P.make_model().cuda().float()
@@ -84,8 +88,7 @@ def _cuda_trajectory(make, graphed: bool):
         loss_fn(model, (x.cuda().float(), y.cuda())).backward()
         opt.step()
         alphas.append(float(opt.param_groups[0]["lr"]))
-    return torch.tensor(alphas), torch.cat([p.detach().reshape(-1).cpu()
-                                            for p in model.parameters()])
+    return torch.tensor(alphas), _flat_params(model)
 
 
 @needs_cuda
@@ -124,7 +127,8 @@ def test_cuda_graph_step_refuses_float64_hd_optimizers():
 @needs_cuda
 @pytest.mark.parametrize("name,make", CASES[:3], ids=[c[0] for c in CASES[:3]])
 def test_float64_eager_step_on_cuda_matches_cpu(name, make):
-    """float64 on CUDA takes the multi-tensor path (torch's fused CUDA kernels want a float32 lr)."""
+    """float64 on CUDA takes the multi-tensor path (torch's fused CUDA kernels want a float32
+    lr)."""
     model = P.make_model()
     opt = make(list(model.parameters()))
     train_steps(model, opt, P.batches()[:P.steps])
@@ -132,6 +136,5 @@ def test_float64_eager_step_on_cuda_matches_cpu(name, make):
     opt_cuda = make(list(model_cuda.parameters()))
     train_steps(model_cuda, opt_cuda, [(x.cuda(), y.cuda()) for x, y in P.batches()[:P.steps]])
     alpha = lambda o: torch.tensor([float(o.param_groups[0]["lr"])])  # noqa: E731
-    params = lambda m: torch.cat([p.detach().reshape(-1).cpu() for p in m.parameters()])  # noqa: E731
     assert rel_err(alpha(opt_cuda), alpha(opt)) <= 1e-9
-    assert rel_err(params(model_cuda), params(model)) <= 1e-9
+    assert rel_err(_flat_params(model_cuda), _flat_params(model)) <= 1e-9

@@ -9,8 +9,9 @@ Why it is correct for SGDHD, AdamHD and HD(…): their step() reads nothing back
 every quantity that changes from step to step (α_t, β_t, a_{t-1} = ∂α_{t-1}/∂β, h_t, Adam's step
 count t and bias corrections, the moments, d_{t-1}) lives in a tensor whose storage stays put
 (:func:`hdrepro.optim._hypergrad.store`). A replay therefore gives the eager step's α and
-parameters (tests/test_graphs.py, run on a GPU: float32, 20 steps, ≤ 1e-6 relative). torch.optim optimizers replay too when torch allows their
-capture (``capturable=True`` where they have it).
+parameters (tests/test_graphs.py, run on a GPU: float32, 20 steps, ≤ 1e-6 relative).
+torch.optim optimizers replay too when torch allows their capture (``capturable=True`` where
+they have it).
 
 The training loop keeps to the rules of any CUDA-graph capture:
 - gradients stay in the same tensors: zero them with :meth:`zero_grad` (``set_to_none=False``);
