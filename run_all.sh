@@ -57,6 +57,10 @@ step equivalence hdrepro run equivalence --profile "$profile" --out "$results" -
 [ "$profile" = smoke ] && study_executor=inprocess || study_executor=processes
 step "Figure 1" hdrepro run fig1 --profile "$profile" --out "$results" --figures "$figures" \
     --executor "${HDREPRO_GRID_EXECUTOR:-$study_executor}" --workers "${HDREPRO_GRID_WORKERS:-2}"
+# Baydin et al.'s tuning grid: iterations to a training loss of 0.29 over α₀ × β
+step "threshold grid" hdrepro run threshold_grid --profile "$profile" --out "$results" \
+    --figures "$figures" --executor "${HDREPRO_GRID_EXECUTOR:-$study_executor}" \
+    --workers "${HDREPRO_GRID_WORKERS:-2}"
 for grid in logreg mlnn bettercnn gamma; do  # the reproducibility report's Figures 2-5
     step "grid $grid" hdrepro grid $grid --profile "$profile" --out "$results" --figures "$figures" \
         ${HDREPRO_GRID_BATCH:+--batch "$HDREPRO_GRID_BATCH"} \

@@ -27,7 +27,7 @@ from common import device_name, parser, sync, write_rows  # noqa: E402
 
 from hdrepro import models  # noqa: E402
 from hdrepro.batched import CellHParams, train_cells  # noqa: E402
-from hdrepro.cli_help import DATA_HELP  # noqa: E402
+from hdrepro.cli_help import DATA_HELP, run_main  # noqa: E402
 from hdrepro.data import DataConfig, default_data_root, load  # noqa: E402
 from hdrepro.train import OptimConfig, TrainConfig, train  # noqa: E402
 
@@ -131,4 +131,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

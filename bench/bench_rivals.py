@@ -21,6 +21,7 @@ from bench_step import REPEATS, interleaved_medians  # noqa: E402
 from common import device_name, parser, write_rows  # noqa: E402
 
 from hdrepro import rivals  # noqa: E402
+from hdrepro.cli_help import run_main  # noqa: E402
 from hdrepro.models import build  # noqa: E402
 from hdrepro.rival_study import TITLES, method_config  # noqa: E402
 from hdrepro.train import OptimConfig, make_optimizer  # noqa: E402
@@ -96,4 +97,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -26,6 +26,7 @@ from common import device_name, parser, sync, write_rows  # noqa: E402
 from reference_style import LoopAdamHD, LoopSGDHD  # noqa: E402
 
 from hdrepro.autodiff import SGD, Adam, HyperStack, chandra  # noqa: E402
+from hdrepro.cli_help import run_main  # noqa: E402
 from hdrepro.models import MLP  # noqa: E402
 from hdrepro.optim import HD, SGDHD, AdamHD, CUDAGraphStep  # noqa: E402
 from hdrepro.optim._hypergrad import dot  # noqa: E402
@@ -346,4 +347,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -27,6 +27,7 @@ from grid_common import (begin_run_info, run_options, run_parser, save_figure,  
 
 from hdrepro.asgc_study import (COLOURS, LRS, TITLES, ASGCSpec, asgc_config,  # noqa: E402
                                 chosen, final_runs, gradient_histograms)
+from hdrepro.cli_help import run_main  # noqa: E402
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.plots import MODEL_TITLES  # noqa: E402
 from hdrepro.plots_extensions import (plot_curves, plot_distributions,  # noqa: E402
@@ -53,16 +54,17 @@ def main(argv=None) -> None:
     out = args.out or Path("results") / args.profile
     store = GridStore(out / "asgc.jsonl")
     if not args.plot_only:
-        options = run_options(args, root)
-        tune, rnd = spec.tune_cells(), spec.random_cells()
-        t0, todo = begin_run_info(out / "asgc_run.json", tune + rnd, store, args,
-                                  later=spec.ablation_count())
-        run(tune, store, options, "asgc tuning")
-        abl = spec.ablation_cells(store.frame())
-        run(abl + rnd, store, options, "asgc ablations, random search")
-        write_run_info(out / "asgc_run.json", t0, len(tune) + len(abl) + len(rnd), args,
-                       cells_run=todo)
-        write_histograms(spec, store, root, out, HIST_EPOCHS[args.profile], args.device)
+        with store.writing():   # one writer per store, its run record included
+            options = run_options(args, root)
+            tune, rnd = spec.tune_cells(), spec.random_cells()
+            t0, todo = begin_run_info(out / "asgc_run.json", tune + rnd, store, args,
+                                      later=spec.ablation_count())
+            run(tune, store, options, "asgc tuning")
+            abl = spec.ablation_cells(store.frame())
+            run(abl + rnd, store, options, "asgc ablations, random search")
+            write_run_info(out / "asgc_run.json", t0, len(tune) + len(abl) + len(rnd), args,
+                           cells_run=todo)
+            write_histograms(spec, store, root, out, HIST_EPOCHS[args.profile], args.device)
     stamp_figures(draw(spec, store, out, args.figures), "asgc", args, out)
 
 
@@ -129,4 +131,4 @@ def draw(spec: ASGCSpec, store: GridStore, out: Path, figures: Path) -> list[Pat
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -23,6 +23,7 @@ import pandas as pd  # noqa: E402
 from grid_common import (run_options, run_parser, save_figure, stamp_figures,  # noqa: E402
                          begin_run_info, write_run_info)
 
+from hdrepro.cli_help import run_main  # noqa: E402
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.epsilon_study import EpsilonSpec, record_histogram, validation  # noqa: E402
 from hdrepro.plots import MODEL_TITLES  # noqa: E402
@@ -47,12 +48,13 @@ def main(argv=None) -> None:
     store = GridStore(out / "epsilon.jsonl")
     cells = spec.cells()
     if not args.plot_only:
-        t0, todo = begin_run_info(out / "epsilon_run.json", cells, store, args)
-        hist = pd.concat([record_histogram(spec, m, str(root), args.device)
-                          for m in spec.models])
-        hist.to_csv(out / "epsilon_histograms.csv", index=False)
-        run(cells, store, run_options(args, root), "epsilon")
-        write_run_info(out / "epsilon_run.json", t0, len(cells), args, cells_run=todo)
+        with store.writing():   # one writer per store, its run record included
+            t0, todo = begin_run_info(out / "epsilon_run.json", cells, store, args)
+            hist = pd.concat([record_histogram(spec, m, str(root), args.device)
+                              for m in spec.models])
+            hist.to_csv(out / "epsilon_histograms.csv", index=False)
+            run(cells, store, run_options(args, root), "epsilon")
+            write_run_info(out / "epsilon_run.json", t0, len(cells), args, cells_run=todo)
     stamp_figures([draw(spec, store, cells, out, args.figures)], "epsilon", args, out)
 
 
@@ -92,4 +94,4 @@ def draw(spec: EpsilonSpec, store: GridStore, cells, out: Path, figures: Path) -
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hdrepro.cli_help import PROFILE_HELP, HelpFormatter  # noqa: E402
+from hdrepro.cli_help import HelpFormatter, PROFILE_HELP, run_main  # noqa: E402
 from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
 from hdrepro.verify import (Problem, compare, equivalence_cases, fd_cases,  # noqa: E402
                             finite_difference_check, trajectory)
@@ -89,4 +89,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -17,14 +17,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from grid_common import (run_options, run_parser, save_figure, stamp_figures,  # noqa: E402
-                         begin_run_info, write_run_info)
+from grid_common import save_figure, study_main  # noqa: E402
 
-from hdrepro.data import DataConfig, default_data_root  # noqa: E402
+from hdrepro.cli_help import run_main  # noqa: E402
+from hdrepro.data import DataConfig  # noqa: E402
 from hdrepro.plots import MODEL_TITLES  # noqa: E402
 from hdrepro.plots_extensions import plot_sensitivity, shared_legend  # noqa: E402
 from hdrepro.results import GridStore  # noqa: E402
-from hdrepro.runs import run  # noqa: E402
 from hdrepro.sensitivity import SensitivitySpec, final_losses  # noqa: E402
 
 PROFILES = {
@@ -37,16 +36,7 @@ PROFILES = {
 
 
 def main(argv=None) -> None:
-    args = run_parser(__doc__, PROFILES).parse_args(argv)
-    spec = PROFILES[args.profile]
-    out = args.out or Path("results") / args.profile
-    store = GridStore(out / "family_sensitivity.jsonl")
-    cells = spec.cells()
-    if not args.plot_only:
-        t0, todo = begin_run_info(out / "family_sensitivity_run.json", cells, store, args)
-        run(cells, store, run_options(args, args.data or default_data_root()), "family")
-        write_run_info(out / "family_sensitivity_run.json", t0, len(cells), args, cells_run=todo)
-    stamp_figures([draw(store, spec, args.figures)], "family_sensitivity", args, out)
+    study_main(__doc__, PROFILES, "family_sensitivity", "family", draw, argv)
 
 
 def draw(store: GridStore, spec: SensitivitySpec, figures: Path) -> Path:
@@ -71,4 +61,4 @@ def draw(store: GridStore, spec: SensitivitySpec, figures: Path) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -30,6 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from grid_common import (begin_run_info, run_options, run_parser, save_figure,  # noqa: E402
                          stamp_figures, write_run_info)
 
+from hdrepro.cli_help import run_main  # noqa: E402
 from hdrepro.data import DataConfig, DataUnavailable, default_data_root, load  # noqa: E402
 from hdrepro.plots import LOSS_CAP, plot_fig1  # noqa: E402
 from hdrepro.results import RunStore  # noqa: E402
@@ -139,14 +140,15 @@ def main(argv=None):
     root = args.data or default_data_root()
     runs = plan(args.profile, root)
     if not args.plot_only:
-        per_model = dict(Counter(r.config.model for r in runs))  # the report's partial check
-        t0, todo = begin_run_info(out / "fig1_run.json", runs, store, args,
-                                  runs_per_model=per_model)
-        run_logged(runs, store, run_options(args, root), "fig1 runs")
-        write_run_info(out / "fig1_run.json", t0, len(runs), args, cells_run=todo,
-                       runs_per_model=per_model)
+        with store.writing():   # one writer per store, its run record included
+            per_model = dict(Counter(r.config.model for r in runs))  # the report's partial check
+            t0, todo = begin_run_info(out / "fig1_run.json", runs, store, args,
+                                      runs_per_model=per_model)
+            run_logged(runs, store, run_options(args, root), "fig1 runs")
+            write_run_info(out / "fig1_run.json", t0, len(runs), args, cells_run=todo,
+                           runs_per_model=per_model)
     stamp_figures(draw(store, runs, args.figures), "fig1", args, out)
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

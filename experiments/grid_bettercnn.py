@@ -14,6 +14,7 @@ grids for 100 epochs (GPU).
 from grid_common import main
 from grid_logreg import DECADES, HD, RULES
 
+from hdrepro.cli_help import run_main
 from hdrepro.data import DataConfig
 from hdrepro.grid import GridSpec
 
@@ -27,4 +28,4 @@ PROFILES = {
 }
 
 if __name__ == "__main__":
-    main(__doc__, PROFILES)
+    run_main(lambda: main(__doc__, PROFILES))

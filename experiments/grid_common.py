@@ -22,6 +22,7 @@ from hdrepro.grid import (EXECUTORS, GridSpec, RunOptions, auto_batch, git_commi
 from hdrepro.optim._hypergrad import RULES  # noqa: E402
 from hdrepro.plots import MODEL_TITLES, plot_grid  # noqa: E402
 from hdrepro.results import GridStore  # noqa: E402
+from hdrepro.runs import run  # noqa: E402
 
 
 def run_parser(doc: str, profiles) -> argparse.ArgumentParser:
@@ -68,13 +69,14 @@ def main(doc: str, profiles: dict[str, GridSpec], argv=None) -> None:
                              workers=args.workers, scheduler=args.scheduler, batch=args.batch,
                              device=args.device, threads=args.threads,
                              progress=not args.no_progress)
-        ids = {c.cell_id for c in spec.cells()}
-        todo = len(ids - store.finished())
-        t0 = time.perf_counter()
-        run_grid(spec, store, options)
-        write_run_info(out / f"grid_{spec.name}_run.json", t0, len(ids), args, cells_run=todo,
-                       batch=auto_batch(spec.model, args.device) if args.batch is None
-                       else args.batch)
+        record = dict(batch=auto_batch(spec.model, args.device) if args.batch is None
+                      else args.batch, axes=dataclasses.asdict(spec.axes()))
+        run = out / f"grid_{spec.name}_run.json"
+        with store.writing():   # one writer: a refused second run must not touch the record
+            # recorded before the run too, so that a grid cut off still says what it expects
+            t0, todo = begin_run_info(run, spec.cells(), store, args, **record)
+            run_grid(spec, store, options)
+            write_run_info(run, t0, len(spec.cells()), args, cells_run=todo, **record)
     stamp_figures(draw(store, spec, args.figures), f"grid_{spec.name}", args, out)
 
 
@@ -83,7 +85,7 @@ def draw(store: GridStore, spec: GridSpec, figures: Path) -> list[Path]:
     frame = store.frame()
     frame = frame[frame.cell_id.isin({c.cell_id for c in spec.cells()})]
     written = []
-    all_panels = panels(frame)
+    all_panels = panels(frame, axes=spec.axes())
     for rule in spec.rules:
         ps = [p for p in all_panels if p.rule == rule]
         if not ps:
@@ -97,7 +99,7 @@ def draw(store: GridStore, spec: GridSpec, figures: Path) -> list[Path]:
         fig.suptitle(f"{MODEL_TITLES.get(spec.model, spec.model)}, {spec.data.name} "
                      f"{spec.data.fraction:.0%}, {spec.epochs} epochs, {seeds} seed(s): final-epoch "
                      f"mean training loss (red: worse than the base optimizer at the same α₀; "
-                     f"blank: diverged)", fontsize=9)
+                     f"blank: diverged; grey, hatched: not stored)", fontsize=9)
         suffix = "" if rule == "additive" else f"_{rule}"
         written.append(save_figure(fig, figures, f"grid_{spec.name}{suffix}.png"))
     return written
@@ -135,7 +137,29 @@ def write_run_info(path: Path, t0: float, cells: int, args, *, cells_run: int | 
             **({} if cells_run is None else {"cells_run": cells_run}), "finished": finished,
             "executor": args.executor, "workers": args.workers, "device": args.device,
             "commit": git_commit(), **extra}
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(info, indent=1) + "\n")
+
+
+def study_main(doc: str, profiles: dict, name: str, desc: str, draw, argv=None) -> None:
+    """A study driver's whole main: parse, run the profile's cells (:func:`run_study`) unless
+    --plot-only, then ``draw(store, spec, figures)`` and stamp the figure."""
+    args = run_parser(doc, profiles).parse_args(argv)
+    spec = profiles[args.profile]
+    out = args.out or Path("results") / args.profile
+    store = GridStore(out / f"{name}.jsonl")
+    if not args.plot_only:
+        run_study(args, out, name, spec.cells(), store, desc)
+    stamp_figures([draw(store, spec, args.figures)], name, args, out)
+
+
+def run_study(args, out: Path, name: str, cells: list, store: GridStore, desc: str) -> None:
+    """Run a study's cells (hdrepro.runs.run) not yet in `store` as its one writer, recording the
+    invocation in ``<out>/<name>_run.json`` before (unfinished) and after."""
+    with store.writing():   # one writer per store, its run record included
+        t0, todo = begin_run_info(out / f"{name}_run.json", cells, store, args)
+        run(cells, store, run_options(args, args.data or default_data_root()), desc)
+        write_run_info(out / f"{name}_run.json", t0, len(cells), args, cells_run=todo)
 
 
 def begin_run_info(path: Path, cells: list, store, args, *, later: int = 0,

@@ -13,6 +13,7 @@ Profiles: smoke 2×2 at one γ, 2% of MNIST, 1 epoch; quick the 6×6 grid at the
 from grid_common import main
 from grid_logreg import DECADES
 
+from hdrepro.cli_help import run_main
 from hdrepro.data import DataConfig
 from hdrepro.grid import GridSpec
 
@@ -27,4 +28,4 @@ PROFILES = {
 }
 
 if __name__ == "__main__":
-    main(__doc__, PROFILES)
+    run_main(lambda: main(__doc__, PROFILES))

@@ -10,6 +10,7 @@ rules, 10 epochs (~1 min on 2 cores); full the report's 50 epochs (GPU: seconds)
 """
 from grid_common import main
 
+from hdrepro.cli_help import run_main
 from hdrepro.data import DataConfig
 from hdrepro.grid import GridSpec
 
@@ -26,4 +27,4 @@ PROFILES = {
 }
 
 if __name__ == "__main__":
-    main(__doc__, PROFILES)
+    run_main(lambda: main(__doc__, PROFILES))

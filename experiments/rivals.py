@@ -19,17 +19,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from grid_common import (run_options, run_parser, save_figure, stamp_figures,  # noqa: E402
-                         begin_run_info, write_run_info)
+from grid_common import run_parser, run_study, save_figure, stamp_figures  # noqa: E402
 
 from hdrepro import rivals  # noqa: E402
-from hdrepro.data import DataConfig, default_data_root  # noqa: E402
+from hdrepro.cli_help import run_main  # noqa: E402
+from hdrepro.data import DataConfig  # noqa: E402
 from hdrepro.plots import MODEL_TITLES  # noqa: E402
 from hdrepro.plots_extensions import plot_scale_sensitivity  # noqa: E402
 from hdrepro.results import GridStore  # noqa: E402
 from hdrepro.rival_study import (COLOURS, TITLES, RivalSpec, colour,  # noqa: E402
                                  comparison, scale_frame)
-from hdrepro.runs import run  # noqa: E402
 
 PROFILES = {
     "smoke": RivalSpec(models=("logreg",), epochs={"logreg": 1}, data=DataConfig("mnist", 0.02),
@@ -51,9 +50,7 @@ def main(argv=None) -> None:
     store = GridStore(out / "rivals.jsonl")
     cells = spec.cells() + spec.scale_cells()
     if not args.plot_only:
-        t0, todo = begin_run_info(out / "rivals_run.json", cells, store, args)
-        run(cells, store, run_options(args, args.data or default_data_root()), "rivals")
-        write_run_info(out / "rivals_run.json", t0, len(cells), args, cells_run=todo)
+        run_study(args, out, "rivals", cells, store, "rivals")
     stamp_figures([draw(store, spec, cells, args.figures)], "rivals", args, out)
 
 
@@ -95,4 +92,4 @@ def draw(store: GridStore, spec: RivalSpec, cells, figures: Path) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

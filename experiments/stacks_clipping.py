@@ -30,6 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from grid_common import run_parser, save_figure, stamp_figures  # noqa: E402
 
+from hdrepro.cli_help import run_main  # noqa: E402
 from hdrepro.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.grid import RunOptions, git_commit  # noqa: E402
 from hdrepro.plots import plot_clip_trace, plot_stack_table  # noqa: E402
@@ -85,17 +86,18 @@ def main(argv=None) -> None:
     out = args.out or Path("results") / args.profile
     store = GridStore(out / "stacks_clipping.jsonl")
     if not args.plot_only:
-        options = RunOptions(str(root), executor=args.executor, workers=args.workers,
-                             scheduler=args.scheduler, device=args.device, threads=args.threads,
-                             progress=not args.no_progress)
-        before = len(store.finished())
-        t0 = time.perf_counter()
-        frame = run(spec, store, options)
-        info = {"wall_s": time.perf_counter() - t0, "cells_run": len(frame) - before,
-                "cells_total": len(frame), "executor": args.executor, "workers": args.workers,
-                "device": args.device, "image_data": spec.image.name, "commit": git_commit()}
-        (out / "stacks_clipping_run.json").write_text(json.dumps(info, indent=1) + "\n")
-        write_trace(spec, prof, root, out, args.device)
+        with store.writing():   # one writer per store, its run record included
+            options = RunOptions(str(root), executor=args.executor, workers=args.workers,
+                                 scheduler=args.scheduler, device=args.device,
+                                 threads=args.threads, progress=not args.no_progress)
+            before = len(store.finished())
+            t0 = time.perf_counter()
+            frame = run(spec, store, options)
+            info = {"wall_s": time.perf_counter() - t0, "cells_run": len(frame) - before,
+                    "cells_total": len(frame), "executor": args.executor, "workers": args.workers,
+                    "device": args.device, "image_data": spec.image.name, "commit": git_commit()}
+            (out / "stacks_clipping_run.json").write_text(json.dumps(info, indent=1) + "\n")
+            write_trace(spec, prof, root, out, args.device)
     stamp_figures(draw(store.frame(), spec, out, args.figures), "stacks_clipping", args, out)
 
 
@@ -139,4 +141,4 @@ def draw(frame: pd.DataFrame, spec: StackSpec, out: Path, figures: Path) -> list
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

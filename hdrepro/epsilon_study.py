@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from .analysis import DEFAULT_RANGE, GradientHistogram, decades, epsilon_interval
+from .config import check_fields
 from .data import DataConfig
 from .grid import _data
 from .runs import RunCell
@@ -35,6 +36,9 @@ class EpsilonSpec:
     lr: float = 1e-3
     hist_steps: int = 100
     every: int = 5
+
+    def __post_init__(self):
+        check_fields(self)
 
     def cells(self) -> list[RunCell]:
         return [RunCell("epsilon", model, self.data, OptimConfig("adam", self.lr,

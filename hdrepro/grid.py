@@ -8,7 +8,10 @@ base optimizer, rule and seed can be trained together (``batch`` > 0) by
 :func:`hdrepro.batched.train_cells`; ``batch=0`` trains each through :func:`hdrepro.train.train`.
 Every finished cell is appended to a :class:`~hdrepro.results.GridStore` as soon as its task
 returns; running the same grid again skips the cells already there. A diverged cell (NaN/inf
-loss) is a result like any other, stored with the step it diverged at.
+loss) is a result like any other, stored alike by both training paths: ``diverged_at`` and
+``iterations`` are the step it diverged at, the final losses, error, α and β are NaN, and
+``last_finite_alpha`` is α after its last finite step. A cell that was never stored is missing,
+which the summaries below count apart from diverged cells.
 """
 from __future__ import annotations
 
@@ -19,7 +22,10 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
 import subprocess
+import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -30,6 +36,7 @@ from tqdm.auto import tqdm
 
 from . import models
 from .batched import CellHParams, train_cells
+from .config import check_fields
 from .data import DataConfig, load
 from .optim._hypergrad import RULES, check_finite_nonneg
 from .results import GridStore, RunStore
@@ -53,6 +60,9 @@ class Cell:
     epochs: int
     batch_size: int
     data: DataConfig
+
+    def __post_init__(self):
+        check_fields(self)
 
     @property
     def baseline(self) -> bool:
@@ -97,6 +107,7 @@ class GridSpec:
     batch_size: int = 128
 
     def __post_init__(self):
+        check_fields(self)
         if self.model not in models.MODELS:
             raise ValueError(f"Unknown model {self.model!r}; choose one of {sorted(models.MODELS)}")
         unknown = [o for o in self.optimizers if o not in BASE_OF]
@@ -115,6 +126,11 @@ class GridSpec:
         if self.epochs < 1 or self.batch_size < 1 or not self.seeds:
             raise ValueError(f"epochs and batch_size must be >= 1 and seeds non-empty (got "
                              f"{self.epochs}, {self.batch_size}, {self.seeds})")
+
+    def axes(self) -> "GridAxes":
+        """The grid's axes, for summaries that count missing cells."""
+        return GridAxes(self.optimizers, self.rules, self.gammas, self.alphas, self.betas,
+                        self.seeds)
 
     def cells(self) -> list[Cell]:
         common = dict(model=self.model, epochs=self.epochs, batch_size=self.batch_size,
@@ -148,8 +164,11 @@ class RunOptions:
     progress: bool = True
 
     def __post_init__(self):
+        check_fields(self)
         if self.executor not in EXECUTORS:
             raise ValueError(f"Unknown executor {self.executor!r}; choose one of {EXECUTORS}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 or None (got {self.threads})")
         if self.workers < 1 or (self.batch is not None and self.batch < 0):
             raise ValueError(f"workers must be >= 1 and batch >= 0 (got {self.workers}, "
                              f"{self.batch})")
@@ -222,12 +241,13 @@ def provenance_columns(device: str, data) -> dict:
 def _one_cell(cell: Cell, data, device: str) -> dict:
     res = train(cell.train_config(device), data)
     f = res.final
-    alpha, beta = (res.iterations[-1]["alpha"], res.iterations[-1]["beta"]) if res.iterations \
-        else (math.nan, math.nan)
+    alpha, beta = (res.iterations[-1]["alpha"], res.iterations[-1]["beta"]) \
+        if res.iterations and not f["diverged"] else (math.nan, math.nan)
     return {"diverged": f["diverged"], "diverged_at": f["diverged_at"],
             "train_loss": f["train_loss"], "val_loss": f["val_loss"],
             "test_error": f["test_error"], "final_alpha": alpha, "final_beta": beta,
-            "iterations": f["iterations"], "seconds": f["seconds"], "cells_in_batch": 1}
+            "last_finite_alpha": f["last_finite_alpha"], "iterations": f["iterations"],
+            "seconds": f["seconds"], "cells_in_batch": 1}
 
 
 def _device_name(device: str) -> str:
@@ -248,15 +268,26 @@ class InProcessExecutor(cf.Executor):
         return future
 
 
+def die_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """In a worker process: exit as soon as `parent` is gone (the worker is re-parented)."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 @contextlib.contextmanager
 def open_executor(options: RunOptions) -> Iterator[cf.Executor]:
     """A concurrent.futures.Executor for ``options.executor``."""
     if options.executor == "inprocess":
         yield InProcessExecutor()
     elif options.executor == "processes":
-        # spawn, not fork: safe with CUDA and with torch's thread pools
+        # spawn, not fork: safe with CUDA and with torch's thread pools. Each worker watches its
+        # parent: a driver killed by SIGKILL runs no shutdown, and its workers would live on.
         with cf.ProcessPoolExecutor(options.workers,
-                                    mp_context=multiprocessing.get_context("spawn")) as ex:
+                                    mp_context=multiprocessing.get_context("spawn"),
+                                    initializer=die_with_parent, initargs=(os.getpid(),)) as ex:
             yield ex
     else:
         try:
@@ -278,15 +309,20 @@ def open_executor(options: RunOptions) -> Iterator[cf.Executor]:
 
 
 def run_grid(spec: GridSpec, store: GridStore, options: RunOptions) -> pd.DataFrame:
-    """Run every cell of `spec` not yet in `store`, appending each finished cell; return all."""
+    """Run every cell of `spec` not yet in `store`, appending each finished cell; return all.
+    The store's writer lock is held throughout: a second grid on the same store is refused
+    (:class:`hdrepro.results.StoreLocked`) instead of computing the same cells."""
     cells = spec.cells()
-    done = store.finished()
-    todo = [c for c in cells if c.cell_id not in done]
-    if todo:
-        batch = auto_batch(spec.model, options.device) if options.batch is None else options.batch
-        submit = functools.partial(run_task, batched=batch > 0, device=options.device,
-                                   data_root=options.data_root, threads=worker_threads(options))
-        run_work(tasks(todo, batch), submit, store, options, len(cells), f"grid {spec.name}")
+    with store.writing():
+        done = store.finished()
+        todo = [c for c in cells if c.cell_id not in done]
+        if todo:
+            batch = auto_batch(spec.model, options.device) if options.batch is None \
+                else options.batch
+            submit = functools.partial(run_task, batched=batch > 0, device=options.device,
+                                       data_root=options.data_root,
+                                       threads=worker_threads(options))
+            run_work(tasks(todo, batch), submit, store, options, len(cells), f"grid {spec.name}")
     return store.frame()
 
 
@@ -315,13 +351,15 @@ def run_pending(cells: list, fn: Callable, store: GridStore | RunStore, options:
                 desc: str) -> None:
     """Run ``fn(cells, device, data_root, threads)`` on each cell not yet in `store`, one cell per
     task, on the executor of `options` (the runner of Figure 1, the stacks and the extension
-    experiments). `fn` returns what ``store.append`` takes."""
-    done = store.finished()
-    todo = [(c,) for c in cells if c.cell_id not in done]
-    if todo:
-        submit = functools.partial(fn, device=options.device, data_root=options.data_root,
-                                   threads=worker_threads(options))
-        run_work(todo, submit, store, options, len(cells), desc)
+    experiments). `fn` returns what ``store.append`` takes. The store's writer lock is held
+    throughout, as in :func:`run_grid`."""
+    with store.writing():
+        done = store.finished()
+        todo = [(c,) for c in cells if c.cell_id not in done]
+        if todo:
+            submit = functools.partial(fn, device=options.device, data_root=options.data_root,
+                                       threads=worker_threads(options))
+            run_work(todo, submit, store, options, len(cells), desc)
 
 
 def _as_finished(ex: cf.Executor, fn: Callable, work: list, window: int) -> Iterator:
@@ -350,64 +388,120 @@ def _as_finished(ex: cf.Executor, fn: Callable, work: list, window: int) -> Iter
 
 
 # -- summaries: what the heatmaps and REPORT.md show ---------------------------------------------
+@dataclass(frozen=True)
+class GridAxes:
+    """The cells a grid should hold, by axis: what a summary measures completeness against.
+    ``GridSpec.axes()`` gives them; without one, :func:`panels` takes the values seen in the
+    stored rows (then a row or column missing from every panel goes unseen)."""
+    optimizers: tuple[str, ...]
+    rules: tuple[str, ...]
+    gammas: tuple[float, ...]
+    alphas: tuple[float, ...]
+    betas: tuple[float, ...]
+    seeds: tuple[int, ...]
+
+    def __post_init__(self):
+        check_fields(self)
+
+    @classmethod
+    def seen_in(cls, frame: pd.DataFrame) -> "GridAxes":
+        hd = frame[~frame.baseline.astype(bool)]
+        return cls(tuple(dict.fromkeys(hd.optimizer)), tuple(dict.fromkeys(hd.rule)),
+                   tuple(sorted(set(hd.gamma))), tuple(sorted(set(frame.alpha0))),
+                   tuple(sorted(set(hd.beta))), tuple(sorted(set(frame.seed))))
+
+
 @dataclass
 class Panel:
     """One heatmap: rows = the baseline then each β, columns = α₀, values = final-epoch mean
-    training loss averaged over seeds (NaN when every seed diverged)."""
+    training loss over the converged stored seeds. A NaN value is either a cell whose stored
+    seeds all diverged or a cell with nothing stored: ``stored`` tells them apart."""
     optimizer: str
     rule: str
     gamma: float
     values: pd.DataFrame    # index: "baseline" then β; columns: α₀
     worse: pd.DataFrame     # True where round(HD, 2) > round(baseline at that α₀, 2)
-    diverged: pd.DataFrame  # fraction of seeds diverged
+    diverged: pd.DataFrame  # fraction of the stored seeds diverged (NaN: nothing stored)
+    stored: pd.DataFrame    # seeds stored per cell (0: the cell is missing)
+    seeds: int = 1          # seeds expected per cell
+
+    @property
+    def missing(self) -> pd.DataFrame:
+        """True where no seed of the cell is stored."""
+        return self.stored.eq(0)
 
 
 def seed_means(frame: pd.DataFrame, metric: str = "train_loss") -> pd.DataFrame:
-    """Per cell (over seeds): the metric's mean over converged seeds and the diverged fraction."""
+    """Per cell (over seeds): the metric's mean over converged seeds, the diverged fraction and
+    the number of seeds stored."""
     keys = ["optimizer", "rule", "alpha0", "beta", "gamma", "baseline"]
-    g = frame.groupby(keys, dropna=False)
+    g = frame.assign(diverged=frame.diverged.astype(bool)).groupby(keys, dropna=False)
     out = g[metric].mean().to_frame(metric)
     out["diverged_fraction"] = g["diverged"].mean()
     out["seeds"] = g["seed"].nunique()
     return out.reset_index()
 
 
-def panels(frame: pd.DataFrame, metric: str = "train_loss") -> list[Panel]:
-    """One Panel per HD optimizer × rule × γ in a grid's stored cells."""
-    means = seed_means(frame, metric)
-    base = means[means.baseline]
+def panels(frame: pd.DataFrame, metric: str = "train_loss",
+           axes: GridAxes | None = None) -> list[Panel]:
+    """One Panel per HD optimizer × rule × γ of the grid, every expected cell present (those
+    with nothing stored marked missing). `axes` says which cells are expected (default: the
+    values seen in `frame`)."""
+    if frame.empty and axes is None:
+        return []
+    axes = axes or GridAxes.seen_in(frame)
+    means = seed_means(frame, metric) if not frame.empty else pd.DataFrame(
+        columns=["optimizer", "rule", "alpha0", "beta", "gamma", "baseline", metric,
+                 "diverged_fraction", "seeds"])
+    base = means[means.baseline.astype(bool)]
+    hd = means[~means.baseline.astype(bool)]
+    alphas, betas = sorted(axes.alphas), sorted(axes.betas)
     out = []
-    hd = means[~means.baseline]
-    for (opt, rule, gamma), cells in hd.groupby(["optimizer", "rule", "gamma"], sort=False):
-        b = base[base.optimizer == BASE_OF[opt]].set_index("alpha0")
-        alphas = sorted(set(cells.alpha0) | set(b.index))
-        grid = cells.pivot(index="beta", columns="alpha0", values=metric).reindex(columns=alphas)
-        div = cells.pivot(index="beta", columns="alpha0", values="diverged_fraction").reindex(
-            columns=alphas)
-        grid = grid.sort_index()
-        base_row = b[metric].reindex(alphas)
-        values = pd.concat([base_row.to_frame("baseline").T, grid])
-        worse = grid.round(2).gt(base_row.round(2), axis=1)
-        worse = pd.concat([pd.DataFrame(False, index=["baseline"], columns=alphas), worse])
-        diverged = pd.concat([b["diverged_fraction"].reindex(alphas).to_frame("baseline").T,
-                              div.sort_index()])
-        out.append(Panel(opt, rule, gamma, values, worse, diverged))
+    for opt in axes.optimizers:
+        b = base[base.optimizer == BASE_OF[opt]].set_index("alpha0").reindex(alphas)
+        for rule in axes.rules:
+            for gamma in axes.gammas:
+                cells = hd[(hd.optimizer == opt) & (hd.rule == rule) & (hd.gamma == gamma)]
+                out.append(_panel(opt, rule, gamma, cells, b, alphas, betas, metric,
+                                  len(axes.seeds)))
     order = list(BASE_OF)
     return sorted(out, key=lambda p: (p.rule != "additive", p.gamma, order.index(p.optimizer)))
 
 
+def _panel(opt, rule, gamma, cells, base, alphas, betas, metric, seeds) -> Panel:
+    def wide(column: str) -> pd.DataFrame:
+        grid = cells.pivot(index="beta", columns="alpha0", values=column) if len(cells) else \
+            pd.DataFrame()
+        grid = grid.reindex(index=betas, columns=alphas).astype(float)
+        top = base[column].reindex(alphas).astype(float).to_frame("baseline").T
+        return pd.concat([top, grid])
+
+    values = wide(metric)
+    worse = values.drop(index="baseline").round(2).gt(values.loc["baseline"].round(2), axis=1)
+    worse = pd.concat([pd.DataFrame(False, index=["baseline"], columns=alphas), worse])
+    stored = wide("seeds").fillna(0).astype(int)
+    return Panel(opt, rule, gamma, values, worse, wide("diverged_fraction"), stored, seeds)
+
+
 def panel_stats(panel: Panel) -> dict:
-    """Fractions the report quotes: HD cells diverged, and converged HD cells worse than the
-    baseline at the same α₀."""
+    """Fractions the report quotes, over the HD cells stored: cells diverged in every stored
+    seed, and converged cells worse than the baseline at the same α₀. ``expected`` and
+    ``missing`` count the cells the grid should have and those with nothing stored; a missing
+    cell is never counted as diverged."""
     hd_vals = panel.values.drop(index="baseline")
-    n = hd_vals.size
-    diverged = int(hd_vals.isna().to_numpy().sum())
+    stored = panel.stored.drop(index="baseline") > 0
+    expected = hd_vals.size
+    n = int(stored.to_numpy().sum())
+    diverged = int((panel.diverged.drop(index="baseline").eq(1) & stored).to_numpy().sum())
     converged = n - diverged
     worse = int(panel.worse.drop(index="baseline").to_numpy().sum())
     best = hd_vals.stack().dropna()
     best_cell = best.idxmin() if len(best) else (math.nan, math.nan)
+    runs = int(panel.stored.to_numpy().sum())
     return {"optimizer": panel.optimizer, "rule": panel.rule, "gamma": panel.gamma,
-            "cells": n, "diverged": diverged, "worse": worse,
+            "cells": n, "expected": expected, "missing": expected - n,
+            "runs": runs, "runs_expected": panel.seeds * panel.stored.size,
+            "diverged": diverged, "worse": worse,
             "diverged_fraction": diverged / n if n else math.nan,
             "worse_fraction_of_converged": worse / converged if converged else math.nan,
             "best_beta": float(best_cell[0]), "best_alpha0": float(best_cell[1]),
@@ -416,9 +510,13 @@ def panel_stats(panel: Panel) -> dict:
 
 
 def git_commit(repo: Path | None = None) -> str:
-    """The repository's commit, for provenance ('unknown' outside a git checkout)."""
+    """The repository's commit, for provenance ('unknown' outside a git checkout), with
+    "+changes" when tracked files differ from it: the code that ran was not that commit."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                              check=True).stdout.strip()
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo,
-                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        return git("rev-parse", "--short", "HEAD") + ("+changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

@@ -102,30 +102,39 @@ def _mark_diverged(ax, runs: pd.DataFrame, kw: dict) -> list:
 GRID_TITLES = {"sgd-hd": "SGD-HD", "sgdn-hd": "SGDN-HD", "adam-hd": "Adam-HD"}
 BASELINE_TITLES = {"sgd-hd": "SGD", "sgdn-hd": "SGDN", "adam-hd": "Adam"}
 WORSE_COLOR, BETTER_COLOR, BASELINE_COLOR = "#f08080", "#eaf2fb", "#d9d9d9"
+MISSING_COLOR = "#bdbdbd"
 
 
 def grid_layers(panel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, colour class, mask) of a grid Panel: class 0 = baseline row, 1 = not worse,
-    2 = worse than the baseline at the same α₀; mask is True where the cell is NaN (diverged in
-    every seed), which the heatmap leaves blank, as the report does."""
+    2 = worse than the baseline at the same α₀, 3 = missing (nothing stored); mask is True where
+    a stored cell is NaN (diverged in every stored seed), which the heatmap leaves blank, as the
+    report does. A missing cell is never masked: it is drawn grey and hatched instead."""
     values = panel.values.to_numpy(dtype=float)
     classes = np.where(panel.worse.to_numpy(dtype=bool), 2, 1)
     classes[0, :] = 0
-    return values, classes, np.isnan(values)
+    missing = panel.missing.to_numpy(dtype=bool)
+    classes[missing] = 3
+    return values, classes, np.isnan(values) & ~missing
 
 
 def plot_grid(panel, ax, fmt: str = ".3f"):
     """Heatmap of one grid Panel in the report's style: the baseline row on top, β below, α₀
-    across; red cells are worse than the baseline (rounded to 2 decimals), blank cells diverged."""
+    across; red cells are worse than the baseline (rounded to 2 decimals), blank cells diverged,
+    grey hatched cells were never stored (a partial grid)."""
     import seaborn as sns
     from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Rectangle
 
     values, classes, mask = grid_layers(panel)
     annot = np.vectorize(lambda v: "" if np.isnan(v) else (
-        f"{v:{fmt}}" if abs(v) < 1e3 else f"{v:.1e}"))(values)
-    sns.heatmap(classes, mask=mask, annot=annot, fmt="", vmin=0, vmax=2, cbar=False, ax=ax,
-                cmap=ListedColormap([BASELINE_COLOR, BETTER_COLOR, WORSE_COLOR]),
+        f"{v:{fmt}}" if abs(v) < 1e3 else f"{v:.1e}"), otypes=[object])(values)
+    annot[classes == 3] = "missing"
+    sns.heatmap(classes, mask=mask, annot=annot, fmt="", vmin=0, vmax=3, cbar=False, ax=ax,
+                cmap=ListedColormap([BASELINE_COLOR, BETTER_COLOR, WORSE_COLOR, MISSING_COLOR]),
                 linewidths=0.5, linecolor="white", annot_kws={"fontsize": 7})
+    for i, j in zip(*np.nonzero(classes == 3)):
+        ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="///", lw=0, color="#808080"))
     ax.set_facecolor("white")
     ax.set_xticklabels([f"{a:g}" for a in panel.values.columns], rotation=0, fontsize=8)
     ylabels = [BASELINE_TITLES[panel.optimizer]] + [f"{b:g}" for b in panel.values.index[1:]]

@@ -111,3 +111,31 @@ def plot_layer_histograms(hist: pd.DataFrame, ax, layer: str, tags=("before", "a
     ax.set_ylabel("share of elements")
     ax.set_title(layer, fontsize=8)
     ax.grid(alpha=0.3, lw=0.5)
+
+
+def plot_threshold_grid(table: pd.DataFrame, ax, title: str, cap: int) -> None:
+    """One HD optimizer of Baydin et al.'s tuning grid (:func:`hdrepro.threshold_grid.
+    iteration_table`): the baseline row on top, β below, α₀ across, each cell the iterations to
+    the loss threshold on a log colour scale; cells where HD is at least as fast as the baseline
+    at the same α₀ are outlined (the region their figure marks); grey "–" never reached it within
+    `cap` iterations."""
+    from matplotlib.colors import LogNorm
+    from matplotlib.patches import Rectangle
+
+    values = table.to_numpy(dtype=float)
+    shown = np.where(np.isfinite(values), values, np.nan)
+    ax.imshow(np.ones_like(values), cmap="Greys", vmin=0, vmax=5, aspect="auto")
+    ax.imshow(shown, cmap="viridis_r", norm=LogNorm(vmin=1, vmax=max(cap, 2)), aspect="auto")
+    for i, j in np.ndindex(values.shape):
+        v = values[i, j]
+        ax.text(j, i, f"{v:.0f}" if np.isfinite(v) else "–", ha="center", va="center",
+                fontsize=6.5, color="white" if np.isfinite(v) and v >= cap ** 0.5 else "black")
+        if i and np.isfinite(v) and v <= values[0, j]:
+            ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="red", lw=1.4))
+    ax.axhline(0.5, color="white", lw=3)
+    ax.set_xticks(range(values.shape[1]), [f"{a:g}" for a in table.columns], fontsize=7)
+    ax.set_yticks(range(values.shape[0]), ["base"] + [f"{b:g}" for b in table.index[1:]],
+                  fontsize=7)
+    ax.set_xlabel("α₀")
+    ax.set_ylabel("β")
+    ax.set_title(title, fontsize=9)

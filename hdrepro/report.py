@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .cli_help import HelpFormatter
+from .results import completeness, has_results
 from . import report_claims, report_extensions, report_overview, report_speed, report_stacks
 from .report_format import (MODEL_NAMES, full_results, full_scale_head, gpu_results, md_table,
                              not_run_at_full_scale, read_csv, run_record, sci)
@@ -153,10 +154,13 @@ def _alpha_stats(it) -> dict:
     if it.empty:  # every HD run diverged (or diverged before its first logged iteration)
         return {"alpha_max": nan, "iter_of_max": nan, "alpha_final": nan,
                 "last_epoch_change": nan, "iterations": nan}
+    # Runs logged with α's range since the previous row see every peak; older logs hold a
+    # sample per row only, which misses peaks between rows.
+    peak = "alpha_max" if "alpha_max" in it and it["alpha_max"].notna().all() else "alpha"
     per_run = it.groupby("run_id")
     last_epoch = it[it.epoch == it.epoch.max()].groupby("run_id").alpha
-    return {"alpha_max": per_run.alpha.max().mean(),
-            "iter_of_max": per_run.apply(lambda r: r.iteration[r.alpha.idxmax()]).mean(),
+    return {"alpha_max": per_run[peak].max().mean(),
+            "iter_of_max": per_run.apply(lambda r: r.iteration[r[peak].idxmax()]).mean(),
             "alpha_final": per_run.alpha.last().mean(),
             "last_epoch_change": ((last_epoch.last() - last_epoch.first()).abs()
                                   / last_epoch.first().abs()).mean(),
@@ -331,7 +335,16 @@ def _grid_panels(results: Path, name: str):
     frame = _grid(results, name)
     if frame.empty:
         return frame, []
-    return frame, [(p, panel_stats(p)) for p in panels(frame)]
+    return frame, [(p, panel_stats(p)) for p in panels(frame, axes=grid_axes(results, name))]
+
+
+def grid_axes(results: Path, name: str):
+    """The axes the grid's driver recorded in ``grid_<name>_run.json`` (None if it did not), so
+    that a cell never stored counts as missing even when its whole row or column is absent."""
+    from .grid import GridAxes
+    run = results / f"grid_{name}_run.json"
+    axes = json.loads(run.read_text()).get("axes") if run.exists() else None
+    return GridAxes(**{k: tuple(v) for k, v in axes.items()}) if axes else None
 
 
 def grid_provenance(results: Path) -> str:
@@ -343,15 +356,18 @@ def grid_provenance(results: Path) -> str:
             continue
         r = frame.iloc[0]
         run = results / f"grid_{name}_run.json"
-        wall = ""
+        wall, stored = "", f"{len(frame)} cells"
         if run.exists():
             info = json.loads(run.read_text())
-            wall = (f"; last invocation {info['wall_s']:.0f} s for {info['cells_run']} cells "
-                    f"({info['executor']}, batch {info['batch']})")
+            if info.get("wall_s") is not None:
+                wall = (f"; last invocation {info['wall_s']:.0f} s for {info['cells_run']} cells "
+                        f"({info['executor']}, batch {info['batch']})")
+            if info.get("cells_total", 0) > len(frame):
+                stored = f"{len(frame)} of {info['cells_total']} cells stored"
         lines.append(f"- **{title}**: {r['data']} first {int(r['n_train']):,}/{int(r['n_test']):,} "
                      f"images ({r['data_source']}), {int(r['epochs'])} epochs, batch "
                      f"{int(r['batch_size'])}, seeds {sorted(frame.seed.unique().tolist())}, "
-                     f"{len(frame)} cells ({int(frame.diverged.sum())} diverged), α₀ ∈ "
+                     f"{stored} ({int(frame.diverged.sum())} diverged), α₀ ∈ "
                      f"{{{', '.join(f'{a:g}' for a in sorted(frame.alpha0.unique()))}}}, on "
                      f"{r['device']}{wall}.")
     return "\n".join(lines) if lines else "_No grid results in this folder._"
@@ -364,8 +380,10 @@ def grid_table(results: Path) -> str:
         _, ps = _grid_panels(results, name)
         for _, st in ps:
             gamma = f", γ={st['gamma']:g}" if st["gamma"] else ""
+            cells = st["cells"] if not st["missing"] else \
+                f"{st['cells']} of {st['expected']} stored"
             body.append([title.split(" (")[0], f"{OPT_NAMES[st['optimizer']]} ({st['rule']}{gamma})",
-                         st["cells"], f"{st['diverged']} ({st['diverged_fraction']:.0%})",
+                         cells, f"{st['diverged']} ({_pct(st['diverged_fraction'])})",
                          f"{st['worse']} ({_pct(st['worse_fraction_of_converged'])})",
                          _best(st), f"{st['best_baseline_loss']:.3g}"])
     if not body:
@@ -606,9 +624,28 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=ROOT / "REPORT.md", help="where to write it")
     args = ap.parse_args(argv)
     results = args.results.resolve()
+    if not has_results(results):
+        why = "it holds no results" if results.is_dir() else "no such folder"
+        ap.error(f"--results {args.results}: {why}; name a folder that a run wrote "
+                 "(results/quick, results/full, or run ./run_all.sh first)")
     text = render(args.template.read_text(), results, args.profile or results.name)
-    args.out.write_text(text)
+    args.out.write_text(with_completeness(text, results))
     print(f"wrote {args.out}")
+
+
+def with_completeness(text: str, results: Path) -> str:
+    """The report with a notice under its title when a results folder it reads is incomplete:
+    which stores lack runs, and how many of how many are stored."""
+    folders = dict.fromkeys([results, full_results(results)])
+    gaps = [f"`{folder.name}/{name}` {stored} of {expected}" for folder in folders if folder.is_dir()
+            for name, stored, expected in completeness(folder) if stored < expected]
+    if not gaps:
+        return text
+    title, rest = text.split("\n", 1)
+    notice = ("> **Incomplete results.** Some experiments have not stored every run, so the "
+              "tables and figures below summarise partial grids (runs stored of runs expected): "
+              + "; ".join(gaps) + ". Missing runs are counted as missing, never as diverged.")
+    return f"{title}\n\n{notice}\n{rest}"
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-"""REPORT.md's section on the extensions: the optimizer family's sensitivity to α₀, the
-learning-rate-free rivals, ASGC and Adam's ε. Builders of its tables and sentences from the
-results files of experiments/{family_sensitivity,rivals,asgc,epsilon}.py (and
-bench/bench_rivals.py); :mod:`hdrepro.report` merges ``SECTIONS``."""
+"""REPORT.md's section on the extensions: the optimizer family's sensitivity to α₀ beside Baydin
+et al.'s own tuning grid, the learning-rate-free rivals, ASGC and Adam's ε. Builders of its tables
+and sentences from the results files of
+experiments/{family_sensitivity,threshold_grid,rivals,asgc,epsilon}.py (and bench/bench_rivals.py);
+:mod:`hdrepro.report` merges ``SECTIONS``."""
 from __future__ import annotations
 
 import math
@@ -11,7 +12,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import asgc_study, family, rival_study
+from . import asgc_study, family, rival_study, threshold_grid
 from .epsilon_study import NEAR, validation
 from .report_format import (MODEL_NAMES, full_results, full_scale_head, is_partial, md_table,
                              not_run_at_full_scale, run_record)
@@ -339,8 +340,35 @@ def _full_section(experiment: str, builders) -> Callable[[Path], str]:
     return section
 
 
+def threshold_provenance(f: pd.DataFrame, results: Path) -> str:
+    cap = int(f["epochs"].max())
+    return (f"Cap {cap} epochs; " + provenance(f, results, "threshold_grid"))
+
+
+def threshold_table(f: pd.DataFrame, results: Path) -> str:
+    s = threshold_grid.summary(f)
+    rows = [[threshold_grid.TITLES[r.hd], f"{r.base_reach} of {r.alphas}",
+             f"{r.hd_reach} of {r.alphas} (β = {r.hd_beta:g})", r.range,
+             f"{r.fast.estimate:.0%} [{r.fast.low:.0%}, {r.fast.high:.0%}], n = {r.fast.n}",
+             str(r.seeds)] for r in s.itertuples()]
+    return md_table(["HD optimizer", "α₀ reaching 0.29, base", "α₀ reaching 0.29, HD at one β",
+                     "α₀ range", "HD runs at least as fast as the base (95% CI)", "seeds"], rows)
+
+
+def threshold_verdict(f: pd.DataFrame, results: Path) -> str:
+    s = threshold_grid.summary(f)
+    return (f"Verdict on this grid: **{threshold_grid.verdict(s)}**. The rule: HD reduces the "
+            "need to tune α₀ when, at one β for every α₀, it brings more α₀ to the threshold "
+            "than its base optimizer; it reproduces when that holds for all three HD "
+            "optimizers, partly for some, and does not for none. The last column counts, over "
+            "every (α₀, β) and seed, the HD runs that reached the threshold in no more "
+            "iterations than the base optimizer at the same α₀ and seed (pairs where neither "
+            "reached it are left out), with Wilson's 95% interval.")
+
+
 BUILDERS = {
     "family_sensitivity": (family_provenance, family_table, family_verdict),
+    "threshold_grid": (threshold_provenance, threshold_table, threshold_verdict),
     "rivals": (rivals_provenance, rivals_table, rivals_scale, rivals_verdict),
     "asgc": (asgc_provenance, asgc_table, asgc_robustness, asgc_verdict),
     "epsilon": (epsilon_provenance, epsilon_verdict, epsilon_table),

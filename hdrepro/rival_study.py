@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import rivals
+from .config import check_fields
 from .data import DataConfig
 from .runs import RunCell
 from .train import OptimConfig
@@ -67,6 +68,9 @@ class RivalSpec:
     scale_model: str = "mlnn"
     scale_steps: tuple[int, ...] = (-2, -1, 1, 2)
     scale_seeds: tuple[int, ...] = (1,)
+
+    def __post_init__(self):
+        check_fields(self)
 
     def methods(self) -> list[str]:
         return [f"{r}:{s}" for r in self.rivals for s in rivals.SETTINGS] + list(HD_METHODS)

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, replace
 
 import pandas as pd
 
+from .config import check_fields
 from .data import DataConfig
 from .grid import RunOptions, _data, provenance_columns, run_pending, worker_device
 from .results import GridStore, RunStore
@@ -23,6 +24,8 @@ from .train import OptimConfig, TrainConfig, train
 
 # A 10-class run whose test error stays this high learnt nothing: it collapsed to (about) one class
 STUCK_ERROR = 0.85
+#: RunCell fields that are left out of the cell id while None (see RunCell.cell_id)
+LATER_FIELDS = ("stop_below",)
 
 
 @dataclass(frozen=True)
@@ -37,15 +40,24 @@ class RunCell:
     seed: int = 1
     batch_size: int = 128
     tags: tuple[tuple[str, object], ...] = ()
+    stop_below: float | None = None   # TrainConfig.stop_below: stop at this minibatch loss
+
+    def __post_init__(self):
+        check_fields(self)
 
     @property
     def cell_id(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        # A field added after results were stored enters the id only when set, so that every
+        # stored cell keeps its id (and a rerun still skips it).
+        fields = {k: v for k, v in asdict(self).items()
+                  if not (k in LATER_FIELDS and v is None)}
+        blob = json.dumps(fields, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
     def train_config(self, device: str) -> TrainConfig:
         return TrainConfig(self.model, self.data, self.optim, self.epochs, self.batch_size,
-                           seed=self.seed, device=device, log_every=10 ** 9, progress=False)
+                           seed=self.seed, device=device, log_every=10 ** 9, progress=False,
+                           stop_below=self.stop_below)
 
     def labels(self) -> dict:
         o = self.optim
@@ -73,6 +85,7 @@ def run_cells(cells: tuple[RunCell, ...], device: str, data_root: str,
                      "curve_val_acc": [e["val_acc"] for e in res.epochs],
                      "curve_train_loss": [e["train_loss"] for e in res.epochs],
                      "curve_seconds": [e["seconds"] for e in res.epochs],
+                     **({"reached_at": f["reached_at"]} if "reached_at" in f else {}),
                      **provenance_columns(dev, data)})
     return rows
 
@@ -93,6 +106,9 @@ class LoggedRun:
     run_id: str
     labels: tuple[tuple[str, object], ...]
     config: TrainConfig
+
+    def __post_init__(self):
+        check_fields(self)
 
     @property
     def cell_id(self) -> str:  # the name hdrepro.grid.run_pending skips finished work by

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import family
+from .config import check_fields
 from .data import DataConfig
 from .runs import STUCK_ERROR, RunCell
 from .train import OptimConfig
@@ -42,6 +43,7 @@ class SensitivitySpec:
     seeds: tuple[int, ...] = (1,)
 
     def __post_init__(self):
+        check_fields(self)
         unknown = [o for o in self.optimizers if o not in family.FAMILY]
         if unknown:
             raise ValueError(f"Unknown optimizers {unknown}; the family is {list(family.FAMILY)}")

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 import torch
 
+from .config import check_fields
 from .data import Data, DataConfig, unit_pixels
 from .grid import RunOptions, _data, provenance_columns, run_pending, worker_device
 from .results import GridStore
@@ -111,6 +112,7 @@ class StackCell:
     pixels: str = "unit"  # "unit": [0, 1] as Chandra et al.'s example; "standardised": ours
 
     def __post_init__(self):
+        check_fields(self)
         if self.pixels not in ("unit", "standardised"):
             raise ValueError(f"Invalid pixels {self.pixels!r}; choose 'unit' or 'standardised'")
         if self.table not in PUBLISHED or self.variant not in VARIANTS:
@@ -170,6 +172,7 @@ class StackSpec:
     standardised: tuple[str, ...] = ()
 
     def __post_init__(self):
+        check_fields(self)
         unknown = [t for t in self.tables if t not in PUBLISHED]
         if unknown or not self.seeds:
             raise ValueError(f"Unknown tables {unknown} (choose from {sorted(PUBLISHED)}) or no "

@@ -4,7 +4,9 @@ torch optimizers and autodiff stacks.
 Per iteration it records the training loss and α_t (β_t where learned); per epoch the mean training
 loss, the validation loss and accuracy (the validation set is the test set, as in Baydin et al.'s
 code). At the end it records the test error. A run whose loss becomes NaN/inf stops at once and is
-recorded as diverged, with the iteration; it never raises to the caller. Runs are deterministic
+recorded as diverged, with the iteration; it never raises to the caller. With ``stop_below``, a
+run stops at the first minibatch whose loss is at most that (Baydin et al.'s lossThreshold),
+evaluates, and records that iteration as ``reached_at``. Runs are deterministic
 given the seed (on CPU; cuDNN may add nondeterminism on GPU).
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .autodiff import Adam as StackAdam
 from .autodiff import HyperStack
 from .autodiff import RMSProp as StackRMSProp
 from .autodiff import chandra
+from .config import check_fields, check_range, finite_nonneg
 from .data import Data, DataConfig, batches
 from .optim import HD, SGDHD, AdamHD
 
@@ -39,6 +42,10 @@ STACK_LEVELS = {"sgd": StackSGD, "adam": StackAdam, "adagrad": StackAdaGrad,
 #: clip modes of a stack's SGD secondary: off, the clipping report's code (the first, all-zero
 #: hypergradient counted in the average), its pseudo-code (only non-zero hypergradients counted)
 CLIP_MODES = ("none", "code", "pseudo")
+
+
+RATES = {"lr": "the learning rate α₀", "hypergrad_lr": "the hypergradient learning rate β",
+         "hyper_hypergrad_lr": "β's learning rate γ", "weight_decay": "the weight decay"}
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,10 @@ class OptimConfig:
     options: tuple[tuple[str, object], ...] = ()   # extra keyword arguments (see above)
 
     def __post_init__(self):
+        check_fields(self)
+        for name, what in RATES.items():
+            check_range(self, name, finite_nonneg(getattr(self, name)), "finite and >= 0", what)
+        check_range(self, "momentum", 0 <= self.momentum < 1, "in [0, 1)")
         if self.clip not in CLIP_MODES:
             raise ValueError(f"Invalid clip {self.clip!r}; choose one of {CLIP_MODES}")
         if self.conventions not in ("torch", "chandra"):
@@ -127,18 +138,24 @@ class TrainConfig:
     device: str = "auto"            # "auto": CUDA when present
     log_every: int = 1              # an iteration row every k iterations (and at the last)
     progress: bool = True
+    stop_below: float | None = None  # stop at the first minibatch loss <= this (Baydin et al.'s
+    #                                  lossThreshold); final["reached_at"] is its iteration
 
     def __post_init__(self):
+        check_fields(self)
         if self.epochs < 1 or self.batch_size < 1 or self.log_every < 1:
             raise ValueError(f"epochs, batch_size and log_every must be >= 1 (got {self.epochs}, "
                              f"{self.batch_size}, {self.log_every})")
+        if self.stop_below is not None:
+            check_range(self, "stop_below", finite_nonneg(self.stop_below), "finite and >= 0")
 
 
 @dataclass
 class RunResult:
     config: dict
     provenance: dict
-    # iteration, epoch, loss (mean over the iterations since the previous row), alpha, beta
+    # iteration, epoch, loss (mean over the iterations since the previous row), alpha, beta,
+    # alpha_min and alpha_max (α's range over the steps since the previous row)
     iterations: list[dict] = field(default_factory=list)
     # epoch, iteration (at its end), train_loss, val_loss, val_acc, seconds
     epochs: list[dict] = field(default_factory=list)
@@ -196,10 +213,13 @@ def train(cfg: TrainConfig, data: Data,
     result = RunResult(config=_config_dict(cfg), provenance={**data.provenance,
                                                                "device": str(device)})
     diverged_at, it, t0 = None, 0, time.perf_counter()
+    last_alpha = math.nan   # α after the last step whose loss was finite (kept for inspection)
+    reached_at = None       # the iteration whose minibatch loss first fell to cfg.stop_below
     bar = tqdm(total=cfg.epochs * per_epoch, disable=not cfg.progress, leave=False,
                desc=f"{cfg.model} {cfg.optim.label} seed {cfg.seed}")
     model.train()
     since_record = []  # the losses since the last iteration row, which records their mean
+    alpha_lo, alpha_hi = math.inf, -math.inf  # α's range since the last row, so peaks are seen
     for epoch in range(1, cfg.epochs + 1):
         losses = []
         for x, y in batches(train_split, cfg.batch_size, generator=gen):
@@ -216,12 +236,18 @@ def train(cfg: TrainConfig, data: Data,
             if not math.isfinite(value):
                 diverged_at = it
                 break
+            last_alpha = current_alpha_beta(opt)[0]
+            alpha_lo, alpha_hi = min(alpha_lo, last_alpha), max(alpha_hi, last_alpha)
+            if cfg.stop_below is not None and value <= cfg.stop_below:
+                reached_at = it
+                break
             if it % cfg.log_every == 0 or it == cfg.epochs * per_epoch:
                 alpha, beta = current_alpha_beta(opt)
                 result.iterations.append({"iteration": it, "epoch": epoch,
                                           "loss": sum(since_record) / len(since_record),
-                                          "alpha": alpha, "beta": beta})
-                since_record = []
+                                          "alpha": alpha, "beta": beta,
+                                          "alpha_min": alpha_lo, "alpha_max": alpha_hi})
+                since_record, alpha_lo, alpha_hi = [], math.inf, -math.inf
             bar.update()
         if diverged_at is not None:
             break
@@ -231,8 +257,12 @@ def train(cfg: TrainConfig, data: Data,
                               "train_loss": sum(losses) / len(losses),
                               "val_loss": val_loss, "val_acc": val_acc,
                               "seconds": time.perf_counter() - t0})
+        if reached_at is not None:
+            break
     bar.close()
-    result.final = _final(model, test_split, result, diverged_at, it, time.perf_counter() - t0)
+    result.final = _final(result, diverged_at, it, time.perf_counter() - t0, last_alpha)
+    if cfg.stop_below is not None:
+        result.final["reached_at"] = reached_at
     return result
 
 
@@ -257,9 +287,12 @@ def _stack_levels(cfg: OptimConfig) -> list:
     return [primary, secondary]
 
 
-def _final(model, test_split, result, diverged_at, iters, seconds) -> dict:
+def _final(result, diverged_at, iters, seconds, last_alpha) -> dict:
+    """The run's last record. A diverged run has the step it diverged at (= its iterations), NaN
+    for every final number, and α after its last finite step (``last_finite_alpha``): the same
+    fields :func:`hdrepro.batched.train_cells` gives a diverged cell."""
     final = {"diverged": diverged_at is not None, "diverged_at": diverged_at,
-             "iterations": iters, "seconds": seconds}
+             "iterations": iters, "seconds": seconds, "last_finite_alpha": last_alpha}
     if diverged_at is None:
         last = result.epochs[-1]
         final.update(train_loss=last["train_loss"], val_loss=last["val_loss"],

@@ -53,7 +53,7 @@ def test_fashion_mnist_from_the_set_up_has_its_own_normalisation():
 
 
 def test_missing_data_set_names_the_command_that_fetches_it(tmp_path):
-    with pytest.raises(D.DataUnavailable, match="python -m hdrepro.data fetch mnist"):
+    with pytest.raises(D.DataUnavailable, match="hdrepro data fetch mnist --root"):
         D.load(D.DataConfig("mnist"), tmp_path)
 
 

@@ -119,8 +119,9 @@ GDTUO = {"sgd": lambda opt: gdtuo.SGD(0.01, optimizer=opt),
          "rmsprop": lambda opt: gdtuo.RMSProp(optimizer=opt)}
 # Large enough that α moves far (checked), small enough that the runs stay out of the chaotic
 # regime where float64 rounding (our graph sums in another order than theirs) grows past 1e-10
-# (RMSProp at β = 1e-2 did, with one torch thread).
-BETA = {"sgd": 0.5, "adam": 1e-4, "adagrad": 0.5, "rmsprop": 5e-3}
+# (RMSProp at β = 1e-2 did, with one torch thread; AdaGrad at β = 0.5 did on another CPU, where
+# 0.1 still moves α by more than half and matches to 1e-12).
+BETA = {"sgd": 0.5, "adam": 1e-4, "adagrad": 0.1, "rmsprop": 5e-3}
 
 
 @pytest.mark.parametrize("primary", sorted(GDTUO))

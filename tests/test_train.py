@@ -56,6 +56,9 @@ def test_a_thinned_log_records_the_mean_loss_since_the_previous_row(data):
     assert [r["alpha"] for r in thin.iterations] == [every.iterations[i - 1]["alpha"]
                                                      for i in (4, 8, 10)]
     assert [e["iteration"] for e in thin.epochs] == [5, 10]  # where each epoch ends
+    alphas = [r["alpha"] for r in every.iterations]    # α's range since the previous row
+    for row, (lo, hi) in zip(thin.iterations, ((0, 4), (4, 8), (8, 10))):
+        assert (row["alpha_min"], row["alpha_max"]) == (min(alphas[lo:hi]), max(alphas[lo:hi]))
 
 
 def test_a_diverging_run_is_recorded_and_stops_without_raising(data):
@@ -71,6 +74,8 @@ def test_unknown_optimizer_names_the_choices():
     with pytest.raises(ValueError, match="stack:<primary>/<secondary>"):
         make_optimizer(OptimConfig("stack:adam/lbfgs", 1e-3), [torch.nn.Parameter(torch.zeros(1))])
     with pytest.raises(ValueError, match="choose one of .*pseudo"):
+        OptimConfig("stack:adam/sgd", 1e-3, clip="yes")
+    with pytest.raises(ValueError, match="OptimConfig.clip must be a string, got True"):
         OptimConfig("stack:adam/sgd", 1e-3, clip=True)
     with pytest.raises(ValueError, match="SGD secondary only"):
         make_optimizer(OptimConfig("stack:adam/adam", 1e-3, clip="code"),

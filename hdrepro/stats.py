@@ -1,0 +1,75 @@
+"""Uncertainty for the report's verdicts: intervals on a proportion and on a mean difference, and
+the rule that turns a difference into "better", "worse" or "tie".
+
+- A proportion k/n (runs diverged, cells where HD wins) gets Wilson's score interval, which stays
+  inside [0, 1] and is honest at n = 1.
+- A difference of paired runs (the same seed under two methods) gets a t interval on the mean of
+  the per-seed differences; with n = 1 there is no spread to judge and the interval is infinite.
+- A difference whose 95% interval contains 0 is a tie: inside the noise, so neither side wins.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as _st
+
+LEVEL = 0.95
+OUTCOMES = ("better", "worse", "tie")
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.estimate:.3g} [{self.low:.3g}, {self.high:.3g}] (n = {self.n})"
+
+    def contains(self, x: float) -> bool:
+        return self.low <= x <= self.high
+
+
+def proportion(k: int, n: int, level: float = LEVEL) -> Interval:
+    """k of n, with Wilson's score interval (NaN bounds when n = 0)."""
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    z = _st.norm.ppf(0.5 + level / 2)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return Interval(p, max(0.0, centre - half), min(1.0, centre + half), n)
+
+
+def mean(x, level: float = LEVEL) -> Interval:
+    """The mean of `x` with a t interval (infinite bounds for one value)."""
+    x = np.asarray(x, dtype=float)
+    n = len(x)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    m = float(x.mean())
+    if n == 1:
+        return Interval(m, -math.inf, math.inf, 1)
+    half = float(_st.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return Interval(m, m - half, m + half, n)
+
+
+def paired_difference(a, b, level: float = LEVEL) -> Interval:
+    """Mean of a − b over pairs (runs that share a seed), with a t interval."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples need the same length (got {len(a)} and {len(b)})")
+    return mean(a - b, level)
+
+
+def judge(difference: Interval, lower_is_better: bool = True) -> str:
+    """"better" when the whole interval lies on the good side of 0, "worse" when it lies on the
+    other, "tie" when it contains 0 (or cannot be computed)."""
+    lo, hi = difference.low, difference.high
+    if math.isnan(lo) or math.isnan(hi) or lo <= 0 <= hi:
+        return "tie"
+    good = hi < 0 if lower_is_better else lo > 0
+    return "better" if good else "worse"

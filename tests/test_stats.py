@@ -1,0 +1,49 @@
+"""The verdict statistics: Wilson intervals, t intervals on paired differences, and the rule that
+calls a difference inside the noise a tie; every outcome is reachable."""
+import math
+
+import numpy as np
+import pytest
+
+from hdrepro import stats
+
+
+def test_wilson_interval_matches_known_values_and_stays_in_unit_range():
+    i = stats.proportion(0, 10)
+    assert (i.estimate, i.low) == (0, 0) and i.high == pytest.approx(0.2775, abs=1e-4)
+    i = stats.proportion(5, 10)
+    assert (i.low, i.high) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    i = stats.proportion(1, 1)
+    assert i.high == 1 and i.low == pytest.approx(0.2065, abs=1e-4)
+    assert math.isnan(stats.proportion(0, 0).estimate)
+
+
+def test_t_interval_of_a_mean_and_of_paired_differences():
+    i = stats.mean([1.0, 2.0, 3.0])
+    assert i.estimate == 2 and (i.low, i.high) == pytest.approx((-0.4841, 4.4841), abs=1e-4)
+    one = stats.mean([5.0])
+    assert one.n == 1 and one.low == -math.inf and one.high == math.inf
+    d = stats.paired_difference([3.0, 4.0, 5.0], [1.0, 2.0, 3.0])
+    assert d.estimate == 2 and d.low == d.high == 2     # no spread: the difference is exact
+    with pytest.raises(ValueError, match="same length"):
+        stats.paired_difference([1.0], [1.0, 2.0])
+
+
+@pytest.mark.parametrize("a,b,lower,want", [
+    ([1.0, 1.1, 0.9, 1.05], [2.0, 2.1, 1.9, 2.0], True, "better"),
+    ([1.0, 1.1, 0.9, 1.05], [2.0, 2.1, 1.9, 2.0], False, "worse"),
+    ([2.0, 2.1, 1.9, 2.0], [1.0, 1.1, 0.9, 1.05], True, "worse"),
+    ([1.0, 3.0, 0.5, 2.5], [2.0, 1.0, 2.0, 1.5], True, "tie"),      # inside the noise
+    ([1.0], [2.0], True, "tie"),                                    # one pair: no spread to judge
+])
+def test_judge_returns_every_outcome_and_calls_noise_a_tie(a, b, lower, want):
+    assert stats.judge(stats.paired_difference(a, b), lower_is_better=lower) == want
+
+
+def test_a_small_mean_difference_inside_a_wide_spread_is_a_tie():
+    base = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    noise = np.array([0.5, -0.4, 0.3, -0.2, 0.45, -0.35])
+    d = stats.paired_difference(base + 0.01 + noise, base)
+    assert d.estimate == pytest.approx(0.06) and stats.judge(d) == "tie"
+    assert stats.judge(stats.paired_difference(base + 0.01, base), lower_is_better=False) \
+        == "better"                                   # the same shift without noise is not
