@@ -17,10 +17,8 @@ finished so far.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -31,6 +29,7 @@ from grid_common import (begin_run_info, run_options, run_parser, save_figure,  
                          stamp_figures, write_run_info)
 
 from hdrepro.cli_help import run_main  # noqa: E402
+from hdrepro.config import config_id  # noqa: E402
 from hdrepro.data import DataConfig, DataUnavailable, default_data_root, load  # noqa: E402
 from hdrepro.plots import LOSS_CAP, plot_fig1  # noqa: E402
 from hdrepro.results import RunStore  # noqa: E402
@@ -75,8 +74,7 @@ def optimizers(rule: str, model: str) -> list[OptimConfig]:
 
 
 def run_id(cfg: TrainConfig, rule: str) -> str:
-    digest = hashlib.sha1(json.dumps(asdict(cfg), sort_keys=True, default=str).encode())
-    return f"{cfg.model}/{cfg.optim.label}/{rule}/seed{cfg.seed}/{digest.hexdigest()[:8]}"
+    return f"{cfg.model}/{cfg.optim.label}/{rule}/seed{cfg.seed}/{config_id(cfg)[:8]}"
 
 
 def plan(profile: str, root: Path) -> list[LoggedRun]:

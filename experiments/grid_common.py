@@ -86,8 +86,8 @@ def draw(store: GridStore, spec: GridSpec, figures: Path) -> list[Path]:
     frame = frame[frame.cell_id.isin({c.cell_id for c in spec.cells()})]
     written = []
     all_panels = panels(frame, axes=spec.axes())
-    for rule in spec.rules:
-        ps = [p for p in all_panels if p.rule == rule]
+    for rule, so in [(r, s) for r in spec.rules for s in spec.second_orders]:
+        ps = [p for p in all_panels if p.rule == rule and p.second_order == so]
         if not ps:
             continue
         fig, axes = plt.subplots(1, len(ps), figsize=(0.75 * len(spec.alphas) * len(ps) + 2.5,
@@ -100,7 +100,8 @@ def draw(store: GridStore, spec: GridSpec, figures: Path) -> list[Path]:
                      f"{spec.data.fraction:.0%}, {spec.epochs} epochs, {seeds} seed(s): final-epoch "
                      f"mean training loss (red: worse than the base optimizer at the same α₀; "
                      f"blank: diverged; grey, hatched: not stored)", fontsize=9)
-        suffix = "" if rule == "additive" else f"_{rule}"
+        suffix = ("" if rule == "additive" else f"_{rule}") + \
+            ("" if so == "derived" else f"_{so}")
         written.append(save_figure(fig, figures, f"grid_{spec.name}{suffix}.png"))
     return written
 

@@ -106,7 +106,7 @@ def _stack_params(model: nn.Module, k: int) -> dict[str, Tensor]:
 def train_cells(model_name: str, kind: str, cells: list[CellHParams], data: Data, *,
                 epochs: int, batch_size: int = 128, seed: int = 1, rule: str = "additive",
                 momentum: float = 0.9, weight_decay: float = 1e-4,
-                device: torch.device | str = "cpu") -> list[dict]:
+                device: torch.device | str = "cpu", second_order: str = "derived") -> list[dict]:
     """Train every cell for `epochs`; return one dict per cell with the final epoch's mean
     training loss, the validation loss and test error (validation = test set, as in train()),
     the divergence flag and step, and the final α and β. A diverged cell is recorded as
@@ -119,7 +119,8 @@ def train_cells(model_name: str, kind: str, cells: list[CellHParams], data: Data
     params = _stack_params(model, k)
     opt = BatchedHD(list(params.values()), kind, [c.lr for c in cells],
                     [c.hypergrad_lr for c in cells], [c.hyper_hypergrad_lr for c in cells],
-                    rule=rule, momentum=momentum, weight_decay=weight_decay)
+                    rule=rule, momentum=momentum, weight_decay=weight_decay,
+                    second_order=second_order)
 
     losses_of = _losses_function(model, k)
     train_split, test_split = data.train.to(device), data.test.to(device)

@@ -8,16 +8,48 @@ real number but not a bool or a string, ``int`` takes integers only, ``tuple[flo
 tuple (or a list, stored as a tuple) of those, ``X | None`` takes None too. Values are never
 converted otherwise: a cell's identity is the JSON of its fields, so 1 and 1.0 must stay as given.
 Range checks stay with each class, beside the meaning of its fields.
+
+:func:`config_id` is the identity of a config (a grid cell, a run): what a results store keys
+its rows by, so that a rerun skips what is stored.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import numbers
 import types
 import typing
 
 from .errors import ConfigError
+
+
+#: Fields added to configs after results were stored under ids computed without them, with the
+#: value they implicitly had before. Such a field enters an id only when it differs from that
+#: value, so every stored result keeps its id and a rerun still skips it.
+LATER_DEFAULTS = {"stop_below": None, "second_order": "derived"}
+
+
+def id_fields(obj) -> dict:
+    """A dataclass's fields as a dict (nested configs too), later fields at their old value left
+    out (LATER_DEFAULTS)."""
+    return _without_later(dataclasses.asdict(obj))
+
+
+def config_id(obj) -> str:
+    """The identity of a config: 16 hex digits of the SHA-1 of :func:`id_fields` as sorted JSON."""
+    blob = json.dumps(id_fields(obj), sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def _without_later(value):
+    if isinstance(value, dict):
+        return {k: _without_later(v) for k, v in value.items()
+                if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_without_later(v) for v in value)
+    return value
 
 
 def check_fields(obj) -> None:

@@ -18,8 +18,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import functools
-import hashlib
-import json
 import math
 import multiprocessing
 import os
@@ -36,9 +34,9 @@ from tqdm.auto import tqdm
 
 from . import models
 from .batched import CellHParams, train_cells
-from .config import check_fields
+from .config import check_fields, config_id
 from .data import DataConfig, load
-from .optim._hypergrad import RULES, check_finite_nonneg
+from .optim._hypergrad import RULES, SECOND_ORDER, check_finite_nonneg
 from .results import GridStore, RunStore
 from .train import OptimConfig, TrainConfig, resolve_device, train
 
@@ -60,6 +58,7 @@ class Cell:
     epochs: int
     batch_size: int
     data: DataConfig
+    second_order: str = "derived"   # β's update when γ > 0 (hdrepro.optim._hypergrad)
 
     def __post_init__(self):
         check_fields(self)
@@ -75,11 +74,11 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True, default=str)
-        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+        return config_id(self)
 
     def train_config(self, device: str) -> TrainConfig:
-        optim = OptimConfig(self.optimizer, self.alpha0, self.beta, self.gamma, rule=self.rule)
+        optim = OptimConfig(self.optimizer, self.alpha0, self.beta, self.gamma, rule=self.rule,
+                            second_order=self.second_order)
         return TrainConfig(self.model, self.data, optim, self.epochs, self.batch_size,
                            seed=self.seed, device=device, log_every=10 ** 9, progress=False)
 
@@ -105,6 +104,8 @@ class GridSpec:
     rules: tuple[str, ...] = ("additive",)
     seeds: tuple[int, ...] = (1,)
     batch_size: int = 128
+    #: β's update where γ > 0: "derived" (descent) and/or "printed" (the report's ascent)
+    second_orders: tuple[str, ...] = ("derived",)
 
     def __post_init__(self):
         check_fields(self)
@@ -117,6 +118,10 @@ class GridSpec:
         for rule in self.rules:
             if rule not in RULES:
                 raise ValueError(f"Invalid rule: {rule!r}; choose from {RULES}")
+        bad = [s for s in self.second_orders if s not in SECOND_ORDER]
+        if bad or not self.second_orders:
+            raise ValueError(f"Invalid second_orders {self.second_orders}; choose some of "
+                             f"{SECOND_ORDER}")
         for name, values in (("α₀ (alphas)", self.alphas), ("β (betas)", self.betas),
                              ("γ (gammas)", self.gammas)):
             if not values:
@@ -130,7 +135,7 @@ class GridSpec:
     def axes(self) -> "GridAxes":
         """The grid's axes, for summaries that count missing cells."""
         return GridAxes(self.optimizers, self.rules, self.gammas, self.alphas, self.betas,
-                        self.seeds)
+                        self.seeds, self.second_orders)
 
     def cells(self) -> list[Cell]:
         common = dict(model=self.model, epochs=self.epochs, batch_size=self.batch_size,
@@ -143,11 +148,15 @@ class GridSpec:
                                     rule="additive", seed=seed, **common))
                 for rule in self.rules:
                     for g in self.gammas:
-                        for b in self.betas:
-                            for a in self.alphas:
-                                out.append(Cell(optimizer=hd, alpha0=a, beta=b, gamma=g,
-                                                rule=rule, seed=seed, **common))
+                        for so in self._second_orders(g):
+                            out += [Cell(optimizer=hd, alpha0=a, beta=b, gamma=g, rule=rule,
+                                         seed=seed, second_order=so, **common)
+                                    for b in self.betas for a in self.alphas]
         return out
+
+    def _second_orders(self, gamma: float) -> tuple[str, ...]:
+        # β's update rule matters only where β is learned
+        return self.second_orders if gamma else ("derived",)
 
 
 @dataclass(frozen=True)
@@ -187,15 +196,15 @@ def auto_batch(model: str, device: str) -> int:
 
 
 def tasks(cells: Iterable[Cell], batch: int) -> list[tuple[Cell, ...]]:
-    """Group cells that can share one batched run (same model, base optimizer, rule, seed,
-    epochs, batch size and data), in chunks of at most `batch`; one cell per task if batch=0."""
+    """Group cells that can share one batched run (same model, base optimizer, rule, β's update,
+    seed, epochs, batch size and data), in chunks of at most `batch`; one cell per task if batch=0."""
     cells = list(cells)
     if batch == 0:
         return [(c,) for c in cells]
     groups: dict[tuple, list[Cell]] = {}
     for c in cells:
         rule = "additive" if c.baseline else c.rule  # baseline cells ride with the additive ones
-        key = (c.model, c.kind, rule, c.seed, c.epochs, c.batch_size, c.data)
+        key = (c.model, c.kind, rule, c.second_order, c.seed, c.epochs, c.batch_size, c.data)
         groups.setdefault(key, []).append(c)
     out = []
     for group in groups.values():
@@ -218,7 +227,8 @@ def run_task(cells: tuple[Cell, ...], batched: bool, device: str, data_root: str
         rule = next((c.rule for c in cells if not c.baseline), "additive")
         hps = [CellHParams(c.alpha0, c.beta, c.gamma) for c in cells]
         results = train_cells(c0.model, c0.kind, hps, data, epochs=c0.epochs,
-                              batch_size=c0.batch_size, seed=c0.seed, rule=rule, device=dev)
+                              batch_size=c0.batch_size, seed=c0.seed, rule=rule, device=dev,
+                              second_order=c0.second_order)
     else:
         results = [_one_cell(c, data, dev) for c in cells]
     extra = provenance_columns(dev, data)
@@ -399,16 +409,25 @@ class GridAxes:
     alphas: tuple[float, ...]
     betas: tuple[float, ...]
     seeds: tuple[int, ...]
+    second_orders: tuple[str, ...] = ("derived",)
 
     def __post_init__(self):
         check_fields(self)
 
     @classmethod
     def seen_in(cls, frame: pd.DataFrame) -> "GridAxes":
-        hd = frame[~frame.baseline.astype(bool)]
+        hd = _with_second_order(frame[~frame.baseline.astype(bool)])
         return cls(tuple(dict.fromkeys(hd.optimizer)), tuple(dict.fromkeys(hd.rule)),
                    tuple(sorted(set(hd.gamma))), tuple(sorted(set(frame.alpha0))),
-                   tuple(sorted(set(hd.beta))), tuple(sorted(set(frame.seed))))
+                   tuple(sorted(set(hd.beta))), tuple(sorted(set(frame.seed))),
+                   tuple(dict.fromkeys(hd.second_order)) or ("derived",))
+
+
+def _with_second_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows stored before β's update had a choice were all "derived"."""
+    if "second_order" not in frame:
+        return frame.assign(second_order="derived")
+    return frame.assign(second_order=frame["second_order"].fillna("derived"))
 
 
 @dataclass
@@ -424,6 +443,7 @@ class Panel:
     diverged: pd.DataFrame  # fraction of the stored seeds diverged (NaN: nothing stored)
     stored: pd.DataFrame    # seeds stored per cell (0: the cell is missing)
     seeds: int = 1          # seeds expected per cell
+    second_order: str = "derived"   # β's update where γ > 0
 
     @property
     def missing(self) -> pd.DataFrame:
@@ -434,8 +454,9 @@ class Panel:
 def seed_means(frame: pd.DataFrame, metric: str = "train_loss") -> pd.DataFrame:
     """Per cell (over seeds): the metric's mean over converged seeds, the diverged fraction and
     the number of seeds stored."""
-    keys = ["optimizer", "rule", "alpha0", "beta", "gamma", "baseline"]
-    g = frame.assign(diverged=frame.diverged.astype(bool)).groupby(keys, dropna=False)
+    keys = ["optimizer", "rule", "second_order", "alpha0", "beta", "gamma", "baseline"]
+    g = _with_second_order(frame).assign(diverged=frame.diverged.astype(bool)).groupby(
+        keys, dropna=False)
     out = g[metric].mean().to_frame(metric)
     out["diverged_fraction"] = g["diverged"].mean()
     out["seeds"] = g["seed"].nunique()
@@ -451,8 +472,8 @@ def panels(frame: pd.DataFrame, metric: str = "train_loss",
         return []
     axes = axes or GridAxes.seen_in(frame)
     means = seed_means(frame, metric) if not frame.empty else pd.DataFrame(
-        columns=["optimizer", "rule", "alpha0", "beta", "gamma", "baseline", metric,
-                 "diverged_fraction", "seeds"])
+        columns=["optimizer", "rule", "second_order", "alpha0", "beta", "gamma", "baseline",
+                 metric, "diverged_fraction", "seeds"])
     base = means[means.baseline.astype(bool)]
     hd = means[~means.baseline.astype(bool)]
     alphas, betas = sorted(axes.alphas), sorted(axes.betas)
@@ -461,14 +482,17 @@ def panels(frame: pd.DataFrame, metric: str = "train_loss",
         b = base[base.optimizer == BASE_OF[opt]].set_index("alpha0").reindex(alphas)
         for rule in axes.rules:
             for gamma in axes.gammas:
-                cells = hd[(hd.optimizer == opt) & (hd.rule == rule) & (hd.gamma == gamma)]
-                out.append(_panel(opt, rule, gamma, cells, b, alphas, betas, metric,
-                                  len(axes.seeds)))
+                for so in axes.second_orders if gamma else ("derived",):
+                    cells = hd[(hd.optimizer == opt) & (hd.rule == rule) & (hd.gamma == gamma)
+                               & (hd.second_order == so)]
+                    out.append(_panel(opt, rule, gamma, cells, b, alphas, betas, metric,
+                                      len(axes.seeds), so))
     order = list(BASE_OF)
-    return sorted(out, key=lambda p: (p.rule != "additive", p.gamma, order.index(p.optimizer)))
+    return sorted(out, key=lambda p: (p.rule != "additive", p.second_order != "derived",
+                                      p.gamma, order.index(p.optimizer)))
 
 
-def _panel(opt, rule, gamma, cells, base, alphas, betas, metric, seeds) -> Panel:
+def _panel(opt, rule, gamma, cells, base, alphas, betas, metric, seeds, second_order) -> Panel:
     def wide(column: str) -> pd.DataFrame:
         grid = cells.pivot(index="beta", columns="alpha0", values=column) if len(cells) else \
             pd.DataFrame()
@@ -480,7 +504,8 @@ def _panel(opt, rule, gamma, cells, base, alphas, betas, metric, seeds) -> Panel
     worse = values.drop(index="baseline").round(2).gt(values.loc["baseline"].round(2), axis=1)
     worse = pd.concat([pd.DataFrame(False, index=["baseline"], columns=alphas), worse])
     stored = wide("seeds").fillna(0).astype(int)
-    return Panel(opt, rule, gamma, values, worse, wide("diverged_fraction"), stored, seeds)
+    return Panel(opt, rule, gamma, values, worse, wide("diverged_fraction"), stored, seeds,
+                 second_order)
 
 
 def panel_stats(panel: Panel) -> dict:
@@ -499,6 +524,7 @@ def panel_stats(panel: Panel) -> dict:
     best_cell = best.idxmin() if len(best) else (math.nan, math.nan)
     runs = int(panel.stored.to_numpy().sum())
     return {"optimizer": panel.optimizer, "rule": panel.rule, "gamma": panel.gamma,
+            "second_order": panel.second_order,
             "cells": n, "expected": expected, "missing": expected - n,
             "runs": runs, "runs_expected": panel.seeds * panel.stored.size,
             "diverged": diverged, "worse": worse,

@@ -144,6 +144,8 @@ def plot_grid(panel, ax, fmt: str = ".3f"):
     title = f"{GRID_TITLES[panel.optimizer]} ({panel.rule})"
     if panel.gamma:
         title += f", γ = {panel.gamma:g}"
+        if panel.second_order != "derived":
+            title += f", {panel.second_order} sign"
     ax.set_title(title, fontsize=10)
     return ax
 

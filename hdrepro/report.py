@@ -380,6 +380,8 @@ def grid_table(results: Path) -> str:
         _, ps = _grid_panels(results, name)
         for _, st in ps:
             gamma = f", γ={st['gamma']:g}" if st["gamma"] else ""
+            if st["gamma"] and st["second_order"] != "derived":
+                gamma += f", {st['second_order']} sign"
             cells = st["cells"] if not st["missing"] else \
                 f"{st['cells']} of {st['expected']} stored"
             body.append([title.split(" (")[0], f"{OPT_NAMES[st['optimizer']]} ({st['rule']}{gamma})",

@@ -10,13 +10,12 @@ log too (α_t, the training loss): it is a list of :class:`LoggedRun`, stored in
 """
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from .config import check_fields
+from .config import check_fields, config_id
 from .data import DataConfig
 from .grid import RunOptions, _data, provenance_columns, run_pending, worker_device
 from .results import GridStore, RunStore
@@ -24,8 +23,6 @@ from .train import OptimConfig, TrainConfig, train
 
 # A 10-class run whose test error stays this high learnt nothing: it collapsed to (about) one class
 STUCK_ERROR = 0.85
-#: RunCell fields that are left out of the cell id while None (see RunCell.cell_id)
-LATER_FIELDS = ("stop_below",)
 
 
 @dataclass(frozen=True)
@@ -47,12 +44,7 @@ class RunCell:
 
     @property
     def cell_id(self) -> str:
-        # A field added after results were stored enters the id only when set, so that every
-        # stored cell keeps its id (and a rerun still skips it).
-        fields = {k: v for k, v in asdict(self).items()
-                  if not (k in LATER_FIELDS and v is None)}
-        blob = json.dumps(fields, sort_keys=True, default=str)
-        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+        return config_id(self)
 
     def train_config(self, device: str) -> TrainConfig:
         return TrainConfig(self.model, self.data, self.optim, self.epochs, self.batch_size,

@@ -26,15 +26,13 @@ MNIST). That is what the report's code measured for its "90%" rows.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from dataclasses import asdict, dataclass, field
 
 import pandas as pd
 import torch
 
-from .config import check_fields
+from .config import check_fields, config_id
 from .data import Data, DataConfig, unit_pixels
 from .grid import RunOptions, _data, provenance_columns, run_pending, worker_device
 from .results import GridStore
@@ -129,8 +127,7 @@ class StackCell:
 
     @property
     def cell_id(self) -> str:
-        blob = json.dumps(asdict(self), sort_keys=True, default=str)
-        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+        return config_id(self)
 
     def optim_config(self) -> OptimConfig:
         pub = PUBLISHED[self.table]

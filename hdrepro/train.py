@@ -32,6 +32,7 @@ from .autodiff import chandra
 from .config import check_fields, check_range, finite_nonneg
 from .data import Data, DataConfig, batches
 from .optim import HD, SGDHD, AdamHD
+from .optim._hypergrad import SECOND_ORDER
 
 BASELINES = {"sgdn"} | set(family.FAMILY)
 ANALYTIC = {"sgd-hd", "sgdn-hd", "adam-hd"}
@@ -74,6 +75,7 @@ class OptimConfig:
     clip: str = "none"              # stacks: the clipping report's averaged clipping (CLIP_MODES)
     conventions: str = "torch"      # stacks: "torch" (torch.optim's) or "chandra" (gdtuo's)
     options: tuple[tuple[str, object], ...] = ()   # extra keyword arguments (see above)
+    second_order: str = "derived"   # β's update when γ > 0: "derived" or the report's "printed"
 
     def __post_init__(self):
         check_fields(self)
@@ -82,6 +84,9 @@ class OptimConfig:
         check_range(self, "momentum", 0 <= self.momentum < 1, "in [0, 1)")
         if self.clip not in CLIP_MODES:
             raise ValueError(f"Invalid clip {self.clip!r}; choose one of {CLIP_MODES}")
+        if self.second_order not in SECOND_ORDER:
+            raise ValueError(f"Invalid second_order {self.second_order!r}; choose one of "
+                             f"{SECOND_ORDER}")
         if self.conventions not in ("torch", "chandra"):
             raise ValueError(f"Invalid conventions {self.conventions!r}; choose 'torch' or "
                              "'chandra'")
@@ -106,7 +111,7 @@ def make_optimizer(cfg: OptimConfig, params, total_steps: int | None = None,
     if n in family.FAMILY:   # options: the torch.optim class's own (e.g. eps for Adam)
         return family.build(n, params, cfg.lr, cfg.momentum, wd, **dict(cfg.options))
     hd = dict(hypergrad_lr=cfg.hypergrad_lr, rule=cfg.rule,
-              hyper_hypergrad_lr=cfg.hyper_hypergrad_lr)
+              hyper_hypergrad_lr=cfg.hyper_hypergrad_lr, second_order=cfg.second_order)
     if n == "sgd-hd":
         return SGDHD(params, cfg.lr, weight_decay=wd, **hd)
     if n == "sgdn-hd":

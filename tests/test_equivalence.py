@@ -56,3 +56,19 @@ def test_second_order_sign_is_descent_not_the_reports_ascent():
     assert flipped["beta_rel_err"] > 1e-6
 
 
+@pytest.mark.parametrize("rule", ["additive", "multiplicative"])
+def test_the_printed_second_order_sign_is_ascent_on_beta_as_autodiff_has_it(rule):
+    """second_order="printed" runs the report's printed update: the tower whose top level ascends
+    (float64, to rounding), in both rules; the derived sign does not match that tower."""
+    p = Problem(model="logreg", steps=25)
+    b, g = (1e-2, 1e-3) if rule == "additive" else (2e-2, 1e-2)
+    tower = lambda q: HyperStack(q, [SGD(0.1), SGD(b, rule=rule), AscentSGD(g)])  # noqa: E731
+    printed = compare(Case("printed", lambda q: SGDHD(q, 0.1, hypergrad_lr=b, rule=rule,
+                                                       hyper_hypergrad_lr=g,
+                                                       second_order="printed"), tower, True), p)
+    derived = compare(Case("derived", lambda q: SGDHD(q, 0.1, hypergrad_lr=b, rule=rule,
+                                                       hyper_hypergrad_lr=g), tower, True), p)
+    assert max(printed["alpha_rel_err"], printed["beta_rel_err"]) <= 1e-10
+    assert derived["beta_rel_err"] > 1e-6
+
+

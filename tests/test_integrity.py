@@ -100,7 +100,11 @@ def test_report_tables_say_k_of_n_stored_and_the_top_says_incomplete(tmp_path):
     assert completeness(res) == [("grid_mlnn", 62, 63)]
     text = report.with_completeness("# Title\n\nbody\n", res)
     assert text.startswith("# Title\n\n> **Incomplete results.**") and "grid_mlnn` 62 of 63" in text
-    assert report.with_completeness("# Title\n\nbody\n", QUICK) == "# Title\n\nbody\n"
+    whole = tmp_path / "whole" / "quick"
+    whole.mkdir(parents=True)
+    for name in ("grid_mlnn.jsonl", "grid_mlnn_run.json"):
+        shutil.copy(QUICK / name, whole / name)
+    assert report.with_completeness("# Title\n\nbody\n", whole) == "# Title\n\nbody\n"
 
 
 @pytest.mark.parametrize("folder", ["missing", "empty"])

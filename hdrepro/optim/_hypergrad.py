@@ -27,7 +27,11 @@ gradient descent on the same loss, with rate γ. Since α_{t-1} depends on β th
 
 so for the additive rule β_t = β_{t-1} + γ h_t h_{t-1}. The report printed
 β_t = β_{t-1} + γ ∂f/∂β (gradient *ascent*); tests/test_equivalence.py checks our sign against a
-height-3 autodiff tower. As in the reference code and Chandra et al.'s stacks, β is updated first
+height-3 autodiff tower. ``second_order="printed"`` runs the printed update instead,
+
+    β_t = β_{t-1} + γ h_t a_{t-1}                                         (printed: ascent)
+
+to test what the report's own runs did; "derived" (the default) is the descent above. As in the reference code and Chandra et al.'s stacks, β is updated first
 and the new β_t is used for α_t, which is used for θ_t in the same step.
 
 Non-finite hypergradients. If h_t (or ĥ_t) is NaN/inf, for example from a NaN gradient, α and β
@@ -46,10 +50,16 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 RULES = ("additive", "multiplicative")
+#: how second-order HD updates β: "derived" (descent, checked by autodiff) or "printed" (the
+#: reproducibility report's equation as printed, ascent)
+SECOND_ORDER = ("derived", "printed")
 
 
-def check_hd_args(lr, hypergrad_lr, rule: str, hyper_hypergrad_lr) -> None:
+def check_hd_args(lr, hypergrad_lr, rule: str, hyper_hypergrad_lr,
+                  second_order: str = "derived") -> None:
     """Validate the HD hyperparameters shared by SGDHD, AdamHD and HD, naming the bad value."""
+    if second_order not in SECOND_ORDER:
+        raise ValueError(f"Invalid second_order: {second_order!r}; choose one of {SECOND_ORDER}")
     check_finite_nonneg("learning rate (lr, α₀)", lr)
     check_finite_nonneg("hypergradient learning rate (hypergrad_lr, β)", hypergrad_lr)
     check_finite_nonneg("hyper-hypergradient learning rate (hyper_hypergrad_lr, γ)",
@@ -158,7 +168,12 @@ def update_lr(group: dict, h: Tensor, g_norm: Tensor | None = None,
     gamma = group["hyper_hypergrad_lr"]  # a number, or one per cell (hdrepro.optim.batched)
     second_order = isinstance(gamma, Tensor) or gamma != 0
     a_prev = group["hd_dalpha_dbeta"].to(h.device, h.dtype)
-    new_beta = beta - gamma * h * a_prev if second_order else beta
+    if not second_order:
+        new_beta = beta
+    elif group.get("second_order", "derived") == "derived":
+        new_beta = beta - gamma * h * a_prev     # descent on f w.r.t. β
+    else:
+        new_beta = beta + gamma * h * a_prev     # the report's printed (ascent) update
     if group["rule"] == "multiplicative":
         new_alpha = alpha * (1 - new_beta * h_used)
         a_new = -alpha * h_used

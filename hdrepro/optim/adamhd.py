@@ -28,21 +28,23 @@ class AdamHD(hg.HDOptimizer):
     h_t is computed from the moments before they absorb g_t, so no extra copy of the parameters is
     kept. α_t is a 0-d tensor in ``param_groups[i]["lr"]``, β_t in ``["hypergrad_lr"]``; ``step()``
     does not synchronise with the host; ``hypergrad_lr=0`` gives exactly torch.optim.Adam.
-    ``hyper_hypergrad_lr`` γ > 0 turns on second-order HD (see :mod:`hdrepro.optim._hypergrad`).
+    ``hyper_hypergrad_lr`` γ > 0 turns on second-order HD (see :mod:`hdrepro.optim._hypergrad`;
+    ``second_order="printed"`` for the reproducibility report's printed ascent on β).
     ``foreach=False`` runs the plain per-parameter loop written from the equations above.
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  hypergrad_lr=1e-8, rule="additive", hyper_hypergrad_lr=0.0,
-                 *, foreach: bool = True):
-        hg.check_hd_args(lr, hypergrad_lr, rule, hyper_hypergrad_lr)
+                 *, foreach: bool = True, second_order: str = "derived"):
+        hg.check_hd_args(lr, hypergrad_lr, rule, hyper_hypergrad_lr, second_order)
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"Invalid betas: {betas} (need two numbers in [0, 1))")
         hg.check_finite_nonneg("epsilon (eps)", eps)
         hg.check_finite_nonneg("weight_decay", weight_decay)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         hypergrad_lr=hypergrad_lr, rule=rule,
-                        hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach)
+                        hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach,
+                        second_order=second_order)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group):

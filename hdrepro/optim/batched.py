@@ -38,12 +38,14 @@ class BatchedHD:
         lr, hypergrad_lr: α₀ and β per cell (sequences of length K, each >= 0).
         hyper_hypergrad_lr: γ per cell (sequence) or one number for all; 0 = first-order HD.
         rule: "additive" or "multiplicative" (one rule per batch).
+        second_order: "derived" or "printed", β's update when γ > 0 (one per batch).
         momentum, weight_decay, betas, eps: as SGDHD/AdamHD (coupled weight decay).
     """
 
     def __init__(self, params: Sequence[Tensor], kind: str, lr, hypergrad_lr,
                  hyper_hypergrad_lr=0.0, rule: str = "additive", momentum: float = 0.9,
-                 weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8):
+                 weight_decay: float = 0.0, betas=(0.9, 0.999), eps: float = 1e-8,
+                 second_order: str = "derived"):
         if kind not in KINDS:
             raise ValueError(f"Invalid kind: {kind!r}; choose one of {KINDS}")
         self.params = list(params)
@@ -60,7 +62,7 @@ class BatchedHD:
         gammas = hyper_hypergrad_lr if isinstance(hyper_hypergrad_lr, Sequence) else [
             hyper_hypergrad_lr] * k
         for a, b, c in zip(lr, hypergrad_lr, gammas):
-            hg.check_hd_args(a, b, rule, c)
+            hg.check_hd_args(a, b, rule, c, second_order)
         hg.check_finite_nonneg("momentum", momentum)
         hg.check_finite_nonneg("weight_decay", weight_decay)
         hg.check_finite_nonneg("epsilon (eps)", eps)
@@ -69,6 +71,7 @@ class BatchedHD:
         like = self.params[0]
         vec = lambda xs: torch.tensor(list(xs), dtype=like.dtype, device=like.device)  # noqa: E731
         self.group = {"lr": vec(lr), "hypergrad_lr": vec(hypergrad_lr), "rule": rule,
+                      "second_order": second_order,
                       "hyper_hypergrad_lr": vec(gammas) if any(gammas) else 0.0,
                       "hd_dalpha_dbeta": torch.zeros(k, dtype=like.dtype, device=like.device),
                       "hd_nonfinite": torch.zeros(k, dtype=torch.int64, device=like.device),

@@ -37,7 +37,7 @@ class HD:
     """
 
     def __init__(self, optimizer: Optimizer, hypergrad_lr: float, rule: str = "additive",
-                 hyper_hypergrad_lr: float = 0.0):
+                 hyper_hypergrad_lr: float = 0.0, second_order: str = "derived"):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"HD wraps a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if not isinstance(optimizer, LINEAR_IN_LR):
@@ -45,9 +45,9 @@ class HD:
             raise ValueError(f"HD needs an optimizer whose step is linear in lr; "
                              f"{type(optimizer).__name__} is not one of: {names}")
         for group in optimizer.param_groups:
-            hg.check_hd_args(group["lr"], hypergrad_lr, rule, hyper_hypergrad_lr)
+            hg.check_hd_args(group["lr"], hypergrad_lr, rule, hyper_hypergrad_lr, second_order)
             group.update(hypergrad_lr=hypergrad_lr, rule=rule,
-                         hyper_hypergrad_lr=hyper_hypergrad_lr)
+                         hyper_hypergrad_lr=hyper_hypergrad_lr, second_order=second_order)
             hg.init_group(group)
         self.optimizer = optimizer
         self.state: dict = {}

@@ -36,14 +36,16 @@ class SGDHD(hg.HDOptimizer):
         hypergrad_lr: β, the hypergradient learning rate (default 1e-6, as the reference code).
         rule: "additive" or "multiplicative".
         hyper_hypergrad_lr: γ; > 0 turns on second-order HD.
+        second_order: how β is updated then: "derived" (descent) or "printed" (the
+            reproducibility report's printed ascent; see :mod:`hdrepro.optim._hypergrad`).
         foreach: True (default) uses torch's fused/multi-tensor SGD kernel; False runs the plain
             per-parameter loop below, written line by line from the equations above.
     """
 
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, hypergrad_lr=1e-6, rule="additive", hyper_hypergrad_lr=0.0,
-                 *, foreach: bool = True):
-        hg.check_hd_args(lr, hypergrad_lr, rule, hyper_hypergrad_lr)
+                 *, foreach: bool = True, second_order: str = "derived"):
+        hg.check_hd_args(lr, hypergrad_lr, rule, hyper_hypergrad_lr, second_order)
         hg.check_finite_nonneg("momentum", momentum)
         hg.check_finite_nonneg("dampening", dampening)
         hg.check_finite_nonneg("weight_decay", weight_decay)
@@ -52,7 +54,8 @@ class SGDHD(hg.HDOptimizer):
                              f"(got momentum={momentum}, dampening={dampening})")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov, hypergrad_lr=hypergrad_lr,
-                        rule=rule, hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach)
+                        rule=rule, hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach,
+                        second_order=second_order)
         super().__init__(params, defaults)
 
     def _stores_direction(self, group) -> bool:

@@ -1,0 +1,61 @@
+"""Every cell a profile asks for is found, by its id, in the committed results of that profile:
+an id that changed (a field added to a config, say) would make a rerun redo stored work, and a
+report silently lose rows."""
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "experiments"))
+
+import asgc  # noqa: E402
+import epsilon  # noqa: E402
+import family_sensitivity  # noqa: E402
+import fig1  # noqa: E402
+import grid_bettercnn  # noqa: E402
+import grid_gamma  # noqa: E402
+import grid_logreg  # noqa: E402
+import grid_mlnn  # noqa: E402
+import rivals  # noqa: E402
+import stacks_clipping  # noqa: E402
+import threshold_grid  # noqa: E402
+
+from hdrepro.results import GridStore, RunStore  # noqa: E402
+
+DATA = REPO / "data"
+
+
+def _stacks(p):
+    prof = stacks_clipping.PROFILES[p]
+    return replace(prof.spec, image=stacks_clipping.image_data(DATA, prof.image_fraction)).cells()
+
+
+CELLS = {  # store name → the profile's cells
+    "grid_logreg": lambda p: grid_logreg.PROFILES[p].cells(),
+    "grid_mlnn": lambda p: grid_mlnn.PROFILES[p].cells(),
+    "grid_bettercnn": lambda p: grid_bettercnn.PROFILES[p].cells(),
+    "grid_gamma": lambda p: grid_gamma.PROFILES[p].cells(),
+    "family_sensitivity": lambda p: family_sensitivity.PROFILES[p].cells(),
+    "rivals": lambda p: rivals.PROFILES[p].cells() + rivals.PROFILES[p].scale_cells(),
+    "epsilon": lambda p: epsilon.PROFILES[p].cells(),
+    "asgc": lambda p: asgc.PROFILES[p].tune_cells() + asgc.PROFILES[p].random_cells(),
+    "stacks_clipping": _stacks,
+    "threshold_grid": lambda p: threshold_grid.PROFILES[p].cells(),
+    "fig1": lambda p: fig1.plan(p, DATA),
+}
+
+
+@pytest.mark.parametrize("profile", ["quick", "full"])
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_the_profiles_cells_are_found_in_its_committed_store(name, profile):
+    folder = REPO / "results" / profile
+    if name == "fig1":
+        stored = RunStore(folder, "fig1").finished()
+    else:
+        stored = GridStore(folder / f"{name}.jsonl").finished()
+    assert stored, f"results/{profile} holds no {name} results to check against"
+    ids = {c.cell_id for c in CELLS[name](profile)}
+    missing = ids - stored
+    assert not missing, f"{len(missing)} of {len(ids)} {name} cells are not found by their id"
