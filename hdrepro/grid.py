@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import models
+from . import models, stats
 from .batched import CellHParams, train_cells
 from .config import check_fields, config_id
 from .data import DataConfig, load
@@ -533,6 +533,21 @@ def panel_stats(panel: Panel) -> dict:
             "best_beta": float(best_cell[0]), "best_alpha0": float(best_cell[1]),
             "best_loss": float(best.min()) if len(best) else math.nan,
             "best_baseline_loss": float(panel.values.loc["baseline"].min())}
+
+
+def divergence_over_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per cell (optimizer, rule, α₀, β; the baseline rows included): seeds stored, seeds
+    diverged (NaN/inf), the divergence probability with Wilson's 95% interval, and the seeds
+    that blew up without NaN (a finite final training loss above ln 10, an untrained model's)."""
+    keys = ["optimizer", "rule", "alpha0", "beta"]
+    rows = []
+    for key, g in frame.groupby(keys, sort=True):
+        diverged = g["diverged"].astype(bool)
+        k, n = int(diverged.sum()), int(g["seed"].nunique())
+        blew = int((~diverged & (g["train_loss"] > math.log(10))).sum())
+        rows.append({**dict(zip(keys, key)), "baseline": bool(g["baseline"].iloc[0]),
+                     "seeds": n, "diverged": k, "p": stats.proportion(k, n), "blew_up": blew})
+    return pd.DataFrame(rows)
 
 
 def git_commit(repo: Path | None = None) -> str:

@@ -323,6 +323,7 @@ def fig1_full(results: Path) -> str:
 GRID_NAMES = {"logreg": "LogReg (Figure 2)", "mlnn": "MLNN (Figure 3)",
               "bettercnn": "BetterCNN (Figure 4)", "gamma": "second-order SGD-HD, LogReg (Figure 5)"}
 OPT_NAMES = {"sgd-hd": "SGD-HD", "sgdn-hd": "SGDN-HD", "adam-hd": "Adam-HD"}
+BASE_NAMES = {"sgd": "SGD", "sgdn": "SGDN", "adam": "Adam"}
 
 
 def _grid(results: Path, name: str):
@@ -369,8 +370,16 @@ def grid_provenance(results: Path) -> str:
                      f"{int(r['batch_size'])}, seeds {sorted(frame.seed.unique().tolist())}, "
                      f"{stored} ({int(frame.diverged.sum())} diverged), α₀ ∈ "
                      f"{{{', '.join(f'{a:g}' for a in sorted(frame.alpha0.unique()))}}}, on "
-                     f"{r['device']}{wall}.")
+                     f"{_devices(frame)}{wall}.")
     return "\n".join(lines) if lines else "_No grid results in this folder._"
+
+
+def _devices(frame) -> str:
+    """Where a store's rows ran: the device, or each device with its count of cells."""
+    counts = frame["device"].value_counts()
+    if len(counts) == 1:
+        return str(counts.index[0])
+    return ", ".join(f"{d} ({n} cells)" for d, n in counts.items())
 
 
 def grid_table(results: Path) -> str:
@@ -396,6 +405,8 @@ def grid_table(results: Path) -> str:
 
 
 def _best(st: dict) -> str:
+    if not st["cells"]:
+        return "none stored"
     if math.isnan(st["best_loss"]):
         return "all diverged"
     return f"{st['best_loss']:.3g} at α₀={st['best_alpha0']:g}, β={st['best_beta']:g}"
@@ -461,13 +472,96 @@ def grid_findings(results: Path) -> str:
                    f"{cnn['converged']} converging cells ({_pct(cnn['worse_fraction'])}) are "
                    f"worse than the baseline.")
     _, ps = _grid_panels(results, "gamma")
+    ps = [(p, st) for p, st in ps if p.rule == "additive" and p.second_order == "derived"]
     if ps:
         parts = [f"γ={p.gamma:g}: best {_best(st)}, {st['diverged']}/{st['cells']} diverged"
                  for p, st in ps]
         out.append("- *Second-order HD, report: the training loss converges near the optimum "
-                   "for every γ, best for γ = 1e-1 to 1e-2.* Ours (SGD-HD, LogReg): "
+                   "for every γ, best for γ = 1e-1 to 1e-2.* Ours (SGD-HD, LogReg, additive "
+                   "rule, β's update derived; the report's own variant is judged below): "
                    + "; ".join(parts) + ".")
     return "\n".join(out) if out else "_No grid results in this folder._"
+
+
+def seeds_section(results: Path) -> str:
+    """The contested grid regions over 10 seeds (experiments/grid_seeds_*.py): each cell's
+    divergence probability with Wilson's 95% interval, or how to run them."""
+    from .grid import divergence_over_seeds
+    parts = []
+    for name, title in (("seeds_mlnn", "MLNN, Adam-HD"),
+                        ("seeds_bettercnn", "BetterCNN, SGD-HD and SGDN-HD")):
+        frame = _grid(results, name)
+        if frame.empty:
+            parts.append(f"- **{title}**: not run yet (`hdrepro grid {name} --profile full`).")
+            continue
+        total = json.loads((results / f"grid_{name}_run.json").read_text()).get("cells_total") \
+            if (results / f"grid_{name}_run.json").exists() else None
+        rows = [[OPT_NAMES.get(r.optimizer, BASE_NAMES.get(r.optimizer, r.optimizer)),
+                 f"{r.alpha0:g}", "–" if r.baseline else f"{r.beta:g}", r.seeds,
+                 f"{r.diverged} ({r.p.estimate:.0%} [{r.p.low:.0%}, {r.p.high:.0%}])",
+                 r.blew_up]
+                for r in divergence_over_seeds(frame).itertuples()]
+        stored = f"{len(frame)} of {total} runs stored" if total else f"{len(frame)} runs"
+        parts.append(f"- **{title}** ({stored}, on {', '.join(sorted(set(frame.device)))}):\n\n"
+                     + md_table(["optimizer", "α₀", "β", "seeds", "diverged (95% CI)",
+                                 "blew up (finite loss > ln 10)"], rows))
+    return "\n\n".join(parts)
+
+
+def second_order_table(results: Path) -> str:
+    """The γ grid per variant (rule × β's update sign) and γ: how its cells ended."""
+    from . import second_order as so
+    frame = _grid(results, "gamma")
+    if frame.empty:
+        return "_No γ grid results in this folder._"
+    signs = {"derived": "derived (descent)", "printed": "printed (ascent)"}
+    rows = [[r.rule, signs[r.sign], f"{r.gamma:g}", r.cells, r.diverged, r.blew_up,
+             f"{r.converged.estimate * r.cells:.0f} [{r.converged.low:.0%}, "
+             f"{r.converged.high:.0%}]", f"{r.median_loss:.3f}"]
+            for r in so.table(frame).itertuples()]
+    return md_table(["rule", "β's update", "γ", "cells", "diverged (NaN)", "blew up (loss > ln 10)",
+                     "converged (95% CI)", "median final loss (capped at ln 10)"], rows)
+
+
+def second_order_findings(results: Path) -> str:
+    """What the γ grid says of the report's claim, on its variant and beside ours."""
+    from . import second_order as so
+    frame = _grid(results, "gamma")
+    if frame.empty:
+        return "_No γ grid results in this folder._"
+    verdict, d = so.verdict(frame)
+    t = so.table(frame)
+    ours = t[(t["rule"] == "additive") & (t["sign"] == "derived")]
+    ours_text = "; ".join(f"γ = {r.gamma:g}: {r.diverged} of {r.cells} diverged, {r.blew_up} "
+                          f"blew up" for r in ours.itertuples())
+    text = (f"With the additive rule and the derived sign, {ours_text}. A cell that *blew up* "
+            f"ended with a finite training loss above ln 10 ≈ {so.UNTRAINED:.2f}, an untrained "
+            "model's: it went wrong without producing NaN.")
+    if verdict == "not tested":
+        return text + " The report's own variant (multiplicative rule, printed sign) has not run."
+    text += (f" On the report's own variant, the multiplicative rule with β's update as "
+             f"printed (gradient ascent), {_second_order_reading(d)} Verdict on the report's "
+             f"claim: **{verdict}**.")
+    descent, dd = so.verdict(frame, ("multiplicative", "derived"))
+    if descent == "not tested":
+        return text
+    text += (f" The same rule with β's update as derived (descent): {_second_order_reading(dd)}"
+             f" By the same rule that would be **{descent}**.")
+    if descent == "reproduces" and verdict != "reproduces":
+        text += (" So the printed sign does not explain the report's finding; the derived sign "
+                 "on the multiplicative rule reproduces it, which is consistent with the sign "
+                 "being a slip of the text rather than of the report's runs (its code was not "
+                 "published, so that cannot be checked).")
+    return text
+
+
+def _second_order_reading(d: dict) -> str:
+    judged = [j for _, j in d["pairs"].values()]
+    return (f"most cells converge at every γ: **{'yes' if d['every_gamma_converges'] else 'no'}**;"
+            f" the lowest median final loss is at γ = {d['best']:g}, and γ ∈ {{1e-1, 1e-2}} "
+            f"paired against the other γ over the same cells is better in "
+            f"{judged.count('better')}, tied in {judged.count('tie')} and worse in "
+            f"{judged.count('worse')} comparisons.")
 
 
 def _frac(flags) -> str:
@@ -508,11 +602,15 @@ def grid_full_wall(results: Path) -> str:
             if (full / f"grid_{n}_run.json").exists()}
     if not runs:
         return "The full-profile grids have not been run."
-    wall = sum(r["wall_s"] for r in runs.values())
-    cells = sum(r["cells_run"] for r in runs.values())
-    parts = ", ".join(f"{n} {r['wall_s']:.0f} s ({r['executor']})" for n, r in runs.items())
-    text = (f"The four full-profile grids ran {cells} cells in {wall / 60:.1f} minutes on the GPU "
-            f"({parts}; every grid holds both rules).")
+    gpu = {n: r for n, r in runs.items() if r.get("wall_s") is not None
+           and _grid(full, n)["device"].str.contains("GPU|NVIDIA|H100|H200").all()}
+    if not gpu:
+        return "No full-profile grid ran on a GPU alone."
+    wall = sum(r["wall_s"] for r in gpu.values())
+    cells = sum(r["cells_run"] for r in gpu.values())
+    parts = ", ".join(f"{n} {r['wall_s']:.0f} s ({r['executor']})" for n, r in gpu.items())
+    text = (f"The full-profile grids that ran on the GPU alone ran {cells} cells in "
+            f"{wall / 60:.1f} minutes ({parts}; every grid holds both rules).")
     three = [n for n in ("logreg", "mlnn", "bettercnn") if n in runs]
     timed = _additive_timing(results)
     if timed:
@@ -565,6 +663,9 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "grid_full_table": lambda r: grid_table(full_results(r)),
     "grid_full_findings": lambda r: grid_findings(full_results(r)),
     "grid_full_wall": grid_full_wall,
+    "second_order_full_table": lambda r: second_order_table(full_results(r)),
+    "seeds_full": lambda r: seeds_section(full_results(r)),
+    "second_order_full_findings": lambda r: second_order_findings(full_results(r)),
     "bench_grid_cpu_table": lambda r: bench_grid_table(r, "cpu"),
     "bench_grid_cuda_table": lambda r: bench_grid_table(
         gpu_results(r, "bench_grid_cuda.csv"), "cuda"),

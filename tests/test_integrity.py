@@ -388,3 +388,13 @@ def test_kills_at_random_points_then_a_resume_leave_every_cell_exactly_once(tmp_
     subprocess.run([sys.executable, "-c", script, str(path), str(DATA)], check=True, timeout=600)
     ids = [json.loads(line)["cell_id"] for line in path.read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 3 + 6
+
+
+def test_divergence_over_seeds_counts_each_cells_seeds_with_an_interval():
+    from hdrepro.grid import divergence_over_seeds
+    rows = [{"optimizer": "adam-hd", "rule": "additive", "alpha0": 1e-3, "beta": 1e-4,
+             "baseline": False, "seed": s, "diverged": s <= 3,
+             "train_loss": math.nan if s <= 3 else (9.0 if s == 4 else 0.1)} for s in range(1, 11)]
+    d = divergence_over_seeds(pd.DataFrame(rows)).iloc[0]
+    assert (d.seeds, d.diverged, d.blew_up) == (10, 3, 1)
+    assert d.p.estimate == 0.3 and d.p.low == pytest.approx(0.1078, abs=1e-3)
