@@ -201,18 +201,37 @@ def fig1_table(results: Path, models: list[str] | None = None) -> str:
 
 def fig1_counts(results: Path) -> dict:
     """Additive rule, over model × optimizer pairs: how often HD ended lower than its base, and
-    how often α_t rose (by > 5%), rose early (peak in the first half) and settled (< 10% change
-    over the last epoch). A pair whose HD runs all diverged counts as not lower, not risen, not
-    settled; "lost" counts those pairs."""
+    how often α_t rose (by > 5%), rose early (peak in the first half), then decayed (ended at
+    half its peak or less), and settled (< 10% change over the last epoch). A pair whose HD runs
+    all diverged counts as not lower, not risen, not settled; "lost" counts those pairs."""
     rows = [r for r in fig1_rows(results) if r["rule"] == "additive"]
     rises = [r["alpha_max"] > r["alpha0"] * 1.05 for r in rows]
+    early = [up and r["iter_of_max"] < r["iterations"] / 2 for up, r in zip(rises, rows)]
     return {"n": len(rows), "lost": sum(r["hd_diverged"] == r["hd_runs"] for r in rows),
             "train": sum(r["hd_train"] < r["base_train"] for r in rows),
             "val": sum(r["hd_val"] < r["base_val"] for r in rows),
             "rises": sum(rises),
-            "early": sum(up and r["iter_of_max"] < r["iterations"] / 2
-                         for up, r in zip(rises, rows)),
+            "early": sum(early),
+            "rise_then_decay": sum(e and r["alpha_final"] <= 0.5 * r["alpha_max"]
+                                   for e, r in zip(early, rows)),
             "settles": sum(r["last_epoch_change"] < 0.1 for r in rows)}
+
+
+def fig1_sampling(results: Path) -> str:
+    """How α_t was logged in Figure 1's runs: every step, or a sample every k steps (then peaks
+    between samples are missed, unless the log holds α's range since the previous row)."""
+    it = _fig1(results, "iterations")
+    if it.empty:
+        return "no α_t log"
+    gaps = it.groupby("run_id").iteration.diff().dropna()
+    if gaps.empty:
+        return "α_t logged once per run"
+    step = int(gaps.median())
+    if step <= 1:
+        return "α_t logged every step"
+    if "alpha_max" in it and it["alpha_max"].notna().all():
+        return f"α_t logged every {step} steps with its range between rows"
+    return f"α_t sampled every {step} steps, so a peak between samples is missed"
 
 
 def fig1_summary(results: Path) -> str:
@@ -697,7 +716,8 @@ SECTIONS.update(report_extensions.SECTIONS)
 
 def render(template: str, results: Path, profile: str) -> str:
     """Fill every ``{{name}}`` from SECTIONS; ``{{figure_index}}`` last, from the filled text
-    (it says where each figure is shown)."""
+    (it says where each figure is shown); then say under the title if the results are
+    incomplete."""
     def fill(m: re.Match) -> str:
         name = m.group(1)
         if name == "figure_index":
@@ -711,7 +731,8 @@ def render(template: str, results: Path, profile: str) -> str:
                            "hdrepro.report.SECTIONS")
         return SECTIONS[name](results)
     text = re.sub(r"\{\{(\w+)\}\}", fill, template)
-    return text.replace("{{figure_index}}", report_overview.figure_index(results, text))
+    text = text.replace("{{figure_index}}", report_overview.figure_index(results, text))
+    return with_completeness(text, results)
 
 
 def main(argv=None):
@@ -732,7 +753,7 @@ def main(argv=None):
         ap.error(f"--results {args.results}: {why}; name a folder that a run wrote "
                  "(results/quick, results/full, or run ./run_all.sh first)")
     text = render(args.template.read_text(), results, args.profile or results.name)
-    args.out.write_text(with_completeness(text, results))
+    args.out.write_text(text)
     print(f"wrote {args.out}")
 
 

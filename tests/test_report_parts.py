@@ -164,3 +164,18 @@ def test_figure_1_divergences_are_listed_beside_the_same_grid_cell(tmp_path):
     assert fig1_divergences(tmp_path).endswith(
         "at steps 81, 517, and §4's grid cell at the same α₀ = 0.001, β = 0.001 (10% of the data, "
         "100 epochs, seed 1) diverged too, at step 558.")
+
+
+def test_claim_rules_can_return_every_outcome_and_errata_stand_apart():
+    from hdrepro import stats
+    from hdrepro.report_claims import claims_table, cost_verdict, majority
+    assert [majority(stats.proportion(k, 36)) for k in (30, 18, 6)] == \
+        ["reproduces", "partly", "does not reproduce"]
+    assert majority(stats.proportion(1, 36)) == "does not reproduce"   # one pair is not "partly"
+    assert majority(stats.proportion(0, 0)) == "not tested"
+    assert [cost_verdict(r) for r in (1.01, 1.3, 2.0)] == \
+        ["reproduces", "partly", "does not reproduce"]
+    text = claims_table(Path(__file__).resolve().parent.parent / "results" / "quick")
+    table, errata = text.split("Errata in the sources")
+    assert "erratum" not in table and "**erratum confirmed**" in errata
+    assert "β_t = β_{t−1} + γ ∂f/∂β" in errata
