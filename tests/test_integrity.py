@@ -201,7 +201,7 @@ def test_a_lock_left_by_a_killed_writer_is_taken_over(tmp_path):
     assert "late" in GridStore(path).finished()
 
 
-GRID = KILL_SCRIPT.replace("epochs=4,", "epochs=40,")   # 9 LogReg cells, long enough to kill
+GRID = KILL_SCRIPT.replace("epochs=4,", "epochs=400,")  # 9 LogReg cells, minutes: killed early
 
 
 def test_two_grids_on_one_store_the_second_is_refused(tmp_path):
@@ -211,6 +211,7 @@ def test_two_grids_on_one_store_the_second_is_refused(tmp_path):
         _wait_for(lambda: (tmp_path / "k.jsonl.lock").exists() and path.exists(), 120)
         second = subprocess.run([sys.executable, "-c", GRID, str(path), str(DATA)],
                                 capture_output=True, text=True, timeout=120)
+        assert first.poll() is None, "the first grid finished too soon; make it longer"
         assert second.returncode != 0 and "StoreLocked" in second.stderr
         assert f"pid {first.pid}" in second.stderr
     finally:
