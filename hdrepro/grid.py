@@ -416,14 +416,14 @@ class GridAxes:
 
     @classmethod
     def seen_in(cls, frame: pd.DataFrame) -> "GridAxes":
-        hd = _with_second_order(frame[~frame.baseline.astype(bool)])
+        hd = with_second_order(frame[~frame.baseline.astype(bool)])
         return cls(tuple(dict.fromkeys(hd.optimizer)), tuple(dict.fromkeys(hd.rule)),
                    tuple(sorted(set(hd.gamma))), tuple(sorted(set(frame.alpha0))),
                    tuple(sorted(set(hd.beta))), tuple(sorted(set(frame.seed))),
                    tuple(dict.fromkeys(hd.second_order)) or ("derived",))
 
 
-def _with_second_order(frame: pd.DataFrame) -> pd.DataFrame:
+def with_second_order(frame: pd.DataFrame) -> pd.DataFrame:
     """Rows stored before β's update had a choice were all "derived"."""
     if "second_order" not in frame:
         return frame.assign(second_order="derived")
@@ -455,7 +455,7 @@ def seed_means(frame: pd.DataFrame, metric: str = "train_loss") -> pd.DataFrame:
     """Per cell (over seeds): the metric's mean over converged seeds, the diverged fraction and
     the number of seeds stored."""
     keys = ["optimizer", "rule", "second_order", "alpha0", "beta", "gamma", "baseline"]
-    g = _with_second_order(frame).assign(diverged=frame.diverged.astype(bool)).groupby(
+    g = with_second_order(frame).assign(diverged=frame.diverged.astype(bool)).groupby(
         keys, dropna=False)
     out = g[metric].mean().to_frame(metric)
     out["diverged_fraction"] = g["diverged"].mean()

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
+from .grid import with_second_order
 
 UNTRAINED = math.log(10)   # cross-entropy of a uniform guess over 10 classes
 REPORT_VARIANT = ("multiplicative", "printed")
@@ -26,9 +27,7 @@ CLAIMED_BEST = (1e-1, 1e-2)
 
 def outcomes(frame: pd.DataFrame) -> pd.DataFrame:
     """The HD cells with their variant, outcome and capped loss (module doc)."""
-    hd = frame[~frame["baseline"].astype(bool)].copy()
-    hd["second_order"] = hd.get("second_order", pd.Series("derived", index=hd.index)) \
-        .fillna("derived")
+    hd = with_second_order(frame[~frame["baseline"].astype(bool)])
     diverged = hd["diverged"].astype(bool)
     blew = ~diverged & (hd["train_loss"] > UNTRAINED)
     hd["outcome"] = np.where(diverged, "diverged", np.where(blew, "blew up", "converged"))
