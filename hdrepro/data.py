@@ -213,7 +213,9 @@ def fetch(name: str, root: Path, timeout: float = 3.0, quiet: bool = False) -> d
     source, errors = None, []
     if local:
         _install_raw(spec, local, folder / "raw")
-        source = f"files in {folder}"
+        # the files passed the same SHA-256 check as every source; the folder is not recorded,
+        # since it names a machine's path, not where the data came from
+        source = "local IDX files (SHA-256 verified)"
     else:
         for label, get in SOURCES[name]:
             with tempfile.TemporaryDirectory() as tmp:

@@ -12,6 +12,9 @@
 #   after the stacks within the same T; each resumes on the next call). HDREPRO_COMMIT: the commit
 #   to record; pass it from the calling machine, whose tree is what runs (the device machine's
 #   git has been seen to report an older HEAD than the tree it was sent).
+#   PARALLEL=1: start every grid and study at once (each under the same deadline T), since a
+#   single small-model run leaves the GPU mostly idle; WORKERS_<name> (e.g. WORKERS_fig1=6) sets
+#   one driver's worker processes, THREADS torch threads per worker (default 1 in this mode).
 set -uo pipefail
 export PYTHONPATH="$PWD:${PYTHONPATH:-}" PYTHONUNBUFFERED=1
 export HDREPRO_DATA="${HDREPRO_DATA:-/tmp/hdrepro-data}" HDREPRO_COMMIT="${HDREPRO_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
@@ -30,6 +33,19 @@ python3 -c "import torch; print('torch', torch.__version__)"
 python3 -m hdrepro.data fetch mnist
 ls "$HDREPRO_DATA"/fashion-mnist/*.gz >/dev/null 2>&1 && python3 -m hdrepro.data fetch fashion-mnist
 start=$(date +%s)
+if [ -n "${PARALLEL:-}" ]; then
+    pids=()
+    for job in ${GRIDS-} ${STUDIES:-}; do
+        script=experiments/$job.py; [ -f "$script" ] || script=experiments/grid_$job.py
+        w="WORKERS_$job"
+        timeout "${T:-420}" python3 "$script" --profile "${PROFILE:-full}" --out "$out" --figures "$figs" \
+            --executor processes --workers "${!w:-${WORKERS:-3}}" --threads "${THREADS:-1}" \
+            --no-progress ${RULES:+--rules $RULES} > "${OUT:-/tmp}/log_$job.txt" 2>&1 &
+        pids+=("$!")
+    done
+    for p in "${pids[@]}"; do wait "$p"; echo "[device] job $p rc=$? at $(( $(date +%s) - start )) s"; done
+    GRIDS="" STUDIES=""
+fi
 for g in ${GRIDS-logreg gamma mlnn bettercnn}; do
     left=$(( ${T:-420} - ($(date +%s) - start) ))
     [ "$left" -gt 20 ] || { echo "[device] no time left for grid $g"; continue; }

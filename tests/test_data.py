@@ -83,7 +83,7 @@ def test_user_supplied_gz_files_are_accepted(tmp_path):
         (folder / (fname + ".gz")).write_bytes(
             gzip.compress((ROOT / "mnist" / "raw" / fname).read_bytes(), compresslevel=1))
     m = D.fetch("mnist", tmp_path, quiet=True)
-    assert m["source"].startswith("files in") and m["n_train"] == 60000
+    assert m["source"] == "local IDX files (SHA-256 verified)" and m["n_train"] == 60000
 
 
 def _write_cifar_fixture(folder, n_per_batch=20, seed=0):
