@@ -552,7 +552,12 @@ def divergence_over_seeds(frame: pd.DataFrame) -> pd.DataFrame:
 
 def git_commit(repo: Path | None = None) -> str:
     """The repository's commit, for provenance ('unknown' outside a git checkout), with
-    "+changes" when tracked files differ from it: the code that ran was not that commit."""
+    "+changes" when tracked files differ from it: the code that ran was not that commit.
+    HDREPRO_COMMIT, when set, wins: a copy of the tree sent to another machine (the GPU runs of
+    scripts/device_full_grids.sh) can carry a git folder older than the files that run."""
+    if os.environ.get("HDREPRO_COMMIT"):
+        return os.environ["HDREPRO_COMMIT"]
+
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
                               check=True).stdout.strip()

@@ -399,3 +399,12 @@ def test_divergence_over_seeds_counts_each_cells_seeds_with_an_interval():
     d = divergence_over_seeds(pd.DataFrame(rows)).iloc[0]
     assert (d.seeds, d.diverged, d.blew_up) == (10, 3, 1)
     assert d.p.estimate == 0.3 and d.p.low == pytest.approx(0.1078, abs=1e-3)
+
+
+def test_provenance_commit_is_the_one_the_caller_names(monkeypatch):
+    from hdrepro.grid import git_commit
+    monkeypatch.delenv("HDREPRO_COMMIT", raising=False)
+    from_git = git_commit()
+    assert from_git and from_git != "abc1234"
+    monkeypatch.setenv("HDREPRO_COMMIT", "abc1234")  # a tree sent to a GPU machine says which it is
+    assert git_commit() == "abc1234"
