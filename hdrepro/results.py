@@ -77,13 +77,16 @@ class RunStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         cut_torn_tail(path)
         new = not path.exists() or path.stat().st_size == 0
+        wanted = list(dict.fromkeys(k for r in rows for k in r))
         if not new:
             with path.open() as f:
                 fields = next(csv.reader(f))
+            if set(wanted) - set(fields):  # a column added since: never drop it silently
+                fields = self._widen(path, fields, wanted)
         else:
-            fields = list(rows[0])
+            fields = wanted
         buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        w = csv.DictWriter(buf, fieldnames=fields)
         if new:
             w.writeheader()
         w.writerows(rows)
@@ -91,6 +94,22 @@ class RunStore:
             f.write(buf.getvalue())
             f.flush()
             os.fsync(f.fileno())
+
+    @staticmethod
+    def _widen(path: Path, fields: list[str], wanted: list[str]) -> list[str]:
+        """Rewrite `path` with the columns of `wanted` that its header lacks (empty in the rows
+        already there), atomically, under the writer's lock; return the new header."""
+        fields = fields + [k for k in wanted if k not in fields]
+        old = list(csv.DictReader(io.StringIO(whole_lines(path))))
+        tmp = path.with_name(path.name + ".widen")
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(old)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return fields
 
     def load(self, kind: str) -> pd.DataFrame:
         text = whole_lines(self.path(kind))

@@ -408,3 +408,20 @@ def test_provenance_commit_is_the_one_the_caller_names(monkeypatch):
     assert from_git and from_git != "abc1234"
     monkeypatch.setenv("HDREPRO_COMMIT", "abc1234")  # a tree sent to a GPU machine says which it is
     assert git_commit() == "abc1234"
+
+
+def test_a_column_added_later_widens_the_store_instead_of_vanishing(tmp_path):
+    from types import SimpleNamespace
+    store = RunStore(tmp_path, "runs")
+
+    def run(iteration_rows):
+        return SimpleNamespace(final={"train_loss": 0.5, "diverged": False}, epochs=[],
+                               iterations=iteration_rows, provenance={}, config={})
+    store.append([("old", {"seed": 1}, run([{"iteration": 100, "alpha": 0.1}]))])
+    # a later version logs α's range between rows: the old header must not drop it
+    store.append([("new", {"seed": 2},
+                   run([{"iteration": 100, "alpha": 0.2, "alpha_min": 0.1, "alpha_max": 0.3}]))])
+    it = store.load("iterations").set_index("run_id")
+    assert it.loc["new", "alpha_max"] == 0.3 and it.loc["new", "alpha_min"] == 0.1
+    assert math.isnan(it.loc["old", "alpha_max"]) and it.loc["old", "alpha"] == 0.1
+    assert not list(tmp_path.glob("*.widen"))
