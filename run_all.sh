@@ -67,7 +67,7 @@ for grid in logreg mlnn bettercnn gamma; do  # the reproducibility report's Figu
         --executor "${HDREPRO_GRID_EXECUTOR:-inprocess}" --workers "${HDREPRO_GRID_WORKERS:-2}"
 done
 if [ "$profile" = full ]; then  # the contested grid regions over 10 seeds (hours on 2 CPU cores)
-    for grid in seeds_mlnn seeds_bettercnn; do
+    for grid in seeds_logreg seeds_mlnn seeds_bettercnn; do
         step "grid $grid" hdrepro grid $grid --profile "$profile" --out "$results" \
             --figures "$figures" ${HDREPRO_GRID_BATCH:+--batch "$HDREPRO_GRID_BATCH"} \
             --executor "${HDREPRO_GRID_EXECUTOR:-inprocess}" --workers "${HDREPRO_GRID_WORKERS:-2}"

@@ -28,7 +28,7 @@ from .cli_help import DATA_HELP, HelpFormatter
 from .errors import EXPECTED_ERRORS
 
 ROOT = Path(__file__).resolve().parent.parent
-GRIDS = ("logreg", "mlnn", "bettercnn", "gamma", "seeds_mlnn", "seeds_bettercnn")
+GRIDS = ("logreg", "mlnn", "bettercnn", "gamma", "seeds_logreg", "seeds_mlnn", "seeds_bettercnn")
 EXPERIMENTS = ("fig1", "equivalence", "family_sensitivity", "rivals", "asgc", "epsilon",
                "threshold_grid")
 PLOTTABLE = ("fig1", "stacks_clipping", "family_sensitivity", "rivals", "asgc", "epsilon",
