@@ -17,7 +17,7 @@ from typing import Callable
 
 from .cli_help import HelpFormatter
 from .results import completeness, has_results
-from . import report_claims, report_extensions, report_overview, report_speed, report_stacks
+from . import fig1_verdicts, report_claims, report_extensions, report_overview, report_speed, report_stacks
 from .report_format import (MODEL_NAMES, full_results, full_scale_head, gpu_results, md_table,
                              not_run_at_full_scale, read_csv, run_record, sci)
 
@@ -177,6 +177,9 @@ def fig1_table(results: Path, models: list[str] | None = None) -> str:
     rows = fig1_rows(results, models)
     if not rows:
         return "_No Figure 1 results in this results folder: run experiments/fig1.py._"
+    final = _fig1(results)
+    paired = {(p.model, p.hd, p.rule): p for rule in ("additive", "multiplicative")
+              for p in fig1_verdicts.paired(final, rule).itertuples()}
     f = lambda x: "–" if math.isnan(x) else f"{x:.3f}"  # noqa: E731
     pct = lambda x: "–" if math.isnan(x) else f"{100 * x:.2f}"  # noqa: E731
     body = []
@@ -184,37 +187,55 @@ def fig1_table(results: Path, models: list[str] | None = None) -> str:
         alpha = ("– (every HD run diverged)" if math.isnan(r["alpha_max"]) else
                  f"{r['alpha0']:g} → {r['alpha_max']:.3g} (it. {r['iter_of_max']:.0f} of "
                  f"{r['iterations']}) → {r['alpha_final']:.3g}")
-        change = "–" if math.isnan(r["last_epoch_change"]) else f"{100 * r['last_epoch_change']:.1f}%"
+        p = paired[(r["model"], r["hd"], r["rule"])]
         body.append([MODEL_NAMES.get(r["model"], r["model"]), f"{r['base']} vs {r['hd']}",
                      r["rule"], f(r["base_train"]), f(r["hd_train"]), f(r["base_val"]),
                      f(r["hd_val"]), f"{pct(r['base_err'])} / {pct(r['hd_err'])}",
-                     f"{_lower(r['hd_train'], r['base_train'])} / "
-                     f"{_lower(r['hd_val'], r['base_val'])}",
+                     f"{p.train_outcome} / {p.val_outcome} (n = {p.seeds}"
+                     + (f", HD diverged on {p.hd_lost})" if p.hd_lost else ")"), _delta(p.train),
                      f"{r['base_diverged']}/{r['base_runs']} / {r['hd_diverged']}/{r['hd_runs']}",
-                     alpha, change])
+                     alpha])
     return md_table(["model", "pair", "HD rule", "train loss base", "train loss HD",
                      "val. loss base", "val. loss HD", "test error % base / HD",
-                     "HD train / val", "diverged base / HD", "HD α: α₀ → max (when) → final",
-                     "α change in last epoch"],
+                     "HD vs base, train / val (paired by seed)", "HD − base, train loss [95% CI]",
+                     "diverged base / HD", "HD α: α₀ → max (when) → final"],
                     body)
 
 
+def _delta(d) -> str:
+    if math.isnan(d.estimate):
+        return "–"
+    if math.isinf(d.low):
+        return f"{d.estimate:+.3g} (one seed)"
+    return f"{d.estimate:+.3g} [{d.low:+.3g}, {d.high:+.3g}]"
+
+
 def fig1_counts(results: Path) -> dict:
-    """Additive rule, over model × optimizer pairs: how often HD ended lower than its base, and
-    how often α_t rose (by > 5%), rose early (peak in the first half), then decayed (ended at
-    half its peak or less), and settled (< 10% change over the last epoch). A pair whose HD runs
-    all diverged counts as not lower, not risen, not settled; "lost" counts those pairs."""
-    rows = [r for r in fig1_rows(results) if r["rule"] == "additive"]
-    rises = [r["alpha_max"] > r["alpha0"] * 1.05 for r in rows]
-    early = [up and r["iter_of_max"] < r["iterations"] / 2 for up, r in zip(rises, rows)]
-    return {"n": len(rows), "lost": sum(r["hd_diverged"] == r["hd_runs"] for r in rows),
-            "train": sum(r["hd_train"] < r["base_train"] for r in rows),
-            "val": sum(r["hd_val"] < r["base_val"] for r in rows),
-            "rises": sum(rises),
-            "early": sum(early),
-            "rise_then_decay": sum(e and r["alpha_final"] <= 0.5 * r["alpha_max"]
-                                   for e, r in zip(early, rows)),
-            "settles": sum(r["last_epoch_change"] < 0.1 for r in rows)}
+    """Additive rule. Over model × optimizer pairs (paired by seed, :mod:`hdrepro.fig1_verdicts`):
+    how often HD was better, tied or worse on the final training and validation loss, and in how
+    many pairs every HD run diverged ("lost"). Over HD runs: how often α_t rose (by > 5%), peaked
+    in the first half of training, then decayed (ended at half its peak or less)."""
+    final = _fig1(results)
+    pairs = fig1_verdicts.paired(final)
+    runs = fig1_verdicts.alpha_runs(final, _fig1(results, "iterations"))
+    out = {"n": len(pairs), "runs": len(runs),
+           "seeds": (int(pairs.seeds.min()), int(pairs.seeds.max())) if len(pairs) else (0, 0),
+           "lost": _all_diverged(final)}
+    for what in ("train", "val"):
+        for k in ("better", "tie", "worse"):
+            out[f"{what}_{k}"] = int((pairs[f"{what}_outcome"] == k).sum()) if len(pairs) else 0
+    for k in ("rises", "early", "decays", "diverged"):
+        out[k] = int(runs[k].sum()) if len(runs) else 0
+    return out
+
+
+def _all_diverged(final) -> int:
+    """Additive-rule HD optimizer × model pairs whose every run diverged."""
+    if final.empty:
+        return 0
+    hd = final[final.optimizer.str.endswith("-HD") & (final.rule == "additive")]
+    return int(hd.groupby(["model", "optimizer"]).diverged.apply(lambda d: d.astype(bool).all())
+               .sum())
 
 
 def fig1_sampling(results: Path) -> str:
@@ -231,6 +252,11 @@ def fig1_sampling(results: Path) -> str:
         return "α_t logged every step"
     if "alpha_max" in it and it["alpha_max"].notna().all():
         return f"α_t logged every {step} steps with its range between rows"
+    if "alpha_max" in it and it["alpha_max"].notna().any():
+        ranged = it[it["alpha_max"].notna()].run_id.nunique()
+        return (f"α_t logged every {step} steps, with its range between rows in {ranged} of "
+                f"{it.run_id.nunique()} runs (the others hold a sample per row, which misses a "
+                "peak between rows)")
     return f"α_t sampled every {step} steps, so a peak between samples is missed"
 
 
@@ -238,12 +264,16 @@ def fig1_summary(results: Path) -> str:
     c = fig1_counts(results)
     if not c["n"]:
         return "_No Figure 1 results._"
-    n = c["n"]
-    return (f"With the additive rule, HD reached a lower final training loss than its base "
-            f"optimizer in **{c['train']} of {n}** model × optimizer pairs and a lower validation "
-            f"loss in **{c['val']} of {n}**. α_t rose above α₀ (by more than 5%) in {c['rises']} "
-            f"of {n}, peaking in the first half of training in {c['early']} of {n}, and changed by "
-            f"less than 10% over the last epoch in {c['settles']} of {n}."
+    n, (lo, hi) = c["n"], c["seeds"]
+    seeds = str(lo) if lo == hi else f"{lo}–{hi}"
+    tally = lambda what: ", ".join(f"{k} in {c[f'{what}_{k}']}"  # noqa: E731
+                                   for k in ("better", "tie", "worse"))
+    return (f"With the additive rule, over {n} model × optimizer pairs, each judged on the "
+            f"per-seed difference HD − base over {seeds} paired seeds (95% t interval; a tie "
+            f"when it contains 0), HD's final training loss was {tally('train')}, and its "
+            f"validation loss {tally('val')}. Over the {c['runs']} HD runs, α_t rose above α₀ "
+            f"(by more than 5%) in {c['rises']}, peaked in the first half of training in "
+            f"{c['early']}, and then ended at half its peak or less in {c['decays']}."
             + (f" Every HD run diverged in {c['lost']} of the {n} pairs; they count against HD "
                "in each of these numbers." if c["lost"] else ""))
 

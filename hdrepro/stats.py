@@ -44,6 +44,19 @@ def proportion(k: int, n: int, level: float = LEVEL) -> Interval:
     return Interval(p, max(0.0, centre - half), min(1.0, centre + half), n)
 
 
+def proportion_difference(k1: int, n1: int, k2: int, n2: int,
+                          level: float = LEVEL) -> Interval:
+    """k1/n1 − k2/n2 with Newcombe's hybrid score interval (built from the two Wilson
+    intervals; NaN bounds when either n is 0). n of the result is n1 + n2."""
+    a, b = proportion(k1, n1, level), proportion(k2, n2, level)
+    if a.n == 0 or b.n == 0:
+        return Interval(math.nan, math.nan, math.nan, n1 + n2)
+    d = a.estimate - b.estimate
+    low = d - math.hypot(a.estimate - a.low, b.high - b.estimate)
+    high = d + math.hypot(a.high - a.estimate, b.estimate - b.low)
+    return Interval(d, low, high, n1 + n2)
+
+
 def mean(x, level: float = LEVEL) -> Interval:
     """The mean of `x` with a t interval (infinite bounds for one value)."""
     x = np.asarray(x, dtype=float)
@@ -73,3 +86,16 @@ def judge(difference: Interval, lower_is_better: bool = True) -> str:
         return "tie"
     good = hi < 0 if lower_is_better else lo > 0
     return "better" if good else "worse"
+
+
+MAJORITY_RULE = ("reproduces when the 95% interval of the share lies above 1/2, does not when "
+                 "it lies below, partly when it contains 1/2")
+
+
+def majority(share: Interval) -> str:
+    """A claim that holds in most cases, judged by Wilson's interval on its share of cases
+    (MAJORITY_RULE); "not tested" when there are no cases."""
+    if share.n == 0:
+        return "not tested"
+    return ("reproduces" if share.low > 0.5 else "does not reproduce" if share.high < 0.5
+            else "partly")

@@ -145,3 +145,18 @@ def test_trace_records_the_threshold_and_the_clipped_norm():
     assert (lr.clipped <= lr.h.abs() + 1e-12).all() and (lr.clipped <= lr.theta + 1e-12).all()
     plain = trace(cell.__class__(**{**cell.__dict__, "variant": "none"}), ROOT)
     assert "theta" not in plain.columns and len(plain) == len(tr)
+
+
+def test_decisive_seeds_go_to_the_bolded_rows_and_the_ablation_arms_only():
+    """Table 2 (Adam/SGD): the report bolds α = 1e-2 (79.57% -> 23.2%), not 1e-4."""
+    spec = StackSpec(("adam", "cnn"), seeds=(1,), decisive_seeds=(4,), nets=("output-tanh",),
+                     alphas={"adam": (1e-4, 1e-2), "cnn": (1e-4,)})
+    assert 1e-2 in spec.bolded("adam") and 1e-4 not in spec.bolded("adam")
+    extra = [c for c in spec.cells() if c.seed == 4]
+    assert {(c.table, c.variant, c.alpha) for c in extra} == \
+        {("adam", "none", 1e-2), ("adam", "clip", 1e-2)}   # no stand-in (Table 5) cells
+    frame = pd.DataFrame([_row("adam", "output-tanh", v, a, 1, e) for v, a, e in [
+        ("none", 1e-2, 0.8), ("clip", 1e-2, 0.2), ("none", 1e-4, 0.1), ("clip", 1e-4, 0.1)]])
+    arms = {(c.variant, c.seed) for c in spec.ablation_cells(frame)}
+    assert arms == {("clip-pseudo", 1), ("half", 1), ("clip-pseudo", 4), ("half", 4),
+                    ("none", 4), ("clip", 4)}

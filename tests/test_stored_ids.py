@@ -1,6 +1,7 @@
 """Every cell a profile asks for is found, by its id, in the committed results of that profile:
 an id that changed (a field added to a config, say) would make a rerun redo stored work, and a
 report silently lose rows."""
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -56,6 +57,18 @@ def test_the_profiles_cells_are_found_in_its_committed_store(name, profile):
     else:
         stored = GridStore(folder / f"{name}.jsonl").finished()
     assert stored, f"results/{profile} holds no {name} results to check against"
-    ids = {c.cell_id for c in CELLS[name](profile)}
-    missing = ids - stored
-    assert not missing, f"{len(missing)} of {len(ids)} {name} cells are not found by their id"
+    cells = CELLS[name](profile)
+    missing = [c for c in cells if c.cell_id not in stored]
+    record = folder / f"{name}_run.json"
+    if record.exists() and json.loads(record.read_text()).get("finished") is False:
+        # a run under way (resumable) may lack the seeds added to the profile since its first
+        # run; the cells of the first three seeds were all stored, and must still be found
+        missing = [c for c in missing if _seed(c) <= FIRST_SEEDS]
+    assert not missing, f"{len(missing)} of {len(cells)} {name} cells are not found by their id"
+
+
+FIRST_SEEDS = 3
+
+
+def _seed(cell) -> int:
+    return cell.seed if hasattr(cell, "seed") else cell.config.seed
