@@ -18,7 +18,7 @@ from hdrepro.cli_help import DATA_HELP, PROFILE_HELP, HelpFormatter  # noqa: E40
 from hdrepro.data import default_data_root  # noqa: E402
 from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
 from hdrepro.grid import (EXECUTORS, GridSpec, RunOptions, auto_batch, git_commit,  # noqa: E402
-                          panels, run_grid)
+                          panels, run_grid, run_pending)
 from hdrepro.optim._hypergrad import RULES  # noqa: E402
 from hdrepro.plots import MODEL_TITLES, plot_grid  # noqa: E402
 from hdrepro.results import GridStore  # noqa: E402
@@ -142,7 +142,8 @@ def write_run_info(path: Path, t0: float, cells: int, args, *, cells_run: int | 
     path.write_text(json.dumps(info, indent=1) + "\n")
 
 
-def study_main(doc: str, profiles: dict, name: str, desc: str, draw, argv=None) -> None:
+def study_main(doc: str, profiles: dict, name: str, desc: str, draw, argv=None,
+               run_cells=None) -> None:
     """A study driver's whole main: parse, run the profile's cells (:func:`run_study`) unless
     --plot-only, then ``draw(store, spec, figures)`` and stamp the figure."""
     args = run_parser(doc, profiles).parse_args(argv)
@@ -150,16 +151,22 @@ def study_main(doc: str, profiles: dict, name: str, desc: str, draw, argv=None) 
     out = args.out or Path("results") / args.profile
     store = GridStore(out / f"{name}.jsonl")
     if not args.plot_only:
-        run_study(args, out, name, spec.cells(), store, desc)
+        run_study(args, out, name, spec.cells(), store, desc, run_cells)
     stamp_figures([draw(store, spec, args.figures)], name, args, out)
 
 
-def run_study(args, out: Path, name: str, cells: list, store: GridStore, desc: str) -> None:
-    """Run a study's cells (hdrepro.runs.run) not yet in `store` as its one writer, recording the
-    invocation in ``<out>/<name>_run.json`` before (unfinished) and after."""
+def run_study(args, out: Path, name: str, cells: list, store: GridStore, desc: str,
+              run_cells=None) -> None:
+    """Run a study's cells not yet in `store` as its one writer (plain training runs through
+    hdrepro.runs.run, or the study's own ``run_cells(cells, device, data_root, threads)``),
+    recording the invocation in ``<out>/<name>_run.json`` before (unfinished) and after."""
     with store.writing():   # one writer per store, its run record included
         t0, todo = begin_run_info(out / f"{name}_run.json", cells, store, args)
-        run(cells, store, run_options(args, args.data or default_data_root()), desc)
+        options = run_options(args, args.data or default_data_root())
+        if run_cells is None:
+            run(cells, store, options, desc)
+        else:
+            run_pending(cells, run_cells, store, options, desc)
         write_run_info(out / f"{name}_run.json", t0, len(cells), args, cells_run=todo)
 
 

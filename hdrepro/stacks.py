@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 import torch
 
+from . import stats
 from .config import check_fields, config_id
 from .data import Data, DataConfig, unit_pixels
 from .grid import RunOptions, _data, provenance_columns, run_pending, worker_device
@@ -294,6 +295,34 @@ def conclusion(no_clip: float, clip: float) -> str:
     return "no effect"
 
 
+def paired_effect(runs: pd.DataFrame, a: str = "none", b: str = "clip") -> stats.Interval:
+    """`runs`: one row's runs (table, net, α, inputs). The per-trial difference of test error
+    err_a(s) − err_b(s) over the seeds both variants ran (positive: `b` lowered the error), with
+    a 95% t interval: trials of one seed share initial weights and minibatch order."""
+    wide = runs.pivot_table(index="seed", columns="variant", values="test_error")
+    if a not in wide or b not in wide:
+        return stats.Interval(math.nan, math.nan, math.nan, 0)
+    both = wide[[a, b]].dropna()
+    return stats.paired_difference(both[a], both[b])
+
+
+def effect_outcome(effect: stats.Interval) -> str:
+    """A row's verdict from its paired effect e = err_none − err_clip: "helps" when the 95%
+    interval lies above 0 and e ≥ EFFECT, "hurts" when it lies below 0 and e ≤ −EFFECT,
+    "no effect" when the whole interval lies within ±EFFECT, and "inconclusive" otherwise: the
+    trials' spread exceeds the difference (one trial has no spread, so it is inconclusive)."""
+    lo, hi, e = effect.low, effect.high, effect.estimate
+    if any(map(math.isnan, (lo, hi, e))) or effect.n < 2:
+        return "inconclusive"
+    if lo > 0 and e >= EFFECT - 1e-12:
+        return "helps"
+    if hi < 0 and e <= -EFFECT + 1e-12:
+        return "hurts"
+    if -EFFECT < lo and hi < EFFECT:
+        return "no effect"
+    return "inconclusive"
+
+
 def helped_rows(frame: pd.DataFrame) -> list[tuple[str, str, float]]:
     """(table, net, α) where the code's clipping lowered our mean test error by ≥ EFFECT."""
     if frame.empty:
@@ -318,6 +347,7 @@ def comparison(frame: pd.DataFrame, table: str, net: str = "output-tanh",
     m = means(frame[(frame.table == table) & (frame.net == net)], pixels)
     ours = _wide(m) if not m.empty else pd.DataFrame()
     trials = _wide(m, "trials") if not m.empty else pd.DataFrame()
+    runs = _pixels(frame[(frame.table == table) & (frame.net == net)], pixels)
     rows = []
     for a, theirs_none, theirs_clip in pub.rows:
         key = (table, net, a)
@@ -326,11 +356,13 @@ def comparison(frame: pd.DataFrame, table: str, net: str = "output-tanh",
         none, clip = get("none"), get("clip")
         if math.isnan(none) or math.isnan(clip):  # a row counts once both sides have run
             continue
+        effect = paired_effect(runs[runs.alpha == a])
         rows.append({"alpha": a, "report_none": theirs_none / 100, "report_clip": theirs_clip / 100,
                      "ours_none": none, "ours_clip": clip,
                      "trials": int(trials.loc[key, ["none", "clip"]].min()),
+                     "effect": effect,
                      "report_says": conclusion(theirs_none / 100, theirs_clip / 100),
-                     "we_say": conclusion(none, clip)})
+                     "we_say": effect_outcome(effect)})
     out = pd.DataFrame(rows)
     if not out.empty:
         out["agree"] = out.report_says == out.we_say
@@ -348,16 +380,25 @@ def ablation(frame: pd.DataFrame) -> pd.DataFrame:
     """On each row where clipping helped: no clipping, code clipping, pseudo-code clipping, α/2,
     and which of the two explanations the row supports."""
     wide = _wide(means(frame))
+    runs = _pixels(frame, None)
     rows = []
     for key in helped_rows(frame):
         r = wide.loc[key]
         if any(v not in r.index or pd.isna(r[v]) for v in ABLATIONS):
             continue
+        row_runs = runs[(runs.table == key[0]) & (runs.net == key[1]) & (runs.alpha == key[2])]
+        effects = {v: paired_effect(row_runs, "none", v) for v in ("clip", *ABLATIONS)}
         rows.append({"table": key[0], "net": key[1], "alpha": key[2], "none": r["none"],
                      "clip": r["clip"], "clip_pseudo": r["clip-pseudo"], "half": r["half"],
+                     "trials": min(e.n for e in effects.values()),
+                     "clip_effect": effects["clip"], "pseudo_effect": effects["clip-pseudo"],
+                     "half_effect": effects["half"],
+                     "clip_says": effect_outcome(effects["clip"]),
+                     "pseudo_says": effect_outcome(effects["clip-pseudo"]),
+                     "half_says": effect_outcome(effects["half"]),
                      "half_matches": abs(r["half"] - r["clip"]) < EFFECT,
-                     "pseudo_helps": conclusion(r["none"], r["clip-pseudo"]) == "helps",
-                     "half_helps": conclusion(r["none"], r["half"]) == "helps"})
+                     "pseudo_helps": effect_outcome(effects["clip-pseudo"]) == "helps",
+                     "half_helps": effect_outcome(effects["half"]) == "helps"})
     return pd.DataFrame(rows)
 
 

@@ -30,7 +30,7 @@ from .autodiff import HyperStack
 from .autodiff import RMSProp as StackRMSProp
 from .autodiff import chandra
 from .config import check_fields, check_range, finite_nonneg
-from .data import Data, DataConfig, batches
+from .data import Data, DataConfig, Split, batches
 from .optim import HD, SGDHD, AdamHD
 from .optim._hypergrad import SECOND_ORDER
 
@@ -132,6 +132,9 @@ def make_optimizer(cfg: OptimConfig, params, total_steps: int | None = None,
     raise ValueError(f"Unknown optimizer {n!r}; choose one of {', '.join(known)}")
 
 
+DTYPES = ("float32", "float64")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     model: str
@@ -145,9 +148,12 @@ class TrainConfig:
     progress: bool = True
     stop_below: float | None = None  # stop at the first minibatch loss <= this (Baydin et al.'s
     #                                  lossThreshold); final["reached_at"] is its iteration
+    dtype: str = "float32"          # of the model, its optimizer state and the inputs
 
     def __post_init__(self):
         check_fields(self)
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype={self.dtype!r} is not supported: use one of {DTYPES}")
         if self.epochs < 1 or self.batch_size < 1 or self.log_every < 1:
             raise ValueError(f"epochs, batch_size and log_every must be >= 1 (got {self.epochs}, "
                              f"{self.batch_size}, {self.log_every})")
@@ -210,8 +216,10 @@ def train(cfg: TrainConfig, data: Data,
     one included), for what a run wants to record beyond the loss and α_t."""
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
-    model = models.build(cfg.model).to(device)
-    train_split, test_split = data.train.to(device), data.test.to(device)
+    dtype = getattr(torch, cfg.dtype)
+    model = models.build(cfg.model).to(device, dtype)
+    train_split, test_split = (Split(s.x.to(device, dtype), s.y.to(device))
+                               for s in (data.train, data.test))
     gen = torch.Generator().manual_seed(cfg.seed)
     per_epoch = math.ceil(len(train_split) / cfg.batch_size)
     opt = make_optimizer(cfg.optim, model.parameters(), cfg.epochs * per_epoch, model)
