@@ -72,6 +72,10 @@ if [ "$profile" = full ]; then  # the contested grid regions over 10 seeds (hour
             --figures "$figures" ${HDREPRO_GRID_BATCH:+--batch "$HDREPRO_GRID_BATCH"} \
             --executor "${HDREPRO_GRID_EXECUTOR:-inprocess}" --workers "${HDREPRO_GRID_WORKERS:-2}"
     done
+    # why BetterCNN's HD runs diverge at the papers' setting: float64 twins, traced
+    step "bettercnn divergence" hdrepro run bettercnn_divergence --profile "$profile" \
+        --out "$results" --figures "$figures" --executor "${HDREPRO_GRID_EXECUTOR:-processes}" \
+        --workers "${HDREPRO_GRID_WORKERS:-2}"
 fi
 # the clipping report's Tables 1-5: one small run per cell, so worker processes by default
 step stacks hdrepro stacks --profile "$profile" --out "$results" --figures "$figures" \

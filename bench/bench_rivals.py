@@ -3,7 +3,8 @@ measured side by side on one device, and the optimizer state each keeps per para
 
 Every optimizer is built by hdrepro.train.make_optimizer (the code path the experiments use) and
 times one MLNN iteration (784-1000-1000-10, batch 128: forward, backward, step), round-robin so
-that drift in the machine's speed affects every entry alike. Ratios of medians, this run only.
+that drift in the machine's speed affects every entry alike. Ratios of medians, this run only,
+with a 95% bootstrap interval that resamples whole rounds.
 Runtime: smoke ~5 s, quick ~30 s, full ~1 min on 2 CPU cores.
 
     python bench/bench_rivals.py --profile quick --out results/quick
@@ -17,7 +18,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_step import REPEATS, interleaved_medians  # noqa: E402
+from bench_step import REPEATS, interleaved_times, ratio_interval  # noqa: E402
+import statistics  # noqa: E402
 from common import device_name, parser, write_rows  # noqa: E402
 
 from hdrepro import rivals  # noqa: E402
@@ -81,11 +83,14 @@ def main(argv=None):
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     built = {m: (title, *iteration(device, cfg)) for m, (title, cfg) in cases().items()}
-    ms = interleaved_medians({m: b[1] for m, b in built.items()}, device, REPEATS[args.profile])
+    times = interleaved_times({m: b[1] for m, b in built.items()}, device, REPEATS[args.profile])
+    ms = {m: 1e3 * statistics.median(t) for m, t in times.items()}
+    bounds = {m: ratio_interval(times, m, BASELINE) for m in times}
     meta = {"device": device_name(device), "torch": torch.__version__, "profile": args.profile,
             "repeats": REPEATS[args.profile], "commit": os.environ.get("HDREPRO_COMMIT", "")}
     rows = [{"benchmark": "MLNN iteration (fwd+bwd+step), batch 128", "method": m,
-             "title": title, "baseline": BASELINE, "ratio": ms[m] / ms[BASELINE], "ms": ms[m],
+             "title": title, "baseline": BASELINE, "ratio": ms[m] / ms[BASELINE],
+             "ratio_low": bounds[m][0], "ratio_high": bounds[m][1], "ms": ms[m],
              "baseline_ms": ms[BASELINE], "state_floats_per_param": state_floats(opt, model),
              **meta} for m, (title, _, opt, model) in built.items()]
     path = args.out / f"bench_rivals_{device.type}.csv"

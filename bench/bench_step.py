@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -64,6 +65,24 @@ def make_params(shapes, device):
 def interleaved_medians(fns: dict, device, repeats: int) -> dict[str, float]:
     """Median ms per call of each function, timed round-robin so that drift in the machine's
     speed (other load, frequency changes) affects every entry alike."""
+    return {name: 1e3 * statistics.median(t)
+            for name, t in interleaved_times(fns, device, repeats).items()}
+
+
+def ratio_interval(times: dict, name: str, baseline: str, level: float = 0.95,
+                   resamples: int = 2000) -> tuple[float, float]:
+    """A bootstrap interval on median(name)/median(baseline), resampling whole rounds (the
+    round-robin pairs the two entries' calls in time)."""
+    a, b = np.asarray(times[name]), np.asarray(times[baseline])
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, len(a), size=(resamples, len(a)))
+    ratios = np.median(a[idx], axis=1) / np.median(b[idx], axis=1)
+    lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def interleaved_times(fns: dict, device, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each function, `repeats` rounds, timed round-robin (after warm-up)."""
     for fn in fns.values():
         for _ in range(max(3, repeats // 10)):
             fn()
@@ -75,7 +94,7 @@ def interleaved_medians(fns: dict, device, repeats: int) -> dict[str, float]:
             fn()
             sync(device)
             times[name].append(time.perf_counter() - t0)
-    return {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    return times
 
 
 class DotOnly:

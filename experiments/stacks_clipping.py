@@ -93,8 +93,11 @@ def main(argv=None) -> None:
                                  threads=args.threads, progress=not args.no_progress)
             record = out / "stacks_clipping_run.json"
             before = len(store.finished())
-            # the ablations are chosen once the tables have run; the record counts them as run
-            t0, _ = begin_run_info(record, spec.cells(), store, args, image_data=spec.image.name)
+            # the ablations are chosen once the tables have run: counted as the stored rows
+            # call for now (exact once the tables are complete)
+            later = len(spec.ablation_cells(store.frame())) if len(store.finished()) else 0
+            t0, _ = begin_run_info(record, spec.cells(), store, args, later=later,
+                                   image_data=spec.image.name)
             frame = run(spec, store, options)
             write_run_info(record, t0, len(frame), args, cells_run=len(frame) - before,
                            image_data=spec.image.name)

@@ -123,6 +123,9 @@ def train_cells(model_name: str, kind: str, cells: list[CellHParams], data: Data
                     second_order=second_order)
 
     losses_of = _losses_function(model, k)
+    if data.val is not None:   # its curves and test error are both read off one split
+        raise ValueError("batched cells evaluate on the test set; a held-out validation split "
+                         "(DataConfig.validation > 0) runs one cell at a time (batch=0)")
     train_split, test_split = data.train.to(device), data.test.to(device)
     gen = torch.Generator().manual_seed(seed)
     diverged_at = torch.zeros(k, dtype=torch.int64, device=device)

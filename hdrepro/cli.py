@@ -30,9 +30,9 @@ from .errors import EXPECTED_ERRORS
 ROOT = Path(__file__).resolve().parent.parent
 GRIDS = ("logreg", "mlnn", "bettercnn", "gamma", "seeds_logreg", "seeds_mlnn", "seeds_bettercnn")
 EXPERIMENTS = ("fig1", "equivalence", "family_sensitivity", "rivals", "asgc", "epsilon",
-               "threshold_grid")
+               "threshold_grid", "bettercnn_divergence")
 PLOTTABLE = ("fig1", "stacks_clipping", "family_sensitivity", "rivals", "asgc", "epsilon",
-             "threshold_grid") + tuple(
+             "threshold_grid", "bettercnn_divergence") + tuple(
     f"grid_{g}" for g in GRIDS)
 BENCHES = ("step", "grid", "rivals")
 

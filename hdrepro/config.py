@@ -28,7 +28,8 @@ from .errors import ConfigError
 #: Fields added to configs after results were stored under ids computed without them, with the
 #: value they implicitly had before. Such a field enters an id only when it differs from that
 #: value, so every stored result keeps its id and a rerun still skips it.
-LATER_DEFAULTS = {"stop_below": None, "second_order": "derived", "dtype": "float32"}
+LATER_DEFAULTS = {"stop_below": None, "second_order": "derived", "dtype": "float32",
+                  "validation": 0.0}
 
 
 def id_fields(obj) -> dict:

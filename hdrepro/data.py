@@ -300,11 +300,14 @@ def read_cifar_batches(folder: Path) -> dict[str, Tensor]:
 # -- loading -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DataConfig:
-    """Which data: name, fraction of it, how the fraction is taken, the subset's seed."""
+    """Which data: name, fraction of it, how the fraction is taken, the subset's seed, and the
+    share of the training subset held out as a validation split (0: the test set serves as
+    validation, as in Baydin et al.'s code)."""
     name: str = "mnist"
     fraction: float = 1.0
     subset: str = "first"   # "first" (the reproducibility report's) or "stratified" (seeded)
     seed: int = 0
+    validation: float = 0.0  # held out of the training subset, stratified, seeded by `seed`
 
     def __post_init__(self):
         check_fields(self)
@@ -313,6 +316,9 @@ class DataConfig:
             raise ValueError(f"Invalid fraction: {self.fraction} (need 0 < fraction <= 1)")
         if self.subset not in ("first", "stratified"):
             raise ValueError(f"Invalid subset: {self.subset!r}; choose 'first' or 'stratified'")
+        if not 0 <= self.validation < 1:
+            raise ValueError(f"Invalid validation: {self.validation} (need 0 <= validation < 1, "
+                             "the share of the training subset held out)")
 
 
 @dataclass
@@ -330,8 +336,14 @@ class Split:
 @dataclass
 class Data:
     train: Split
-    test: Split          # also the validation set (Baydin et al.'s code uses the test set)
+    test: Split
     provenance: dict
+    val: Split | None = None   # None: the test set is also the validation set (Baydin et al.)
+
+    @property
+    def validation(self) -> Split:
+        """The split that selection and per-epoch curves are judged on."""
+        return self.test if self.val is None else self.val
 
 
 def load(config: DataConfig, root: Path) -> Data:
@@ -350,13 +362,24 @@ def load(config: DataConfig, root: Path) -> Data:
     mean, std = _normalisation(config.name, arrays["train_x"])
     tr = _subset(arrays["train_y"], config, "train")
     te = _subset(arrays["test_y"], config, "test")
+    va = torch.tensor([], dtype=torch.long)
+    if config.validation > 0:   # carved from the training subset: never seen in training
+        held = _stratified(arrays["train_y"][tr], int(round(config.validation * len(tr))),
+                           torch.Generator().manual_seed(config.seed + 2))
+        keep = torch.ones(len(tr), dtype=torch.bool)
+        keep[held] = False
+        tr, va = tr[keep], tr[held]
     train = Split(_normalise(arrays["train_x"][tr], mean, std), arrays["train_y"][tr])
     test = Split(_normalise(arrays["test_x"][te], mean, std), arrays["test_y"][te])
+    val = Split(_normalise(arrays["train_x"][va], mean, std), arrays["train_y"][va]) \
+        if len(va) else None
     provenance = {**asdict(config), "source": manifest["source"], "n_train": len(train),
                   "n_test": len(test), "n_train_full": manifest["n_train"],
-                  "n_test_full": manifest["n_test"], "validation": "test set (as Baydin et al.)",
+                  "n_test_full": manifest["n_test"],
+                  "validation": (f"{len(va)} training images held out (stratified, seed "
+                                 f"{config.seed})" if len(va) else "test set (as Baydin et al.)"),
                   "normalisation": {"mean": mean, "std": std}}
-    return Data(train, test, provenance)
+    return Data(train, test, provenance, val)
 
 
 def _normalisation(name: str, train_x: Tensor) -> tuple[list[float], list[float]]:
@@ -382,7 +405,8 @@ def unit_pixels(data: Data) -> Data:
     s = torch.tensor(norm["std"]).view(1, -1, 1, 1)
     back = lambda split: Split((split.x * s + m).clamp_(0, 1), split.y)  # noqa: E731
     provenance = {**data.provenance, "normalisation": "none: pixels in [0, 1]"}
-    return Data(back(data.train), back(data.test), provenance)
+    return Data(back(data.train), back(data.test), provenance,
+                None if data.val is None else back(data.val))
 
 
 def _subset(labels: Tensor, config: DataConfig, split: str) -> Tensor:
@@ -392,9 +416,14 @@ def _subset(labels: Tensor, config: DataConfig, split: str) -> Tensor:
         return torch.arange(n)
     if config.subset == "first":
         return torch.arange(k)
-    # Stratified: per class, a seeded random share proportional to the class's frequency.
-    gen = torch.Generator().manual_seed(config.seed + (0 if split == "train" else 1))
-    picks = []
+    return _stratified(labels, k, torch.Generator().manual_seed(
+        config.seed + (0 if split == "train" else 1)))
+
+
+def _stratified(labels: Tensor, k: int, gen: torch.Generator) -> Tensor:
+    """k positions of `labels`, per class a seeded random share proportional to the class's
+    frequency, sorted."""
+    n, picks = labels.numel(), []
     classes = labels.unique()
     for i, c in enumerate(classes):
         idx = (labels == c).nonzero().view(-1)

@@ -132,13 +132,16 @@ def pairs(frame: pd.DataFrame) -> pd.DataFrame:
     """float32 against float64, seed by seed: whether each diverged and where."""
     if frame.empty:
         return pd.DataFrame()
-    wide = frame.pivot_table(index=["optimizer", "seed"], columns="dtype",
-                             values=["diverged", "diverged_at"], aggfunc="first")
-    out = pd.DataFrame({
+    wide = frame.set_index(["optimizer", "seed", "dtype"])[["diverged", "diverged_at"]] \
+        .unstack("dtype")
+    if ("diverged", "float64") not in wide or ("diverged", "float32") not in wide:
+        return pd.DataFrame()
+    wide = wide.dropna(subset=[("diverged", "float32"), ("diverged", "float64")])
+    return pd.DataFrame({
         "diverged32": wide[("diverged", "float32")].astype(bool),
         "diverged64": wide[("diverged", "float64")].astype(bool),
-        "at32": wide[("diverged_at", "float32")], "at64": wide[("diverged_at", "float64")]})
-    return out.dropna(subset=["diverged32", "diverged64"]).reset_index()
+        "at32": wide[("diverged_at", "float32")],
+        "at64": wide[("diverged_at", "float64")]}).reset_index()
 
 
 def precision_verdict(p: pd.DataFrame) -> tuple[str, dict]:

@@ -35,7 +35,7 @@ def two_parts(first: bool, second: bool) -> str:
             else "does not reproduce")
 
 
-def _close(a: pd.Series, x: float) -> pd.Series:
+def near(a: pd.Series, x: float) -> pd.Series:
     return (a - x).abs() <= 1e-9 * x
 
 
@@ -109,8 +109,8 @@ def divergence_at(frame: pd.DataFrame, optimizers: tuple[str, ...],
                   cell: tuple[float, float] = PAPER_CELL) -> stats.Interval:
     """Pooled over `optimizers` (additive rule): the share of seeds that diverged at `cell`."""
     at = frame[frame.optimizer.isin(optimizers) & (frame.rule == "additive")
-               & ~frame.baseline.astype(bool) & _close(frame.alpha0, cell[0])
-               & _close(frame.beta, cell[1])]
+               & ~frame.baseline.astype(bool) & near(frame.alpha0, cell[0])
+               & near(frame.beta, cell[1])]
     return stats.proportion(int(at.diverged.astype(bool).sum()), len(at))
 
 

@@ -17,7 +17,8 @@ from typing import Callable
 
 from .cli_help import HelpFormatter
 from .results import completeness, has_results
-from . import fig1_verdicts, report_claims, report_extensions, report_overview, report_speed, report_stacks
+from . import (fig1_verdicts, report_claims, report_divergence, report_extensions,
+               report_overview, report_speed, report_stacks)
 from .report_format import (MODEL_NAMES, full_results, full_scale_head, gpu_results, md_table,
                              not_run_at_full_scale, read_csv, run_record, sci)
 
@@ -536,7 +537,7 @@ def seeds_section(results: Path) -> str:
     """The contested grid regions over 10 seeds (experiments/grid_seeds_*.py): each cell's
     divergence probability with Wilson's 95% interval, or how to run them."""
     from .grid import divergence_over_seeds
-    parts = []
+    parts = [_seeds_logreg(results)]
     for name, title in (("seeds_mlnn", "MLNN, Adam-HD"),
                         ("seeds_bettercnn", "BetterCNN, SGD-HD and SGDN-HD")):
         frame = _grid(results, name)
@@ -553,8 +554,35 @@ def seeds_section(results: Path) -> str:
         stored = f"{len(frame)} of {total} runs stored" if total else f"{len(frame)} runs"
         parts.append(f"- **{title}** ({stored}, on {', '.join(sorted(set(frame.device)))}):\n\n"
                      + md_table(["optimizer", "α₀", "β", "seeds", "diverged (95% CI)",
-                                 "blew up (finite loss > ln 10)"], rows))
-    return "\n\n".join(parts)
+                                 "blew up (finite loss > ln 10)"], rows)
+                     + _figure_link(results, f"grid_{name}.png", title))
+    return "\n\n".join(p for p in parts if p)
+
+
+def _figure_link(results: Path, name: str, title: str) -> str:
+    """A figure of this results folder's profile, when it was drawn."""
+    # results/<profile> sits beside figures/<profile>, and REPORT.md beside both
+    if not (results.parent.parent / "figures" / results.name / name).exists():
+        return ""
+    return f"\n\n![{title}](figures/{results.name}/{name})"
+
+
+def _seeds_logreg(results: Path) -> str:
+    """LogReg's SGD-HD and SGDN-HD panels over seeds: the paper's cell against the best."""
+    from . import grid_verdicts as gv
+    frame = _grid(results, "seeds_logreg")
+    if frame.empty:
+        return ""
+    found = [r for r in (gv.paper_cell_vs_best(frame, o) for o in ("sgd-hd", "sgdn-hd")) if r]
+    text = "; ".join(
+        f"{OPT_NAMES[r['optimizer']]}: the paper's cell ranks {r['rank']} of {r['cells']} by "
+        f"mean final training loss, {r['outcome']} than the best cell "
+        f"(α₀={r['best'][0]:g}, β={r['best'][1]:g}) by {r['difference'].estimate:+.3g} "
+        f"[{r['difference'].low:+.3g}, {r['difference'].high:+.3g}]"
+        for r in found if r["best"])
+    return (f"- **LogReg, SGD-HD and SGDN-HD, every cell** ({len(frame)} runs, "
+            f"{frame.seed.nunique()} seeds): {text} (paired by seed, 95% t interval)."
+            + _figure_link(results, "grid_seeds_logreg.png", "LogReg over seeds"))
 
 
 def second_order_table(results: Path) -> str:
@@ -737,6 +765,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
 
 
 SECTIONS.update({"claims_table": report_claims.claims_table,
+                 "bettercnn_divergence": report_divergence.section,
                  "deviations_table": report_overview.deviations,
                  "profile_timing": report_overview.profile_timing})
 SECTIONS.update(report_stacks.SECTIONS)

@@ -2,10 +2,11 @@
 the same results files as the report's sections (where the full profile ran an experiment, from
 ``results/full``).
 
-Verdicts follow fixed rules, stated where each claim is judged, so that a rerun with other
-results can change them: "reproduces", "partly", "does not reproduce", "not tested". Where a claim
-holds in a share of cases, the share's 95% Wilson interval decides (:func:`majority`). Errata in a
-source (a sign printed wrong, say) are checked too, and listed apart from the verdicts.
+Verdicts follow fixed rules (RULES, named in each claim's row), so that a rerun with other
+results can change them: "reproduces", "partly", "does not reproduce", "not tested". Each claim
+states n (seeds, trials, runs, cells or pairs) and the 95% interval of what it judges. Errata in a
+source (a sign printed wrong, say), and claims that could run only on a stand-in data set, are
+listed apart from the verdicts.
 """
 from __future__ import annotations
 
@@ -31,7 +32,41 @@ class Claim:
     evidence: str
     verdict: str
     section: str
+    n: str = ""             # what the verdict counts: seeds, trials, runs, cells, pairs
+    interval: str = ""      # the judged quantity with its 95% interval
+    rule: str = ""          # a key of RULES
     erratum: bool = False   # a slip in a source (a sign, say), listed apart from the verdicts
+    stand_in: bool = False  # judged on a stand-in data set only: listed apart, never tallied
+
+
+#: The verdict rules, each able to return every outcome; the summary table names one per claim.
+RULES = {
+    "majority": "the claim holds in a share of cases; reproduces when the share's 95% Wilson "
+                "interval lies above 1/2, does not when it lies below, partly when it contains 1/2 "
+                "(a tie counts as a case where the claim does not hold)",
+    "paired": "runs pair by seed (same initial weights, same minibatch order); a pair is better "
+              "or worse when the 95% t interval of the per-seed difference excludes 0, a tie when "
+              "it contains 0; an HD run that diverged where its base did not makes the pair worse",
+    "rows": "each row's effect err_none − err_clip (or − err_arm), paired by seed, 95% t "
+            "interval: helps above 0 and ≥ 1 point, hurts below 0 and ≤ −1 point, no effect "
+            "inside ±1 point, else inconclusive (the trials' spread exceeds the difference)",
+    "two parts": "the claim has two parts, each with its own interval test (in the row); "
+                 "reproduces when both hold, partly when one does, does not when neither",
+    "bound": "reproduces when every check is within its tolerance, partly when one kind of "
+             "check is, does not when none is",
+    "cost": "reproduces when the 95% interval of the iteration-time ratio lies at or below "
+            "1.10, does not when it lies above 1.5, partly otherwise",
+    "paper's cell": "per optimizer, the paper's cell is best when its per-seed difference from "
+                    "the best other cell (95% t interval) contains 0 or lies below; reproduces "
+                    "for both optimizers, partly for one, does not for neither",
+    "trains": "reproduces when the divergence probability's 95% Wilson interval lies below 1/2, "
+              "does not when above, partly when it contains 1/2",
+    "wider": "reproduces when HD, at one β, brings more α₀ to the threshold than its base for "
+             "every HD optimizer, partly for some, does not for none",
+    "second order": "reproduces when most cells converge at every γ (Wilson lower bound above "
+                    "1/2) and the claimed γ are best with none worse (paired over cells), partly "
+                    "when one holds, does not when neither",
+}
 
 
 def _report():
@@ -39,16 +74,7 @@ def _report():
     return report
 
 
-MAJORITY_RULE = stats.MAJORITY_RULE
 majority = stats.majority
-
-
-def _share(k: int, n: int) -> str:
-    """The verdict of a claim that holds in k of n cases: all or nearly all (≥ 80%) reproduce,
-    at least half partly, fewer do not."""
-    if n == 0:
-        return NOT_TESTED
-    return "reproduces" if k >= 0.8 * n else "partly" if 2 * k >= n else "does not reproduce"
 
 
 def _prefer_full(results: Path, name: str, record: str) -> tuple[Path, str]:
@@ -62,24 +88,38 @@ def _prefer_full(results: Path, name: str, record: str) -> tuple[Path, str]:
 
 
 # -- the claims -------------------------------------------------------------------------------
+def _pct(share: stats.Interval) -> str:
+    return f"{share.estimate:.0%} [{share.low:.0%}, {share.high:.0%}]"
+
+
+def _of(share: stats.Interval) -> str:
+    return f"{share.estimate * share.n:.0f} of {share.n}"
+
+
+def _span(values) -> str:
+    lo, hi = int(min(values)), int(max(values))
+    return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
 def _equivalence(results: Path) -> list[Claim]:
+    from .grid_verdicts import two_parts
     rows = read_csv(results / "equivalence.csv")
     ad = [r for r in rows if r["check"] == "analytic vs autodiff"]
     fd = [r for r in rows if r["check"] == "analytic vs finite difference"]
+    claim = ("h_t = −g_t·u_{t−1} (SGD, SGDN, Adam; additive and multiplicative) is the "
+             "derivative of the loss with respect to α")
     if not ad or not fd:
-        return [Claim("Baydin et al. §2", "h_t = −g_t·u_{t−1} is the derivative of the loss "
-                      "with respect to α", "not run in these results", NOT_TESTED, "§2")]
+        return [Claim("Baydin et al. §2", claim, "not run in these results", NOT_TESTED, "§2")]
     worst = max(max(float(r["alpha_rel_err"]), float(r["params_rel_err"])) for r in ad)
     worst_fd = max(float(r["h_rel_err"]) for r in fd)
     second = [r for r in ad if "2nd order" in r["case"]]
     beta = max((float(r["beta_rel_err"]) for r in second), default=math.nan)
-    ok = worst <= 1e-10 and worst_fd <= 1e-6
-    out = [Claim("Baydin et al. §2", "h_t = −g_t·u_{t−1} (SGD, SGDN, Adam; additive and "
-                 "multiplicative) is the derivative of the loss with respect to α",
-                 f"analytic = reverse-mode autodiff to {worst:.1e} relative over {len(ad)} "
-                 f"runs of {ad[0]['steps']} steps; = central finite differences to "
-                 f"{worst_fd:.1e} over {len(fd)} checks (float64)",
-                 "reproduces" if ok else "does not reproduce", "§2")]
+    out = [Claim("Baydin et al. §2", claim,
+                 f"analytic = reverse-mode autodiff to {worst:.1e} relative (tolerance 1e-10), "
+                 f"= central finite differences to {worst_fd:.1e} (tolerance 1e-6), float64",
+                 two_parts(worst <= 1e-10, worst_fd <= 1e-6), "§2",
+                 n=f"{len(ad)} runs of {ad[0]['steps']} steps; {len(fd)} checks",
+                 interval="worst case over all n (a bound)", rule="bound")]
     if second:
         out.append(Claim("reproducibility report §5", "second-order HD as printed: "
                          "β_t = β_{t−1} + γ ∂f/∂β",
@@ -114,37 +154,20 @@ def _figure1(results: Path) -> list[Claim]:
     lost = int((pairs.hd_lost > 0).sum())
     runs = fv.alpha_runs(final, _report()._fig1(folder, "iterations"))
     decays = stats.proportion(int(runs.decays.sum()), len(runs))
-    seeds = _span(pairs.seeds)
     return [
         Claim(source, claim,
-              f"HD better on both losses in {share.estimate * share.n:.0f} of {share.n} model × "
-              f"optimizer pairs ({_pct(share)}); per pair, HD − base paired by seed over {seeds} "
-              f"seeds, 95% t interval, a tie when it contains 0 ({tally})"
-              + (f"; HD diverged where its base did not in {lost} pair(s), counted worse"
-                 if lost else "") + f" ({profile} profile; verdict: {MAJORITY_RULE})",
-              verdict, "§3"),
+              f"HD better on both losses in {_of(share)} model × optimizer pairs ({tally})"
+              + (f"; HD diverged where its base did not in {lost}" if lost else "")
+              + f" ({profile} profile)", verdict, "§3",
+              n=f"{len(pairs)} pairs × {_span(pairs.seeds)} seeds",
+              interval=f"share better {_pct(share)}", rule="paired, then majority"),
         Claim("Baydin et al. §4", "α_t rises early in training, then decays toward a small "
               "value (Adam-HD's smoothly)",
               f"α_t peaked above α₀ in the first half of training and ended at half its peak "
-              f"or less in {int(runs.decays.sum())} of {len(runs)} HD runs ({_pct(decays)}; "
-              f"{int(runs.diverged.sum())} diverged, counted against); "
-              f"{_report().fig1_sampling(folder)} ({profile} profile; verdict: {MAJORITY_RULE})",
-              majority(decays), "§3")]
-
-
-def _pct(share: stats.Interval) -> str:
-    return f"{share.estimate:.0%}, 95% CI {share.low:.0%}–{share.high:.0%}"
-
-
-def _span(values) -> str:
-    lo, hi = int(min(values)), int(max(values))
-    return str(lo) if lo == hi else f"{lo}–{hi}"
-
-
-def _lost(counts: dict) -> str:
-    """Pairs whose HD runs all diverged count against HD; the evidence says how many."""
-    lost = counts["lost"]
-    return f"; every HD run diverged in {lost} of the {counts['n']}" if lost else ""
+              f"or less in {_of(decays)} HD runs ({int(runs.diverged.sum())} diverged, counted "
+              f"against); {_report().fig1_sampling(folder)} ({profile} profile)",
+              majority(decays), "§3", n=f"{len(runs)} runs", interval=_pct(decays),
+              rule="majority")]
 
 
 def _tuning(results: Path) -> list[Claim]:
@@ -160,11 +183,13 @@ def _tuning(results: Path) -> list[Claim]:
     n, wider = len(t), int((t.hd_near > t.base_near).sum())
     lower = int((t.hd_median < t.base_median).sum())
     share = stats.proportion(wider, n)
+    seeds = int(frame.seed.nunique()) if "seed" in frame else 1
     return [Claim("Baydin et al., abstract", claim,
-                  f"over {n} optimizer–model pairs, HD widened the near-best α₀ range for "
-                  f"{wider} ({share.estimate:.0%}, 95% CI {share.low:.0%}–{share.high:.0%}) and "
-                  f"lowered the median final validation loss over the α₀ sweep for {lower} "
-                  f"({profile} profile; verdict: {MAJORITY_RULE})", majority(share), "§6.1")]
+                  f"HD widened the near-best α₀ range for {wider} of {n} optimizer–model pairs "
+                  f"and lowered the median final validation loss over the α₀ sweep for {lower} "
+                  f"({profile} profile)", majority(share), "§6.1",
+                  n=f"{n} pairs, {seeds} seed(s)", interval=f"share wider {_pct(share)}",
+                  rule="majority")]
 
 
 def _threshold(results: Path) -> list[Claim]:
@@ -177,16 +202,14 @@ def _threshold(results: Path) -> list[Claim]:
     if frame.empty:
         return [Claim(source, claim, "not run in these results", NOT_TESTED, "§6.1")]
     s = summary(frame)
-    parts = "; ".join(
-        f"{TITLES[r.hd]}: {r.hd_reach} vs {r.base_reach} of {r.alphas} α₀, "
-        f"{r.fast.estimate:.0%} of runs at least as fast [{r.fast.low:.0%}, {r.fast.high:.0%}],"
-        f" n = {r.fast.n}"
-        for r in s.itertuples())
+    reach = "; ".join(f"{TITLES[r.hd]} {r.hd_reach} vs {r.base_reach}" for r in s.itertuples())
+    fast = "; ".join(f"{TITLES[r.hd]} {_pct(r.fast)}" for r in s.itertuples())
     return [Claim(source, claim,
-                  f"LogReg, iterations to a minibatch loss of 0.29, α₀ reaching it with HD at "
-                  f"one β vs the base: {parts} ({profile} profile, seeds per cell: "
-                  f"{int(s.seeds.max())}; verdict: reproduces if HD's α₀ range is wider for all three, "
-                  f"partly if for some)", verdict(s), "§6.1")]
+                  f"LogReg, iterations to a minibatch loss of 0.29: α₀ (of 6) that reach it, HD "
+                  f"at one β vs its base: {reach} ({profile} profile)", verdict(s), "§6.1",
+                  n=f"{int(s.fast.map(lambda x: x.n).sum())} runs, {int(s.seeds.max())} seeds "
+                  f"per cell", interval=f"runs at least as fast as the base: {fast}",
+                  rule="wider")]
 
 
 def _cost(results: Path) -> list[Claim]:
@@ -195,21 +218,27 @@ def _cost(results: Path) -> list[Claim]:
     if not rivals.exists():
         return [Claim("Baydin et al. §2", claim, "not measured in these results", NOT_TESTED,
                       "§8")]
-    bench = pd.read_csv(rivals).set_index("method")
-    iteration = float(bench.loc["adam-hd", "ratio"])
+    row = pd.read_csv(rivals).set_index("method").loc["adam-hd"]
+    iteration = stats.Interval(float(row["ratio"]), float(row.get("ratio_low", row["ratio"])),
+                               float(row.get("ratio_high", row["ratio"])), int(row["repeats"]))
     step = ratio(results, "cpu", "Adam-HD (ours)", "Adam (fused)", "resnet")
     foreach = ratio(results, "cpu", "Adam (foreach)", "Adam (fused)", "resnet")
+    interval = (f"{iteration.estimate:.2f}× [{iteration.low:.2f}, {iteration.high:.2f}] "
+                "(bootstrap over rounds)" if "ratio_low" in row else
+                f"{iteration.estimate:.2f}× (no interval recorded)")
     return [Claim("Baydin et al. §2", claim,
-                  f"a whole MLNN iteration with Adam-HD takes {iteration:.2f}× Adam's; the "
-                  f"optimizer step alone {step} of torch's fused Adam step (torch's own foreach "
-                  f"Adam: {foreach}), CPU (verdict: reproduces if the iteration costs ≤ 1.10× "
-                  f"Adam's, partly if ≤ 1.5×, else does not)", cost_verdict(iteration), "§8")]
+                  f"a whole MLNN iteration with Adam-HD against Adam's, CPU; the optimizer step "
+                  f"alone takes {step} of torch's fused Adam step (torch's own foreach Adam: "
+                  f"{foreach})", cost_verdict(iteration), "§8",
+                  n=f"{iteration.n} interleaved rounds", interval=interval, rule="cost")]
 
 
-def cost_verdict(iteration_ratio: float) -> str:
+def cost_verdict(iteration: stats.Interval) -> str:
     """HD's cost claim from a whole iteration's time against the base optimizer's."""
-    return ("reproduces" if iteration_ratio <= 1.10 else "partly" if iteration_ratio <= 1.5
-            else "does not reproduce")
+    if math.isnan(iteration.estimate):
+        return NOT_TESTED
+    return ("reproduces" if iteration.high <= 1.10 else "does not reproduce"
+            if iteration.low > 1.5 else "partly")
 
 
 def _grids(results: Path) -> list[Claim]:
@@ -241,27 +270,28 @@ def _logreg_grid(results: Path, folder: Path, where: str) -> Claim | None:
     seeds, seeds_where = _seeds_grid(results, "seeds_logreg")
     rows = [r for r in (gv.paper_cell_vs_best(seeds, o) for o in ("sgd-hd", "sgdn-hd"))
             if r is not None] if not seeds.empty else []
+    names = _report().OPT_NAMES
     if rows:
-        text = "; ".join(
-            f"{_report().OPT_NAMES[r['optimizer']]}: rank {r['rank']} of {r['cells']} by mean "
-            f"final training loss, {r['outcome']} against the best other cell"
-            + (f" (α₀={r['best'][0]:g}, β={r['best'][1]:g}), paper − best = "
-               f"{r['difference'].estimate:+.3g} [{r['difference'].low:+.3g}, "
-               f"{r['difference'].high:+.3g}]" if r["best"] else "")
-            + f", n = {r['seeds']} seeds" for r in rows)
-        return Claim(source, claim, f"{text} ({seeds_where}; verdict: reproduces when the "
-                     "paper's cell is better than or tied with the best for both, partly for "
-                     "one, does not for neither)", gv.paper_cell_verdict(rows), "§4")
+        text = "; ".join(f"{names[r['optimizer']]} ranks {r['rank']} of {r['cells']}, "
+                         f"{r['outcome']} than the best cell"
+                         + (f" (α₀={r['best'][0]:g}, β={r['best'][1]:g})" if r["best"] else "")
+                         for r in rows)
+        interval = "; ".join(
+            f"{names[r['optimizer']]} {r['difference'].estimate:+.3g} "
+            f"[{r['difference'].low:+.3g}, {r['difference'].high:+.3g}]" for r in rows)
+        return Claim(source, claim, f"by mean final training loss: {text} ({seeds_where})",
+                     gv.paper_cell_verdict(rows), "§4",
+                     n=f"{_span([r['seeds'] for r in rows])} seeds per cell",
+                     interval=f"paper − best: {interval}", rule="paper's cell")
     ranks = _report().paper_setting_ranks(folder)
     if not ranks:
         return None
     text = "; ".join(f"{r['optimizer']} ranks {r['rank']} of {r['cells']}" for r in ranks)
     first = sum(r["rank"] == 1 for r in ranks)
-    return Claim(source, claim, f"{text} converged cells by final training loss, one seed, so "
-                 f"no interval ({where}; verdict: reproduces when both rank first, partly for "
-                 "one, does not for neither)",
+    return Claim(source, claim, f"{text} converged cells by final training loss ({where})",
                  "reproduces" if first == len(ranks) else "partly" if first else
-                 "does not reproduce", "§4")
+                 "does not reproduce", "§4", n="1 seed",
+                 interval="none: one seed has no spread", rule="paper's cell")
 
 
 def _mlnn_grid(folder: Path, where: str) -> Claim | None:
@@ -272,20 +302,17 @@ def _mlnn_grid(folder: Path, where: str) -> Claim | None:
     if not panels:
         return None
     pr = gv.problematic(panels)
-    shares = "; ".join(f"{report.OPT_NAMES[o]} {v.estimate * v.n:.0f} of {v.n} "
-                       f"({v.estimate:.0%} [{v.low:.0%}, {v.high:.0%}])"
-                       for o, v in pr["shares"].items())
+    shares = "; ".join(f"{report.OPT_NAMES[o]} {_of(v)}" for o, v in pr["shares"].items())
     gaps = "; ".join(f"Adam-HD − {report.OPT_NAMES[o]} {g.estimate:+.0%} [{g.low:+.0%}, "
                      f"{g.high:+.0%}]" for o, g in pr["gaps"].items())
     return Claim("reproducibility report §4.2 (Fig. 3)", "MLNN: for many (α₀, β) HD is "
                  "problematic (worse than the baseline, or NaN), particularly for Adam-HD",
-                 f"cells diverged or worse than the baseline (one seed): {shares}; all HD "
-                 f"{_pct(pr['pooled'])}; {gaps} ({where}; verdict: two parts, \"many\" = the "
-                 f"pooled share's 95% interval at or above {gv.MANY:.0%}, \"particularly\" = "
-                 f"Adam-HD's share above each other's by Newcombe's 95% interval; reproduces "
-                 f"when both hold, partly when one does, does not when neither). "
+                 f"cells diverged or worse than the baseline: {shares}; \"many\" = the pooled "
+                 f"share at or above {gv.MANY:.0%}, \"particularly\" = Adam-HD's share above "
+                 f"each other's ({where}). "
                  f"{_seeds_divergence('seeds_mlnn', folder, ('adam-hd',))}",
-                 pr["verdict"], "§4")
+                 pr["verdict"], "§4", n=f"{pr['pooled'].n} cells, 1 seed",
+                 interval=f"pooled {_pct(pr['pooled'])}; {gaps} (Newcombe)", rule="two parts")
 
 
 def _seeds_divergence(name: str, folder: Path, optimizers: tuple[str, ...]) -> str:
@@ -295,8 +322,8 @@ def _seeds_divergence(name: str, folder: Path, optimizers: tuple[str, ...]) -> s
         return ""
     hd = frame[frame.optimizer.isin(optimizers) & ~frame.baseline.astype(bool)]
     p = stats.proportion(int(hd.diverged.astype(bool).sum()), len(hd))
-    return (f"Over {hd.seed.nunique()} seeds in the contested region, {p.estimate * p.n:.0f} "
-            f"of {p.n} HD runs diverged ({_pct(p)}; §4).")
+    return (f"Over {hd.seed.nunique()} seeds of the contested region, {_of(p)} HD runs "
+            f"diverged ({_pct(p)}; §4).")
 
 
 def _bettercnn_grid(folder: Path, where: str) -> list[Claim]:
@@ -308,23 +335,53 @@ def _bettercnn_grid(folder: Path, where: str) -> list[Claim]:
         out.append(Claim(
             "reproducibility report §4.3 (Fig. 4)", "BetterCNN: for β > 1e-3 HD does not "
             "converge; 39% of the converging cells are worse than the baseline",
-            f"β > 1e-3 cells diverged: {b['diverged'].estimate * b['diverged'].n:.0f} of "
-            f"{b['diverged'].n} ({_pct(b['diverged'])}); converged cells worse than the "
-            f"baseline: {b['worse'].estimate * b['worse'].n:.0f} of {b['worse'].n} "
-            f"({_pct(b['worse'])}); one seed ({where}; verdict: two parts, most β > 1e-3 cells "
-            f"diverge (interval above 1/2) and the worse share's interval contains 39%)",
-            b["verdict"], "§4"))
+            f"β > 1e-3 cells diverged: {_of(b['diverged'])}; converged cells worse than the "
+            f"baseline: {_of(b['worse'])}; parts: most β > 1e-3 cells diverge, and the worse "
+            f"share's interval contains 39% ({where})", b["verdict"], "§4",
+            n=f"{b['diverged'].n} + {b['worse'].n} cells, 1 seed",
+            interval=f"diverged {_pct(b['diverged'])}; worse {_pct(b['worse'])}",
+            rule="two parts"))
     seeds = GridStore(folder / "grid_seeds_bettercnn.jsonl").frame()
     if not seeds.empty:
         p = gv.divergence_at(seeds, ("sgd-hd", "sgdn-hd"))
         out.append(Claim(
             "reproducibility report §4.3", "BetterCNN at the original hyperparameters "
             "(α₀ = β = 1e-3): \"the results are similar\" to the paper's",
-            f"SGD-HD and SGDN-HD diverged in {p.estimate * p.n:.0f} of {p.n} seeds "
-            f"({_pct(p)}), 10% of MNIST, 100 epochs ({where}; verdict: reproduces when the "
-            f"divergence probability's 95% interval lies below 1/2, does not when above, "
-            f"partly when it contains 1/2)", gv.mostly_trains(p), "§4"))
+            f"SGD-HD and SGDN-HD diverged in {_of(p)} runs, 10% of MNIST, 100 epochs; why: "
+            f"§3 ({where})", gv.mostly_trains(p), "§4", n=f"{p.n} runs (seeds × 2 optimizers)",
+            interval=f"divergence probability {_pct(p)}", rule="trains"))
     return out
+
+
+def _second_order(frame: pd.DataFrame, where: str) -> Claim:
+    from . import second_order as so
+    claim = ("\"training loss converged around the optimal value for every γ, while for "
+             "γ = 1e-1 to 1e-2 training loss had the best values\" (second-order HD, LogReg)")
+    source = "reproducibility report §5 (Fig. 5)"
+    verdict, d = so.verdict(frame)
+    if verdict == NOT_TESTED:
+        return Claim(source, claim, "the report's variant (multiplicative rule, printed sign) "
+                     f"not run in these results ({where})", NOT_TESTED, "§4")
+    conv = "; ".join(f"γ={r.gamma:g} {r.converged.estimate * r.cells:.0f}/{r.cells} "
+                     f"[{r.converged.low:.0%}, {r.converged.high:.0%}]"
+                     for r in d["table"].itertuples())
+    judged = [j for _, j in d["pairs"].values()]
+    counts = ", ".join(f"{judged.count(k)} {k}" for k in ("better", "tie", "worse"))
+    descent = so.verdict(frame, ("multiplicative", "derived"))[0]
+    cells = int(d["table"].cells.max())
+    return Claim(source, claim,
+                 f"on the report's variant (multiplicative rule, β's update as printed): lowest "
+                 f"median final loss at γ = {d['best']:g}; γ ∈ {{1e-1, 1e-2}} against the other "
+                 f"γ, paired over cells: {counts}. With β's update as derived (descent) the same "
+                 f"rule gives: {descent}; the additive rule in §4 ({where})", verdict, "§4",
+                 n=f"{cells} cells per γ", interval=f"converged (loss below ln 10): {conv}",
+                 rule="second order")
+
+
+def _tally(rows: pd.DataFrame, column: str = "we_say") -> str:
+    outcomes = ("helps", "no effect", "hurts", "inconclusive")
+    return ", ".join(f"{int((rows[column] == k).sum())} {k}" for k in outcomes
+                     if (rows[column] == k).any())
 
 
 def _stack_comparisons(results: Path) -> tuple[pd.DataFrame, str]:
@@ -338,52 +395,10 @@ def _stack_comparisons(results: Path) -> tuple[pd.DataFrame, str]:
             c = comparison(frame, table) if not frame.empty and table in set(frame.table) else None
             if c is not None and not c.empty:
                 parts.append(c.assign(table=table))
-                lo, hi = int(c.trials.min()), int(c.trials.max())
-                used[table] = f"{profile}, {lo if lo == hi else f'{lo}–{hi}'} trial(s)"
+                used[table] = profile
                 break
-    where = "; ".join(f"Table {PUBLISHED[t].number}: {u}" for t, u in used.items())
-    return (pd.concat(parts) if parts else pd.DataFrame()), where
-
-
-def _second_order(frame: pd.DataFrame, where: str) -> Claim:
-    from . import second_order as so
-    claim = ("\"training loss converged around the optimal value for every γ, while for "
-             "γ = 1e-1 to 1e-2 training loss had the best values\" (second-order HD, LogReg)")
-    source = "reproducibility report §5 (Fig. 5)"
-    verdict, d = so.verdict(frame)
-    if verdict == NOT_TESTED:
-        return Claim(source, claim, "the report's variant (multiplicative rule, printed sign) "
-                     f"not run in these results ({where})", NOT_TESTED, "§4")
-    conv = "; ".join(f"γ={r.gamma:g}: {r.converged.estimate * r.cells:.0f}/{r.cells} "
-                     f"[{r.converged.low:.0%}, {r.converged.high:.0%}]"
-                     for r in d["table"].itertuples())
-    judged = [j for _, j in d["pairs"].values()]
-    counts = ", ".join(f"{judged.count(k)} {k}" for k in ("better", "tie", "worse"))
-    descent = so.verdict(frame, ("multiplicative", "derived"))[0]
-    other = so.table(frame)
-    other = other[(other["rule"] == "additive") & (other["sign"] == "derived")]
-    beside = "; ".join(f"γ={r.gamma:g}: {r.diverged} diverged, {r.blew_up} blew up"
-                       for r in other.itertuples())
-    return Claim(source, claim,
-                 f"on the report's variant (multiplicative rule, β's update as printed), cells "
-                 f"converged (finite loss below ln 10) {conv}; lowest median final loss at "
-                 f"γ = {d['best']:g}; γ ∈ {{1e-1, 1e-2}} against the other γ, paired over "
-                 f"cells: {counts} ({where}; verdict: reproduces if most cells converge at "
-                 f"every γ, Wilson's lower bound above 1/2, and the claimed γ are best with none"
-                 f" worse, partly if one holds). The same rule with β's update as derived "
-                 f"(descent) would give: {descent}. Additive rule, derived sign: {beside}",
-                 verdict, "§4")
-
-
-ROW_RULE = ("per row, the per-trial effect err_none − err_clip paired by seed, 95% t interval: "
-            "helps above 0 and ≥ 1 point, hurts below 0 and ≤ −1 point, no effect inside "
-            "±1 point, else inconclusive")
-OUTCOMES = ("helps", "no effect", "hurts", "inconclusive")
-
-
-def _tally(rows: pd.DataFrame, column: str = "we_say") -> str:
-    return ", ".join(f"{int((rows[column] == k).sum())} {k}" for k in OUTCOMES
-                     if (rows[column] == k).any())
+    where = ", ".join(sorted(set(used.values())))
+    return (pd.concat(parts) if parts else pd.DataFrame()), f"{where} profile"
 
 
 def _clipping(results: Path) -> list[Claim]:
@@ -393,7 +408,6 @@ def _clipping(results: Path) -> list[Claim]:
         return [Claim(source, "clipping lowers test error at large secondary α", "not run",
                       NOT_TESTED, "§5")]
     mnist = comp[comp.table != "cnn"]
-    mnist_where = "; ".join(p for p in where.split("; ") if not p.startswith("Table 5"))
     out = []
     for says, claim in (("no effect", "at small secondary α clipping has negligible effect"),
                         ("helps", "at large secondary α clipping lowers test error, by a few "
@@ -402,17 +416,17 @@ def _clipping(results: Path) -> list[Claim]:
         share = stats.proportion(int((rows.we_say == says).sum()), len(rows))
         out.append(Claim(source, claim,
                          f"on the {len(rows)} rows where the report says \"{says}\", ours: "
-                         f"{_tally(rows)}; \"{says}\" on {_pct(share)}, n = "
-                         f"{_span(rows.trials)} trials per row ({ROW_RULE}; {mnist_where}; "
-                         f"verdict: "
-                         f"{MAJORITY_RULE})", majority(share), "§5"))
+                         f"{_tally(rows)} ({where})", majority(share), "§5",
+                         n=f"{len(rows)} rows × {_span(rows.trials)} trials",
+                         interval=f"share \"{says}\" {_pct(share)}", rule="rows, then majority"))
     cnn = comp[comp.table == "cnn"]
     if len(cnn):
         out.append(Claim("clipping report Table 5", "the same on CIFAR-10 with a small CNN",
-                         f"CIFAR-10 is not on our machines, so no verdict; on the Fashion-MNIST "
-                         f"stand-in, kept apart from the claims above, our rows say "
-                         f"{_tally(cnn)} where the report's say {_tally(cnn, 'report_says')}",
-                         NOT_TESTED + " (stand-in data)", "§5"))
+                         f"CIFAR-10 is not on our machines; on the Fashion-MNIST stand-in our "
+                         f"rows say {_tally(cnn)} where the report's say "
+                         f"{_tally(cnn, 'report_says')}", NOT_TESTED + " (stand-in data)", "§5",
+                         n=f"{len(cnn)} rows × {_span(cnn.trials)} trials", rule="rows",
+                         stand_in=True))
     out.extend(_ablation(results))
     return out
 
@@ -432,17 +446,15 @@ def _ablation(results: Path) -> list[Claim]:
         return []
     pseudo = stats.proportion(int(ab.pseudo_helps.sum()), len(ab))
     half = stats.proportion(int(ab.half_helps.sum()), len(ab))
-    clipping, not_rate = pseudo.low > 0.5, half.high < 0.5
     return [Claim("clipping report §3", "the gains come from clipping the hypergradient",
-                  f"on the {len(ab)} MNIST rows where the code's clipping lowered our mean error "
-                  f"by ≥ 1 point: clipping as the pseudo-code states it "
-                  f"{_tally(ab, 'pseudo_says')} ({_pct(pseudo)} helps); the secondary α halved "
-                  f"without clipping {_tally(ab, 'half_says')} ({_pct(half)} helps); "
-                  f"n = {_span(ab.trials)} trials per row ({ROW_RULE.replace('err_clip', 'err_arm')}; "
-                  f"{profile} profile; verdict: two parts, clipping helps on most rows (interval "
-                  f"above 1/2) and the halved rate on few (interval below 1/2); reproduces when "
-                  f"both hold, partly when one does, does not when neither)",
-                  two_parts(clipping, not_rate), "§5")]
+                  f"on the MNIST rows where the code's clipping lowered our mean error by "
+                  f"≥ 1 point: clipping as the pseudo-code states it {_tally(ab, 'pseudo_says')};"
+                  f" the secondary α halved without clipping {_tally(ab, 'half_says')}; parts: "
+                  f"clipping helps on most rows, the halved rate on few ({profile} profile)",
+                  two_parts(pseudo.low > 0.5, half.high < 0.5), "§5",
+                  n=f"{len(ab)} rows × {_span(ab.trials)} trials",
+                  interval=f"clipping helps {_pct(pseudo)}; halved rate helps {_pct(half)}",
+                  rule="rows, then two parts")]
 
 
 CLAIMS: tuple[Callable[[Path], list[Claim]], ...] = (
@@ -455,21 +467,32 @@ def claims(results: Path) -> list[Claim]:
 
 def claims_table(results: Path) -> str:
     found = claims(results)
-    rows = [c for c in found if not c.erratum]
+    rows = [c for c in found if not c.erratum and not c.stand_in]
     errata = [c for c in found if c.erratum]
+    stand_ins = [c for c in found if c.stand_in]
     tally = {v: sum(c.verdict.startswith(v) for c in rows)
              for v in ("reproduces", "partly", "does not reproduce", NOT_TESTED)}
     summary = (f"Of the {len(rows)} claims below, **{tally['reproduces']} reproduce**, "
                f"{tally['partly']} partly, **{tally['does not reproduce']} do not**, and "
                f"{tally[NOT_TESTED]} could not be tested here.")
-    body = [[i + 1, c.source, c.claim, c.evidence, f"**{c.verdict}**", c.section]
-            for i, c in enumerate(rows)]
+    body = [[i + 1, c.source, c.claim, c.evidence, c.n, c.interval, c.rule,
+             f"**{c.verdict}**", c.section] for i, c in enumerate(rows)]
     text = summary + "\n\n" + md_table(
-        ["#", "source", "claim", "our evidence", "verdict", "details"], body)
+        ["#", "source", "claim", "our evidence", "n", "95% interval", "rule", "verdict",
+         "details"], body)
+    used = [r for r in RULES if any(r in c.rule for c in rows)]
+    text += "\n\nRules (each can return every outcome):\n\n" + "\n".join(
+        f"- *{r}*: {RULES[r]}." for r in used)
     if errata:
         text += ("\n\nErrata in the sources, checked apart from the claims (a slip in how a "
                  "source states a result is not a result that fails to reproduce):\n\n"
                  + md_table(["source", "as printed", "our check", "outcome", "details"],
                             [[c.source, c.claim, c.evidence, f"**{c.verdict}**", c.section]
                              for c in errata]))
+    if stand_ins:
+        text += ("\n\nClaims whose data set is not on our machines, run on a stand-in and kept "
+                 "apart (no verdict, not counted above):\n\n"
+                 + md_table(["source", "claim", "on the stand-in", "n", "verdict", "details"],
+                            [[c.source, c.claim, c.evidence, c.n, f"**{c.verdict}**", c.section]
+                             for c in stand_ins]))
     return text

@@ -50,8 +50,10 @@ def provenance(results: Path) -> str:
     run = results / "stacks_clipping_run.json"
     if run.exists():
         info = json.loads(run.read_text())
+        took = ("still under way" if not info.get("finished", True) or info["wall_s"] is None
+                else f"{info['wall_s']:.0f} s")
         lines.append(f"- Training time summed over all {len(frame)} runs: "
-                     f"{frame.seconds.sum() / 60:.0f} min. Last invocation: {info['wall_s']:.0f} s "
+                     f"{frame.seconds.sum() / 60:.0f} min. Last invocation: {took} "
                      f"for {info['cells_run']} runs ({info['executor']}, {info['workers']} "
                      f"workers), commit {info['commit']}.")
     return "\n".join(lines)

@@ -54,7 +54,8 @@ class RunCell:
     def labels(self) -> dict:
         o = self.optim
         return {"cell_id": self.cell_id, "experiment": self.experiment, "model": self.model,
-                "data": self.data.name, "fraction": self.data.fraction, "optimizer": o.name,
+                "data": self.data.name, "fraction": self.data.fraction,
+                "validation": self.data.validation, "optimizer": o.name,
                 "alpha0": o.lr, "beta": o.hypergrad_lr, "rule": o.rule,
                 "options": json.dumps(dict(o.options), sort_keys=True), "epochs": self.epochs,
                 "seed": self.seed, "batch_size": self.batch_size, **dict(self.tags)}
@@ -72,7 +73,8 @@ def run_cells(cells: tuple[RunCell, ...], device: str, data_root: str,
         steps = max(f["iterations"], 1)
         rows.append({**cell.labels(), "diverged": f["diverged"], "diverged_at": f["diverged_at"],
                      "train_loss": f["train_loss"], "val_loss": f["val_loss"],
-                     "test_error": f["test_error"], "iterations": f["iterations"],
+                     "val_error": f["val_error"], "test_error": f["test_error"],
+                     "iterations": f["iterations"],
                      "seconds": f["seconds"], "seconds_per_step": f["seconds"] / steps,
                      "curve_val_acc": [e["val_acc"] for e in res.epochs],
                      "curve_train_loss": [e["train_loss"] for e in res.epochs],

@@ -218,8 +218,8 @@ def train(cfg: TrainConfig, data: Data,
     torch.manual_seed(cfg.seed)
     dtype = getattr(torch, cfg.dtype)
     model = models.build(cfg.model).to(device, dtype)
-    train_split, test_split = (Split(s.x.to(device, dtype), s.y.to(device))
-                               for s in (data.train, data.test))
+    train_split, val_split, test_split = (Split(s.x.to(device, dtype), s.y.to(device))
+                                          for s in (data.train, data.validation, data.test))
     gen = torch.Generator().manual_seed(cfg.seed)
     per_epoch = math.ceil(len(train_split) / cfg.batch_size)
     opt = make_optimizer(cfg.optim, model.parameters(), cfg.epochs * per_epoch, model)
@@ -265,7 +265,7 @@ def train(cfg: TrainConfig, data: Data,
         if diverged_at is not None:
             break
         with evaluation_model(opt, model) as judged:
-            val_loss, val_acc = evaluate(judged, test_split)
+            val_loss, val_acc = evaluate(judged, val_split)
         result.epochs.append({"epoch": epoch, "iteration": it,
                               "train_loss": sum(losses) / len(losses),
                               "val_loss": val_loss, "val_acc": val_acc,
@@ -274,6 +274,9 @@ def train(cfg: TrainConfig, data: Data,
             break
     bar.close()
     result.final = _final(result, diverged_at, it, time.perf_counter() - t0, last_alpha)
+    if data.val is not None and diverged_at is None:   # the test set, judged once, at the end
+        with evaluation_model(opt, model) as judged:
+            result.final["test_error"] = 1 - evaluate(judged, test_split)[1]
     if cfg.stop_below is not None:
         result.final["reached_at"] = reached_at
     return result
@@ -309,9 +312,10 @@ def _final(result, diverged_at, iters, seconds, last_alpha) -> dict:
     if diverged_at is None:
         last = result.epochs[-1]
         final.update(train_loss=last["train_loss"], val_loss=last["val_loss"],
-                     test_error=1 - last["val_acc"])
+                     val_error=1 - last["val_acc"], test_error=1 - last["val_acc"])
     else:
-        final.update(train_loss=float("nan"), val_loss=float("nan"), test_error=float("nan"))
+        final.update(train_loss=float("nan"), val_loss=float("nan"), val_error=float("nan"),
+                     test_error=float("nan"))
     return final
 
 

@@ -148,3 +148,38 @@ def test_figure_1_adds_the_vgg_cifar10_column_when_cifar10_is_present(tmp_path):
     assert vgg and all(c.data.name == "cifar10" for c in vgg)
     adam_hd = [c for c in vgg if c.optim.name == "adam-hd" and c.optim.rule == "additive"]
     assert adam_hd[0].optim.hypergrad_lr == 1e-8  # Baydin et al.'s β for VGG
+
+
+def test_a_validation_split_is_held_out_of_training_stratified_and_seeded():
+    cfg = D.DataConfig("mnist", 0.05, validation=0.2, seed=3)
+    data = D.load(cfg, ROOT)
+    whole = D.load(D.DataConfig("mnist", 0.05), ROOT)
+    assert (len(data.train), len(data.val), len(data.test)) == (2400, 600, 500)
+    assert data.validation is data.val and whole.validation is whole.test
+    # every held-out image comes from the training subset, and none is trained on
+    seen = {row.numpy().tobytes() for row in data.train.x}
+    pool = {row.numpy().tobytes() for row in whole.train.x}
+    held = [row.numpy().tobytes() for row in data.val.x]
+    assert all(h in pool for h in held) and not any(h in seen for h in held)
+    share = data.val.y.bincount(minlength=10).double() / len(data.val)
+    full = whole.train.y.bincount(minlength=10).double() / len(whole.train)
+    assert torch.allclose(share, full, atol=0.01)               # stratified
+    again = D.load(cfg, ROOT)
+    assert torch.equal(again.val.y, data.val.y)                 # seeded
+    assert "600 training images held out" in data.provenance["validation"]
+    with pytest.raises(ValueError, match="validation"):
+        D.DataConfig("mnist", validation=1.0)
+
+
+def test_with_a_validation_split_curves_use_it_and_the_test_set_is_read_once():
+    from hdrepro.config import config_id
+    from hdrepro.train import OptimConfig, TrainConfig, train
+    cfg = D.DataConfig("mnist", 0.05, validation=0.2)
+    assert config_id(D.DataConfig("mnist", 0.05)) == config_id(
+        D.DataConfig("mnist", 0.05, validation=0.0))   # stored ids keep their value
+    data = D.load(cfg, ROOT)
+    res = train(TrainConfig("logreg", cfg, OptimConfig("sgd", 0.1), 2, device="cpu",
+                            progress=False), data)
+    assert res.final["val_error"] == pytest.approx(1 - res.epochs[-1]["val_acc"])
+    assert res.final["test_error"] != res.final["val_error"]   # two splits, two errors
+    assert 0 < res.final["test_error"] < 0.5

@@ -30,12 +30,32 @@ def test_cells_are_stored_with_their_curves_and_a_rerun_trains_nothing(tmp_path)
     assert len(store.rows()) == 3
 
 
-def _asgc_row(method, lr, curve, phase="tune", seed=1, options="{}", diverged=False):
+def _asgc_row(method, lr, curve, phase="tune", seed=1, options="{}", diverged=False,
+              test_error=None, validation=0.1):
     return {"data": "mnist", "model": "mlnn", "method": method, "alpha0": lr, "options": options,
             "phase": phase, "seed": seed, "curve_val_acc": curve,
             "curve_seconds": [10.0 * (i + 1) for i in range(len(curve))],
-            "test_error": 1 - curve[-1], "diverged": diverged, "val_loss": 0.5,
-            "train_loss": 0.25}
+            "val_error": 1 - curve[-1], "validation": validation,
+            "test_error": 1 - curve[-1] if test_error is None else test_error,
+            "diverged": diverged, "val_loss": 0.5, "train_loss": 0.25}
+
+
+def test_asgc_chooses_on_the_validation_split_and_every_method_gets_the_same_budget():
+    # the test set would pick 1e-4; the held-out validation split picks 1e-3, and only the
+    # chosen configuration's test error is reported
+    rows = [_asgc_row("adam", 1e-3, [0.80, 0.90], test_error=0.12),
+            _asgc_row("adam", 1e-4, [0.70, 0.85], test_error=0.05),
+            # an older run chosen on the test set (no validation split): left out
+            _asgc_row("adam", 1e-2, [0.99, 0.99], validation=float("nan"))]
+    frame = pd.DataFrame(rows)
+    assert asgc_study.chosen(frame).set_index("method").loc["adam", "alpha0"] == 1e-3
+    assert asgc_study.metrics(frame).set_index("method").loc["adam", "test_error"] == 0.12
+    assert {m: len(asgc_study.tuning_configs(m)) for m in asgc_study.LRS} == \
+        {m: asgc_study.BUDGET for m in asgc_study.LRS}
+    spec = asgc_study.ASGCSpec(datasets=("mnist",), models=("mlnn",), seeds=(1,))
+    assert all(c.data.validation == spec.validation > 0 for c in spec.tune_cells())
+    with pytest.raises(ValueError, match="validation"):
+        asgc_study.ASGCSpec(validation=0.0)
 
 
 def test_asgc_summaries_choose_by_error_and_time_everyone_to_the_same_target():

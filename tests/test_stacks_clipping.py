@@ -4,6 +4,7 @@ import math
 import pandas as pd
 import pytest
 
+from hdrepro import stats
 from hdrepro.data import DataConfig, default_data_root, load
 from hdrepro.grid import RunOptions
 from hdrepro.results import GridStore
@@ -65,17 +66,40 @@ def _row(table, net, variant, alpha, seed, error):
 def test_summaries_average_trials_and_find_the_rows_where_clipping_helped():
     rows = [_row("adam", "output-tanh", v, a, s, e) for v, a, s, e in [
         ("baseline", 0.0, 1, 0.05), ("none", 1e-2, 1, 0.80), ("none", 1e-2, 2, 0.60),
-        ("clip", 1e-2, 1, 0.20), ("clip", 1e-2, 2, 0.30), ("none", 1e-4, 1, 0.03),
-        ("clip", 1e-4, 1, 0.031), ("clip-pseudo", 1e-2, 1, 0.695), ("half", 1e-2, 1, 0.245)]]
+        ("none", 1e-2, 3, 0.70), ("clip", 1e-2, 1, 0.20), ("clip", 1e-2, 2, 0.30),
+        ("clip", 1e-2, 3, 0.25), ("none", 1e-4, 1, 0.03), ("clip", 1e-4, 1, 0.031),
+        ("clip-pseudo", 1e-2, 1, 0.797), ("clip-pseudo", 1e-2, 2, 0.603),
+        ("clip-pseudo", 1e-2, 3, 0.70), ("half", 1e-2, 1, 0.21), ("half", 1e-2, 2, 0.29),
+        ("half", 1e-2, 3, 0.26)]]
     frame = pd.DataFrame(rows)
     comp = comparison(frame, "adam").set_index("alpha")
-    assert comp.loc[1e-2, "ours_none"] == pytest.approx(0.70)   # mean of two trials
+    assert comp.loc[1e-2, "ours_none"] == pytest.approx(0.70)   # mean of three trials
     assert comp.loc[1e-2, "report_none"] == pytest.approx(0.7957)
+    # per-seed effects 0.60, 0.30, 0.45: t interval [0.08, 0.82], above 0 and ≥ 1 point
     assert comp.loc[1e-2, "we_say"] == "helps" and comp.loc[1e-2, "agree"]
-    assert comp.loc[1e-4, "we_say"] == "no effect" and comp.loc[1e-4, "report_says"] == "no effect"
+    assert comp.loc[1e-2, "effect"].low == pytest.approx(0.0774, abs=1e-3)
+    # one trial has no spread: inconclusive, never "no effect"
+    assert comp.loc[1e-4, "we_say"] == "inconclusive" and comp.loc[1e-4, "report_says"] == "no effect"
     assert helped_rows(frame) == [("adam", "output-tanh", 1e-2)]
     ab = ablation(frame).iloc[0]
-    assert ab.half_helps and ab.half_matches and not ab.pseudo_helps
+    assert ab.half_helps and ab.half_matches and not ab.pseudo_helps and ab.trials == 3
+    assert ab.pseudo_says == "no effect"   # effects ±0.003, 0: interval inside ±1 point
+
+
+def test_a_row_is_inconclusive_when_its_spread_exceeds_its_difference():
+    """Table 1's α = 100 with clipping in one run: 3.83%, 3.71%, 84.35% (no clipping ~10%)."""
+    from hdrepro.stacks import effect_outcome, paired_effect
+    rows = pd.DataFrame([_row("sgd", "output-tanh", v, 100.0, s, e) for v, s, e in [
+        ("none", 1, 0.10), ("none", 2, 0.11), ("none", 3, 0.10),
+        ("clip", 1, 0.0383), ("clip", 2, 0.0371), ("clip", 3, 0.8435)]])
+    effect = paired_effect(rows)
+    assert effect.n == 3 and effect.low < 0 < effect.high
+    assert effect_outcome(effect) == "inconclusive"
+    tight = stats.Interval(-0.002, -0.004, 0.001, 5)
+    assert effect_outcome(tight) == "no effect"
+    assert effect_outcome(stats.Interval(-0.05, -0.08, -0.02, 5)) == "hurts"
+    assert effect_outcome(stats.Interval(0.05, 0.02, 0.08, 5)) == "helps"
+    assert effect_outcome(stats.Interval(0.005, 0.002, 0.008, 5)) == "no effect"  # real, < 1 pt
 
 
 def test_ablations_run_only_where_clipping_helped_and_a_rerun_redoes_nothing(tmp_path):

@@ -67,3 +67,102 @@ def test_majority_returns_every_outcome():
     assert [stats.majority(stats.proportion(k, 20)) for k in (18, 10, 2, 0)] == \
         ["reproduces", "partly", "does not reproduce", "does not reproduce"]
     assert stats.majority(stats.proportion(0, 0)) == "not tested"
+
+
+# -- the grid claims (hdrepro.grid_verdicts) ---------------------------------------------------
+from hdrepro import grid_verdicts as gv  # noqa: E402
+
+
+def _grid(paper, best, seeds=5, paper_diverges=False):
+    """A LogReg panel: the paper's cell, a better cell and a poor one, over seeds."""
+    rows = []
+    for s in range(1, seeds + 1):
+        for (a, b), loss in (((1e-3, 1e-3), paper[s - 1]), ((1e-1, 1e-6), best[s - 1]),
+                             ((1e-6, 1e-6), 2.0)):
+            lost = paper_diverges and (a, b) == (1e-3, 1e-3)
+            rows.append({"optimizer": "sgd-hd", "rule": "additive", "baseline": False,
+                         "alpha0": a, "beta": b, "seed": s, "diverged": lost,
+                         "train_loss": float("nan") if lost else loss})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("paper, best, outcome", [
+    ((0.20, 0.21, 0.22, 0.20, 0.21), (0.30, 0.31, 0.32, 0.30, 0.31), "better"),
+    ((0.30, 0.31, 0.32, 0.30, 0.31), (0.20, 0.21, 0.22, 0.20, 0.21), "worse"),
+    ((0.20, 0.31, 0.22, 0.30, 0.21), (0.30, 0.21, 0.32, 0.20, 0.21), "tie"),
+])
+def test_the_papers_cell_is_judged_against_the_best_other_cell_over_seeds(paper, best, outcome):
+    r = gv.paper_cell_vs_best(_grid(paper, best), "sgd-hd")
+    assert r["outcome"] == outcome and r["seeds"] == 5 and r["best"] == (1e-1, 1e-6)
+
+
+def test_a_papers_cell_that_diverged_on_a_seed_is_worse():
+    r = gv.paper_cell_vs_best(_grid((0.2,) * 5, (0.3,) * 5, paper_diverges=True), "sgd-hd")
+    assert r["outcome"] == "worse" and r["paper_diverged"] == 5
+
+
+def test_paper_cell_verdict_returns_every_outcome():
+    row = lambda o: {"outcome": o}  # noqa: E731
+    assert gv.paper_cell_verdict([row("tie"), row("better")]) == "reproduces"
+    assert gv.paper_cell_verdict([row("tie"), row("worse")]) == "partly"
+    assert gv.paper_cell_verdict([row("worse"), row("worse")]) == "does not reproduce"
+    assert gv.paper_cell_verdict([]) == "not tested"
+
+
+def _panel(bad, cells=36):
+    return {"cells": cells, "diverged": bad // 2, "worse": bad - bad // 2}
+
+
+def test_mlnn_rule_returns_every_outcome():
+    many_adam = {"sgd-hd": _panel(10), "sgdn-hd": _panel(12), "adam-hd": _panel(30)}
+    assert gv.problematic(many_adam)["verdict"] == "reproduces"
+    # Adam-HD no worse than the others (the difference is inside the noise), but many bad
+    level = {"sgd-hd": _panel(20), "sgdn-hd": _panel(22), "adam-hd": _panel(24)}
+    assert gv.problematic(level)["verdict"] == "partly"
+    few = {"sgd-hd": _panel(1), "sgdn-hd": _panel(2), "adam-hd": _panel(2)}
+    assert gv.problematic(few)["verdict"] == "does not reproduce"
+    assert gv.problematic({})["verdict"] == "not tested"
+
+
+def test_bettercnn_rule_returns_every_outcome():
+    most, some = pd.Series([True] * 30 + [False] * 6), pd.Series([True] * 6 + [False] * 30)
+    assert gv.bettercnn(most, 23, 60)["verdict"] == "reproduces"
+    assert gv.bettercnn(most, 5, 60)["verdict"] == "partly"       # 8%: far from 39%
+    assert gv.bettercnn(some, 5, 60)["verdict"] == "does not reproduce"
+    assert gv.bettercnn(pd.Series([], dtype=bool), 0, 0)["verdict"] == "not tested"
+
+
+def test_mostly_trains_returns_every_outcome():
+    assert gv.mostly_trains(stats.proportion(1, 20)) == "reproduces"
+    assert gv.mostly_trains(stats.proportion(12, 20)) == "partly"
+    assert gv.mostly_trains(stats.proportion(19, 20)) == "does not reproduce"
+
+
+def test_newcombe_interval_matches_the_published_example():
+    # Newcombe (1998), method 10: 56/70 − 48/80 = 0.2, 95% CI [0.0524, 0.3339]
+    d = stats.proportion_difference(56, 70, 48, 80)
+    assert d.estimate == pytest.approx(0.2)
+    assert (d.low, d.high) == (pytest.approx(0.0524, abs=1e-4), pytest.approx(0.3339, abs=1e-4))
+
+
+# -- the divergence study (hdrepro.divergence_study) -------------------------------------------
+from hdrepro import divergence_study as ds  # noqa: E402
+
+
+def _twins(d32, d64):
+    rows = []
+    for s, (a, b) in enumerate(zip(d32, d64), start=1):
+        rows += [{"optimizer": "sgd-hd", "seed": s, "dtype": "float32", "diverged": a,
+                  "diverged_at": 500 if a else None},
+                 {"optimizer": "sgd-hd", "seed": s, "dtype": "float64", "diverged": b,
+                  "diverged_at": 510 if b else None}]
+    return ds.pairs(pd.DataFrame(rows))
+
+
+def test_precision_rule_returns_every_outcome():
+    assert ds.precision_verdict(_twins([True] * 8 + [False] * 2, [True] * 8 + [False] * 2))[0] \
+        == "not the cause"
+    assert ds.precision_verdict(_twins([True] * 8 + [False] * 2, [False] * 10))[0] == "the cause"
+    assert ds.precision_verdict(_twins([True, True, False], [True, False, False]))[0] == \
+        "undecided"
+    assert ds.precision_verdict(_twins([False] * 3, [False] * 3))[0] == "undecided"
