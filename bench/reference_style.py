@@ -1,7 +1,7 @@
 """Straightforward per-parameter HD optimizers in the style of Baydin et al.'s public code.
 
 For the benchmark only: a Python loop over parameter tensors, a `.item()` host read per tensor,
-the learning rate bumped tensor by tensor (as REFERENCE-SETUPS.md describes the reference
+the learning rate bumped tensor by tensor (as docs/setups.md describes the reference
 AdamHD). Not used by the library; correctness is not the point, cost is.
 """
 import math

@@ -2,7 +2,7 @@
 with its ablations, a random-hyperparameter robustness study and per-layer gradient-magnitude
 distributions before and after clipping.
 
-Claim tested (the ASGC proposal, ../shared/papers/asgc-proposal.txt): ASGC gives higher accuracy,
+Claim tested (the ASGC proposal): ASGC gives higher accuracy,
 faster, more stably and with a smaller train-test gap than the usual optimizers. Setup (ours; the
 proposal's ImageNet/WMT/Atari are out of reach): MNIST and Fashion-MNIST, MLNN and BetterCNN,
 batch 128, weight decay 1e-4; ASGC around SGD with momentum 0.9; formulas, grids and metrics in

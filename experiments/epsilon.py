@@ -1,7 +1,7 @@
 """Adam's ε from gradient-magnitude histograms: record |g| histograms early in training, propose
 a search interval for ε, and check it against a sweep of ε over 10 decades.
 
-Claim tested (Silva & Rodriguez, summarised in ../shared/papers/epsilon-histogram-summary.txt): the
+Claim tested (Silva & Rodriguez, their histogram rule for ε): the
 histogram gives a search space for ε at least two times narrower than the usual default range
 that still holds the best ε. Setup: MNIST, MLNN and BetterCNN, Adam α = 1e-3, batch 128, weight
 decay 1e-4; the rule in hdrepro.analysis, the validation in hdrepro.epsilon_study.

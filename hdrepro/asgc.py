@@ -1,4 +1,4 @@
-r"""ASGC: adaptive stochastic gradient clipping (the proposal in ../shared/papers/asgc-proposal.txt),
+r"""ASGC: adaptive stochastic gradient clipping (after the ASGC proposal),
 as a wrapper around any torch.optim optimizer.
 
 The proposal names the ingredients (per-layer running mean and variance of the gradients, a

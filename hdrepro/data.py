@@ -1,4 +1,4 @@
-"""Data sets that work offline: MNIST, Fashion-MNIST, CIFAR-10 (see ../shared/DATA.md).
+"""Data sets that work offline: MNIST, Fashion-MNIST, CIFAR-10 (their sources: docs/setups.md).
 
 ``fetch(name, root)`` tries the sources in order, verifies every raw file by the SHA-256 of its
 *decompressed* bytes (so every source is checked against the same digest), and caches the decoded

@@ -41,7 +41,7 @@ def TanhMLP(output_tanh: bool = True) -> MLP:
 
 
 class BetterCNN(nn.Sequential):
-    """The reproducibility report's CNN for 1×28×28 inputs (REFERENCE-SETUPS.md).
+    """The reproducibility report's CNN for 1×28×28 inputs (docs/setups.md).
 
     Conv(1→30, 5×5) → ReLU → MaxPool 2 → Conv(30→15, 3×3) → ReLU → MaxPool 2 → Dropout 0.2 →
     Linear(375→128) → ReLU → Linear(128→50) → ReLU → Linear(50→10). Dropout is off in eval()

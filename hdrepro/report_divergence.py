@@ -58,12 +58,14 @@ def _precision(study: pd.DataFrame) -> list[str]:
     if pairs.empty:
         return []
     verdict, p = ds.precision_verdict(pairs)
-    return [f"*Precision: {verdict}.* Every seed was rerun in float64 with the same initial "
-            f"weights and minibatch order ({int(study.epochs.iloc[0])} epochs). float32 runs "
-            f"diverged: {_ci(p['float32'])}; float64: {_ci(p['float64'])}. Of the float32 runs "
-            f"that diverged, the float64 twin diverged too in {_ci(p['twins'])} (rule: not the "
-            "cause when that share's interval lies above 1/2, the cause when below, undecided "
-            "otherwise)."]
+    twins = (f"Of the float32 runs that diverged, the float64 twin diverged too in "
+             f"{_ci(p['twins'])}" if p["twins"].n else "No float32 run has diverged yet, so "
+             "there is nothing for a float64 twin to confirm")
+    return [f"*Precision: {verdict}.* Each seed runs in float32 and again in float64 with the "
+            f"same initial weights and minibatch order, on the CPU ({int(study.epochs.iloc[0])} "
+            f"epochs). float32 runs diverged: {_ci(p['float32'])}; float64: "
+            f"{_ci(p['float64'])}. {twins} (rule: not the cause when that share's interval lies "
+            "above 1/2, the cause when below, undecided otherwise)."]
 
 
 def _mechanism(study: pd.DataFrame) -> list[str]:

@@ -23,8 +23,23 @@ from .sensitivity import KINDS, NEAR_BEST, lost_runs, tuning
 TIE = 0.001  # test errors closer than 0.1 points are a tie, whatever the seeds' spread
 
 
+#: experiments whose summaries read only some stored runs (ASGC: those that chose on a held-out
+#: validation split; older runs chose on the test set)
+FILTERS = {"asgc": asgc_study.validated}
+
+
 def _frame(results: Path, name: str) -> pd.DataFrame:
-    return GridStore(results / f"{name}.jsonl").frame()
+    frame = GridStore(results / f"{name}.jsonl").frame()
+    return FILTERS[name](frame) if name in FILTERS and not frame.empty else frame
+
+
+def _left_out(results: Path, name: str) -> str:
+    """Why a store's runs are all left out, or "" when none are."""
+    if name in FILTERS and not GridStore(results / f"{name}.jsonl").frame().empty:
+        return (f"_Its stored runs chose their configurations on the test set and are left out; "
+                f"`hdrepro run {name} --profile {results.name}` reruns the study choosing on a "
+                "held-out validation split._")
+    return ""
 
 
 def _missing(script: str) -> str:
@@ -317,7 +332,9 @@ def _section(experiment: str, build: Callable[[pd.DataFrame, Path], str]
     """A report section built from an experiment's stored runs, or a note saying how to run it."""
     def section(results: Path) -> str:
         f = _frame(results, experiment)
-        return _missing(f"{experiment}.py") if f.empty else build(f, results)
+        if f.empty:
+            return _left_out(results, experiment) or _missing(f"{experiment}.py")
+        return build(f, results)
     return section
 
 
@@ -328,7 +345,9 @@ def _full_section(experiment: str, builders) -> Callable[[Path], str]:
         full = full_results(results)
         f = _frame(full, experiment)
         if f.empty:
-            return not_run_at_full_scale(f"python experiments/{experiment}.py --profile full")
+            return ("**At full scale:** " + _left_out(full, experiment) if
+                    _left_out(full, experiment) else
+                    not_run_at_full_scale(f"python experiments/{experiment}.py --profile full"))
         head = full_scale_head(results, f"{experiment}*.png")
         total = run_record(full, f"{experiment}_run.json").get("cells_total")
         if is_partial(len(f), total):  # the summaries need every cell: show what ran so far

@@ -83,8 +83,25 @@ def check_finite_nonneg(name: str, value) -> None:
         raise ValueError(f"Invalid {name}: {value} (must be >= 0)")
 
 
+#: Parameter dtypes the HD optimizers accept. In bfloat16 and float16, α_t kept in the
+#: parameters' dtype rounds β·h_t away, and torch's fused CPU SGD kernel leaves half-precision
+#: parameters unmoved (torch 2.13), so half precision is refused rather than silently wrong.
+SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+
+def check_dtypes(params) -> None:
+    """Refuse parameters in a dtype the HD optimizers do not support, naming the way out."""
+    bad = sorted({str(p.dtype).replace("torch.", "") for p in params
+                  if p.dtype not in SUPPORTED_DTYPES})
+    if bad:
+        raise ValueError(f"HD optimizers take float32 or float64 parameters, not {bad[0]}: keep "
+                         "the parameters in float32 and run the forward pass under "
+                         "torch.autocast(device_type, dtype=torch.bfloat16) for mixed precision")
+
+
 def init_group(group: dict) -> None:
     """Give a parameter group its HD state: α as a 0-d tensor, a_{t-1}, h_t and the NaN counter."""
+    check_dtypes(group["params"])
     dtype, device = torch.get_default_dtype(), None
     if group["params"]:
         dtype, device = group["params"][0].dtype, group["params"][0].device
