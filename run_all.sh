@@ -8,24 +8,33 @@
 # Grid and stack runs can be steered with HDREPRO_GRID_EXECUTOR (inprocess|processes|dask),
 # HDREPRO_GRID_WORKERS and HDREPRO_GRID_BATCH (cells per batched run; 0 = one at a time;
 # unset: by model and device, hdrepro.grid.auto_batch).
-# --out DIR writes results/, figures/ and REPORT.md under DIR instead of the repository.
+# --out DIR writes results/, figures/ and REPORT.md under DIR instead of the repository; the
+# smoke profile writes under out/smoke/ unless told otherwise, so a first try never touches the
+# committed report. --dry-run prints where the profile would write, and stops.
 set -euo pipefail
 cd "$(dirname "$0")"
 profile=quick
-out=.
+out=
+dry=
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) profile="${2:?--profile needs smoke, quick or full}"; shift 2 ;;
         --profile=*) profile="${1#*=}"; shift ;;
         --out) out="${2:?--out needs a folder}"; shift 2 ;;
         --out=*) out="${1#*=}"; shift ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        --dry-run) dry=1; shift ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
 case "$profile" in smoke|quick|full) ;; *)
     echo "run_all.sh: unknown profile '$profile'; choose smoke, quick or full" >&2; exit 2 ;;
 esac
+[ -n "$out" ] || { [ "$profile" = smoke ] && out=out/smoke || out=.; }
+if [ -n "$dry" ]; then
+    echo "results=$out/results/$profile figures=$out/figures report=$out/REPORT.md"
+    exit 0
+fi
 
 setup_t0="$EPOCHREALTIME"
 . scripts/setup_env.sh

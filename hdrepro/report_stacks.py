@@ -10,6 +10,7 @@ from typing import Callable
 
 import pandas as pd
 
+from . import stats
 from .report_format import full_figures, full_results, md_table
 from .results import GridStore
 from .stacks import EFFECT, PUBLISHED, ablation, baseline_error, comparison, default_pixels
@@ -118,10 +119,13 @@ def agreement(results: Path) -> str:
     helps_theirs = int((allc.report_says == "helps").sum())
     helps_both = int(((allc.report_says == "helps") & (allc.we_say == "helps")).sum())
     hurts_ours = int((allc.we_say == "hurts").sum())
-    return (f"Over the {len(allc)} rows run here, our conclusion (helps / no effect / hurts, at "
-            f"{100 * EFFECT:g} point) matches the report's on {int(allc.agree.sum())}. Clipping "
-            f"helped in {helps_theirs} of these rows in the report and in {helps_both} of those "
-            f"for us too; it hurt by ≥ 1 point in {hurts_ours} rows of ours.")
+    unsure = int((allc.we_say == "inconclusive").sum())
+    return (f"Over the {len(allc)} rows run here, our conclusion (helps / no effect / hurts at "
+            f"{100 * EFFECT:g} point, judged on the paired trials) matches the report's on "
+            f"{int(allc.agree.sum())}, and {unsure} of ours are inconclusive (the trials' spread "
+            f"exceeds the difference). Clipping helped in {helps_theirs} of these rows in the "
+            f"report and in {helps_both} of those for us too; it hurt in {hurts_ours} rows of "
+            "ours.")
 
 
 def ablation_table(results: Path) -> str:
@@ -132,10 +136,11 @@ def ablation_table(results: Path) -> str:
     if ab.empty:
         return "_No ablation runs: clipping lowered our error by ≥ 1 point on no row._"
     rows = [[TITLES[r.table], r.net, f"{r.alpha:g}", _pct(r.none), _pct(r.clip),
-             _pct(r.clip_pseudo, r.pseudo_helps), _pct(r.half, r.half_helps), _verdict(r)]
+             f"{_pct(r.clip_pseudo, r.pseudo_helps)} ({r.pseudo_says})",
+             f"{_pct(r.half, r.half_helps)} ({r.half_says})", r.trials, _verdict(r)]
             for r in ab.itertuples()]
     return md_table(["stack", "network", "α", "no clip", "clip (code)", "clip (pseudo-code)",
-                     "no clip, α/2", "reading"], rows)
+                     "no clip, α/2", "trials", "reading"], rows)
 
 
 def _verdict(r) -> str:
@@ -145,31 +150,46 @@ def _verdict(r) -> str:
         return "clipping"
     if r.pseudo_helps and r.half_helps:
         return "both"
+    if "inconclusive" in (r.pseudo_says, r.half_says):
+        return "inside the noise"
     return "neither alone"
 
 
 def ablation_verdict(results: Path) -> str:
-    """Which explanation the rows support, by count."""
+    """Which explanation the rows support: the share of rows where each arm helps (paired by
+    trial, :func:`hdrepro.stacks.effect_outcome`), with Wilson's intervals; the explanation
+    wins when its interval lies above the other's."""
     frame = _frame(results)
     ab = ablation(frame) if not frame.empty else pd.DataFrame()
     if ab.empty:
         return ""
     n = len(ab)
-    half, pseudo = int(ab.half_helps.sum()), int(ab.pseudo_helps.sum())
-    match = int(ab.half_matches.sum())
-    if half > pseudo:
-        reading = ("the data favour the halved rate: on most rows α/2 without clipping does what "
-                   "the code's clipping does, while clipping by the pseudo-code's threshold "
-                   "helps less often")
-    elif pseudo > half:
-        reading = ("the data favour clipping itself: the pseudo-code's clipping, which never "
-                   "halves a steady hypergradient, helps on more rows than α/2 does")
+    half = stats.proportion(int(ab.half_helps.sum()), n)
+    pseudo = stats.proportion(int(ab.pseudo_helps.sum()), n)
+    unsure = int(((ab.half_says == "inconclusive") | (ab.pseudo_says == "inconclusive")).sum())
+    if half.low > pseudo.high:
+        reading = "the halved rate: α/2 without clipping helps on more rows than clipping does"
+    elif pseudo.low > half.high:
+        reading = ("clipping itself: the pseudo-code's clipping, which never halves a steady "
+                   "hypergradient, helps on more rows than α/2 does")
     else:
-        reading = "the data do not separate the two explanations"
-    return (f"On the {n} rows where the code's clipping lowered our error by ≥ 1 point, halving α "
-            f"without clipping also did so on {half}, and came within 1 point of the code's "
-            f"clipping on {match}; the pseudo-code's clipping did so on {pseudo}. Reading: "
-            f"{reading}.")
+        reading = (f"neither explanation wins; their intervals overlap, and on {unsure} of the "
+                   f"{n} rows at least one arm is inconclusive at {_span(ab.trials)} trials, "
+                   "where more trials would narrow the row's interval")
+    code = stats.proportion(int((ab.clip_says == "helps").sum()), n)
+    return (f"On the {n} rows where the code's clipping lowered our mean error by ≥ 1 point, "
+            f"judged per row on the paired trials: the code's clipping itself helps on "
+            f"{_share(code)}, α/2 without clipping on {_share(half)}, the pseudo-code's clipping "
+            f"on {_share(pseudo)}. Answer: {reading}.")
+
+
+def _share(p: stats.Interval) -> str:
+    return f"{p.estimate * p.n:.0f} ({p.estimate:.0%} [{p.low:.0%}, {p.high:.0%}])"
+
+
+def _span(values) -> str:
+    lo, hi = int(min(values)), int(max(values))
+    return str(lo) if lo == hi else f"{lo}–{hi}"
 
 
 def trace_summary(results: Path) -> str:

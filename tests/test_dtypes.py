@@ -45,7 +45,7 @@ def _run(name, autocast: bool, steps=30):
             loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
-    return float(loss), float(opt.param_groups[0]["lr"])
+    return float(loss.detach()), float(opt.param_groups[0]["lr"])
 
 
 @pytest.mark.parametrize("name", sorted(MAKERS))

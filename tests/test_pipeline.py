@@ -185,3 +185,12 @@ def test_smoke_report_opens_with_the_claims_and_their_verdicts(smoke):
                           summary)
     assert n >= 8 and len(verdicts) == n
     assert "### 7.1 Setups" in report and "| ours, smoke profile | ours, full profile |" in report
+
+
+def test_a_smoke_run_never_writes_the_committed_report_figures_or_results():
+    where = subprocess.run(["bash", str(ROOT / "run_all.sh"), "--profile", "smoke", "--dry-run"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    paths = dict(w.split("=", 1) for w in where)
+    assert paths == {"results": "out/smoke/results/smoke", "figures": "out/smoke/figures",
+                     "report": "out/smoke/REPORT.md"}
+    assert "/out/" in (ROOT / ".gitignore").read_text().split()
