@@ -1,5 +1,7 @@
 """Dtypes: the HD optimizers take float32 and float64 and refuse half precision with a one-line
 error that names the fix (mixed precision through torch.autocast, which they support)."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -56,3 +58,62 @@ def test_mixed_precision_under_autocast_learns_alpha_like_float32(name):
     assert alpha32 != start and alpha16 != start          # HD moved α in both
     assert alpha16 == pytest.approx(alpha32, rel=0.05)    # bfloat16 matmuls: a few % apart
     assert loss16 == pytest.approx(loss32, rel=0.05, abs=0.02)
+
+
+# -- checkpoints and wrapped options (drop-in use) ---------------------------------------------
+def _steps(model, opt, n, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 20, generator=gen)
+    y = (x[:, 0] > 0).long()
+    for _ in range(n):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("torch_opt, hd_opt", [
+    (lambda ps: torch.optim.Adam(ps, lr=1e-3), lambda ps: AdamHD(ps, lr=1e-3, hypergrad_lr=0.0)),
+    (lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9, nesterov=True),
+     lambda ps: SGDHD(ps, lr=1e-2, momentum=0.9, nesterov=True, hypergrad_lr=0.0)),
+])
+def test_a_torch_checkpoint_loads_as_a_warm_start(torch_opt, hd_opt):
+    """Training on from a torch SGD/Adam checkpoint: with β = 0 the HD optimizer continues
+    exactly as torch's would (float64), and with β > 0 it steps and learns α from there."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        a, b = _mlp(torch.float64), _mlp(torch.float64)
+        ta = torch_opt(list(a.parameters()))
+        _steps(a, ta, 5, seed=1)
+        b.load_state_dict(a.state_dict())
+        saved = ta.state_dict()
+        saved["param_groups"][0]["lr"] = 2e-3 if isinstance(ta, torch.optim.Adam) else 2e-2
+        ta.load_state_dict(copy.deepcopy(saved))   # torch shares the tensors it is given
+        hb = hd_opt(list(b.parameters()))
+        hb.load_state_dict(copy.deepcopy(saved))
+        assert float(hb.param_groups[0]["lr"]) == saved["param_groups"][0]["lr"]   # α₀ from lr
+        _steps(a, ta, 5, seed=2)
+        _steps(b, hb, 5, seed=2)
+        for p, q in zip(a.parameters(), b.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+        hb.param_groups[0]["hypergrad_lr"] = 1e-3
+        _steps(b, hb, 3, seed=3)
+        assert float(hb.param_groups[0]["lr"]) != saved["param_groups"][0]["lr"]
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_hd_refuses_a_wrapped_optimizer_that_maximises():
+    with pytest.raises(ValueError, match="maximize"):
+        HD(torch.optim.Adam(_mlp().parameters(), lr=1e-3, maximize=True), hypergrad_lr=1e-7)
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps, f: SGDHD(ps, lr=1e-2, momentum=0.9, nesterov=True, hypergrad_lr=1e-3, foreach=f),
+    lambda ps, f: AdamHD(ps, lr=1e-3, hypergrad_lr=1e-7, foreach=f)])
+def test_foreach_none_means_the_fast_path_as_in_torch(make, monkeypatch):
+    called = []
+    model = _mlp()
+    opt = make(list(model.parameters()), None)
+    monkeypatch.setattr(opt, "_group_step_loop", lambda *a: called.append("loop"))
+    _steps(model, opt, 2, seed=1)
+    assert called == [] and float(opt.param_groups[0]["lr"]) != opt.defaults["lr"]

@@ -264,13 +264,29 @@ class HDOptimizer(Optimizer):
         super().add_param_group(param_group)
         init_group(self.param_groups[-1])
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """torch's load, then each group's HD settings and state where the saved dict has none:
+        a plain torch.optim SGD or Adam checkpoint loads as a warm start, its lr becoming α₀
+        and β and the rule this optimizer's (a missing key would otherwise fail at the next
+        step)."""
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+            init_group(group)
+        for state in self.state.values():   # torch < 1.12 saved Adam's step as a number
+            if "step" in state and not torch.is_tensor(state["step"]):
+                state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
+
     @torch.no_grad()
     def step(self, closure=None):
         loss = evaluate_closure(closure)
         for group in self.param_groups:
             params, grads = params_with_grads(group)
             if params:
-                step = self._group_step if group["foreach"] else self._group_step_loop
+                # foreach=None means "choose for me", as in torch.optim: the fast path
+                fast = group.get("foreach") is not False
+                step = self._group_step if fast else self._group_step_loop
                 step(group, params, grads)
         return loss
 

@@ -30,12 +30,13 @@ class AdamHD(hg.HDOptimizer):
     does not synchronise with the host; ``hypergrad_lr=0`` gives exactly torch.optim.Adam.
     ``hyper_hypergrad_lr`` γ > 0 turns on second-order HD (see :mod:`hdrepro.optim._hypergrad`;
     ``second_order="printed"`` for the reproducibility report's printed ascent on β).
-    ``foreach=False`` runs the plain per-parameter loop written from the equations above.
+    ``foreach=False`` runs the plain per-parameter loop written from the equations above;
+    ``True`` (default) or ``None`` the fused/multi-tensor path.
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  hypergrad_lr=1e-8, rule="additive", hyper_hypergrad_lr=0.0,
-                 *, foreach: bool = True, second_order: str = "derived"):
+                 *, foreach: bool | None = True, second_order: str = "derived"):
         hg.check_hd_args(lr, hypergrad_lr, rule, hyper_hypergrad_lr, second_order)
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"Invalid betas: {betas} (need two numbers in [0, 1))")

@@ -45,6 +45,9 @@ class HD:
             raise ValueError(f"HD needs an optimizer whose step is linear in lr; "
                              f"{type(optimizer).__name__} is not one of: {names}")
         for group in optimizer.param_groups:
+            if group.get("maximize"):  # h_t would then drive α the wrong way, and α diverge
+                raise ValueError(f"HD does not support maximize=True in "
+                                 f"{type(optimizer).__name__}: minimise the negated objective")
             hg.check_hd_args(group["lr"], hypergrad_lr, rule, hyper_hypergrad_lr, second_order)
             group.update(hypergrad_lr=hypergrad_lr, rule=rule,
                          hyper_hypergrad_lr=hyper_hypergrad_lr, second_order=second_order)

@@ -38,13 +38,13 @@ class SGDHD(hg.HDOptimizer):
         hyper_hypergrad_lr: γ; > 0 turns on second-order HD.
         second_order: how β is updated then: "derived" (descent) or "printed" (the
             reproducibility report's printed ascent; see :mod:`hdrepro.optim._hypergrad`).
-        foreach: True (default) uses torch's fused/multi-tensor SGD kernel; False runs the plain
+        foreach: True (default) or None uses torch's fused/multi-tensor SGD kernel; False runs the plain
             per-parameter loop below, written line by line from the equations above.
     """
 
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, hypergrad_lr=1e-6, rule="additive", hyper_hypergrad_lr=0.0,
-                 *, foreach: bool = True, second_order: str = "derived"):
+                 *, foreach: bool | None = True, second_order: str = "derived"):
         hg.check_hd_args(lr, hypergrad_lr, rule, hyper_hypergrad_lr, second_order)
         hg.check_finite_nonneg("momentum", momentum)
         hg.check_finite_nonneg("dampening", dampening)
