@@ -32,9 +32,10 @@ def _over_seeds(full: Path) -> list[str]:
     for opt, g in at.groupby("optimizer"):
         lost = g.diverged.astype(bool)
         blew = int((~lost & (g.train_loss > math.log(10))).sum())
-        parts.append(f"{NAMES.get(opt, opt)} diverged in {_ci(stats.proportion(int(lost.sum()), len(g)))}"
-                     f" and blew up without NaN (final loss above ln 10) in {blew} more")
-    return [f"*Chance.* Over {at.seed.nunique()} seeds of §4's setting (10% of MNIST, "
+        p = stats.proportion(int(lost.sum()), len(g))
+        parts.append(f"{NAMES.get(opt, opt)} diverged in {_ci(p)} and blew up without NaN "
+                     f"(final loss above ln 10) in {blew} more")
+    return [f"*Over seeds.* Over {at.seed.nunique()} seeds of §4's setting (10% of MNIST, "
             f"{int(at.epochs.iloc[0])} epochs): " + "; ".join(parts) + ". One run, like the "
             "report's grid cell, is a single draw from these odds."]
 
@@ -68,6 +69,34 @@ def _precision(study: pd.DataFrame) -> list[str]:
             "above 1/2, the cause when below, undecided otherwise)."]
 
 
+def _devices(full: Path, study: pd.DataFrame) -> list[str]:
+    """The same seeds in §4's 10-seed grid (its device, batched cells) against this study's
+    float32 runs (one cell at a time), over the steps both ran."""
+    grid = GridStore(full / "grid_seeds_bettercnn.jsonl").frame()
+    mine = study[study.dtype == "float32"]
+    if grid.empty or mine.empty:
+        return []
+    at = grid[~grid.baseline.astype(bool) & near(grid.alpha0, PAPER_CELL[0])
+              & near(grid.beta, PAPER_CELL[1])].set_index(["optimizer", "seed"])
+    steps = int(mine.iterations.max())   # the study's run length (or the divergence step)
+    pairs = [(r, at.loc[(r.optimizer, r.seed)]) for r in mine.itertuples()
+             if (r.optimizer, r.seed) in at.index]
+    if not pairs:
+        return []
+    lost = lambda g: bool(g.diverged) and g.diverged_at <= steps  # noqa: E731
+    there = sum(lost(g) for _, g in pairs)
+    here = sum(bool(r.diverged) for r, _ in pairs)
+    both = sum(lost(g) and bool(r.diverged) for r, g in pairs)
+    device = ", ".join(sorted(set(grid.device)))
+    return [f"*The device.* On the same {len(pairs)} optimizer–seed pairs, within the first "
+            f"{steps} steps, §4's grid runs ({device}, cells batched) diverged in {there}, these one-at-a-time "
+            f"CPU float32 runs in {here}, both in {both}. Where the two differ, the trajectories "
+            "differ by rounding alone (the same initial weights and minibatch order); the GPU "
+            "runs' convolutions may use TF32, torch's default for cuDNN convolutions, whose "
+            "10-bit mantissa is coarser than float32's 23. A GPU rerun with TF32 off would "
+            "separate the two."]
+
+
 def _mechanism(study: pd.DataFrame) -> list[str]:
     run = ds.runaway(study)
     if run.empty:
@@ -80,8 +109,8 @@ def _mechanism(study: pd.DataFrame) -> list[str]:
             "|α_t| never exceeded 10 α₀ before the loss turned non-finite")
     return [f"*Mechanism.* {lead}; its largest finite value reached a median of "
             f"{run.alpha_max.median() / alpha0:.3g} α₀, while ‖g_t‖ peaked at a median of "
-            f"{run.grad_norm_max.median():.3g}. Under the additive rule α_t moves by β g_t·u_{{t−1}} "
-            "per step, which grows with the gradient's size and is bounded by nothing: once "
+            f"{run.grad_norm_max.median():.3g}. Under the additive rule α_t moves by "
+            "β g_t·u_{t−1} per step, which grows with the gradient's size and is bounded by nothing: once "
             "successive gradients align, α_t climbs, the larger steps make larger gradients, and "
             "the loop runs away (the figure below)."]
 
@@ -102,7 +131,7 @@ def section(results: Path) -> str:
     study = study if study.empty else study[study.cell_id.notna()]
     parts = _over_seeds(full) + _full_data(full)
     if not study.empty:
-        parts += _precision(study) + _mechanism(study)
+        parts += _precision(study) + _devices(full, study) + _mechanism(study)
     parts.append("*The report's code conventions.* Its dropout left active at evaluation "
                  "changes what is measured after an epoch, never a training step, so it cannot "
                  "start or stop a divergence; its minibatch order is one more draw of the order, "
