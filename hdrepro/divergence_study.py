@@ -8,6 +8,9 @@ each on the same seeds, so that the runs pair (same initial weights, same miniba
   seeds, with Wilson's interval, comes from ``grid_seeds_bettercnn.py``; here the traces.
 - *Precision.* Every run is repeated in float64 (``TrainConfig.dtype``). If float32 rounding
   caused the blow-up, the float64 twin of a diverged run would survive.
+- *Device.* The same seeds ran in §4's 10-seed grid on a GPU, cells batched; where those runs
+  and these one-at-a-time CPU runs part, rounding alone separates them (the GPU's convolutions
+  may run in TF32, torch's default for cuDNN).
 - *Mechanism.* Each run records, step by step, α_t, the gradient norm ‖g_t‖ and the
   hypergradient h_t = −g_t·u_{t−1}, where the additive rule is α_t = α_{t−1} − β h_t. With
   aligned successive gradients, −h_t ≈ ‖g‖² > 0, so α_t grows by about β‖g‖² per step; the trace
