@@ -36,6 +36,9 @@ PROFILES = {
     "full": DivergenceSpec(epochs=20),
 }
 NAMES = {"sgd-hd": "SGD-HD", "sgdn-hd": "SGDN-HD"}
+#: the axes' ranges: α_t and ‖g_t‖ reach 1e100 and more once a run has blown up, which would
+#: flatten the climb that leads there; values beyond are drawn at the top edge
+LIMITS = {"alpha": (1e-5, 1e2), "grad_norm": (1e-2, 1e4)}
 
 
 def draw(store: GridStore, spec: DivergenceSpec, figures):
@@ -51,11 +54,12 @@ def draw(store: GridStore, spec: DivergenceSpec, figures):
             style = dict(color="tab:red" if r.diverged else "0.6", lw=0.8, alpha=0.8,
                          ls="-" if r.dtype == "float32" else "--")
             for i, key in enumerate(("alpha", "grad_norm")):
-                ys = [abs(v) if math.isfinite(v) else math.nan for v in t[key]]
+                top = LIMITS[key][1]
+                ys = [min(abs(v), top) if math.isfinite(v) else top for v in t[key]]
                 axes[i, j].plot(t["iteration"], ys, **style)
                 if r.diverged:
-                    axes[i, j].plot(t["iteration"][-1], max(y for y in ys if y == y), "x",
-                                    color="tab:red")
+                    axes[i, j].plot(t["iteration"][-1], ys[-1], "x", color="tab:red")
+                axes[i, j].set_ylim(*LIMITS[key])
         axes[0, j].set_title(f"BetterCNN {NAMES.get(opt, opt)}, α₀ = β = 1e-3, "
                              f"{runs.seed.nunique() if len(runs) else 0} seeds")
         axes[0, j].set_ylabel("|α_t|")
@@ -63,8 +67,8 @@ def draw(store: GridStore, spec: DivergenceSpec, figures):
         axes[1, j].set_xlabel("iteration")
         for ax in axes[:, j]:
             ax.set_yscale("log")
-    fig.suptitle("red: diverged (× at the last finite value), grey: did not; "
-                 "solid float32, dashed float64", fontsize=9)
+    fig.suptitle("red: diverged (× where the run stopped; values beyond the axes drawn at their "
+                 "top), grey: did not; solid float32, dashed float64", fontsize=9)
     return save_figure(fig, figures, "bettercnn_divergence.png")
 
 

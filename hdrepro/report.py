@@ -116,7 +116,7 @@ def fig1_epochs(final) -> dict[str, int]:
             for m, g in final.groupby("model", sort=False)}
 
 
-PAIRS = (("SGD", "SGD-HD"), ("SGDN", "SGDN-HD"), ("Adam", "Adam-HD"))
+PAIRS = fig1_verdicts.PAIRS
 
 
 def fig1_rows(results: Path, models: list[str] | None = None) -> list[dict]:
@@ -166,12 +166,6 @@ def _alpha_stats(it) -> dict:
             "last_epoch_change": ((last_epoch.last() - last_epoch.first()).abs()
                                   / last_epoch.first().abs()).mean(),
             "iterations": int(per_run.iteration.max().mean())}
-
-
-def _lower(hd: float, base: float) -> str:
-    if math.isnan(hd) or math.isnan(base):
-        return "HD diverged" if math.isnan(hd) else "base diverged"
-    return "lower" if hd < base else "higher"
 
 
 def fig1_table(results: Path, models: list[str] | None = None) -> str:

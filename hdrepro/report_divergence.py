@@ -59,9 +59,16 @@ def _precision(study: pd.DataFrame) -> list[str]:
     if pairs.empty:
         return []
     verdict, p = ds.precision_verdict(pairs)
+    both = pairs[pairs.diverged32 & pairs.diverged64]
+    gap = (both.at64 - both.at32).abs()
+    same = int((pairs.diverged32 == pairs.diverged64).sum())
     twins = (f"Of the float32 runs that diverged, the float64 twin diverged too in "
              f"{_ci(p['twins'])}" if p["twins"].n else "No float32 run has diverged yet, so "
              "there is nothing for a float64 twin to confirm")
+    if len(both):
+        twins += (f"; where both diverged, the steps differ by {gap.median():.0f} (median; at "
+                  f"most {gap.max():.0f}), and the two precisions end alike on {same} of "
+                  f"{len(pairs)} seeds")
     return [f"*Precision: {verdict}.* Each seed runs in float32 and again in float64 with the "
             f"same initial weights and minibatch order, on the CPU ({int(study.epochs.iloc[0])} "
             f"epochs). float32 runs diverged: {_ci(p['float32'])}; float64: "
