@@ -18,7 +18,7 @@ from typing import Callable
 import pandas as pd
 
 from . import stats
-from .report_format import full_results, md_table, read_csv, run_record
+from .report_format import full_results, md_table, read_csv, run_record, span
 from .report_speed import ratio
 from .results import GridStore
 
@@ -96,11 +96,6 @@ def _of(share: stats.Interval) -> str:
     return f"{share.estimate * share.n:.0f} of {share.n}"
 
 
-def _span(values) -> str:
-    lo, hi = int(min(values)), int(max(values))
-    return str(lo) if lo == hi else f"{lo}–{hi}"
-
-
 def _equivalence(results: Path) -> list[Claim]:
     from .grid_verdicts import two_parts
     rows = read_csv(results / "equivalence.csv")
@@ -159,7 +154,7 @@ def _figure1(results: Path) -> list[Claim]:
               f"HD better on both losses in {_of(share)} model × optimizer pairs ({tally})"
               + (f"; HD diverged where its base did not in {lost}" if lost else "")
               + f" ({profile} profile)", verdict, "§3",
-              n=f"{len(pairs)} pairs × {_span(pairs.seeds)} seeds",
+              n=f"{len(pairs)} pairs × {span(pairs.seeds)} seeds",
               interval=f"share better {_pct(share)}", rule="paired, then majority"),
         Claim("Baydin et al. §4", "α_t rises early in training, then decays toward a small "
               "value (Adam-HD's smoothly)",
@@ -281,7 +276,7 @@ def _logreg_grid(results: Path, folder: Path, where: str) -> Claim | None:
             f"[{r['difference'].low:+.3g}, {r['difference'].high:+.3g}]" for r in rows)
         return Claim(source, claim, f"by mean final training loss: {text} ({seeds_where})",
                      gv.paper_cell_verdict(rows), "§4",
-                     n=f"{_span([r['seeds'] for r in rows])} seeds per cell",
+                     n=f"{span([r['seeds'] for r in rows])} seeds per cell",
                      interval=f"paper − best: {interval}", rule="paper's cell")
     ranks = _report().paper_setting_ranks(folder)
     if not ranks:
@@ -413,11 +408,15 @@ def _clipping(results: Path) -> list[Claim]:
                         ("helps", "at large secondary α clipping lowers test error, by a few "
                                   "points to about 80")):
         rows = mnist[mnist.report_says == says]
+        if rows.empty:
+            out.append(Claim(source, claim, f"no row where the report says \"{says}\" was run "
+                             f"({where})", NOT_TESTED, "§5"))
+            continue
         share = stats.proportion(int((rows.we_say == says).sum()), len(rows))
         out.append(Claim(source, claim,
                          f"on the {len(rows)} rows where the report says \"{says}\", ours: "
                          f"{_tally(rows)} ({where})", majority(share), "§5",
-                         n=f"{len(rows)} rows × {_span(rows.trials)} trials",
+                         n=f"{len(rows)} rows × {span(rows.trials)} trials",
                          interval=f"share \"{says}\" {_pct(share)}", rule="rows, then majority"))
     cnn = comp[comp.table == "cnn"]
     if len(cnn):
@@ -425,7 +424,7 @@ def _clipping(results: Path) -> list[Claim]:
                          f"CIFAR-10 is not on our machines; on the Fashion-MNIST stand-in our "
                          f"rows say {_tally(cnn)} where the report's say "
                          f"{_tally(cnn, 'report_says')}", NOT_TESTED + " (stand-in data)", "§5",
-                         n=f"{len(cnn)} rows × {_span(cnn.trials)} trials", rule="rows",
+                         n=f"{len(cnn)} rows × {span(cnn.trials)} trials", rule="rows",
                          stand_in=True))
     out.extend(_ablation(results))
     return out
@@ -452,7 +451,7 @@ def _ablation(results: Path) -> list[Claim]:
                   f" the secondary α halved without clipping {_tally(ab, 'half_says')}; parts: "
                   f"clipping helps on most rows, the halved rate on few ({profile} profile)",
                   two_parts(pseudo.low > 0.5, half.high < 0.5), "§5",
-                  n=f"{len(ab)} rows × {_span(ab.trials)} trials",
+                  n=f"{len(ab)} rows × {span(ab.trials)} trials",
                   interval=f"clipping helps {_pct(pseudo)}; halved rate helps {_pct(half)}",
                   rule="rows, then two parts")]
 

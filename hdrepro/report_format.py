@@ -73,3 +73,12 @@ def run_record(folder: Path, record: str | None) -> dict:
     """A driver's record of its last invocation (``<name>_run.json``), {} when there is none."""
     path = folder / record if record else None
     return json.loads(path.read_text()) if path and path.exists() else {}
+
+
+def span(values) -> str:
+    """A count's range over rows, "3" or "3–5" ("0" for no rows)."""
+    values = list(values)
+    if not values:
+        return "0"
+    lo, hi = int(min(values)), int(max(values))
+    return str(lo) if lo == hi else f"{lo}–{hi}"

@@ -11,7 +11,7 @@ from typing import Callable
 import pandas as pd
 
 from . import stats
-from .report_format import full_figures, full_results, md_table
+from .report_format import full_figures, full_results, md_table, span
 from .results import GridStore
 from .stacks import EFFECT, PUBLISHED, ablation, baseline_error, comparison, default_pixels
 
@@ -174,7 +174,7 @@ def ablation_verdict(results: Path) -> str:
                    "hypergradient, helps on more rows than α/2 does")
     else:
         reading = (f"neither explanation wins; their intervals overlap, and on {unsure} of the "
-                   f"{n} rows at least one arm is inconclusive at {_span(ab.trials)} trials, "
+                   f"{n} rows at least one arm is inconclusive at {span(ab.trials)} trials, "
                    "where more trials would narrow the row's interval")
     code = stats.proportion(int((ab.clip_says == "helps").sum()), n)
     return (f"On the {n} rows where the code's clipping lowered our mean error by ≥ 1 point, "
@@ -185,11 +185,6 @@ def ablation_verdict(results: Path) -> str:
 
 def _share(p: stats.Interval) -> str:
     return f"{p.estimate * p.n:.0f} ({p.estimate:.0%} [{p.low:.0%}, {p.high:.0%}])"
-
-
-def _span(values) -> str:
-    lo, hi = int(min(values)), int(max(values))
-    return str(lo) if lo == hi else f"{lo}–{hi}"
 
 
 def trace_summary(results: Path) -> str:

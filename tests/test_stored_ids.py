@@ -58,6 +58,14 @@ def test_the_profiles_cells_are_found_in_its_committed_store(name, profile):
         stored = GridStore(folder / f"{name}.jsonl").finished()
     assert stored, f"results/{profile} holds no {name} results to check against"
     cells = CELLS[name](profile)
+    if (name, profile) in PROTOCOL_CHANGED:
+        # its cells changed on purpose (module, below); until the study reruns, every stored
+        # row is of the old protocol and is left out of the report, which says so
+        still_old, note = PROTOCOL_CHANGED[(name, profile)]
+        rows = GridStore(folder / f"{name}.jsonl").frame()
+        if still_old(rows):
+            assert note in (REPO / "REPORT.md").read_text()
+            return
     missing = [c for c in cells if c.cell_id not in stored]
     record = folder / f"{name}_run.json"
     if record.exists() and json.loads(record.read_text()).get("finished") is False:
@@ -68,6 +76,17 @@ def test_the_profiles_cells_are_found_in_its_committed_store(name, profile):
 
 
 FIRST_SEEDS = 3
+
+
+def _asgc_chose_on_the_test_set(rows) -> bool:
+    from hdrepro.asgc_study import validated
+    return validated(rows).empty
+
+
+#: (store, profile) whose cells changed on purpose: ASGC now chooses its configurations on a
+#: held-out validation split (new cells), and the full study has not rerun yet
+PROTOCOL_CHANGED = {("asgc", "full"): (_asgc_chose_on_the_test_set,
+                                       "Its stored runs chose their configurations on the test set")}
 
 
 def _seed(cell) -> int:
