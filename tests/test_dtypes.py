@@ -117,3 +117,33 @@ def test_foreach_none_means_the_fast_path_as_in_torch(make, monkeypatch):
     monkeypatch.setattr(opt, "_group_step_loop", lambda *a: called.append("loop"))
     _steps(model, opt, 2, seed=1)
     assert called == [] and float(opt.param_groups[0]["lr"]) != opt.defaults["lr"]
+
+
+@pytest.mark.parametrize("foreach", [True, False])
+@pytest.mark.parametrize("make", [
+    lambda ps, **kw: SGDHD(ps, lr=1e-2, momentum=0.9, nesterov=True, weight_decay=1e-4,
+                           hypergrad_lr=1e-3, **kw),
+    lambda ps, **kw: AdamHD(ps, lr=1e-3, weight_decay=1e-4, hypergrad_lr=1e-7,
+                            rule="multiplicative", **kw)])
+def test_maximize_ascends_f_exactly_as_descending_minus_f(make, foreach):
+    torch.set_default_dtype(torch.float64)
+    try:
+        up, down = _mlp(torch.float64), _mlp(torch.float64)
+        o_up = make(list(up.parameters()), foreach=foreach, maximize=True)
+        o_down = make(list(down.parameters()), foreach=foreach)
+        gen = torch.Generator().manual_seed(4)
+        x = torch.randn(64, 20, generator=gen)
+        y = (x[:, 0] > 0).long()
+        for _ in range(6):
+            for model, opt, sign in ((up, o_up, -1.0), (down, o_down, 1.0)):
+                opt.zero_grad()
+                (sign * nn.functional.cross_entropy(model(x), y)).backward()
+                opt.step()
+        for p, q in zip(up.parameters(), down.parameters()):
+            assert torch.equal(p, q)
+        assert torch.equal(o_up.param_groups[0]["lr"], o_down.param_groups[0]["lr"])
+        assert float(o_up.param_groups[0]["lr"]) != o_up.defaults["lr"]
+    finally:
+        torch.set_default_dtype(torch.float32)
+    with pytest.raises(ValueError, match="maximize"):
+        make(list(_mlp().parameters()), maximize="yes")

@@ -89,6 +89,11 @@ def check_finite_nonneg(name: str, value) -> None:
 SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
 
+def check_flag(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"Invalid {name}: {value!r} (must be True or False)")
+
+
 def check_dtypes(params) -> None:
     """Refuse parameters in a dtype the HD optimizers do not support, naming the way out."""
     bad = sorted({str(p.dtype).replace("torch.", "") for p in params
@@ -283,6 +288,8 @@ class HDOptimizer(Optimizer):
         loss = evaluate_closure(closure)
         for group in self.param_groups:
             params, grads = params_with_grads(group)
+            if params and group.get("maximize"):
+                grads = torch._foreach_neg(grads)   # ascend f: descend on −f, equations as they are
             if params:
                 # foreach=None means "choose for me", as in torch.optim: the fast path
                 fast = group.get("foreach") is not False

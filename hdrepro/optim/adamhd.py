@@ -31,13 +31,16 @@ class AdamHD(hg.HDOptimizer):
     ``hyper_hypergrad_lr`` γ > 0 turns on second-order HD (see :mod:`hdrepro.optim._hypergrad`;
     ``second_order="printed"`` for the reproducibility report's printed ascent on β).
     ``foreach=False`` runs the plain per-parameter loop written from the equations above;
-    ``True`` (default) or ``None`` the fused/multi-tensor path.
+    ``True`` (default) or ``None`` the fused/multi-tensor path. ``maximize=True`` ascends the
+    objective, as in torch.optim: the equations run on g_t = −∇f(θ_{t-1}) (+ λ θ_{t-1}).
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  hypergrad_lr=1e-8, rule="additive", hyper_hypergrad_lr=0.0,
-                 *, foreach: bool | None = True, second_order: str = "derived"):
+                 *, foreach: bool | None = True, second_order: str = "derived",
+                 maximize: bool = False):
         hg.check_hd_args(lr, hypergrad_lr, rule, hyper_hypergrad_lr, second_order)
+        hg.check_flag("maximize", maximize)
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"Invalid betas: {betas} (need two numbers in [0, 1))")
         hg.check_finite_nonneg("epsilon (eps)", eps)
@@ -45,7 +48,7 @@ class AdamHD(hg.HDOptimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         hypergrad_lr=hypergrad_lr, rule=rule,
                         hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach,
-                        second_order=second_order)
+                        second_order=second_order, maximize=maximize)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group):

@@ -40,12 +40,16 @@ class SGDHD(hg.HDOptimizer):
             reproducibility report's printed ascent; see :mod:`hdrepro.optim._hypergrad`).
         foreach: True (default) or None uses torch's fused/multi-tensor SGD kernel; False runs the plain
             per-parameter loop below, written line by line from the equations above.
+        maximize: ascend the objective, as torch.optim's ``maximize``: every equation above
+            runs on g_t = −∇f(θ_{t-1}) (+ λ θ_{t-1}).
     """
 
     def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, hypergrad_lr=1e-6, rule="additive", hyper_hypergrad_lr=0.0,
-                 *, foreach: bool | None = True, second_order: str = "derived"):
+                 *, foreach: bool | None = True, second_order: str = "derived",
+                 maximize: bool = False):
         hg.check_hd_args(lr, hypergrad_lr, rule, hyper_hypergrad_lr, second_order)
+        hg.check_flag("maximize", maximize)
         hg.check_finite_nonneg("momentum", momentum)
         hg.check_finite_nonneg("dampening", dampening)
         hg.check_finite_nonneg("weight_decay", weight_decay)
@@ -55,7 +59,7 @@ class SGDHD(hg.HDOptimizer):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov, hypergrad_lr=hypergrad_lr,
                         rule=rule, hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach,
-                        second_order=second_order)
+                        second_order=second_order, maximize=maximize)
         super().__init__(params, defaults)
 
     def _stores_direction(self, group) -> bool:
