@@ -147,3 +147,16 @@ def test_maximize_ascends_f_exactly_as_descending_minus_f(make, foreach):
         torch.set_default_dtype(torch.float32)
     with pytest.raises(ValueError, match="maximize"):
         make(list(_mlp().parameters()), maximize="yes")
+
+
+def test_a_one_element_tensor_lr_is_taken_and_a_longer_one_refused():
+    model = _mlp()
+    opt = HD(torch.optim.Adam(model.parameters(), lr=torch.tensor([1e-3])), hypergrad_lr=1e-7)
+    _steps(model, opt, 3, seed=1)
+    assert opt.param_groups[0]["lr"].shape == () and float(opt.param_groups[0]["lr"]) != 1e-3
+    model = _mlp()
+    opt = SGDHD(list(model.parameters()), lr=torch.tensor([1e-2]), hypergrad_lr=1e-3)
+    _steps(model, opt, 3, seed=1)
+    assert opt.param_groups[0]["lr"].shape == () and float(opt.param_groups[0]["lr"]) != 1e-2
+    with pytest.raises(ValueError, match="shape"):
+        SGDHD(list(_mlp().parameters()), lr=torch.tensor([1e-2, 1e-3]))

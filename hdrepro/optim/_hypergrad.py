@@ -110,7 +110,11 @@ def init_group(group: dict) -> None:
     dtype, device = torch.get_default_dtype(), None
     if group["params"]:
         dtype, device = group["params"][0].dtype, group["params"][0].device
-    group["lr"] = torch.as_tensor(group["lr"], dtype=dtype, device=device).clone()
+    lr = torch.as_tensor(group["lr"], dtype=dtype, device=device)
+    if lr.numel() != 1:
+        raise ValueError(f"Invalid lr: a tensor of shape {tuple(lr.shape)}; HD learns one α per "
+                         "group, so give a number or a one-element tensor")
+    group["lr"] = lr.reshape(()).clone()   # a (1,)-shaped lr becomes the 0-d α the rules use
     group.setdefault("hd_dalpha_dbeta", torch.zeros((), dtype=dtype, device=device))
     group.setdefault("hd_nonfinite", torch.zeros((), dtype=torch.int64, device=device))
     group.setdefault("hd_h", torch.zeros((), dtype=dtype, device=device))
