@@ -160,3 +160,14 @@ def test_a_one_element_tensor_lr_is_taken_and_a_longer_one_refused():
     assert opt.param_groups[0]["lr"].shape == () and float(opt.param_groups[0]["lr"]) != 1e-2
     with pytest.raises(ValueError, match="shape"):
         SGDHD(list(_mlp().parameters()), lr=torch.tensor([1e-2, 1e-3]))
+
+
+def test_an_unknown_param_group_option_is_refused_not_ignored():
+    a, b = _mlp(), _mlp()
+    with pytest.raises(ValueError, match="'maximise'"):
+        SGDHD([{"params": a.parameters(), "maximise": True}], lr=1e-2)
+    with pytest.raises(ValueError, match="'betas'"):
+        SGDHD([{"params": a.parameters(), "betas": (0.9, 0.99)}], lr=1e-2)
+    opt = AdamHD([{"params": a.parameters()}, {"params": b.parameters(), "lr": 1e-4,
+                                                "maximize": False}], lr=1e-3)
+    assert [float(g["lr"]) for g in opt.param_groups] == pytest.approx([1e-3, 1e-4])

@@ -270,6 +270,13 @@ class HDOptimizer(Optimizer):
     ``_group_step_loop`` (the equations, one parameter at a time) for each group."""
 
     def add_param_group(self, param_group):
+        # torch.optim ignores keys it does not know; a misspelt or foreign option (say
+        # "maximise", or Adam's "betas" given to SGDHD) would then silently do nothing
+        unknown = sorted(set(param_group) - set(self.defaults) - {"params", "param_names"})
+        if unknown:
+            raise ValueError(f"{type(self).__name__} does not know the param-group option(s) "
+                             f"{', '.join(map(repr, unknown))}; known: "
+                             f"{', '.join(sorted(self.defaults))}")
         super().add_param_group(param_group)
         init_group(self.param_groups[-1])
 
