@@ -54,13 +54,26 @@ def run_script(path: Path, args: list[str]) -> NoReturn:
     os.execv(sys.executable, [sys.executable, str(path), *args])
 
 
+def _json_object(flag: str, text: str) -> dict:
+    """A command-line JSON object, or a one-line error naming the flag and the form it takes."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{flag} {text!r} is not JSON ({e.msg}); write an object such as "
+                         "'{\"noise_scale\": 0.1}'") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} {text!r} must be a JSON object of option names and values, "
+                         "such as '{\"noise_scale\": 0.1}'")
+    return value
+
+
 def train_command(args: argparse.Namespace) -> int:
     from .data import DataConfig, default_data_root, load
     from .train import OptimConfig, TrainConfig, train
     data_cfg = DataConfig(args.data, args.fraction)
     optim = OptimConfig(args.optimizer, args.lr, args.hypergrad_lr, args.hyper_hypergrad_lr,
                         rule=args.rule, momentum=args.momentum, weight_decay=args.weight_decay,
-                        options=tuple(json.loads(args.options).items()))
+                        options=tuple(_json_object("--options", args.options).items()))
     cfg = TrainConfig(args.model, data_cfg, optim, args.epochs, args.batch_size, seed=args.seed,
                       device=args.device, progress=not args.no_progress)
     result = train(cfg, load(data_cfg, args.root or default_data_root()))

@@ -176,7 +176,14 @@ class RunResult:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"Invalid device {name!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: this torch build or machine has no usable CUDA GPU; "
+                         "use --device cpu (or auto)")
+    return device
 
 
 def current_alpha_beta(opt) -> tuple[float, float]:

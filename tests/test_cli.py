@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from hdrepro import cli
 
@@ -70,7 +71,12 @@ def test_the_help_check_finds_a_bare_option():
     (["train", "--bogus", "1"], "unrecognized arguments"),
     (["train", "--optimizer", "adamx", "--fraction", "0.01"], "Unknown optimizer"),
     (["train", "--lr", "-1", "--fraction", "0.01", "--optimizer", "sgd-hd"], "learning rate"),
-    (["data", "fetch", "imagenet"], "unknown data set")])
+    (["data", "fetch", "imagenet"], "unknown data set"),
+    (["train", "--fraction", "0.01", "--options", "[1,2]"], "must be a JSON object"),
+    (["train", "--fraction", "0.01", "--options", "{x"], "is not JSON"),
+    (["train", "--fraction", "0.01", "--device", "foo"], "use auto, cpu, cuda or cuda:N"),
+    pytest.param(["train", "--fraction", "0.01", "--device", "cuda"], "no usable CUDA GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here"))])
 def test_bad_options_give_a_clear_error(argv, words, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(argv)
