@@ -85,8 +85,15 @@ CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
 def default_data_root() -> Path:
-    """``$HDREPRO_DATA`` or ``<repo>/data``: for entry points (CLI, drivers) to pass down."""
-    return Path(os.environ.get("HDREPRO_DATA", REPO_ROOT / "data"))
+    """``$HDREPRO_DATA``; else ``<repo>/data`` when the package runs from a checkout, or
+    ``~/.cache/hdrepro/data`` (``$XDG_CACHE_HOME``) when it is installed as a wheel, never a
+    folder inside site-packages. For entry points (CLI, drivers) to pass down."""
+    if os.environ.get("HDREPRO_DATA"):
+        return Path(os.environ["HDREPRO_DATA"])
+    if (REPO_ROOT / "pyproject.toml").exists():
+        return REPO_ROOT / "data"
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "hdrepro" / "data"
 
 
 def fetch_command(name: str, root: Path | None = None) -> str:

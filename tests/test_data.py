@@ -183,3 +183,14 @@ def test_with_a_validation_split_curves_use_it_and_the_test_set_is_read_once():
     assert res.final["val_error"] == pytest.approx(1 - res.epochs[-1]["val_acc"])
     assert res.final["test_error"] != res.final["val_error"]   # two splits, two errors
     assert 0 < res.final["test_error"] < 0.5
+
+
+def test_the_default_data_folder_is_the_checkouts_or_a_user_cache_never_site_packages(
+        monkeypatch, tmp_path):
+    monkeypatch.delenv("HDREPRO_DATA", raising=False)
+    assert D.default_data_root() == D.REPO_ROOT / "data"       # this checkout's data/
+    monkeypatch.setattr(D, "REPO_ROOT", tmp_path / "site-packages")   # as an installed wheel
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert D.default_data_root() == tmp_path / "cache" / "hdrepro" / "data"
+    monkeypatch.setenv("HDREPRO_DATA", str(tmp_path / "mine"))
+    assert D.default_data_root() == tmp_path / "mine"
