@@ -58,6 +58,16 @@ def test_integer_hyperparameters_are_accepted():
     assert opt.hyper[0]["lr"].dtype == torch.float64
 
 
+def test_a_write_to_the_learned_lr_is_refused_not_ignored():
+    model = P.make_model()
+    opt = HyperStack(model.parameters(), [Adam(1e-2), SGD(1e-4)])
+    train_steps(model, opt, P.batches()[:2])
+    group = opt.param_groups[0]
+    assert float(group["lr"]) == opt.hyperparameters()["0.lr"]   # readable, as in torch.optim
+    with pytest.raises(TypeError, match="learns its hyperparameters"):
+        group["lr"] = 1e-3
+
+
 def test_state_dict_round_trip_continues_the_same_training():
     batches = P.batches()
     make = lambda p: HyperStack(p, [Adam(1e-2), SGD(1e-4, clip=True), SGD(1e-7)])  # noqa: E731

@@ -109,7 +109,7 @@ class HyperStack:
     @property
     def param_groups(self) -> list[dict]:
         used = self.levels[0].values(self.hyper[0])
-        return [{"params": self.params, **{n: v.detach() for n, v in used.items()}}]
+        return [LearnedGroup({"params": self.params, **{n: v.detach() for n, v in used.items()}})]
 
     def hyperparameters(self) -> dict[str, float]:
         """Every level's current hyperparameters as used (not as stored): {"0.lr": α_t, "1.lr":
@@ -263,3 +263,14 @@ def _detached_copy(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_detached_copy(v) for v in obj)
     return obj
+
+
+class LearnedGroup(dict):
+    """A view of a stack's level-0 hyperparameters, as ``param_groups[0]``. The stack learns them,
+    so a write (a learning-rate scheduler's, say) would change nothing: it is refused, rather than
+    silently ignored."""
+
+    def __setitem__(self, key, value):
+        raise TypeError(f"HyperStack learns its hyperparameters, so param_groups[0][{key!r}] "
+                        "cannot be set: give the initial value to the level (e.g. Adam(lr=...)), "
+                        "or put a schedule on the level above")
