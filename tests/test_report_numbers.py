@@ -263,6 +263,8 @@ def test_every_figure_is_stamped_indexed_and_linked():
         assert made is not None, f"{link} has no stamp: redraw it with its driver"
         assert made.profile == ("full" if "/full/" in link else "quick"), link
         assert (ROOT / made.results).is_dir(), link
+        # a stamp names the repository's folders, never a machine's
+        assert not Path(made.results).is_absolute() and " /" not in made.command, link
         line = line_with(section, f"[{link}]({link})")
         assert f"**{made.profile}**" in line and made.command in line
         assert "not shown" not in line, f"{link} is in figures/ but the report never shows it"
