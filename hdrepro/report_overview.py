@@ -262,7 +262,7 @@ def profile_timing(results: Path) -> str:
     on_gpu = sum(p["wall_s"] for p in timed if not p["device"].lower().startswith("cpu"))
     on_cpu = sum(p["wall_s"] for p in timed if p["device"].lower().startswith("cpu"))
     text = ("**The full profile** has not been run end to end: its pieces ran separately, on "
-            "the GPU machine where one was lent to us and otherwise on the 2-core CPU. What ran"
+            "a GPU or on a 2-core CPU, as the device column records. What ran"
             f"{' so far' if missing else ''}, from the run records in `results/full/`:\n\n"
             + md_table(["piece", "runs", "device", "minutes", "measured as"], body)
             + f"\n\nWall time of the pieces timed in one invocation: **{on_gpu / 60:.1f} "

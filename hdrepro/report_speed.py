@@ -13,7 +13,7 @@ def bench_table(results: Path, device: str) -> str:
     rows = read_csv(results / f"bench_step_{device}.csv")
     if not rows:
         return (f"_Not measured: no `bench_step_{device}.csv` in this results folder "
-                f"({'no GPU was available to the session that made these results' if device == 'cuda' else 'run bench/bench_step.py'})._")
+                f"({'no GPU measurement is in these results' if device == 'cuda' else 'run bench/bench_step.py'})._")
     head = (f"Device: **{rows[0]['device']}**, torch {rows[0]['torch']}, median of "
             f"{rows[0]['repeats']} timed calls per entry (profile {rows[0]['profile']}).\n\n")
     body = [[r["benchmark"], r["params"], r["ours"], r["baseline"], f"{float(r['ratio']):.2f}"]
