@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Set up (.venv, package, data), run every experiment of a profile, redraw figures/, rewrite
-# REPORT.md, all through the `hdrepro` command (hdrepro/cli.py).
-# Usage: ./run_all.sh [--profile smoke|quick|full] [--out DIR]
+# Set up (.venv, package, data), run every experiment of a profile, draw its figures and write
+# its report, all through the `hdrepro` command (hdrepro/cli.py).
+# Usage: ./run_all.sh [--profile smoke|quick|full] [--out DIR] [--dry-run] [--redraw]
 #   smoke: the whole pipeline at tiny scale (< 2 min on 2 CPU cores; the test suite runs it)
-#   quick: the default; every figure and table at reduced scale (< 30 min on 2 CPU cores)
-#   full:  paper scale; uses a GPU when present
+#   quick: every figure and table at reduced scale (< 30 min on 2 CPU cores); the default
+#   full:  the papers' scale (days on 2 CPU cores, hours on one GPU); uses a GPU when present
+# A profile writes DIR/results/<profile>/, DIR/figures/<profile>/, DIR/REPORT.md and the long
+# tables under DIR/docs/report/. DIR is out/<profile> for smoke and quick, so that a try never
+# touches the committed paper-scale report, and the repository itself for full.
+# --redraw trains nothing: it redraws every committed figure and REPORT.md from the committed
+# results (results/full and results/quick), in under a minute.
+# --dry-run prints where the profile would write, and stops.
 # Grid and stack runs can be steered with HDREPRO_GRID_EXECUTOR (inprocess|processes|dask),
 # HDREPRO_GRID_WORKERS and HDREPRO_GRID_BATCH (cells per batched run; 0 = one at a time;
 # unset: by model and device, hdrepro.grid.auto_batch).
-# --out DIR writes results/, figures/ and REPORT.md under DIR instead of the repository; the
-# smoke profile writes under out/smoke/ unless told otherwise, so a first try never touches the
-# committed report. --dry-run prints where the profile would write, and stops.
 set -euo pipefail
 cd "$(dirname "$0")"
 profile=quick
 out=
 dry=
+redraw=
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) profile="${2:?--profile needs smoke, quick or full}"; shift 2 ;;
@@ -23,23 +27,33 @@ while [ $# -gt 0 ]; do
         --out) out="${2:?--out needs a folder}"; shift 2 ;;
         --out=*) out="${1#*=}"; shift ;;
         --dry-run) dry=1; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --redraw) redraw=1; shift ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "run_all.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
 case "$profile" in smoke|quick|full) ;; *)
     echo "run_all.sh: unknown profile '$profile'; choose smoke, quick or full" >&2; exit 2 ;;
 esac
-[ -n "$out" ] || { [ "$profile" = smoke ] && out=out/smoke || out=.; }
+if [ -n "$redraw" ]; then
+    . scripts/setup_env.sh
+    exec python scripts/redraw.py
+fi
+[ -n "$out" ] || { [ "$profile" = full ] && out=. || out="out/$profile"; }
+if [ "$profile" != full ] && grep -qs '^<!-- hdrepro report: profile full' "$out/REPORT.md"; then
+    echo "run_all.sh: $out/REPORT.md is the paper-scale (full-profile) report; write the" \
+         "$profile profile elsewhere with --out out/$profile" >&2
+    exit 2
+fi
 if [ -n "$dry" ]; then
-    echo "results=$out/results/$profile figures=$out/figures report=$out/REPORT.md"
+    echo "results=$out/results/$profile figures=$out/figures/$profile report=$out/REPORT.md"
     exit 0
 fi
 
 setup_t0="$EPOCHREALTIME"
 . scripts/setup_env.sh
 results="$out/results/$profile"
-figures="$out/figures"
+figures="$out/figures/$profile"
 mkdir -p "$results" "$figures"
 export HDREPRO_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 
@@ -98,5 +112,5 @@ step "bench step" hdrepro bench step --profile "$profile" --out "$results"
 step "bench rivals" hdrepro bench rivals --profile "$profile" --out "$results"
 step "bench grid" hdrepro bench grid --profile "$profile" --out "$results"
 mv "$timing" "$results/run_all_timing_$start.csv"
-hdrepro report --results "$results" --profile "$profile" --out "$out/REPORT.md"
+hdrepro report --results "$results" --out "$out/REPORT.md"
 echo "[run_all] done: $out/REPORT.md"

@@ -10,8 +10,8 @@ hdrepro.asgc and hdrepro.asgc_study.
 Profiles: smoke LogReg on 2% of MNIST, 2 epochs (seconds); quick MLNN on 10% of MNIST and of
 Fashion-MNIST, 4 epochs, 1 seed, 3 random configurations per method on MNIST (~5 min on 2 cores);
 full both data sets in full, MLNN and BetterCNN, 10 epochs, 3 seeds, 10 random configurations.
-Writes results/<profile>/asgc.jsonl, asgc_histograms.csv, figures/asgc.png and
-figures/asgc_gradients.png.
+Writes results/<profile>/asgc.jsonl, asgc_histograms.csv, figures/<profile>/asgc.png and
+figures/<profile>/asgc_gradients.png.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ SGDN-HD: 58-77), and float64 convolutions on a CPU are about 5× slower than flo
 Profiles: smoke SGD-HD, 1 seed, 2% of MNIST, 1 epoch (seconds); quick both optimizers, 3 seeds,
 10% of MNIST, 2 epochs (minutes); full both optimizers, 10 seeds, 20 epochs (one CPU core: about
 an hour, resumable).
-Writes results/<profile>/bettercnn_divergence.jsonl and figures/bettercnn_divergence.png.
+Writes results/<profile>/bettercnn_divergence.jsonl and figures/<profile>/bettercnn_divergence.png.
 """
 from __future__ import annotations
 

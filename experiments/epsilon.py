@@ -8,7 +8,7 @@ decay 1e-4; the rule in hdrepro.analysis, the validation in hdrepro.epsilon_stud
 Profiles: smoke LogReg on 2% of MNIST, 1 epoch (seconds); quick 10% of MNIST, MLNN 2 epochs,
 BetterCNN 1, 1 seed, histograms over the first epoch (~1 min on 2 cores); full all of MNIST,
 5 epochs, 3 seeds, histograms over the first epoch.
-Writes results/<profile>/epsilon.jsonl, epsilon_histograms.csv and figures/epsilon.png.
+Writes results/<profile>/epsilon.jsonl, epsilon_histograms.csv and figures/<profile>/epsilon.png.
 """
 from __future__ import annotations
 

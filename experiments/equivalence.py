@@ -19,6 +19,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from hdrepro.cli_help import HelpFormatter, PROFILE_HELP, run_main  # noqa: E402
 from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
@@ -46,25 +48,48 @@ def run(profile: str, out: Path, figures: Path) -> None:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    path = plot_alpha_trajectories(Problem(model="mlp", steps=steps), figures / "equivalence_alpha.png")
-    stamp(path, FigureOrigin.of_driver("run", "equivalence", profile, out, figures))
-    print(f"wrote {out / 'equivalence.csv'} ({len(rows)} rows) and {path}")
+    problem = Problem(model="mlp", steps=steps)
+    alphas = out / "equivalence_alpha.csv"
+    save_alpha_trajectories(problem, alphas)
+    print(f"wrote {out / 'equivalence.csv'} ({len(rows)} rows) and {alphas}")
+    draw(profile, out, figures)
 
 
-def plot_alpha_trajectories(problem: Problem, path: Path) -> Path:
+def save_alpha_trajectories(problem: Problem, path: Path) -> None:
+    """α_t of each analytic optimizer and of its autodiff twin, step by step, for the figure."""
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", "case", "iteration", "alpha_analytic", "alpha_autodiff"])
+        for case in equivalence_cases():
+            a, b = trajectory(case.analytic, problem), trajectory(case.autodiff, problem)
+            for i, (x, y) in enumerate(zip(a["alpha"].tolist(), b["alpha"].tolist())):
+                w.writerow([problem.model, case.name, i, repr(x), repr(y)])
+
+
+def draw(profile: str, out: Path, figures: Path) -> None:
+    """The α_t figure from the stored trajectories (no optimizer runs), stamped."""
+    path = plot_alpha_trajectories(out / "equivalence_alpha.csv",
+                                   figures / "equivalence_alpha.png")
+    stamp(path, FigureOrigin.of_driver("plot", "equivalence", profile, out, figures))
+    print(f"wrote {path}")
+
+
+def plot_alpha_trajectories(trajectories: Path, path: Path) -> Path:
     """α_t of each analytic optimizer (solid) over its autodiff twin (dashed), and |Δα|/α."""
-    cases = equivalence_cases()
+    frame = pd.read_csv(trajectories)
     fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
-    for i, case in enumerate(cases):
-        a, b = trajectory(case.analytic, problem), trajectory(case.autodiff, problem)
-        color = f"C{i}"
-        ax.plot(a["alpha"], color=color, lw=2, alpha=0.6, label=case.name)
-        ax.plot(b["alpha"], color=color, lw=1, ls="--")
-        err = ((a["alpha"] - b["alpha"]).abs() / a["alpha"].abs()).clamp_min(1e-18)
-        ax_err.semilogy(err, color=color, lw=1)
+    for i, (name, run) in enumerate(frame.groupby("case", sort=False)):
+        color = f"C{i % 10}"
+        ls = "-" if i < 10 else "-."
+        a, b = run.alpha_analytic.to_numpy(), run.alpha_autodiff.to_numpy()
+        ax.plot(a, color=color, lw=2, alpha=0.6, ls=ls, label=name)
+        ax.plot(b, color=color, lw=1, ls="--")
+        err = np.maximum(np.abs(a - b) / np.abs(a), 1e-18)
+        ax_err.semilogy(err, color=color, lw=1, ls=ls)
     ax.set_ylabel("α_t")
     ax.set_yscale("log")
-    ax.set_title(f"α_t: analytic (solid) vs autodiff stack (dashed), {problem.model}, float64")
+    ax.set_title(f"α_t: analytic (solid) vs autodiff stack (dashed), "
+                 f"{frame.model.iloc[0]}, float64")
     ax.legend(fontsize=7, ncol=2)
     ax_err.axhline(1e-10, color="k", ls=":", lw=1, label="test tolerance 1e-10")
     ax_err.set_ylabel("|α_analytic − α_autodiff| / α")
@@ -82,10 +107,14 @@ def main(argv=None):
     ap.add_argument("--profile", choices=sorted(STEPS), default="quick", help=PROFILE_HELP)
     ap.add_argument("--out", type=Path, default=None,
                     help="results folder (default results/<profile>)")
-    ap.add_argument("--figures", type=Path, default=Path("figures"),
-                    help="figures folder")
+    ap.add_argument("--figures", type=Path, default=None,
+                    help="figures folder (default figures/<profile>)")
+    ap.add_argument("--plot-only", action="store_true",
+                    help="redraw the figure from the stored α trajectories")
     args = ap.parse_args(argv)
-    run(args.profile, args.out or Path("results") / args.profile, args.figures)
+    out = args.out or Path("results") / args.profile
+    figures = args.figures or Path("figures") / args.profile
+    (draw if args.plot_only else run)(args.profile, out, figures)
 
 
 if __name__ == "__main__":

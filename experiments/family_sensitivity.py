@@ -7,7 +7,7 @@ momentum, Nesterov) or 1e-7 (adaptive methods), one β per kind, not tuned (hdre
 Profiles: smoke 2 optimizers, 2 α₀, LogReg on 2% of MNIST (seconds); quick all 12 optimizers,
 α₀ ∈ {1e-4 … 1}, 10% of MNIST, LogReg 3 epochs, MLNN and BetterCNN 1 epoch, 1 seed (~5 min on 2
 cores); full α₀ at half decades, all of MNIST, 10 epochs, 1 seed.
-Writes results/<profile>/family_sensitivity.jsonl and figures/family_sensitivity.png.
+Writes results/<profile>/family_sensitivity.jsonl and figures/<profile>/family_sensitivity.png.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Claim (Baydin et al. 2018, Figure 2; the reproducibility report, Figure 1): at the same α₀ the HD
 variants reach lower training and validation loss than their base optimizers; α_t rises early,
 then settles (Adam-HD's decays smoothly).
-Setup (docs/setups.md): MNIST, batch 128, α₀ = 1e-3 for all, β = 1e-3 (SGD-HD, SGDN-HD) and
+Setup (docs/report/setups.md): MNIST, batch 128, α₀ = 1e-3 for all, β = 1e-3 (SGD-HD, SGDN-HD) and
 1e-7 (Adam-HD), μ = 0.9 (Nesterov), weight decay 1e-4 for every method, validation = test set.
 The multiplicative-rule companion uses β = 1e-2 (our choice; the papers give no value).
 Profiles: smoke 2% of MNIST, 1 epoch, 1 seed (~20 s); quick the report's 10% (first 6,000/1,000),
@@ -127,7 +127,7 @@ def draw(store: RunStore, runs: list[LoggedRun], figures: Path) -> list[Path]:
         fig.suptitle(f"HD ({rule} rule) vs base optimizers, α₀ = {ALPHA0:g}\nmean of "
                      f"{it.seed.nunique()} seed(s), band = min-max; losses above "
                      f"{LOSS_CAP:g} drawn at {LOSS_CAP:g}{partial}", fontsize=10)
-        written.append(save_figure(fig, figures, name))
+        written.append(save_figure(fig, figures, name, rect=(0, 0.03, 1, 1)))  # the legend below
     return written
 
 

@@ -4,7 +4,7 @@ Figure 4), with the same grids for the multiplicative rule.
 Claim (report, Figure 4): at the paper's settings the results reproduce; for β > 1e-3 the HD
 variants diverge or hit precision errors, and 39% of the converging cells are worse than the
 baseline.
-Setup (docs/setups.md): the first 6,000/1,000 MNIST images, batch 128, μ = 0.9, weight decay
+Setup (docs/report/setups.md): the first 6,000/1,000 MNIST images, batch 128, μ = 0.9, weight decay
 1e-4, α₀ and β in {1e-6, …, 1e-1}, 100 epochs; dropout off at evaluation (the report's code left
 it on); cell value = final epoch's mean training loss.
 Profiles: smoke 2×2 SGD-HD, 2% of MNIST, 1 epoch (seconds); quick a 3×3 grid (α₀ in {1e-3, 1e-2,

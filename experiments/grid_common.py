@@ -25,14 +25,24 @@ from hdrepro.results import GridStore  # noqa: E402
 from hdrepro.runs import run  # noqa: E402
 
 
+class _Parser(argparse.ArgumentParser):
+    """Fills the figures folder's default, figures/<profile>, once the profile is known."""
+
+    def parse_args(self, args=None, namespace=None):
+        parsed = super().parse_args(args, namespace)
+        if parsed.figures is None:
+            parsed.figures = Path("figures") / parsed.profile
+        return parsed
+
+
 def run_parser(doc: str, profiles) -> argparse.ArgumentParser:
     """The options every driver that runs cells on hdrepro.grid's executors shares."""
-    ap = argparse.ArgumentParser(description=doc.split("\n")[0],
-                                 formatter_class=HelpFormatter)
+    ap = _Parser(description=doc.split("\n")[0], formatter_class=HelpFormatter)
     ap.add_argument("--profile", choices=sorted(profiles), default="quick", help=PROFILE_HELP)
     ap.add_argument("--out", type=Path, default=None,
                     help="results folder (default results/<profile>)")
-    ap.add_argument("--figures", type=Path, default=Path("figures"), help="figures folder")
+    ap.add_argument("--figures", type=Path, default=None,
+                    help="figures folder (default figures/<profile>)")
     ap.add_argument("--data", type=Path, default=None, help=DATA_HELP)
     ap.add_argument("--executor", choices=EXECUTORS, default="inprocess",
                     help="where cells run: this process, a local process pool, or Dask")
@@ -106,14 +116,30 @@ def draw(store: GridStore, spec: GridSpec, figures: Path) -> list[Path]:
     return written
 
 
-def save_figure(fig, figures: Path, name: str) -> Path:
-    """Lay out, write figures/<name> (the folder made if need be) and close the figure."""
-    fig.tight_layout()
+def save_figure(fig, figures: Path, name: str, rect=(0, 0, 1, 1)) -> Path:
+    """Lay out (titles wrapped to the width they have, panels inside `rect` of the figure),
+    write figures/<name> (the folder made if need be) and close the figure."""
+    wrap_titles(fig)
+    fig.tight_layout(rect=rect)
     figures.mkdir(parents=True, exist_ok=True)
     path = figures / name
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def wrap_titles(fig) -> None:
+    """Wrap the figure's title and each panel's title to the width it is drawn in, so that a
+    narrow figure (one model, the smoke profile) never cuts a title off at its edges."""
+    import textwrap
+    width = fig.get_figwidth() * 72    # points
+    titles = [(fig._suptitle, width)] if fig._suptitle is not None else []
+    titles += [(ax.title, ax.get_position().width * width) for ax in fig.axes]
+    for title, room in titles:
+        text = title.get_text()
+        chars = max(20, int(room / (0.55 * title.get_fontsize())))
+        if text and any(len(line) > chars for line in text.split("\n")):
+            title.set_text("\n".join(textwrap.fill(line, chars) for line in text.split("\n")))
 
 
 def stamp_figures(paths, driver: str, args, out: Path) -> None:

@@ -6,7 +6,7 @@ Claim (report, Figure 5): training loss converges near the optimum for every γ,
 Setup: as grid_logreg.py (first 6,000/1,000 MNIST images, batch 128, weight decay 1e-4, 50
 epochs), SGD-HD with β learned at rate γ ∈ {1e-1, 1e-2, 1e-3, 1e-4}. Four variants: the
 additive and the multiplicative rule, each with β's update as derived (descent, checked against
-autodiff, REPORT.md §2) and as the report printed it (ascent). The report built its extension on
+autodiff, REPORT.md §1.1) and as the report printed it (ascent). The report built its extension on
 the multiplicative rule, so its variant is multiplicative with the printed sign. Its code was not
 published, so the α₀ × β₀ axes are our reading of its figure.
 Profiles: smoke 2×2 at one γ, 2% of MNIST, 1 epoch; quick the 6×6 grid at the four γ, 10 epochs

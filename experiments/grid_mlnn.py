@@ -3,7 +3,7 @@ reproducibility report's Figure 3), with the same grids for the multiplicative r
 
 Claim (report, Figure 3): the paper's settings reproduce, but many other combinations are
 problematic for the HD variants, particularly Adam-HD.
-Setup (docs/setups.md): the first 6,000/1,000 MNIST images, batch 128, μ = 0.9, weight decay
+Setup (docs/report/setups.md): the first 6,000/1,000 MNIST images, batch 128, μ = 0.9, weight decay
 1e-4, α₀ and β in {1e-6, …, 1e-1}, 100 epochs; cell value = final epoch's mean training loss.
 Profiles: smoke 2×2 SGD-HD, 2% of MNIST, 1 epoch (seconds); quick a 3×3 grid (α₀ in {1e-3, 1e-2,
 1e-1}, β in {1e-5, 1e-3, 1e-1}), both rules, 2 epochs (~1.5 min on 2 cores); full the report's 6×6

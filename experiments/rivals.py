@@ -9,7 +9,7 @@ method's own initial scale × 10^k on MLNN. Wall time per step: bench/bench_riva
 Profiles: smoke LogReg on 2% of MNIST, 1 epoch, 1 seed (seconds); quick 10% of MNIST, LogReg 3
 epochs, MLNN 2, BetterCNN 1, 3 seeds, scale sweep k ∈ {-2, -1, 1, 2} with 1 seed (~4 min on 2
 cores); full all of MNIST, 10 epochs, 3 seeds (sweep with 3 seeds).
-Writes results/<profile>/rivals.jsonl and figures/rivals.png.
+Writes results/<profile>/rivals.jsonl and figures/<profile>/rivals.png.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ hypergradient norms of one large-α run.
 
 Claim (hypergradient-clipping report, §4): clipping barely matters at small secondary α and
 mitigates the blow-up at large α (by a few points to ~80 points of test error).
-Setup (the report; docs/setups.md): MNIST (60,000/10,000, pixels in [0, 1] as in Chandra et
+Setup (the report; docs/report/setups.md): MNIST (60,000/10,000, pixels in [0, 1] as in Chandra et
 al.'s example), the 784-128-10 tanh MLP with tanh
 on the output too (and, ours, once without it), batch 256; SGD/SGD and AdaGrad/SGD 30 epochs,
 Adam/SGD and RMSProp/SGD 5 epochs; primaries at the report's defaults with Chandra et al.'s

@@ -8,7 +8,7 @@ decay 1e-4, α₀ and β in {1e-1, …, 1e-6}, a run stops at the first minibatc
 ≤ 0.29 (their train.py's lossThreshold), at most 10 epochs (4,690 iterations).
 Profiles: smoke SGD-HD 2 × 2 on 2% of MNIST, 1 epoch (seconds); quick the whole grid on 10% of
 MNIST, 10 epochs, 1 seed (~5 min on 2 cores); full all of MNIST, 10 epochs, 3 seeds.
-Writes results/<profile>/threshold_grid.jsonl and figures/threshold_grid.png.
+Writes results/<profile>/threshold_grid.jsonl and figures/<profile>/threshold_grid.png.
 """
 from __future__ import annotations
 

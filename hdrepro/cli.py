@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GRIDS = ("logreg", "mlnn", "bettercnn", "gamma", "seeds_logreg", "seeds_mlnn", "seeds_bettercnn")
 EXPERIMENTS = ("fig1", "equivalence", "family_sensitivity", "rivals", "asgc", "epsilon",
                "threshold_grid", "bettercnn_divergence")
-PLOTTABLE = ("fig1", "stacks_clipping", "family_sensitivity", "rivals", "asgc", "epsilon",
+PLOTTABLE = ("equivalence", "fig1", "stacks_clipping", "family_sensitivity", "rivals", "asgc", "epsilon",
              "threshold_grid", "bettercnn_divergence") + tuple(
     f"grid_{g}" for g in GRIDS)
 BENCHES = ("step", "grid", "rivals")
@@ -160,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
     for name, text, choices, folder, pattern, first in drivers:
         _forwarding(sub, name, text, choices).set_defaults(
             func=_driver(folder, pattern, first))
-    _forwarding(sub, "report", "write REPORT.md from saved results (hdrepro.report)"
+    _forwarding(sub, "report", "write a report and its pages from saved results (hdrepro.report)"
                 ).set_defaults(func=lambda a: _library("report", a.rest))
     _forwarding(sub, "data", "fetch, describe or verify the data sets (hdrepro.data)"
                 ).set_defaults(func=lambda a: _library("data", a.rest))

@@ -1,12 +1,15 @@
 """Every figure says where it came from.
 
 A driver that writes a figure stamps it with a :class:`FigureOrigin`: the profile that made the
-results, the results folder it drew from, and the ``hdrepro`` command that redraws it. The stamp
+results, the results folder it drew from, the ``hdrepro`` command that redraws it, and a digest
+of the stored results it was drawn from (so a redraw can be checked against the committed
+figure without comparing pixels). The stamp
 lives in the PNG's own text chunk (key ``"hdrepro"``), so it travels with the file, and REPORT.md's
 figure index reads it back (:func:`origin`) instead of trusting a hand-kept list.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,18 +26,31 @@ class FigureOrigin:
     profile: str     # smoke | quick | full
     results: str     # the results folder the figure was drawn from
     command: str     # the command that redraws it from those results
+    data: str = ""   # SHA-256 (first 16 hex digits) of the stored results it was drawn from
 
     @classmethod
     def of_driver(cls, subcommand: str, name: str, profile: str, results: Path,
                   figures: Path) -> "FigureOrigin":
         """The origin of a figure drawn by ``hdrepro <subcommand> <name>``; the command repeats
-        the folders only where they differ from the defaults (results/<profile>, figures)."""
+        the folders only where they differ from the defaults (results/<profile>,
+        figures/<profile>)."""
         command = f"hdrepro {subcommand} {name} --profile {profile}"
         if _shown(results) != f"results/{profile}":
             command += f" --out {_shown(results)}"
-        if _shown(figures) != "figures":
+        if _shown(figures) != f"figures/{profile}":
             command += f" --figures {_shown(figures)}"
-        return cls(profile, _shown(results), command)
+        return cls(profile, _shown(results), command, data_digest(Path(results), name))
+
+
+def data_digest(results: Path, name: str) -> str:
+    """A digest of the stores of experiment ``name`` in ``results``: the files named ``<name>.*``
+    or ``<name>_*``, without the run records and locks, which change with every invocation."""
+    h = hashlib.sha256()
+    for path in sorted(results.glob(f"{name}[._]*")):
+        if path.suffix == ".lock" or path.name.endswith("_run.json") or not path.is_file():
+            continue
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _shown(path: Path) -> str:

@@ -74,8 +74,10 @@ def plot_fig1(iterations: pd.DataFrame, epochs: pd.DataFrame, model_order: list[
                 _band(axes[2, j], *_per_seed(ep_o, "iteration", "val_loss"), opt, marker=".", **kw)
         alpha0 = float(it_m.alpha.iloc[0]) if len(it_m) else 1e-3
         axes[0, j].set_title(MODEL_TITLES.get(model, model))
-        axes[0, j].set_yscale("symlog", linthresh=abs(alpha0) / 10 or 1e-6)
+        linthresh = abs(alpha0) / 10 or 1e-6
+        axes[0, j].set_yscale("symlog", linthresh=linthresh)
         axes[0, j].axhline(0, color="k", lw=0.5)
+        _symlog_decades(axes[0, j], linthresh)
         for i in (1, 2):
             axes[i, j].set_yscale("log")
             axes[i, j].set_ylim(top=LOSS_CAP * 1.2)
@@ -85,7 +87,23 @@ def plot_fig1(iterations: pd.DataFrame, epochs: pd.DataFrame, model_order: list[
     axes[0, 0].set_ylabel("learning rate α_t")
     axes[1, 0].set_ylabel("training loss")
     axes[2, 0].set_ylabel("validation loss")
-    axes[0, -1].legend(fontsize=7, loc="best")
+    # one legend for the figure, below the panels, so that it never covers a curve
+    handles, labels = axes[0, -1].get_legend_handles_labels()
+    if handles:
+        axes[0, -1].figure.legend(handles, labels, loc="lower center", ncol=len(labels),
+                                  fontsize=8, frameon=False)
+
+
+def _symlog_decades(ax, linthresh: float) -> None:
+    """Ticks at 0 and at whole decades from 10·linthresh outwards: the ±linthresh ticks sit
+    next to 0 on a symmetric-log axis, where their labels would overlap its label."""
+    low, high = ax.get_ylim()
+    first = int(np.floor(np.log10(linthresh))) + 1
+    ups = [10.0 ** k for k in range(first, int(np.ceil(np.log10(max(high, 10 * linthresh)))) + 1)]
+    downs = [-10.0 ** k for k in range(first, int(np.ceil(np.log10(max(-low, 10 * linthresh)))) + 1)]
+    ticks = [x for x in downs[::-1] + [0.0] + ups if low <= x <= high]
+    ax.set_yticks(ticks)
+    ax.minorticks_off()
 
 
 def _mark_diverged(ax, runs: pd.DataFrame, kw: dict) -> list:

@@ -9,8 +9,11 @@ from . import family
 from .plots import LOSS_CAP
 
 #: one colour per optimizer of the family (matplotlib's ten, then three more)
-FAMILY_PALETTE = dict(zip(family.FAMILY, [f"C{i}" for i in range(10)] + [
-    "#000000", "#b8860b", "#00ced1"]))
+#: one colour per optimizer from the qualitative tab10 palette; past ten optimizers the colours
+#: repeat with other line styles and markers, so no two optimizers share all three
+FAMILY_PALETTE = {name: f"C{i % 10}" for i, name in enumerate(family.FAMILY)}
+FAMILY_STYLE = {name: {"base": "-" if i < 10 else ":", "hd": "--" if i < 10 else "-.",
+                       "marker": "." if i < 10 else "s"} for i, name in enumerate(family.FAMILY)}
 
 
 def plot_sensitivity(losses: pd.DataFrame, ax, metric: str = "val_loss",
@@ -23,11 +26,13 @@ def plot_sensitivity(losses: pd.DataFrame, ax, metric: str = "val_loss",
         ax.text(0.5, 0.5, "no runs stored yet", transform=ax.transAxes, ha="center",
                 va="center", color="0.4")
     for name in order:
-        for variant, ls, label in (("base", "-", family.TITLES[name]), ("hd", "--", None)):
+        style = FAMILY_STYLE[name]
+        for variant, label in (("base", family.TITLES[name]), ("hd", None)):
             d = losses[(losses.family == name) & (losses.variant == variant)].sort_values("alpha0")
             if d.empty:
                 continue
-            ax.plot(d.alpha0, d[metric].clip(upper=LOSS_CAP), ls=ls, marker=".", ms=4, lw=1.1,
+            ax.plot(d.alpha0, d[metric].clip(upper=LOSS_CAP), ls=style[variant],
+                    marker=style["marker"], ms=4 if style["marker"] == "." else 3, lw=1.1,
                     color=FAMILY_PALETTE[name], label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")

@@ -14,7 +14,7 @@ prodigy                Prodigy(lr=1), constant                     + cosine anne
                                                                    README)
 dadapt-adam            DAdaptAdam(lr=1), constant                  ``use_bias_correction=True``
                                                                    (without it d overshoots on a
-                                                                   small MLP: docs/setups.md)
+                                                                   small MLP: docs/report/setups.md)
 schedulefree-adamw     AdamWScheduleFree(lr=0.0025), no warm-up    5% warm-up (``warmup_steps``)
 dog                    DoG(lr=1), last iterate evaluated           evaluated at the polynomial-
                                                                    decay average (γ = 8), as its

@@ -36,7 +36,7 @@ def test_pseudo_code_skipping_the_zero_first_hypergradient():
 
 
 def test_constant_norms_give_factor_one_half_when_the_zero_is_counted():
-    """docs/setups.md: with the first zero counted, θ_t = c/2 for all t >= 2."""
+    """docs/report/setups.md: with the first zero counted, θ_t = c/2 for all t >= 2."""
     c = 3.0
     clipped = _walk([0.0] + [c] * 50, count_zero_first=True)[3::3]
     assert clipped == pytest.approx([c / 2] * 50, rel=1e-12)

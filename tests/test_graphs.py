@@ -3,7 +3,7 @@
 A replay reads and writes the addresses it was recorded with, so it is right only if every
 piece of HD state keeps its storage from step to step. That property is checked here on the CPU
 (it runs in CI); the replay itself needs a GPU, and those tests run where one is present (the
-device run recorded in REPORT.md §8), and say so when skipped.
+device run recorded on the report's speed page), and say so when skipped.
 """
 import pytest
 import torch

@@ -94,7 +94,7 @@ def test_report_tables_say_k_of_n_stored_and_the_top_says_incomplete(tmp_path):
                      if '"baseline": false' in line and '"diverged": false' in line)
     (res / "grid_mlnn.jsonl").write_text("".join(src[:converged] + src[converged + 1:]))
     shutil.copy(QUICK / "grid_mlnn_run.json", res / "grid_mlnn_run.json")
-    table = report.grid_table(res)
+    table = report.grids.grid_table(res)
     assert "8 of 9 stored" in table and "| 9 |" in table
     assert "1 (11%)" not in table.split("8 of 9 stored")[1].split("\n")[0]
     assert completeness(res) == [("grid_mlnn", 62, 63)]

@@ -1,12 +1,15 @@
-"""How REPORT.md accounts for a full-profile piece that was cut off: the drivers record an
-invocation before it runs (begin_run_info), and the report counts stored runs against it."""
+"""How the report accounts for a piece that was cut off (the drivers record an invocation before
+it runs, begin_run_info, and the report counts stored runs against it), and for a study the full
+profile has not run."""
 import json
 import sys
 from argparse import Namespace
 from pathlib import Path
 
-from hdrepro.report_extensions import SECTIONS
-from hdrepro.report_overview import pieces, profile_timing
+import pytest
+
+from hdrepro.report.extensions import SECTIONS
+from hdrepro.report.overview import pieces, profile_timing
 from hdrepro.results import GridStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
@@ -38,8 +41,8 @@ def test_a_cut_off_invocation_is_reported_as_partial(tmp_path):
     row = next(p for p in pieces(full) if p["piece"].startswith("rivals"))
     assert (row["runs"], row["total"]) == (2, 5) and row["wall_s"] != row["wall_s"]  # NaN
     timing = profile_timing(tmp_path / "results" / "quick")
-    assert "| rivals (§6.2) | 2 of 5 |" in timing
-    assert "rivals (§6.2) (2 of its 5 runs so far)" in timing
+    assert "| rivals (A.2) | 2 of 5 |" in timing
+    assert "rivals (A.2) (2 of its 5 runs so far)" in timing
 
     store_runs(store, ["c", "d", "e"])  # a later invocation finishes the rest
     write_run_info(full / "rivals_run.json", t0, len(cells), args, cells_run=3)
@@ -59,25 +62,34 @@ def test_cells_added_later_count_in_the_total_and_in_those_still_to_run(tmp_path
     assert json.loads((tmp_path / "asgc_run.json").read_text())["cells_total"] == 5
 
 
-def test_a_study_not_run_at_full_scale_says_so(tmp_path):
-    (tmp_path / "results" / "quick").mkdir(parents=True)
-    text = SECTIONS["epsilon_full"](tmp_path / "results" / "quick")
-    assert text.startswith("**At full scale:** not run yet")
+def test_a_study_not_run_at_full_scale_says_so_or_reads_the_quick_profile(tmp_path):
+    quick, full = tmp_path / "results" / "quick", tmp_path / "results" / "full"
+    full.mkdir(parents=True)
+    assert SECTIONS["epsilon_provenance"](full).startswith("_Not run in this results folder")
+    quick.mkdir()
+    GridStore(quick / "epsilon.jsonl").append([{
+        "cell_id": "a", "data": "mnist", "n_train": 100, "n_test": 10, "data_source": "test",
+        "model": "mlnn", "epochs": 1, "seed": 1, "batch_size": 128, "diverged": False,
+        "device": "cpu (1 threads)", "seconds": 1.0}])
+    text = SECTIONS["epsilon_provenance"](full)
+    assert text.startswith("**From the quick profile** (`results/quick/`). This profile has not "
+                           "run the study.") and "mnist 100/10 images" in text
 
 
-def test_figure_1_cut_off_at_full_scale_shows_its_complete_models_only(tmp_path):
+@pytest.mark.slow
+def test_figure_1_cut_off_at_full_scale_is_reported_as_partial(tmp_path):
     from collections import Counter
 
     import fig1
     from hdrepro.data import default_data_root
     from hdrepro.grid import RunOptions
-    from hdrepro.report import fig1_full
-    from hdrepro.report_claims import _prefer_full
+    from hdrepro.report import with_completeness
+    from hdrepro.report.claims import _prefer_full
+    from hdrepro.report.fig1 import fig1_table
     from hdrepro.results import RunStore
     from hdrepro.runs import run_logged
     quick, full = tmp_path / "results" / "quick", tmp_path / "results" / "full"
     quick.mkdir(parents=True)
-    assert fig1_full(quick).startswith("**At full scale:** not run yet")
     runs, store = fig1.plan("smoke", default_data_root()), RunStore(full, "fig1")
     per_model = dict(Counter(r.config.model for r in runs))
     args = Namespace(executor="inprocess", workers=1, device="cpu")
@@ -85,34 +97,31 @@ def test_figure_1_cut_off_at_full_scale_shows_its_complete_models_only(tmp_path)
     options = RunOptions(str(default_data_root()), progress=False)
     mlnn = [r for r in runs if r.config.model == "mlnn"]
     run_logged([r for r in runs if r.config.model == "logreg"] + mlnn[:2], store, options, "t")
-    text = fig1_full(quick)  # ... and the invocation is killed here
-    assert "**Partial: 11 of its 27 runs so far** (LogReg 9 of 9, MLNN 2 of 9, BetterCNN 0 of 9)" \
-        in text
-    assert "| LogReg | SGD vs SGD-HD |" in text and "| MLNN |" not in text
-    assert "α_t and the loss logged every iteration;" in text, "the α statistics' sampling"
+    # ... and the invocation is killed here: the report says what is missing
+    assert "`full/fig1` 11 of 27" in with_completeness("# Title\n\nbody\n", full)
+    assert "| LogReg | SGD vs SGD-HD |" in fig1_table(full)
     assert _prefer_full(quick, "fig1_final.csv", "fig1_run.json") == (quick, "quick"), \
         "claims wait for all runs"
 
     run_logged(runs, store, options, "t")  # a later invocation finishes the rest
     write_run_info(full / "fig1_run.json", t0, len(runs), args, cells_run=16,
                    runs_per_model=per_model)
-    text = fig1_full(quick)
-    assert "Partial" not in text and "| MLNN |" in text and "| BetterCNN |" in text
-    assert "model × optimizer pairs" in text  # the summary
+    assert with_completeness("# Title\n\nbody\n", full) == "# Title\n\nbody\n"
+    assert "| BetterCNN |" in fig1_table(full)
     assert _prefer_full(quick, "fig1_final.csv", "fig1_run.json") == (full, "full")
 
 
 def test_figure_1_epochs_are_the_configured_ones_even_when_a_run_stopped_early():
     import pandas as pd
 
-    from hdrepro.report import fig1_epochs
+    from hdrepro.report.fig1 import fig1_epochs
     final = pd.DataFrame({"model": ["logreg", "bettercnn"], "diverged": [False, True],
                           "config": [json.dumps({"epochs": 20}), json.dumps({"epochs": 100})]})
     assert fig1_epochs(final) == {"LogReg": 20, "BetterCNN": 100}
 
 
 def test_figure_1_says_how_often_alpha_was_logged():
-    from hdrepro.report import _logged_every
+    from hdrepro.report.fig1 import _logged_every
     assert _logged_every(1) == "α_t and the loss logged every iteration"
     assert _logged_every(100) == "α_t and the loss logged every 100 iterations"
 
@@ -122,8 +131,8 @@ def test_figure_1_table_survives_a_pair_whose_hd_runs_all_diverged(tmp_path):
     summary must say so (and count it against HD), not crash on the missing α_t log."""
     import pandas as pd
 
-    from hdrepro.report import fig1_counts, fig1_summary, fig1_table
-    from hdrepro.report_claims import _figure1
+    from hdrepro.report.fig1 import fig1_counts, fig1_summary, fig1_table
+    from hdrepro.report.claims import _figure1
     meta = dict(model="bettercnn", rule="additive", alpha0=1e-3)
     final = pd.DataFrame([
         {**meta, "run_id": "sgd", "optimizer": "SGD", "seed": 1, "diverged": False,
@@ -149,7 +158,7 @@ def test_figure_1_table_survives_a_pair_whose_hd_runs_all_diverged(tmp_path):
 def test_figure_1_divergences_are_listed_beside_the_same_grid_cell(tmp_path):
     import pandas as pd
 
-    from hdrepro.report import fig1_divergences
+    from hdrepro.report.fig1 import fig1_divergences
     runs = [{"run_id": f"hd{s}", "model": "bettercnn", "optimizer": "SGD-HD", "rule": "additive",
              "seed": s, "alpha0": 1e-3, "beta": 1e-3, "diverged": s < 3,
              "diverged_at": 517 if s == 1 else 81 if s == 2 else float("nan")} for s in (1, 2, 3)]
@@ -162,13 +171,13 @@ def test_figure_1_divergences_are_listed_beside_the_same_grid_cell(tmp_path):
     cells = [{**cell, "cell_id": "a", "diverged": True, "diverged_at": 558}, other]
     (tmp_path / "grid_bettercnn.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cells))
     assert fig1_divergences(tmp_path).endswith(
-        "at steps 81, 517, and §4's grid cell at the same α₀ = 0.001, β = 0.001 (10% of the data, "
+        "at steps 81, 517, and §2.1's grid cell at the same α₀ = 0.001, β = 0.001 (10% of the data, "
         "100 epochs, seed 1) diverged too, at step 558.")
 
 
 def test_claim_rules_can_return_every_outcome_and_errata_stand_apart():
     from hdrepro import stats
-    from hdrepro.report_claims import claims_table, cost_verdict, majority
+    from hdrepro.report.claims import claims_table, cost_verdict, majority
     assert [majority(stats.proportion(k, 36)) for k in (30, 18, 6)] == \
         ["reproduces", "partly", "does not reproduce"]
     assert majority(stats.proportion(1, 36)) == "does not reproduce"   # one pair is not "partly"

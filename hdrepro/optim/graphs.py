@@ -1,8 +1,8 @@
 r"""CUDAGraphStep: an optimizer's step() recorded once as a CUDA graph, then replayed.
 
 Why. On a GPU an HD step is a few dozen multi-tensor kernels, each launched from Python. For a
-ResNet-sized set of tensors the launches, not the memory traffic, set the step time (REPORT.md
-§8); torch's own fused Adam is bound the same way. A CUDA graph records the step's kernels once
+ResNet-sized set of tensors the launches, not the memory traffic, set the step time (the
+report's speed page); torch's own fused Adam is bound the same way. A CUDA graph records the step's kernels once
 and replays them all with one launch.
 
 Why it is correct for SGDHD, AdamHD and HD(…): their step() reads nothing back to the host, and

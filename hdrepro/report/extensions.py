@@ -1,0 +1,405 @@
+"""REPORT.md's section on the extensions: the optimizer family's sensitivity to α₀ beside Baydin
+et al.'s own tuning grid, the learning-rate-free rivals, ASGC and Adam's ε. Builders of its tables
+and sentences from the results files of
+experiments/{family_sensitivity,threshold_grid,rivals,asgc,epsilon}.py (and bench/bench_rivals.py);
+:mod:`hdrepro.report` merges ``SECTIONS``."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .. import asgc_study, family, rival_study, threshold_grid
+from ..epsilon_study import NEAR, validation
+from .format import MODEL_NAMES, holding, md_table, run_record
+from ..results import GridStore
+from ..runs import STUCK_ERROR
+from ..sensitivity import KINDS, NEAR_BEST, lost_runs, tuning
+
+TIE = 0.001  # test errors closer than 0.1 points are a tie, whatever the seeds' spread
+
+
+#: experiments whose summaries read only some stored runs (ASGC: those that chose on a held-out
+#: validation split; older runs chose on the test set)
+FILTERS = {"asgc": asgc_study.validated}
+
+
+def _frame(results: Path, name: str) -> pd.DataFrame:
+    frame = GridStore(results / f"{name}.jsonl").frame()
+    return FILTERS[name](frame) if name in FILTERS and not frame.empty else frame
+
+
+def _left_out(results: Path, name: str) -> str:
+    """Why a store's runs are all left out, or "" when none are."""
+    if name in FILTERS and not GridStore(results / f"{name}.jsonl").frame().empty:
+        return (f"_Its stored runs chose their configurations on the test set and are left out; "
+                f"`hdrepro run {name} --profile {results.name}` reruns the study choosing on a "
+                "held-out validation split._")
+    return ""
+
+
+def _missing(script: str) -> str:
+    return f"_Not run in this results folder (`python experiments/{script}`)._"
+
+
+def _f(x, digits: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and not math.isfinite(x)) else \
+        f"{x:.{digits}f}"
+
+
+def _pct(x, std=None) -> str:
+    if x is None or not np.isfinite(x):
+        return "–"
+    return f"{100 * x:.2f}%" + (f" ± {100 * std:.2f}" if std is not None and np.isfinite(std)
+                                else "")
+
+
+def provenance(frame: pd.DataFrame, results: Path, name: str) -> str:
+    """What ran: data and its size, epochs per model, seeds, runs, divergences, device, time."""
+    parts = []
+    for data, g in frame.groupby("data", sort=False):
+        r = g.iloc[0]
+        epochs = ", ".join(f"{MODEL_NAMES.get(m, m)} {int(e)}" for m, e in
+                           g.groupby("model", sort=False)["epochs"].max().items())
+        parts.append(f"{data} {int(r['n_train']):,}/{int(r['n_test']):,} images "
+                     f"({r['data_source']}), epochs {epochs}")
+    seeds = sorted(frame["seed"].unique().tolist())
+    text = (f"{'; '.join(parts)}; batch {int(frame['batch_size'].iloc[0])}, seeds {seeds}; "
+            f"{len(frame)} runs ({int(frame['diverged'].astype(bool).sum())} diverged) on "
+            f"{frame['device'].iloc[0]}, {frame['seconds'].sum() / 60:.1f} min of training")
+    info = run_record(results, f"{name}_run.json")
+    if info:
+        took = ("did not finish (cut off, or still running)" if info["wall_s"] is None else
+                f"{info['wall_s']:.0f} s")
+        text += f", last invocation {took}, commit {info['commit']}"
+    return text + "."
+
+
+# -- 1. the optimizer family -------------------------------------------------------------------
+def family_provenance(f: pd.DataFrame, results: Path) -> str:
+    alphas = ", ".join(f"{a:g}" for a in sorted(f["alpha0"].unique()))
+    return f"α₀ ∈ {{{alphas}}}; " + provenance(f, results, "family_sensitivity")
+
+
+def family_table(f: pd.DataFrame, results: Path) -> str:
+    t = tuning(f)
+    t = t.assign(mo=t.model.map(list(MODEL_NAMES).index),
+                 fo=t.family.map(list(family.FAMILY).index)).sort_values(["mo", "fo"])
+    rows = [[MODEL_NAMES.get(r.model, r.model), family.TITLES[r.family],
+             f"{r.base_near}/{r.alphas}", f"{r.hd_near}/{r.alphas}", _f(r.base_best),
+             _f(r.hd_best), _f(r.base_median), _f(r.hd_median)] for r in t.itertuples()]
+    return md_table(["model", "optimizer", "near-best α₀, base", "near-best α₀, HD",
+                     "best val. loss, base", "best, HD", "median over α₀, base", "median, HD"],
+                    rows)
+
+
+def family_verdict(f: pd.DataFrame, results: Path) -> str:
+    t = tuning(f)
+    n = len(t)
+    wider, narrower = int((t.hd_near > t.base_near).sum()), int((t.hd_near < t.base_near).sum())
+    lower = int((t.hd_median < t.base_median).sum())
+    best = int((t.hd_best < t.base_best).sum())
+    widened = []
+    for kind, names in KINDS.items():
+        k = t[t.family.isin(names)]
+        label = f"{kind} (SGD, momentum, Nesterov)" if kind == "non-adaptive" else kind
+        widened.append(f"{label}: {int((k.hd_near > k.base_near).sum())} of {len(k)}")
+    return (f"Over {n} optimizer–model pairs, HD **widened** the range of α₀ that ends within "
+            f"{NEAR_BEST - 1:.0%} of the best validation loss for **{wider}**, narrowed it for "
+            f"{narrower} and left it unchanged for {n - wider - narrower} (widened, by kind: "
+            f"{'; '.join(widened)}). HD's median final validation loss over the α₀ sweep was "
+            f"lower than the base optimizer's for {lower} of {n} pairs, and its best for {best} "
+            f"of {n}. "
+            + _family_lost(f))
+
+
+def _family_lost(f: pd.DataFrame) -> str:
+    """Runs lost (diverged, or stuck at chance) per model and kind, base against HD."""
+    lost = lost_runs(f).assign(lost=lambda x: x.diverged + x.stuck)
+    by_model = []
+    for model in sorted(lost.model.unique(), key=list(MODEL_NAMES).index):
+        m = lost[lost.model == model].set_index(["kind", "variant"])
+        by_model.append(f"{MODEL_NAMES[model]} " + ", ".join(
+            f"{kind} {m.loc[(kind, 'base'), 'lost']} vs {m.loc[(kind, 'hd'), 'lost']} of "
+            f"{m.loc[(kind, 'base'), 'runs']}" for kind in KINDS if (kind, "base") in m.index))
+    return (f"Runs lost, diverged or finished stuck at chance (test error ≥ {STUCK_ERROR:.0%}), "
+            f"base vs HD: {'; '.join(by_model)}. HD with β = 0 is its base exactly, so where "
+            f"HD loses more runs, the cost is that of one untuned β per kind (Baydin et al.'s "
+            f"SGD-HD and Adam-HD values).")
+
+
+# -- 2. the learning-rate-free rivals --------------------------------------------------------
+def _bench_rivals(results: Path) -> pd.DataFrame:
+    """The rivals' time per iteration and state size, measured once on the CPU (quick profile)."""
+    path = holding(results, "bench_rivals_cpu.csv") / "bench_rivals_cpu.csv"
+    return pd.read_csv(path).set_index("method") if path.exists() else pd.DataFrame()
+
+
+def rivals_provenance(f: pd.DataFrame, results: Path) -> str:
+    return provenance(f, results, "rivals")
+
+
+def rivals_table(f: pd.DataFrame, results: Path) -> str:
+    comp = rival_study.comparison(f)
+    bench = _bench_rivals(results)
+    out = []
+    for model, c in comp.groupby("model", sort=False):
+        rows = []
+        for r in c.itertuples():
+            b = bench.loc[r.method] if r.method in bench.index else None
+            rows.append([rival_study.TITLES[r.method], _f(r.train_loss), _f(r.val_loss),
+                         _pct(r.test_error, r.test_error_std), f"{r.diverged}/{r.seeds}",
+                         f"{b.ratio:.2f}×" if b is not None else "–",
+                         f"{b.state_floats_per_param:.0f}" if b is not None else "–"])
+        out.append(f"**{MODEL_NAMES.get(model, model)}**\n\n" + md_table(
+            ["method", "final train loss", "final val. loss", "test error (± std)", "diverged",
+             "time/iteration vs Adam", "state floats/param"], rows))
+    return "\n\n".join(out)
+
+
+def rivals_scale(f: pd.DataFrame, results: Path) -> str:
+    model = rival_study.scale_model(f)
+    if model is None:
+        return "_No scale sweep in this folder._"
+    s = rival_study.scale_spread(f, model)
+    scales = ", ".join(f"{x:g}" for x in sorted(f[f.model == model]["scale"].unique()))
+    rows = [[rival_study.TITLES[r.method], _f(r.best), _f(r.worst), f"{r.ratio:.2f}",
+             f"{r.diverged}/{r.scales}"] for r in s.itertuples()]
+    return (f"{MODEL_NAMES.get(model, model)}, each method's own initial scale × {{{scales}}} "
+            "(mean final validation loss over the sweep's seeds):\n\n" + md_table(
+                ["method", "best", "worst", "worst/best", "diverged scales"], rows))
+
+
+def rivals_verdict(f: pd.DataFrame, results: Path) -> str:
+    comp = rival_study.comparison(f)
+    lines = []
+    for model, c in comp.groupby("model", sort=False):
+        c = c.set_index("method")
+        hd = c.loc["adam-hd", "test_error"]
+        verdicts: dict[str, list] = {"beats": [], "ties with": [], "loses to": []}
+        for r in rival_study.RivalSpec().rivals:
+            errs = c.loc[[m for m in c.index if m.startswith(f"{r}:")], "test_error"]
+            if errs.empty:
+                continue
+            best = errs.min()
+            spread = np.nanmax([TIE, c.loc["adam-hd", "test_error_std"],
+                                c.loc[errs.idxmin(), "test_error_std"]])
+            word = ("ties with" if abs(hd - best) < spread else "beats" if hd < best
+                    else "loses to")
+            verdicts[word].append(f"{rival_study.TITLES[errs.idxmin()]} {_pct(best)}")
+        said = "; ".join(f"it {w} {', '.join(v)}" for w, v in verdicts.items() if v)
+        best_all = c["test_error"].idxmin()
+        lines.append(
+            f"- **{MODEL_NAMES.get(model, model)}**: Adam-HD {_pct(hd)}; {said} (each rival at "
+            f"its better setting; a tie: closer than the larger standard deviation over seeds, or "
+            f"{100 * TIE:.1f} points). Lowest mean error: "
+            f"{rival_study.TITLES[best_all]} ({_pct(c.loc[best_all, 'test_error'])}).")
+    model = rival_study.scale_model(f)
+    if model is not None:
+        s = rival_study.scale_spread(f, model)
+        flat = s.sort_values("ratio").iloc[0]
+        steep = s.sort_values("ratio").iloc[-1]
+        lines.append(f"- Sensitivity to the initial scale: flattest "
+                     f"{rival_study.TITLES[flat.method]} (worst/best {flat.ratio:.2f}), steepest "
+                     f"{rival_study.TITLES[steep.method]} ({steep.ratio:.2f}).")
+    return "\n".join(lines)
+
+
+# -- 3. ASGC ------------------------------------------------------------------------------------
+def asgc_provenance(f: pd.DataFrame, results: Path) -> str:
+    return provenance(f, results, "asgc")
+
+
+def asgc_table(f: pd.DataFrame, results: Path) -> str:
+    m = asgc_study.metrics(f)
+    out = []
+    for (data, model), g in m.groupby(["data", "model"], sort=False):
+        rows = [[asgc_study.TITLES[r.method], f"`{r.config}`", _pct(r.test_error,
+                                                                      r.test_error_std),
+                 f"{_f(r.epochs_to_target, 1)} ({_f(r.seconds_to_target, 1)} s), "
+                 f"{r.reached}/{r.runs} runs", _pct(r.stability), _f(r.gap)]
+                for r in g.itertuples()]
+        target = g["target_acc"].iloc[0]
+        out.append(f"**{MODEL_NAMES.get(model, model)} on {data}** (target accuracy "
+                   f"{100 * target:.2f}%)\n\n" + md_table(
+                       ["method", "chosen α and options", "test error", "epochs (s) to target",
+                        "stability (std of val. acc., last epochs)",
+                        "gap (val. − train loss)"], rows))
+    return "\n\n".join(out)
+
+
+def asgc_robustness(f: pd.DataFrame, results: Path) -> str:
+    if (f["phase"] != "random").all():
+        return "_No random configurations in this folder._"
+    r = asgc_study.robustness(f)
+    rows = [[f"{MODEL_NAMES.get(x.model, x.model)}, {x.data}", asgc_study.TITLES[x.method],
+             str(x.samples), _pct(x.median), _pct(x.best), _pct(x.worst), str(int(x.diverged)),
+             str(int(x.stuck))] for x in r.itertuples()]
+    return md_table(["model, data", "method", "configurations", "median test error", "best",
+                     "worst", "diverged (NaN/inf)",
+                     f"stuck at chance (error ≥ {STUCK_ERROR:.0%})"], rows)
+
+
+def asgc_verdict(f: pd.DataFrame, results: Path) -> str:
+    m = asgc_study.metrics(f)
+    base = ["adam", "momentum", "adagrad", "rmsprop"]
+    n, best, stabler, plain = 0, 0, 0, 0
+    abl = []
+    for (data, model), g in m.groupby(["data", "model"], sort=False):
+        g = g.set_index("method")
+        if "asgc-momentum" not in g.index:
+            continue
+        n += 1
+        a = g.loc["asgc-momentum"]
+        others = g.loc[[b for b in base if b in g.index]]
+        best += bool(a.test_error < others.test_error.min())
+        stabler += bool(a.stability < others.stability.min())
+        plain += bool(a.test_error < g.loc["momentum", "test_error"]) if "momentum" in g.index \
+            else 0
+        for v in ("asgc-no-noise", "asgc-fixed"):
+            if v in g.index:
+                abl.append((data, model, v, g.loc[v, "test_error"] - a.test_error))
+    text = (f"ASGC had the lowest test error of the five methods on **{best} of {n}** "
+            f"data–model pairs, beat the SGD-momentum it wraps on {plain} of {n}, and was the "
+            f"most stable over the last epochs on {stabler} of {n}.")
+    if abl:
+        no_noise = [d for *_, v, d in abl if v == "asgc-no-noise"]
+        fixed = [d for *_, v, d in abl if v == "asgc-fixed"]
+        text += (f" Ablations (test error minus ASGC's, mean over pairs): without noise "
+                 f"{100 * np.mean(no_noise):+.2f} points, with a fixed threshold "
+                 f"{100 * np.mean(fixed):+.2f} points.")
+    r = asgc_study.robustness(f)
+    if not r.empty:
+        med = r.groupby("method")["median"].mean()
+        text += (f" Over random configurations the median test error (mean over pairs) was "
+                 f"{_pct(med.get('asgc-momentum', np.nan))} for ASGC against "
+                 + ", ".join(f"{asgc_study.TITLES[b]} {_pct(med.get(b, np.nan))}" for b in base)
+                 + ".")
+        lost = r.groupby("method")[["samples", "diverged", "stuck"]].sum()
+        text += (" Random configurations lost (diverged, or stuck at chance): " + ", ".join(
+            f"{asgc_study.TITLES[m]} {int(lost.loc[m, 'diverged'] + lost.loc[m, 'stuck'])} of "
+            f"{int(lost.loc[m, 'samples'])}" for m in ["asgc-momentum", *base] if m in lost.index)
+            + ".")
+    bench = _bench_rivals(results)
+    if "asgc-momentum" in bench.index:
+        cost = bench.loc[["asgc-momentum", "momentum"], "ratio"]
+        text += (f" Its cost: one MLNN iteration with ASGC takes {cost['asgc-momentum']:.2f}× "
+                 f"Adam's, against {cost['momentum']:.2f}× for the SGD-momentum it wraps "
+                 f"(`bench/bench_rivals.py`, CPU).")
+    return text
+
+
+# -- 4. Adam's ε -------------------------------------------------------------------------------
+def _epsilon(f: pd.DataFrame, results: Path) -> pd.DataFrame | None:
+    hist = results / "epsilon_histograms.csv"
+    return validation(f, pd.read_csv(hist)) if hist.exists() else None
+
+
+def epsilon_provenance(f: pd.DataFrame, results: Path) -> str:
+    return provenance(f, results, "epsilon")
+
+
+def epsilon_table(f: pd.DataFrame, results: Path) -> str:
+    v = _epsilon(f, results)
+    if v is None:
+        return _missing("epsilon.py")
+    rows = [[MODEL_NAMES.get(r.model, r.model), f"[{r.interval_lo:.0e}, {r.interval_hi:.0e}]",
+             f"{r.decades:.0f} of {r.default_decades:.0f}", f"{r.best_eps:.0e}",
+             "yes" if r.best_inside else "no", f"{r.near_inside} of {r.near_best}",
+             _f(r.best_val_loss), _f(r.worst_val_loss)] for r in v.itertuples()]
+    return md_table(["model", "proposed ε interval", "decades (vs usual)", "best ε (sweep)",
+                     "best inside?", f"near-best ε (≤ {NEAR:.0%} off) inside",
+                     "best val. loss", "worst val. loss"], rows)
+
+
+def epsilon_verdict(f: pd.DataFrame, results: Path) -> str:
+    v = _epsilon(f, results)
+    if v is None:
+        return _missing("epsilon.py")
+    n = len(v)
+    inside, near = int(v.best_inside.sum()), int((v.near_inside > 0).sum())
+    narrow = v.default_decades.iloc[0] / v.decades.mean()
+    return (f"The proposed interval held the sweep's best ε for **{inside} of {n}** models and "
+            f"a near-best ε for {near} of {n}; it spans {v.decades.mean():.1f} decades on "
+            f"average, {narrow:.1f}× narrower than the usual 10 (the summary claims ≥ 2×).")
+
+
+def _source(results: Path, experiment: str) -> tuple[Path, pd.DataFrame, str]:
+    """The folder whose runs a section reads, its runs, and a note when it is not `results`:
+    a study the full profile has not run (or whose runs are all left out) falls back to the
+    quick profile's runs beside it, and says so."""
+    frame = _frame(results, experiment)
+    quick = results.parent / "quick"
+    if frame.empty and results.name != "quick" and not _frame(quick, experiment).empty:
+        why = _left_out(results, experiment) or "_This profile has not run the study._"
+        return quick, _frame(quick, experiment), (
+            f"**From the quick profile** (`results/quick/`). {why.strip('_')} ")
+    return results, frame, ""
+
+
+def _section(experiment: str, build: Callable[[pd.DataFrame, Path], str]
+             ) -> Callable[[Path], str]:
+    """A report section built from an experiment's stored runs, or a note saying how to run it;
+    its provenance part says when the runs come from another profile (:func:`_source`)."""
+    def section(results: Path) -> str:
+        folder, f, note = _source(results, experiment)
+        if f.empty:
+            return _left_out(results, experiment) or _missing(f"{experiment}.py")
+        text = build(f, folder)
+        return note + text if build.__name__.endswith("provenance") else text
+    return section
+
+
+def threshold_provenance(f: pd.DataFrame, results: Path) -> str:
+    cap = int(f["epochs"].max())
+    return (f"Cap {cap} epochs; " + provenance(f, results, "threshold_grid"))
+
+
+def threshold_table(f: pd.DataFrame, results: Path) -> str:
+    s = threshold_grid.summary(f)
+    rows = [[threshold_grid.TITLES[r.hd], f"{r.base_reach} of {r.alphas}",
+             f"{r.hd_reach} of {r.alphas} (β = {r.hd_beta:g})", r.range,
+             f"{r.fast.estimate:.0%} [{r.fast.low:.0%}, {r.fast.high:.0%}], n = {r.fast.n}",
+             str(r.seeds)] for r in s.itertuples()]
+    return md_table(["HD optimizer", "α₀ reaching 0.29, base", "α₀ reaching 0.29, HD at one β",
+                     "α₀ range", "HD runs at least as fast as the base (95% CI)", "seeds"], rows)
+
+
+def threshold_verdict(f: pd.DataFrame, results: Path) -> str:
+    s = threshold_grid.summary(f)
+    return (f"Verdict on this grid: **{threshold_grid.verdict(s)}**. The rule: HD reduces the "
+            "need to tune α₀ when, at one β for every α₀, it brings more α₀ to the threshold "
+            "than its base optimizer; it reproduces when that holds for all three HD "
+            "optimizers, partly for some, and does not for none. The last column counts, over "
+            "every (α₀, β) and seed, the HD runs that reached the threshold in no more "
+            "iterations than the base optimizer at the same α₀ and seed (pairs where neither "
+            "reached it are left out), with Wilson's 95% interval.")
+
+
+BUILDERS = {
+    "family_sensitivity": (family_provenance, family_table, family_verdict),
+    "threshold_grid": (threshold_provenance, threshold_table, threshold_verdict),
+    "rivals": (rivals_provenance, rivals_table, rivals_scale, rivals_verdict),
+    "asgc": (asgc_provenance, asgc_table, asgc_robustness, asgc_verdict),
+    "epsilon": (epsilon_provenance, epsilon_verdict, epsilon_table),
+}
+def asgc_figures(results: Path) -> str:
+    """ASGC's two figures, from the profile whose runs the section reads (:func:`_source`)."""
+    folder, frame, _ = _source(results, "asgc")
+    names = [n for n in ("asgc.png", "asgc_gradients.png")
+             if (folder.parent.parent / "figures" / folder.name / n).exists()]
+    if frame.empty or not names:
+        return ""
+    cells = " | ".join(f"![](figures/{folder.name}/{n})" for n in names)
+    return (f"| {cells} |\n|{'---|' * len(names)}\n\n*Validation accuracy of the chosen "
+            "configurations and the random configurations' test errors; per-layer |g| over "
+            "training, before and after ASGC's clipping and for SGD-momentum.*")
+
+
+SECTIONS: dict[str, Callable[[Path], str]] = {
+    build.__name__: _section(experiment, build)
+    for experiment, builders in BUILDERS.items() for build in builders}
+SECTIONS["asgc_figures"] = asgc_figures
