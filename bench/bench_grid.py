@@ -1,7 +1,8 @@
 """Grid throughput: cell-steps per second, one cell at a time vs batched cells, on LogReg, MLNN
 and BetterCNN, measured side by side in one run on one device.
 
-Claim under test (issue: grids): batched ≥ 5× one-at-a-time for LogReg on CPU (overhead-bound);
+Claim under test (the project's targets, docs/report/speed.md): batched ≥ 5× one-at-a-time
+for LogReg on CPU (overhead-bound);
 for MLNN and BetterCNN on CPU the achieved GFLOP/s against the cores' measured matmul peak; on an
 H100 batched ≥ 20× one-at-a-time. One-at-a-time is hdrepro.train.train (the grid's batch=0 path);
 batched is hdrepro.batched.train_cells with K cells (the grid's batch=K path). Each entry trains

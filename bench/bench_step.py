@@ -1,7 +1,7 @@
 """Step-time ratios of the HD optimizers and stacks against torch.optim, measured side by side.
 
-Claim under test (issue: core): analytic HD steps within 1.5x torch's fused step; the autodiff
-Adam/SGD stack within 1.5x torch's default Adam iteration on the 784-128-10 MLP (batch 256).
+Claim under test (the project's targets, docs/report/speed.md): analytic HD steps within 1.5x
+torch's fused step; the autodiff Adam/SGD stack within 1.5x torch's default Adam iteration on the 784-128-10 MLP (batch 256).
 Every number printed is a ratio of medians from this one run on this one device.
 Runtime on 2 CPU cores: smoke ~10 s; quick ~1 min (it compiles the MLNN set's steps only) and
 full ~3 min, most of it torch.compile building the compiled steps; full on an H100 ~5 min (it

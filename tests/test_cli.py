@@ -49,6 +49,7 @@ def _options_without_help(text: str) -> list[str]:
     ["run", "equivalence", "--help"], ["bench", "rivals", "--help"], ["bench", "step", "--help"],
     ["bench", "grid", "--help"], ["report", "--help"], ["data", "fetch", "--help"],
     ["data", "info", "--help"], ["train", "--help"]])
+@pytest.mark.slow  # starts a driver per case
 def test_forwarded_help_is_the_drivers_own_and_explains_every_option(argv):
     # a separate process: the command becomes the driver (exec), as it does for a user
     r = subprocess.run([sys.executable, "-m", "hdrepro", *argv], capture_output=True, text=True,
@@ -93,6 +94,7 @@ def test_train_runs_once_and_writes_its_numbers(tmp_path, capsys):
     assert f"test error {100 * run['final']['test_error']:.2f}%" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # starts a driver per case
 def test_python_dash_m_hdrepro_is_the_same_command():
     r = subprocess.run([sys.executable, "-m", "hdrepro", "data", "info", "mnist"],
                        capture_output=True, text=True, cwd=ROOT)

@@ -11,7 +11,8 @@ from hdrepro.optim import HD, SGDHD, AdamHD
 from hdrepro.optim import _hypergrad as hg
 from hdrepro.verify import Problem, rel_err, train_steps, trajectory
 
-pytestmark = pytest.mark.usefixtures("float64")
+pytestmark = [pytest.mark.usefixtures("float64"),
+              pytest.mark.slow]   # torch.compile builds each step (seconds per case)
 
 P = Problem(model="mlp", steps=15)
 

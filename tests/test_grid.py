@@ -103,6 +103,7 @@ def test_batched_optimizer_rejects_bad_input(bad, words):
 
 
 # -- batched cells ≡ one cell at a time, on real data -------------------------------------------
+@pytest.mark.slow  # trains grids
 def test_batched_grid_equals_one_cell_at_a_time(tmp_path):
     """MLNN and BetterCNN (dropout): same final training losses to 1e-5 (validation losses to
     1e-4), exactly equal divergence flags and steps. The cells avoid the chaotic edge between
@@ -155,6 +156,7 @@ run_grid(spec, GridStore(sys.argv[1]), RunOptions(sys.argv[2], batch=0, progress
 """
 
 
+@pytest.mark.slow  # trains grids
 def test_grid_resumes_after_a_kill_without_redoing_or_losing_cells(tmp_path):
     path = tmp_path / "k.jsonl"
     proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(path), ROOT], cwd=REPO)
@@ -191,6 +193,7 @@ def test_torn_last_row_is_ignored_and_cut_before_the_next_append(tmp_path):
 SMOKE = GridSpec("smoke", "logreg", ("sgd-hd",), (1e-3, 1e-1), (1e-4, 1e-1), epochs=1, data=TINY)
 
 
+@pytest.mark.slow  # trains grids
 @pytest.mark.parametrize("executor", ["processes", "dask"])
 def test_worker_executors_match_in_process(executor, tmp_path):
     ref = run_grid(SMOKE, GridStore(tmp_path / "ref.jsonl"), RunOptions(ROOT, progress=False))
@@ -261,6 +264,7 @@ def test_seed_mean_ignores_diverged_seeds_and_blanks_when_all_diverged():
     assert panel.diverged.loc[1e-4, 1e-3] == 0.5
 
 
+@pytest.mark.slow  # trains grids
 def test_grid_driver_smoke_writes_cells_and_heatmap(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "experiments/grid_logreg.py", "--profile", "smoke",

@@ -155,6 +155,7 @@ def _writers(path: Path, mode: str, n: int) -> list[str]:
     return outs
 
 
+@pytest.mark.slow  # separate processes
 def test_two_writers_appending_row_by_row_lose_and_duplicate_nothing(tmp_path):
     path = tmp_path / "s.jsonl"
     _writers(path, "append", 1500)
@@ -163,6 +164,7 @@ def test_two_writers_appending_row_by_row_lose_and_duplicate_nothing(tmp_path):
     assert path.read_text().endswith("\n")
 
 
+@pytest.mark.slow  # separate processes
 def test_a_second_writer_session_is_refused_naming_the_holder(tmp_path):
     path = tmp_path / "s.jsonl"
     outs = _writers(path, "session", 3000)
@@ -187,6 +189,7 @@ def test_the_lock_is_held_for_the_run_and_refuses_another_in_the_same_process(tm
         RunStore(tmp_path, "runs").writing().__enter__()
 
 
+@pytest.mark.slow  # separate processes
 def test_a_lock_left_by_a_killed_writer_is_taken_over(tmp_path):
     path = tmp_path / "s.jsonl"
     holder = subprocess.Popen([sys.executable, "-c", WRITER, str(path), "a", "10000000",
@@ -204,6 +207,7 @@ def test_a_lock_left_by_a_killed_writer_is_taken_over(tmp_path):
 GRID = KILL_SCRIPT.replace("epochs=4,", "epochs=400,")  # 9 LogReg cells, minutes: killed early
 
 
+@pytest.mark.slow  # separate processes
 def test_two_grids_on_one_store_the_second_is_refused(tmp_path):
     path = tmp_path / "k.jsonl"
     first = subprocess.Popen([sys.executable, "-c", GRID, str(path), str(DATA)])
@@ -247,6 +251,7 @@ def _session(sid: int) -> list[int]:
     return pids
 
 
+@pytest.mark.slow  # separate processes
 @pytest.mark.parametrize("executor", ["inprocess", "processes"])
 def test_killing_hdrepro_grid_stops_the_driver_and_its_workers(executor, tmp_path):
     out = tmp_path / "results"
@@ -286,6 +291,7 @@ def _data_command(*args) -> subprocess.CompletedProcess:
                           text=True, cwd=REPO)
 
 
+@pytest.mark.slow  # separate processes
 def test_data_verify_checks_something_or_fails(tmp_path):
     r = _data_command("verify", "--root", str(tmp_path / "missing"))
     assert r.returncode == 2 and "no data folder" in r.stderr and "Traceback" not in r.stderr
@@ -362,6 +368,7 @@ def test_the_readme_has_examples():
     assert len(_readme_examples()) >= 6
 
 
+@pytest.mark.slow  # separate processes
 @pytest.mark.parametrize("index", range(len(_readme_examples())))
 def test_readme_example_runs_as_pasted(index, tmp_path):
     script = tmp_path / f"example_{index}.py"
@@ -371,6 +378,7 @@ def test_readme_example_runs_as_pasted(index, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
 
 
+@pytest.mark.slow  # separate processes
 def test_kills_at_random_points_then_a_resume_leave_every_cell_exactly_once(tmp_path):
     """Fault injection: the grid driver (with worker processes) is SIGKILLed at random moments,
     three times, then run to the end; every cell is stored once and no process is left."""

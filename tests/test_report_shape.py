@@ -158,3 +158,18 @@ def test_redraw_reproduces_the_committed_figures_and_report(tmp_path):
     for page in [REPORT, *PAGES]:
         name = page.relative_to(ROOT)
         assert (tmp_path / name).read_text() == page.read_text(), f"{name} differs"
+
+
+def test_no_text_in_the_repository_points_outside_it_or_tells_how_it_was_made():
+    """Every tracked text file (code, docs, templates, scripts): no path outside the repository,
+    no work items or borrowed machines ("session" is left to the prose above: the stores' lock
+    code speaks of a writer's session)."""
+    banned = re.compile(r"\.\./shared|/work/|\bissues?\b|\blent\b|\bborrowed\b", re.I)
+    files = subprocess.run(["git", "ls-files", "*.py", "*.md", "*.in", "*.sh", "*.toml", "*.yml"],
+                           cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert len(files) > 50
+    for name in files:
+        if name == "tests/test_report_shape.py":
+            continue
+        for n, line in enumerate((ROOT / name).read_text().splitlines(), 1):
+            assert not banned.search(line), f"{name}:{n}: {line[:120]}"
