@@ -224,6 +224,9 @@ def fd_cases() -> list[tuple[str, MakeOpt, float]]:
          1e-4),
         ("SGD-HD multiplicative", lambda p: SGDHD(p, 0.1, hypergrad_lr=1e-1,
                                                   rule="multiplicative"), 0.0),
+        ("Adam-HD amsgrad", lambda p: AdamHD(p, 1e-2, hypergrad_lr=1e-4, amsgrad=True), 0.0),
+        ("AdamW-HD (decoupled λ=0.1)", lambda p: AdamHD(
+            p, 1e-2, hypergrad_lr=1e-4, weight_decay=0.1, decoupled_weight_decay=True), 0.0),
         ("HD(RMSprop)", lambda p: HD(torch.optim.RMSprop(p, lr=1e-3), hypergrad_lr=1e-5), 0.0),
         ("HD(Adagrad)", lambda p: HD(torch.optim.Adagrad(p, lr=1e-2), hypergrad_lr=1e-4), 0.0),
         ("HD(NAdam)", lambda p: HD(torch.optim.NAdam(p, lr=1e-3), hypergrad_lr=1e-5), 0.0),

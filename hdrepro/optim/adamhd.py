@@ -25,6 +25,18 @@ class AdamHD(hg.HDOptimizer):
         \hat m_t &= m_t / (1-β₁^t), \quad \hat v_t = v_t / (1-β₂^t)               \\
         θ_t &= θ_{t-1} - α_t \hat m_t / (\sqrt{\hat v_t} + ε)
 
+    ``amsgrad=True`` divides by the running maximum of v̂ instead of v̂, in d_t and in the step, as
+    torch.optim.Adam does. ``decoupled_weight_decay=True`` is AdamW-HD: λ leaves g_t and shrinks θ
+    in the step instead, θ_t = θ_{t-1}(1 - α_t λ) - α_t d_t, so the update's derivative in α gains
+    the decay term and
+
+    .. math::
+        h_t = -g_t · (d_{t-1} + λ θ_{t-2}),\quad
+        θ_{t-2} = (θ_{t-1} + α_{t-1} d_{t-1}) / (1 - α_{t-1} λ)
+
+    with g_t = ∇f(θ_{t-1}) (the objective has no decay term); this path forms d_{t-1} + λθ_{t-2}
+    tensor by tensor, one extra pass over memory.
+
     h_t is computed from the moments before they absorb g_t, so no extra copy of the parameters is
     kept. α_t is a 0-d tensor in ``param_groups[i]["lr"]``, β_t in ``["hypergrad_lr"]``; ``step()``
     does not synchronise with the host; ``hypergrad_lr=0`` gives exactly torch.optim.Adam.
@@ -38,9 +50,12 @@ class AdamHD(hg.HDOptimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  hypergrad_lr=1e-8, rule="additive", hyper_hypergrad_lr=0.0,
                  *, foreach: bool | None = True, second_order: str = "derived",
-                 maximize: bool = False):
+                 maximize: bool = False, amsgrad: bool = False,
+                 decoupled_weight_decay: bool = False):
         hg.check_hd_args(lr, hypergrad_lr, rule, hyper_hypergrad_lr, second_order)
-        hg.check_flag("maximize", maximize)
+        for name, flag in (("maximize", maximize), ("amsgrad", amsgrad),
+                           ("decoupled_weight_decay", decoupled_weight_decay)):
+            hg.check_flag(name, flag)
         if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"Invalid betas: {betas} (need two numbers in [0, 1))")
         hg.check_finite_nonneg("epsilon (eps)", eps)
@@ -48,7 +63,8 @@ class AdamHD(hg.HDOptimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         hypergrad_lr=hypergrad_lr, rule=rule,
                         hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach,
-                        second_order=second_order, maximize=maximize)
+                        second_order=second_order, maximize=maximize, amsgrad=amsgrad,
+                        decoupled_weight_decay=decoupled_weight_decay)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group):
@@ -61,7 +77,7 @@ class AdamHD(hg.HDOptimizer):
         if len(params) != len(group["params"]):
             group["hd_shared_step"] = False
 
-    def _init_state(self, params, fused):
+    def _init_state(self, group, params, fused):
         for p in params:
             state = self.state[p]
             if not state:
@@ -69,9 +85,22 @@ class AdamHD(hg.HDOptimizer):
                 state["step"] = torch.zeros((), dtype=torch.float32, device=step_device)
                 state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if group["amsgrad"] and "max_exp_avg_sq" not in state:
+                state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+
+    @staticmethod
+    def _second_moment(group, state):
+        """The v that d divides by: v, or with amsgrad its running maximum."""
+        return state["max_exp_avg_sq"] if group["amsgrad"] else state["exp_avg_sq"]
+
+    @staticmethod
+    def _decoupled(group) -> bool:
+        return bool(group["decoupled_weight_decay"]) and group["weight_decay"] != 0
 
     def _hypergradient(self, group, params, g):
         """h_t = -g_t·d_{t-1} (and ‖d_{t-1}‖) from the moments before they absorb g_t."""
+        if self._decoupled(group):
+            return self._hypergradient_decoupled(group, params, g)
         if group.get("hd_shared_step") and not hg.per_tensor_loop(params):
             return self._hypergradient_shared_step(group, params, g)
         beta1, beta2 = group["betas"]
@@ -85,7 +114,7 @@ class AdamHD(hg.HDOptimizer):
         c = torch.sqrt(1 - beta2 ** steps)             # √(1 - β₂^{t-1})
         # m̂/(√v̂+ε) = (c/bc1) · m/(√v + ε c): fold the per-tensor scalars out of the big tensors.
         eps_c = list((group["eps"] * c).unbind())
-        m_list, v_list = [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st]
+        m_list, v_list = [s["exp_avg"] for s in st], [self._second_moment(group, s) for s in st]
         want_norm = group["rule"] == "multiplicative"
         if hg.per_tensor_loop(params):
             dots, norms = [], []
@@ -122,7 +151,7 @@ class AdamHD(hg.HDOptimizer):
         beta1, beta2 = group["betas"]
         t = st[0]["step"].to(zero.device, zero.dtype)  # t-1, shared by every tensor
         bc1 = 1 - beta1 ** t
-        q = torch._foreach_sqrt([s["exp_avg_sq"] for s in st])
+        q = torch._foreach_sqrt([self._second_moment(group, s) for s in st])
         torch._foreach_mul_(q, torch.rsqrt(1 - beta2 ** t))  # √v̂_{t-1}
         torch._foreach_add_(q, group["eps"])
         d = torch._foreach_div([s["exp_avg"] for s in st], q)  # (1-β₁^{t-1}) d_{t-1}
@@ -130,17 +159,42 @@ class AdamHD(hg.HDOptimizer):
         d_norm = hg.norm(d) / bc1 if group["rule"] == "multiplicative" else zero
         return h, d_norm
 
+    def _hypergradient_decoupled(self, group, params, g):
+        """AdamW-HD: h_t = -g_t·(d_{t-1} + λθ_{t-2}) and its norm, tensor by tensor (the
+        class docstring's equations)."""
+        zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+        old = [i for i, p in enumerate(params) if self.state[p]]
+        if not old:
+            return zero, zero
+        beta1, beta2 = group["betas"]
+        lam, alpha = group["weight_decay"], hg.group_alpha(group, zero)   # λ, α_{t-1}
+        k = lam / (1 - alpha * lam)            # λθ_{t-2} = k (θ_{t-1} + α_{t-1} d_{t-1})
+        h, sq = zero.clone(), zero.clone()
+        for i in old:
+            state = self.state[params[i]]
+            t = state["step"].to(zero.device, zero.dtype)
+            d = (state["exp_avg"] / (1 - beta1 ** t)) / (
+                (self._second_moment(group, state) / (1 - beta2 ** t)).sqrt() + group["eps"])
+            w = d.mul_(1 + alpha * k).add_(params[i] * k)      # d_{t-1} + λθ_{t-2}
+            h = h - torch.dot(g[i].reshape(-1), w.reshape(-1))
+            if group["rule"] == "multiplicative":
+                sq = sq + torch.dot(w.reshape(-1), w.reshape(-1))
+        return h, sq.sqrt()
+
     def _group_step(self, group, params, grads):
         fused = hg.fused_supported(params)
-        g = hg.grads_with_decay(params, grads, group["weight_decay"])
+        decoupled = self._decoupled(group)
+        g = hg.grads_with_decay(params, grads, 0.0 if decoupled else group["weight_decay"])
         h, d_norm = self._hypergradient(group, params, g)
         norms = (hg.norm(g), d_norm) if group["rule"] == "multiplicative" else ()
         alpha = hg.update_lr(group, h, *norms)
-        self._init_state(params, fused)
+        self._init_state(group, params, fused)
         st = [self.state[p] for p in params]
         beta1, beta2 = group["betas"]
-        torch_adam(params, grads, [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st], [],
-                   [s["step"] for s in st], fused=fused, foreach=not fused, amsgrad=False,
+        torch_adam(params, grads, [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st],
+                   [s["max_exp_avg_sq"] for s in st] if group["amsgrad"] else [],
+                   [s["step"] for s in st], fused=fused, foreach=not fused,
+                   amsgrad=group["amsgrad"], decoupled_weight_decay=decoupled,
                    beta1=beta1, beta2=beta2, lr=alpha if fused else float(alpha),
                    weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
         self._note_skipped(group, params)
@@ -149,22 +203,26 @@ class AdamHD(hg.HDOptimizer):
         """The equations of the class docstring, one parameter at a time."""
         beta1, beta2 = group["betas"]
         eps, wd = group["eps"], group["weight_decay"]
-        g = [gi.add(p, alpha=wd) for p, gi in zip(params, grads)]
+        decoupled = self._decoupled(group)
+        g = [gi if decoupled else gi.add(p, alpha=wd) for p, gi in zip(params, grads)]
         zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+        alpha_prev = hg.group_alpha(group, zero)
         h, d_sq = zero.clone(), zero.clone()
         for p, gi in zip(params, g):
             state = self.state[p]
             if state:
                 t = state["step"].item()
                 d = (state["exp_avg"] / (1 - beta1 ** t)) / (
-                    (state["exp_avg_sq"] / (1 - beta2 ** t)).sqrt() + eps)
+                    (self._second_moment(group, state) / (1 - beta2 ** t)).sqrt() + eps)
+                if decoupled:   # ∇_α u_{t-1} = -(d_{t-1} + λθ_{t-2})
+                    d = d + wd * (p + alpha_prev * d) / (1 - alpha_prev * wd)
                 h = h - (gi * d).sum()
                 d_sq = d_sq + (d * d).sum()
         norms = ()
         if group["rule"] == "multiplicative":
             norms = (torch.sqrt(sum((gi * gi).sum() for gi in g)), d_sq.sqrt())
         alpha = hg.update_lr(group, h, *norms)
-        self._init_state(params, fused=False)
+        self._init_state(group, params, fused=False)
         self._note_skipped(group, params)
         for p, gi in zip(params, g):
             state = self.state[p]
@@ -172,4 +230,8 @@ class AdamHD(hg.HDOptimizer):
             t = state["step"].item()
             m = state["exp_avg"].mul_(beta1).add_(gi, alpha=1 - beta1)
             v = state["exp_avg_sq"].mul_(beta2).addcmul_(gi, gi, value=1 - beta2)
+            if group["amsgrad"]:
+                v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            if decoupled:
+                p.mul_(1 - alpha * wd)
             p.sub_(alpha * (m / (1 - beta1 ** t)) / ((v / (1 - beta2 ** t)).sqrt() + eps))
