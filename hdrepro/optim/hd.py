@@ -2,6 +2,8 @@ r"""HD(optimizer): hypergradient learning-rate adaptation for any torch.optim op
 is linear in its learning rate."""
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch.optim import Optimizer
 
@@ -13,7 +15,7 @@ LINEAR_IN_LR = tuple(getattr(torch.optim, n) for n in (
     "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam", "RAdam"))
 
 
-class HD:
+class HD(Optimizer):
     r"""Wrap a torch.optim optimizer so that its learning rate is learned by hypergradient descent.
 
     For a base optimizer whose update is u_t = Δθ_t = -α_t d_t with d_t independent of α_t:
@@ -34,6 +36,12 @@ class HD:
     ``float(α)`` per group and step is read. d_{t-1} is recovered as -Δθ_{t-1}/α_{t-1}: after a
     step with α exactly 0 the direction is unknown and h is 0, so HD(…) cannot leave α = 0; SGDHD
     and AdamHD, which know d directly, can.
+
+    HD is a torch.optim.Optimizer over the wrapped optimizer's own ``param_groups`` (the same
+    list, not a copy): ``add_param_group``, step hooks and learning-rate schedulers work on it. A
+    scheduler that scales the current lr (StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR,
+    their chainable forms) scales the learned α_t, and HD goes on from there; one that sets lr
+    outright (LambdaLR, OneCycleLR) replaces α_t with its value whenever it steps.
     """
 
     def __init__(self, optimizer: Optimizer, hypergrad_lr: float, rule: str = "additive",
@@ -49,15 +57,50 @@ class HD:
                 raise ValueError(f"HD does not support maximize=True in "
                                  f"{type(optimizer).__name__}: minimise the negated objective")
             hg.check_hd_args(group["lr"], hypergrad_lr, rule, hyper_hypergrad_lr, second_order)
-            group.update(hypergrad_lr=hypergrad_lr, rule=rule,
-                         hyper_hypergrad_lr=hyper_hypergrad_lr, second_order=second_order)
-            hg.init_group(group)
         self.optimizer = optimizer
-        self.state: dict = {}
+        self._hd_settings = dict(hypergrad_lr=hypergrad_lr, rule=rule,
+                                 hyper_hypergrad_lr=hyper_hypergrad_lr, second_order=second_order)
+        for group in optimizer.param_groups:
+            self._adopt(group)
+        # what torch.optim.Optimizer.__init__ sets, over the wrapped optimizer's groups (its
+        # __init__ would copy them into a list of its own)
+        self.defaults = {**optimizer.defaults, **self._hd_settings}
+        for hooks in ("step_pre", "step_post", "state_dict_pre", "state_dict_post",
+                      "load_state_dict_pre", "load_state_dict_post"):
+            setattr(self, f"_optimizer_{hooks}_hooks", OrderedDict())
+        self._patch_step_function()
+        self.state: dict = {}   # d_{t-1} per parameter
 
     @property
-    def param_groups(self):
+    def param_groups(self) -> list[dict]:
+        # the wrapped optimizer's list, read each time: its load_state_dict replaces the list
         return self.optimizer.param_groups
+
+    @param_groups.setter
+    def param_groups(self, groups: list[dict]) -> None:
+        self.optimizer.param_groups = groups
+
+    def __getstate__(self):
+        # torch.optim.Optimizer pickles only defaults, state and param_groups; HD also needs the
+        # wrapped optimizer (deepcopy keeps the two sharing one param_groups list)
+        return dict(self.__dict__)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+
+    def _adopt(self, group: dict) -> None:
+        """Give a group of the wrapped optimizer HD's settings and state."""
+        group.update(self._hd_settings)
+        hg.init_group(group)
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Add the group to the wrapped optimizer (its defaults fill the group), then HD's."""
+        self.optimizer.add_param_group(param_group)
+        group = self.optimizer.param_groups[-1]
+        if group.get("maximize"):
+            raise ValueError("HD does not support maximize=True: minimise the negated objective")
+        hg.check_hd_args(group["lr"], **self._hd_settings)
+        self._adopt(group)
 
     def zero_grad(self, set_to_none: bool = True):
         self.optimizer.zero_grad(set_to_none=set_to_none)
