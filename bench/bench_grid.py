@@ -15,7 +15,6 @@ Runtime: smoke ~20 s, quick ~2 min, full ~5 min on 2 CPU cores; ~2 min on an H10
 """
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from common import device_name, parser, sync, write_rows  # noqa: E402
 from hdrepro import models  # noqa: E402
 from hdrepro.batched import CellHParams, train_cells  # noqa: E402
 from hdrepro.cli_help import DATA_HELP, run_main  # noqa: E402
+from hdrepro.grid import git_commit  # noqa: E402
 from hdrepro.data import DataConfig, default_data_root, load  # noqa: E402
 from hdrepro.train import OptimConfig, TrainConfig, train  # noqa: E402
 
@@ -103,7 +103,7 @@ def main(argv=None):
     peak = matmul_peak_gflops(device, 8192 if device.type == "cuda" else 2048)
     meta = {"device": device_name(device), "torch": torch.__version__, "profile": args.profile,
             "n_train": len(data.train), "epochs": epochs, "matmul_peak_gflops": peak,
-            "commit": os.environ.get("HDREPRO_COMMIT", "")}
+            "commit": git_commit()}
     rows = []
     for model, ks in K_VALUES[device.type, args.profile].items():
         flops = flops_per_cell_step(model)

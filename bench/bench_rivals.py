@@ -11,19 +11,19 @@ Runtime: smoke ~5 s, quick ~30 s, full ~1 min on 2 CPU cores.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_step import REPEATS, interleaved_times, ratio_interval  # noqa: E402
+from timing import REPEATS, interleaved_times, ratio_interval  # noqa: E402
 import statistics  # noqa: E402
 from common import device_name, parser, write_rows  # noqa: E402
 
 from hdrepro import rivals  # noqa: E402
 from hdrepro.cli_help import run_main  # noqa: E402
+from hdrepro.grid import git_commit  # noqa: E402
 from hdrepro.models import build  # noqa: E402
 from hdrepro.rival_study import TITLES, method_config  # noqa: E402
 from hdrepro.train import OptimConfig, make_optimizer  # noqa: E402
@@ -87,7 +87,7 @@ def main(argv=None):
     ms = {m: 1e3 * statistics.median(t) for m, t in times.items()}
     bounds = {m: ratio_interval(times, m, BASELINE) for m in times}
     meta = {"device": device_name(device), "torch": torch.__version__, "profile": args.profile,
-            "repeats": REPEATS[args.profile], "commit": os.environ.get("HDREPRO_COMMIT", "")}
+            "repeats": REPEATS[args.profile], "commit": git_commit()}
     rows = [{"benchmark": "MLNN iteration (fwd+bwd+step), batch 128", "method": m,
              "title": title, "baseline": BASELINE, "ratio": ms[m] / ms[BASELINE],
              "ratio_low": bounds[m][0], "ratio_high": bounds[m][1], "ms": ms[m],

@@ -1,7 +1,8 @@
 """Step-time ratios of the HD optimizers and stacks against torch.optim, measured side by side.
 
 Claim under test (the project's targets, docs/report/speed.md): analytic HD steps within 1.5x
-torch's fused step; the autodiff Adam/SGD stack within 1.5x torch's default Adam iteration on the 784-128-10 MLP (batch 256).
+torch's fused step; the autodiff Adam/SGD stack within 1.5x torch's default Adam iteration on
+the 784-128-10 MLP (batch 256).
 Every number printed is a ratio of medians from this one run on this one device.
 Runtime on 2 CPU cores: smoke ~10 s; quick ~1 min (it compiles the MLNN set's steps only) and
 full ~3 min, most of it torch.compile building the compiled steps; full on an H100 ~5 min (it
@@ -12,115 +13,24 @@ also times each step recorded as a CUDA graph).
 from __future__ import annotations
 
 import importlib.util
-import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cpp_dot  # noqa: E402
-from common import device_name, parser, sync, write_rows  # noqa: E402
-from reference_style import LoopAdamHD, LoopSGDHD  # noqa: E402
+from common import device_name, parser, write_rows  # noqa: E402
+from step_cases import STEP_CASES, DotOnly  # noqa: E402
+from timing import (REPEATS, interleaved_medians, make_params, mlnn_shapes,  # noqa: E402
+                    resnet_like_shapes)
 
 from hdrepro.autodiff import SGD, Adam, HyperStack, chandra  # noqa: E402
 from hdrepro.cli_help import run_main  # noqa: E402
+from hdrepro.grid import git_commit  # noqa: E402
 from hdrepro.models import MLP  # noqa: E402
-from hdrepro.optim import HD, SGDHD, AdamHD, CUDAGraphStep  # noqa: E402
+from hdrepro.optim import HD, CUDAGraphStep  # noqa: E402
 from hdrepro.optim._hypergrad import dot  # noqa: E402
-
-REPEATS = {"smoke": 5, "quick": 30, "full": 100}
-
-
-def resnet_like_shapes() -> list[tuple[int, ...]]:
-    """~160 tensors, ~11M parameters: ResNet-18-like conv weights plus many small vectors."""
-    convs = [(64, 3, 7, 7)] + [(64, 64, 3, 3)] * 4
-    for c_in, c in ((64, 128), (128, 256), (256, 512)):
-        convs += [(c, c_in, 3, 3), (c, c, 3, 3), (c, c_in, 1, 1), (c, c, 3, 3), (c, c, 3, 3)]
-    shapes = convs + [(1000, 512), (1000,)]
-    widths = [64] * 10 + [128] * 10 + [256] * 10 + [512] * 10
-    while len(shapes) < 160:
-        shapes.append((widths[len(shapes) % len(widths)],))
-    return shapes
-
-
-def mlnn_shapes() -> list[tuple[int, ...]]:
-    return [(1000, 784), (1000,), (1000, 1000), (1000,), (10, 1000), (10,)]
-
-
-def make_params(shapes, device):
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    params = []
-    for s in shapes:
-        p = torch.nn.Parameter((torch.randn(s, generator=gen) * 0.01).to(device))
-        p.grad = (torch.randn(s, generator=gen) * 0.01).to(device)
-        params.append(p)
-    return params
-
-
-
-def interleaved_medians(fns: dict, device, repeats: int) -> dict[str, float]:
-    """Median ms per call of each function, timed round-robin so that drift in the machine's
-    speed (other load, frequency changes) affects every entry alike."""
-    return {name: 1e3 * statistics.median(t)
-            for name, t in interleaved_times(fns, device, repeats).items()}
-
-
-def ratio_interval(times: dict, name: str, baseline: str, level: float = 0.95,
-                   resamples: int = 2000) -> tuple[float, float]:
-    """A bootstrap interval on median(name)/median(baseline), resampling whole rounds (the
-    round-robin pairs the two entries' calls in time)."""
-    a, b = np.asarray(times[name]), np.asarray(times[baseline])
-    rng = np.random.default_rng(0)
-    idx = rng.integers(0, len(a), size=(resamples, len(a)))
-    ratios = np.median(a[idx], axis=1) / np.median(b[idx], axis=1)
-    lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
-
-
-def interleaved_times(fns: dict, device, repeats: int) -> dict[str, list[float]]:
-    """Seconds per call of each function, `repeats` rounds, timed round-robin (after warm-up)."""
-    for fn in fns.values():
-        for _ in range(max(3, repeats // 10)):
-            fn()
-    sync(device)
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
-class DotOnly:
-    """h_t's dot product alone, g_t·d_{t-1} summed over every tensor, with a given kernel."""
-
-    def __init__(self, params, kernel):
-        self.kernel = kernel
-        self.grads = [p.grad for p in params]
-        self.dirs = [torch.randn_like(p) for p in params]  # stands in for d_{t-1}
-
-    def step(self):
-        self.kernel(self.grads, self.dirs)
-
-
-class FusedStepPlusDot:
-    """A lower bound on any HD step built on torch's fused kernel: the fused step plus the one
-    dot product h_t = -g_t·d_{t-1} that every HD step needs (the library's own ``dot``), and
-    nothing else: no √v̂ chain, no stored direction, no α update."""
-
-    def __init__(self, opt: torch.optim.Optimizer):
-        self.opt = opt
-        self.dot = DotOnly([p for group in opt.param_groups for p in group["params"]], dot)
-
-    def step(self):
-        self.dot.step()
-        self.opt.step()
 
 
 TORCH_DOT = "dot g·d alone (torch)"
@@ -215,20 +125,6 @@ def drop_failing(steps: dict, names) -> None:
             del steps[name]
 
 
-STEP_CASES = {
-    "SGDN (fused)": lambda p: torch.optim.SGD(p, 1e-3, momentum=0.9, nesterov=True, fused=True),
-    "SGDN-HD (ours)": lambda p: SGDHD(p, 1e-3, momentum=0.9, nesterov=True, hypergrad_lr=1e-6),
-    "SGDN-HD (reference-style loop)": lambda p: LoopSGDHD(p, 1e-3, 0.9, True, 1e-6),
-    "SGDN (fused) + dot, the floor": lambda p: FusedStepPlusDot(
-        torch.optim.SGD(p, 1e-3, momentum=0.9, nesterov=True, fused=True)),
-    "Adam (fused)": lambda p: torch.optim.Adam(p, 1e-3, fused=True),
-    "Adam (foreach)": lambda p: torch.optim.Adam(p, 1e-3, foreach=True),
-    "Adam-HD (ours)": lambda p: AdamHD(p, 1e-3, hypergrad_lr=1e-8),
-    "HD(Adam fused) (ours)": lambda p: HD(torch.optim.Adam(p, 1e-3, fused=True), 1e-8),
-    "Adam-HD (reference-style loop)": lambda p: LoopAdamHD(p, 1e-3, hypergrad_lr=1e-8),
-    "Adam (fused) + dot, the floor": lambda p: FusedStepPlusDot(
-        torch.optim.Adam(p, 1e-3, fused=True)),
-}
 STEP_RATIOS = [  # (numerator, denominator)
     ("SGDN-HD (ours)", "SGDN (fused)"), ("SGDN-HD (reference-style loop)", "SGDN (fused)"),
     ("SGDN-HD (reference-style loop)", "SGDN-HD (ours)"),
@@ -353,7 +249,7 @@ def main(argv=None):
     repeats = REPEATS[args.profile]
     rows = bench_steps(device, args.profile) + bench_stacks(device, repeats)
     meta = {"device": device_name(device), "torch": torch.__version__, "profile": args.profile,
-            "repeats": repeats, "commit": os.environ.get("HDREPRO_COMMIT", "")}
+            "repeats": repeats, "commit": git_commit()}
     for r in rows:
         r.update(meta)
     path = args.out / f"bench_step_{device.type}.csv"

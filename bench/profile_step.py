@@ -10,7 +10,6 @@ GPU only; about 30 s.
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -19,9 +18,11 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_step import (STEP_CASES, interleaved_medians, make_params, mlnn_shapes,  # noqa: E402
-                        resnet_like_shapes)
+from step_cases import STEP_CASES  # noqa: E402
+from timing import interleaved_medians, make_params, mlnn_shapes, resnet_like_shapes  # noqa: E402
 from common import device_name, parser, write_rows  # noqa: E402
+
+from hdrepro.grid import git_commit  # noqa: E402
 
 CASES = ["SGDN (fused)", "SGDN-HD (ours)", "Adam (fused)", "Adam-HD (ours)",
          "HD(Adam fused) (ours)", "Adam (foreach)"]
@@ -58,7 +59,7 @@ def main(argv=None):
                          "kernels_per_step": n})
             print(f"{set_name[:24]:24s} {case:24s} wall {wall:7.3f} ms  {n:5.1f} kernels/step")
     meta = {"device": device_name(device), "torch": torch.__version__,
-            "commit": os.environ.get("HDREPRO_COMMIT", "")}
+            "commit": git_commit()}
     for r in rows:
         r.update(meta)
     path = args.out / "profile_step_cuda.csv"
