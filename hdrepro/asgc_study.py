@@ -33,7 +33,7 @@ import torch
 from .analysis import GradientHistogram
 from .config import check_fields
 from .data import DataConfig
-from .grid import _data
+from .grid import worker_data
 from .runs import STUCK_ERROR, RunCell
 from .train import OptimConfig, train
 
@@ -248,7 +248,7 @@ def gradient_histograms(cell: RunCell, data_root: str, every: int = 5,
                         device: str = "cpu") -> pd.DataFrame:
     """Train `cell` and record |g| histograms per layer: before and after ASGC's clipping for an
     ASGC cell, the raw gradients otherwise (tag = the cell's method)."""
-    data = _data(cell.data, data_root)
+    data = worker_data(cell.data, data_root)
     state: dict = {}
 
     def on_step(it: int, loss, opt) -> None:

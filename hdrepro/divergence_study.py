@@ -34,7 +34,7 @@ import torch
 from . import stats
 from .config import check_fields, config_id
 from .data import DataConfig
-from .grid import _data, provenance_columns, worker_device
+from .grid import provenance_columns, worker_data, worker_device
 from .train import OptimConfig, TrainConfig, train
 
 
@@ -117,7 +117,7 @@ def run_cells(cells: tuple[DivergenceCell, ...], device: str, data_root: str,
     dev = worker_device(device, threads)
     rows = []
     for cell in cells:
-        data = _data(cell.data, data_root)
+        data = worker_data(cell.data, data_root)
         tracer = Tracer()
         res = train(cell.train_config(dev), data, on_step=tracer)
         f = res.final

@@ -19,7 +19,7 @@ import torch
 from .analysis import DEFAULT_RANGE, GradientHistogram, decades, epsilon_interval
 from .config import check_fields
 from .data import DataConfig
-from .grid import _data
+from .grid import worker_data
 from .runs import RunCell
 from .train import OptimConfig, train
 
@@ -51,7 +51,7 @@ def record_histogram(spec: EpsilonSpec, model: str, data_root: str,
                      device: str = "cpu") -> pd.DataFrame:
     """|g| histograms of Adam at its defaults over the first hist_steps steps (at least one
     epoch's worth is run; recording stops at hist_steps)."""
-    data = _data(spec.data, data_root)
+    data = worker_data(spec.data, data_root)
     per_epoch = math.ceil(len(data.train) / RunCell.batch_size)
     epochs = max(1, math.ceil(spec.hist_steps / per_epoch))
     holder: dict = {}

@@ -213,7 +213,9 @@ def tasks(cells: Iterable[Cell], batch: int) -> list[tuple[Cell, ...]]:
 
 
 @functools.lru_cache(maxsize=2)
-def _data(config: DataConfig, root: str):
+def worker_data(config: DataConfig, root: str):
+    """The data set a worker trains on, loaded once per worker process and kept (the last two
+    configurations): a worker's cells mostly share one."""
     return load(config, Path(root))
 
 
@@ -221,7 +223,7 @@ def run_task(cells: tuple[Cell, ...], batched: bool, device: str, data_root: str
              threads: int | None = None) -> list[dict]:
     """Train the cells of one task; return one result row per cell. Runs in any worker."""
     dev = worker_device(device, threads)
-    data = _data(cells[0].data, data_root)
+    data = worker_data(cells[0].data, data_root)
     if batched:
         c0 = cells[0]
         rule = next((c.rule for c in cells if not c.baseline), "additive")

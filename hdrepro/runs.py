@@ -17,7 +17,7 @@ import pandas as pd
 
 from .config import check_fields, config_id
 from .data import DataConfig
-from .grid import RunOptions, _data, provenance_columns, run_pending, worker_device
+from .grid import RunOptions, provenance_columns, run_pending, worker_data, worker_device
 from .results import GridStore, RunStore
 from .train import OptimConfig, TrainConfig, train
 
@@ -67,7 +67,7 @@ def run_cells(cells: tuple[RunCell, ...], device: str, data_root: str,
     dev = worker_device(device, threads)
     rows = []
     for cell in cells:
-        data = _data(cell.data, data_root)
+        data = worker_data(cell.data, data_root)
         res = train(cell.train_config(dev), data)
         f = res.final
         steps = max(f["iterations"], 1)
@@ -116,7 +116,7 @@ def train_logged(runs: tuple[LoggedRun, ...], device: str, data_root: str,
     out = []
     for r in runs:
         cfg = replace(r.config, device=dev, progress=False)
-        out.append((r.run_id, dict(r.labels), train(cfg, _data(cfg.data, data_root))))
+        out.append((r.run_id, dict(r.labels), train(cfg, worker_data(cfg.data, data_root))))
     return out
 
 

@@ -35,7 +35,7 @@ import torch
 from . import stats
 from .config import check_fields, config_id
 from .data import Data, DataConfig, unit_pixels
-from .grid import RunOptions, _data, provenance_columns, run_pending, worker_device
+from .grid import RunOptions, provenance_columns, run_pending, worker_data, worker_device
 from .results import GridStore
 from .train import OptimConfig, TrainConfig, train
 
@@ -141,7 +141,7 @@ class StackCell:
                            weight_decay=0.0, conventions="chandra")
 
     def load(self, root: str) -> Data:
-        data = _data(self.data, root)
+        data = worker_data(self.data, root)
         return unit_pixels(data) if self.pixels == "unit" else data
 
     def train_config(self, device: str) -> TrainConfig:

@@ -282,8 +282,8 @@ def test_stacked_forward_and_the_vmap_fallback_train_alike(monkeypatch):
     """The hand-stacked forward (shared first layer, grouped convs, one dropout draw) and the
     general torch.func.vmap path give the same cells (BetterCNN: convs, pooling, dropout)."""
     import hdrepro.batched as batched
-    from hdrepro.grid import _data
-    data = _data(TINY, ROOT)
+    from hdrepro.grid import worker_data
+    data = worker_data(TINY, ROOT)
     cells = [batched.CellHParams(1e-3, 0.0), batched.CellHParams(1e-2, 1e-4)]
     fast = batched.train_cells("bettercnn", "sgdn", cells, data, epochs=1)
     monkeypatch.setattr(batched, "stackable", lambda model: False)

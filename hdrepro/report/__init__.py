@@ -66,11 +66,10 @@ HEADER = "<!-- hdrepro report: profile {profile}"
 def render(template: str, results: Path, profile: str,
            pages: dict[str, str] | None = None) -> str:
     """Fill every ``{{name}}`` from SECTIONS (``{{profile}}`` with the profile's name, and
-    ``{{figure_index}}`` last, from the filled text: it says where each figure is shown); then
-    say under the title if the results are incomplete. `pages` (name -> rendered text) tells
-    the figure index which pages show a figure. Links are written relative to the
-    results' root (the folder holding results/ and figures/); :func:`write` makes them relative
-    to the file they end up in."""
+    ``{{figure_index}}`` last, from the filled text: it says where each figure is shown;
+    `pages`, name -> rendered text, tells it which pages show one). Links are written relative
+    to the results' root (the folder holding results/ and figures/); :func:`build` makes them
+    relative to the file they end up in."""
     def fill(m: re.Match) -> str:
         name = m.group(1)
         if name in ("figure_index", "profile"):
@@ -80,19 +79,19 @@ def render(template: str, results: Path, profile: str,
                            "hdrepro.report.SECTIONS")
         return SECTIONS[name](results)
     text = re.sub(r"\{\{(\w+)\}\}", fill, template)
-    text = text.replace("{{figure_index}}", overview.figure_index(results, text, pages))
-    return with_completeness(text, results)
+    return text.replace("{{figure_index}}", overview.figure_index(results, text, pages))
 
 
 def build(results: Path, profile: str, out: Path) -> dict[Path, str]:
     """The report to be written at `out` and its pages under docs/report/ beside it (path ->
     text, links relative to each path), from the results folder `results`, laid out as
-    <root>/results/<profile> with its figures in <root>/figures/<profile>."""
+    <root>/results/<profile> with its figures in <root>/figures/<profile>. The report says
+    under its title which stores are incomplete, and which profile made it."""
     root = results.parent.parent
     pages = {page: render((TEMPLATES / "pages" / f"{page}.md.in").read_text(), results, profile)
              for page in PAGES}
-    report = _banner(render((TEMPLATES / "REPORT.md.in").read_text(), results, profile, pages),
-                     profile)
+    report = render((TEMPLATES / "REPORT.md.in").read_text(), results, profile, pages)
+    report = _banner(with_completeness(report, results), profile)
     texts = {out: report} | {out.parent / "docs" / "report" / f"{page}.md": text
                              for page, text in pages.items()}
     return {path: relink(text, root, path.parent, out.parent) for path, text in texts.items()}
