@@ -180,8 +180,34 @@ def _library(module: str, rest: list[str]) -> int:
     return int(status or 0)
 
 
+def glue_negative_numbers(argv: list[str]) -> list[str]:
+    """``--flag -1e-3`` as ``--flag=-1e-3``: argparse takes a value such as -1e-3 (scientific
+    notation) for an option and reports "expected one argument"; glued, the value reaches the
+    option's own check, which says what is wrong with it."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        flag, value = argv[i], argv[i + 1] if i + 1 < len(argv) else None
+        if flag.startswith("--") and "=" not in flag and value and value.startswith("-") \
+                and _is_number(value):
+            out.append(f"{flag}={value}")
+            i += 2
+        else:
+            out.append(flag)
+            i += 1
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    argv = glue_negative_numbers(sys.argv[1:] if argv is None else list(argv))
     ap = parser()
     args, unknown = ap.parse_known_args(argv)
     if getattr(args, "target", "") is None:   # `hdrepro grid` or `hdrepro grid --help`

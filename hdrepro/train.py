@@ -45,8 +45,12 @@ STACK_LEVELS = {"sgd": StackSGD, "adam": StackAdam, "adagrad": StackAdaGrad,
 CLIP_MODES = ("none", "code", "pseudo")
 
 
-RATES = {"lr": "the learning rate α₀", "hypergrad_lr": "the hypergradient learning rate β",
-         "hyper_hypergrad_lr": "β's learning rate γ", "weight_decay": "the weight decay"}
+RATES = {"lr": "the learning rate α₀",
+         # a negative rate would step uphill: α (or β) would climb the loss it should descend
+         "hypergrad_lr": "the hypergradient learning rate β (a negative β would move α up the "
+                         "loss's slope instead of down; 0 turns HD off)",
+         "hyper_hypergrad_lr": "β's learning rate γ (a negative γ would ascend; 0 keeps β fixed)",
+         "weight_decay": "the weight decay"}
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,10 @@ def test_the_help_check_finds_a_bare_option():
     (["train", "--bogus", "1"], "unrecognized arguments"),
     (["train", "--optimizer", "adamx", "--fraction", "0.01"], "Unknown optimizer"),
     (["train", "--lr", "-1", "--fraction", "0.01", "--optimizer", "sgd-hd"], "learning rate"),
+    # scientific notation with a minus: the value reaches the check, which says why it is refused
+    (["train", "--hypergrad-lr", "-1e-3", "--fraction", "0.01", "--optimizer", "sgd-hd"],
+     "a negative β would move α up the loss's slope"),
+    (["train", "--lr", "nan", "--fraction", "0.01", "--optimizer", "adam"], "must be finite"),
     (["data", "fetch", "imagenet"], "unknown data set"),
     (["train", "--fraction", "0.01", "--options", "[1,2]"], "must be a JSON object"),
     (["train", "--fraction", "0.01", "--options", "{x"], "is not JSON"),
@@ -110,3 +114,10 @@ def test_run_all_calls_the_cli_and_nothing_else():
     assert commands and all(c.startswith("hdrepro ") for c in commands), commands
     for sub in ("grid", "stacks", "run", "bench", "report", "data"):
         assert any(c.startswith(f"hdrepro {sub} ") for c in commands), sub
+
+
+def test_negative_numbers_are_glued_to_their_option_and_nothing_else_is():
+    assert cli.glue_negative_numbers(["train", "--hypergrad-lr", "-1e-3", "--lr", "1e-3"]) == [
+        "train", "--hypergrad-lr=-1e-3", "--lr", "1e-3"]
+    assert cli.glue_negative_numbers(["grid", "--rules", "-x", "--quiet", "-5"]) == [
+        "grid", "--rules", "-x", "--quiet=-5"]
