@@ -92,6 +92,8 @@ BAD = [
     (lambda: HyperStack([], [SGD()]), ValueError, "empty"),
     (lambda: HyperStack([torch.zeros(2, requires_grad=True) * 2], [SGD()]), TypeError, "leaf"),
     (lambda: HyperStack([torch.zeros(2, requires_grad=True)], []), TypeError, "non-empty"),
+    (lambda: HyperStack(2 * [torch.nn.Parameter(torch.zeros(2))], [SGD()]), ValueError,
+     "more than once"),
     (lambda: HyperStack([torch.zeros(2, requires_grad=True)], [SGD(learn=()), SGD()]),
      ValueError, "learns nothing"),
     (lambda: HyperStack([torch.zeros(2, requires_grad=True)], [SGD(rule="multiplicative")]),

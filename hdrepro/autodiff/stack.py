@@ -57,6 +57,10 @@ class HyperStack:
             raise ValueError("HyperStack got an empty parameter list")
         if any(not isinstance(p, Tensor) or not p.is_leaf for p in self.params):
             raise TypeError("HyperStack params must be leaf tensors (e.g. model.parameters())")
+        if len({id(p) for p in self.params}) < len(self.params):
+            # it would be stepped once per appearance, its update counted twice in the graph
+            raise ValueError("HyperStack got a parameter more than once; pass each once "
+                             "(e.g. list(dict.fromkeys(params)))")
         levels = list(levels)
         if not levels or not all(isinstance(lv, Level) for lv in levels):
             raise TypeError("levels must be a non-empty list of hdrepro.autodiff levels "
