@@ -84,7 +84,8 @@ def draw(store: GridStore, spec: RivalSpec, cells, figures: Path) -> Path:
         m: colour(m) for m in methods}, TITLES)
     ax.set_yscale("log")
     ax.set_title(f"{MODEL_TITLES.get(spec.scale_model)}: own initial scale × 10^k", fontsize=9)
-    ax.legend(fontsize=7)
+    # beside the panel: inside it, the legend would cover the curves that leave at large scales
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(f"Learning-rate-free optimizers vs HD on {spec.data.name} "
                  f"({spec.data.fraction:.0%}), {len(spec.seeds)} seed(s); hatched: the authors' "
                  "recommended setting", fontsize=9)

@@ -136,7 +136,7 @@ def draw(frame: pd.DataFrame, spec: StackSpec, out: Path, figures: Path) -> list
     trace_csv = out / "stacks_trace.csv"
     if trace_csv.exists():
         tr = pd.read_csv(trace_csv)
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.4))
         plot_clip_trace(tr, a, b)
         fig.suptitle(f"Adam/SGD(α = {TRACE[1]:g}), the report's net: the hypergradient of Adam's "
                      "α and the clipping threshold", fontsize=9)

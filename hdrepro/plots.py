@@ -218,7 +218,8 @@ def plot_clip_trace(trace: pd.DataFrame, ax_norm, ax_value, hyper: str = "lr") -
     ax_norm.set_yscale("log")
     ax_norm.set_xlabel("step")
     ax_norm.set_ylabel(f"hypergradient of {hyper}")
-    ax_norm.legend(fontsize=7)
+    # legends below the panels: the traces fill the panels' whole height
+    ax_norm.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     ax_value.set_xlabel("step")
     ax_value.set_ylabel(f"{hyper} (as used)")
-    ax_value.legend(fontsize=7)
+    ax_value.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
