@@ -10,6 +10,7 @@ figure index); ``format`` holds the shared helpers.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 from pathlib import Path
 from typing import Callable
@@ -17,7 +18,7 @@ from typing import Callable
 from ..cli_help import HelpFormatter
 from ..results import completeness, has_results
 from . import claims, divergence, extensions, fig1, grids, overview, speed, stacks, verification
-from .format import full_results, holding
+from .format import full_results
 from .links import relink
 
 SECTIONS: dict[str, Callable[[Path], str]] = {
@@ -43,8 +44,8 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "bettercnn_divergence": divergence.section,
     "bench_grid_cpu_table": lambda r: grids.bench_grid_table(r, "cpu"),
     "bench_grid_cuda_table": lambda r: grids.bench_grid_table(r, "cuda"),
-    **{f"grid_speedup_{model}_{device}": (lambda m, d: lambda r: grids.best_speedup(
-        holding(r, f"bench_grid_{d}.csv"), d, m))(model, device)
+    **{f"grid_speedup_{model}_{device}": functools.partial(grids.best_speedup, device=device,
+                                                          model=model)
        for model in ("logreg", "mlnn", "bettercnn") for device in ("cpu", "cuda")},
     "deviations_table": overview.deviations,
     "profile_timing": overview.profile_timing,

@@ -321,6 +321,7 @@ def bench_grid_table(results: Path, device: str) -> str:
 
 
 def best_speedup(results: Path, device: str, model: str) -> str:
+    """The best batched speed-up over one-at-a-time for a model, as measured on the device."""
     name = f"bench_grid_{device}.csv"
     rows = [r for r in read_csv(holding(results, name) / name) if r["model"] == model]
     if not rows:
