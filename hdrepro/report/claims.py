@@ -10,6 +10,7 @@ listed apart from the verdicts.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -456,7 +457,21 @@ CLAIMS: tuple[Callable[[Path], list[Claim]], ...] = (
 
 
 def claims(results: Path) -> list[Claim]:
-    return [c for judge in CLAIMS for c in judge(results)]
+    """Every claim judged on the results (the verdict table and the abstract both read them)."""
+    return list(_judged(results, _stamp(results)))
+
+
+def _stamp(results: Path) -> tuple:
+    """What the judgements depend on: the files of this folder and of the full profile's beside
+    it, with their sizes and times, so that a result written since is judged afresh."""
+    folders = dict.fromkeys([results, full_results(results)])
+    return tuple((str(f), p.name, p.stat().st_size, p.stat().st_mtime_ns)
+                 for f in folders if f.is_dir() for p in sorted(f.iterdir()) if p.is_file())
+
+
+@functools.lru_cache(maxsize=4)
+def _judged(results: Path, stamp: tuple) -> tuple[Claim, ...]:
+    return tuple(c for judge in CLAIMS for c in judge(results))
 
 
 def claims_table(results: Path) -> str:
