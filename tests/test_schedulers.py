@@ -55,6 +55,9 @@ def test_hd_is_an_optimizer_over_the_wrapped_groups_with_hooks_and_added_groups(
     assert _alpha(opt) != 1e-2 and float(opt.param_groups[1]["lr"]) != 1e-3
     with pytest.raises(ValueError, match="maximize"):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "maximize": True})
+    with pytest.raises(ValueError, match="bfloat16"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, dtype=torch.bfloat16))]})
+    assert len(inner.param_groups) == 2, "a refused group is taken back out"
 
 
 def test_a_deep_copy_of_hd_steps_as_the_original():

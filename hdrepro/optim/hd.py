@@ -94,13 +94,19 @@ class HD(Optimizer):
         hg.init_group(group)
 
     def add_param_group(self, param_group: dict) -> None:
-        """Add the group to the wrapped optimizer (its defaults fill the group), then HD's."""
+        """Add the group to the wrapped optimizer (its defaults fill the group), then HD's; a
+        group HD refuses is taken back out, so that neither optimizer keeps it."""
         self.optimizer.add_param_group(param_group)
         group = self.optimizer.param_groups[-1]
-        if group.get("maximize"):
-            raise ValueError("HD does not support maximize=True: minimise the negated objective")
-        hg.check_hd_args(group["lr"], **self._hd_settings)
-        self._adopt(group)
+        try:
+            if group.get("maximize"):
+                raise ValueError("HD does not support maximize=True: minimise the negated "
+                                 "objective")
+            hg.check_hd_args(group["lr"], **self._hd_settings)
+            self._adopt(group)
+        except (ValueError, TypeError):
+            self.optimizer.param_groups.pop()
+            raise
 
     def zero_grad(self, set_to_none: bool = True):
         self.optimizer.zero_grad(set_to_none=set_to_none)
