@@ -24,7 +24,7 @@ import pandas as pd
 from ..figures import origin
 from . import fig1, grids
 from .claims import NOT_TESTED, claims
-from .format import full_results, holding, is_partial, md_table, run_record
+from .format import full_results, holding, is_partial, md_table, read_csv, run_record
 from ..results import GridStore
 from ..stacks import ABLATIONS, PUBLISHED, StackSpec
 
@@ -283,6 +283,10 @@ def profile_timing(results: Path) -> str:
 
 
 # -- the figures --------------------------------------------------------------------------------
+#: a link to a figure, as the report's parts write it (relative to the results' root)
+FIGURE_LINK = re.compile(r"\((figures/[\w/.-]+\.png)\)")
+
+
 def _sections_showing(text: str) -> dict[str, list[str]]:
     """figure path (as linked) -> the numbered sections of ``text`` that show or link it."""
     shown: dict[str, list[str]] = {}
@@ -292,7 +296,7 @@ def _sections_showing(text: str) -> dict[str, list[str]]:
         if heading:
             name = heading.group(1)
             section = f"§{name}" if name[0].isdigit() else f"App. {name}"
-        for path in re.findall(r"\((figures/[\w/.-]+\.png)\)", line):
+        for path in FIGURE_LINK.findall(line):
             if section not in shown.setdefault(path, []):
                 shown[path].append(section)
     return shown
@@ -308,7 +312,7 @@ def figure_index(results: Path, text: str, pages: dict[str, str] | None = None) 
         return "_No figures in this folder._"
     shown = _sections_showing(text)
     for page, page_text in (pages or {}).items():
-        for path in re.findall(r"\((figures/[\w/.-]+\.png)\)", page_text):
+        for path in FIGURE_LINK.findall(page_text):
             where = f"[{page}](docs/report/{page}.md)"
             if where not in shown.setdefault(path, []):
                 shown[path].append(where)
@@ -356,8 +360,7 @@ def devices(folder: Path) -> list[str]:
         if "device" in runs:
             found |= set(runs.device.astype(str))
     for path in folder.glob("bench_*.csv"):
-        with path.open() as f:
-            found |= {r["device"] for r in csv.DictReader(f) if r.get("device")}
+        found |= {r["device"] for r in read_csv(path) if r.get("device")}
     cpu = sorted(d for d in found if d.lower().startswith("cpu"))
     gpus = sorted(d for d in found if d not in cpu)
     return gpus + (["CPU (1–2 threads per run, 2 cores)"] if cpu else [])
@@ -431,10 +434,8 @@ def _software(folder: Path) -> list[str]:
     """The torch version per device, as the benchmarks recorded it."""
     found = set()
     for name in ("bench_step_cpu.csv", "bench_step_cuda.csv", "bench_grid_cuda.csv"):
-        path = holding(folder, name) / name
-        if path.exists():
-            with path.open() as f:
-                found |= {(r["device"], r["torch"]) for r in csv.DictReader(f) if r.get("torch")}
+        found |= {(r["device"], r["torch"]) for r in read_csv(holding(folder, name) / name)
+                  if r.get("torch")}
     return [f"torch {v} on {d}" for d, v in sorted(found)]
 
 
