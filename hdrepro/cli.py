@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from .cli_help import DATA_HELP, HelpFormatter
-from .errors import EXPECTED_ERRORS
+from .errors import EXPECTED_ERRORS, missing_extra
 
 ROOT = Path(__file__).resolve().parent.parent
 GRIDS = ("logreg", "mlnn", "bettercnn", "gamma", "seeds_logreg", "seeds_mlnn", "seeds_bettercnn")
@@ -175,9 +175,11 @@ def _driver(folder: str, pattern: str, first: tuple[str, ...]):
 
 
 def _library(module: str, rest: list[str]) -> int:
-    from . import data, report
-    status = {"report": report.main, "data": data.main}[module](rest)
-    return int(status or 0)
+    if module == "data":
+        from .data import main
+    else:   # the report needs the experiments extra
+        from .report import main
+    return int(main(rest) or 0)
 
 
 def glue_negative_numbers(argv: list[str]) -> list[str]:
@@ -218,7 +220,10 @@ def main(argv=None) -> int:
     if unknown:   # options placed before the forwarded ones (argparse REMAINDER quirk)
         args.rest = [*unknown, *args.rest]
     try:
-        return args.func(args)
+        try:
+            return args.func(args)
+        except ModuleNotFoundError as e:   # a light install (torch and numpy only)
+            raise missing_extra(e, f"hdrepro {args.command}") from None
     except EXPECTED_ERRORS as e:   # bad values, data not fetched, a store in use: say which
         ap.subcommands[args.command].error(str(e))
 

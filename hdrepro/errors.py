@@ -16,5 +16,22 @@ class StoreLocked(RuntimeError):
     """Another live process is writing this results store; the message names it and the fix."""
 
 
+class MissingExtra(RuntimeError):
+    """A command needs a package of an optional extra that is not installed."""
+
+
+#: the packages of the "experiments" extra (pyproject.toml), by import name
+EXPERIMENTS_EXTRA = ("scipy", "matplotlib", "seaborn", "tqdm", "pandas", "distributed", "dask")
+
+
+def missing_extra(err: ModuleNotFoundError, what: str) -> Exception:
+    """A one-line MissingExtra for a package of the experiments extra, else the error itself."""
+    top = (err.name or "").split(".")[0]
+    if top in EXPERIMENTS_EXTRA:
+        return MissingExtra(f"{what} needs {top}, from the experiments extra: pip install "
+                            "'hdrepro[experiments]' (./run_all.sh installs it)")
+    return err
+
+
 #: What a command line reports in one line. ValueError covers every validated argument.
-EXPECTED_ERRORS = (ValueError, DataUnavailable, StoreLocked)
+EXPECTED_ERRORS = (ValueError, DataUnavailable, StoreLocked, MissingExtra)

@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from .progress import progress_bar
 
 from . import family, models, rivals
 from .asgc import ASGC
@@ -239,7 +239,7 @@ def train(cfg: TrainConfig, data: Data,
     diverged_at, it, t0 = None, 0, time.perf_counter()
     last_alpha = math.nan   # α after the last step whose loss was finite (kept for inspection)
     reached_at = None       # the iteration whose minibatch loss first fell to cfg.stop_below
-    bar = tqdm(total=cfg.epochs * per_epoch, disable=not cfg.progress, leave=False,
+    bar = progress_bar(total=cfg.epochs * per_epoch, disable=not cfg.progress, leave=False,
                desc=f"{cfg.model} {cfg.optim.label} seed {cfg.seed}")
     model.train()
     since_record = []  # the losses since the last iteration row, which records their mean

@@ -23,7 +23,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         pip install --quiet --disable-pip-version-check "$TORCH_SPEC"
     fi
     echo "[setup] installing hdrepro and its dependencies"
-    pip install --quiet --disable-pip-version-check -e "$ROOT[test,bench,rivals]"
+    pip install --quiet --disable-pip-version-check -e "$ROOT[experiments,test,bench,rivals]"
     echo "$want" > "$stamp"
 fi
 

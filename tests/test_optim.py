@@ -58,15 +58,19 @@ PATHS = [
 ]
 
 
-@pytest.mark.parametrize("path", ["cpu-loop", "whole-list-foreach", "no-fused-kernel"])
+@pytest.mark.parametrize("path", ["cpu-loop", "whole-list-foreach", "no-fused-kernel",
+                                  "single-tensor-kernel"])
 @pytest.mark.parametrize("name,make", PATHS, ids=[c[0] for c in PATHS])
 def test_fast_path_matches_equation_loop(name, make, path, monkeypatch):
     """The fast paths ≡ the equations' loop: per-tensor (CPU), whole-list foreach (GPU), and
     torch's multi-tensor kernels where torch has no fused one for the parameters (float64 on
-    CUDA, torch < 2.4 on CPU; its Nesterov SGD writes into the gradients it is given)."""
+    CUDA, torch < 2.4 on CPU; its Nesterov SGD writes into the gradients it is given), and its
+    single-tensor kernels (half precision on CPU)."""
     monkeypatch.setattr(hg, "per_tensor_loop", lambda params: path == "cpu-loop")
     if path == "no-fused-kernel":
-        monkeypatch.setattr(hg, "fused_supported", lambda params: False)
+        monkeypatch.setattr(hg, "kernel", lambda params, name, fused=None: "foreach")
+    if path == "single-tensor-kernel":
+        monkeypatch.setattr(hg, "kernel", lambda params, name, fused=None: "single")
     a = _run(make(True))
     monkeypatch.undo()
     b = _run(make(False))

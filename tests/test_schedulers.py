@@ -9,7 +9,11 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
+from hdrepro.autodiff import SGD as StackSGD
+from hdrepro.autodiff import Adam as StackAdam
+from hdrepro.autodiff import HyperStack
 from hdrepro.optim import HD, AdamHD, SGDHD
+from hdrepro.optim.scheduling import SETS_LR
 
 MAKERS = {
     "HD(AdamW)": lambda ps, beta=1e-4: HD(torch.optim.AdamW(ps, lr=1e-2), hypergrad_lr=beta),
@@ -55,8 +59,8 @@ def test_hd_is_an_optimizer_over_the_wrapped_groups_with_hooks_and_added_groups(
     assert _alpha(opt) != 1e-2 and float(opt.param_groups[1]["lr"]) != 1e-3
     with pytest.raises(ValueError, match="maximize"):
         opt.add_param_group({"params": [nn.Parameter(torch.zeros(2))], "maximize": True})
-    with pytest.raises(ValueError, match="bfloat16"):
-        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, dtype=torch.bfloat16))]})
+    with pytest.raises(ValueError, match="complex64"):
+        opt.add_param_group({"params": [nn.Parameter(torch.zeros(2, dtype=torch.complex64))]})
     assert len(inner.param_groups) == 2, "a refused group is taken back out"
 
 
@@ -118,9 +122,82 @@ def test_lambda_lr_sets_alpha_outright_when_it_steps(name):
     opt = MAKERS[name](list(model.parameters()))
     _step(model, opt, x, y)   # the first step leaves α as it is (d_0 = 0)
     base = _alpha(opt)
-    sched = lr_scheduler.LambdaLR(opt, lambda epoch: 1.0 / (1 + epoch))
+    with pytest.warns(UserWarning, match="LambdaLR sets the learning rate outright") as seen:
+        sched = lr_scheduler.LambdaLR(opt, lambda epoch: 1.0 / (1 + epoch))
+    assert seen[0].filename == __file__   # the warning points at the line that built it
     for t in range(1, 4):
         _step(model, opt, x, y)
         assert _alpha(opt) != pytest.approx(base / t, rel=1e-9)   # HD moved it during the step
         sched.step()
         assert _alpha(opt) == pytest.approx(base / (1 + t), rel=1e-6)   # ... and the schedule reset it
+
+
+# -- every torch scheduler, against the definition (hdrepro.optim.scheduling) --------------------
+WITH_STACK = {**MAKERS, "HyperStack": lambda ps, beta=1e-3: HyperStack(
+    ps, [StackAdam(1e-2), StackSGD(beta)])}
+
+SCALING = {
+    "StepLR": lambda o: lr_scheduler.StepLR(o, step_size=2, gamma=0.5),
+    "MultiStepLR": lambda o: lr_scheduler.MultiStepLR(o, milestones=[2, 4], gamma=0.5),
+    "ConstantLR": lambda o: lr_scheduler.ConstantLR(o, factor=0.5, total_iters=3),
+    "LinearLR (warm-up)": lambda o: lr_scheduler.LinearLR(o, start_factor=0.1, total_iters=4),
+    "ExponentialLR": lambda o: lr_scheduler.ExponentialLR(o, gamma=0.9),
+    "PolynomialLR": lambda o: lr_scheduler.PolynomialLR(o, total_iters=8, power=1.0),
+    "CosineAnnealingLR": lambda o: lr_scheduler.CosineAnnealingLR(o, T_max=8),
+    "MultiplicativeLR": lambda o: lr_scheduler.MultiplicativeLR(o, lambda epoch: 0.95),
+}
+SETTING = {
+    "LambdaLR": lambda o: lr_scheduler.LambdaLR(o, lambda epoch: 1.0),
+    "OneCycleLR": lambda o: lr_scheduler.OneCycleLR(o, max_lr=1e-2, total_steps=20,
+                                                    cycle_momentum=False),
+    "CyclicLR": lambda o: lr_scheduler.CyclicLR(o, 1e-3, 1e-2, cycle_momentum=False),
+    "CosineAnnealingWarmRestarts": lambda o: lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=4),
+}
+
+
+def _alphas_under(name, make_sched, beta=None, steps=6):
+    model, x, y = _problem()
+    params = list(model.parameters())
+    opt = WITH_STACK[name](params) if beta is None else WITH_STACK[name](params, beta)
+    sched = make_sched(opt)
+    out = []
+    for _ in range(steps):
+        _step(model, opt, x, y)
+        sched.step()
+        out.append(_alpha(opt))
+    return out
+
+
+@pytest.mark.filterwarnings("error::UserWarning")
+@pytest.mark.parametrize("sched", sorted(SCALING))
+@pytest.mark.parametrize("name", sorted(WITH_STACK))
+def test_a_scaling_scheduler_scales_the_learned_alpha_and_hd_keeps_learning(name, sched):
+    """The schedule alone (β = 0) against schedule + HD: HD's α differs from the schedule's at
+    every step after the first, and no warning is raised."""
+    scheduled = _alphas_under(name, SCALING[sched], beta=0.0)
+    learned = _alphas_under(name, SCALING[sched])
+    assert all(a != pytest.approx(b, rel=1e-9) for a, b in zip(learned[1:], scheduled[1:]))
+
+
+@pytest.mark.parametrize("sched", sorted(SETTING))
+@pytest.mark.parametrize("name", sorted(WITH_STACK))
+def test_a_scheduler_that_sets_lr_outright_warns_when_built(name, sched):
+    assert set(SETTING) == set(SETS_LR)
+    model, *_ = _problem()
+    opt = WITH_STACK[name](list(model.parameters()))
+    with pytest.warns(UserWarning, match=f"{sched} sets the learning rate outright"):
+        SETTING[sched](opt)
+
+
+def test_reduce_lr_on_plateau_scales_the_learned_alpha():
+    model, x, y = _problem()
+    opt = MAKERS["AdamHD"](list(model.parameters()))
+    sched = lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=0)
+    _step(model, opt, x, y)
+    _step(model, opt, x, y)
+    before = _alpha(opt)
+    sched.step(1.0)
+    sched.step(2.0)                                   # no improvement: α halves
+    assert _alpha(opt) == pytest.approx(before / 2, rel=1e-6)
+    _step(model, opt, x, y)
+    assert _alpha(opt) != pytest.approx(before / 2, rel=1e-9)

@@ -58,14 +58,64 @@ def test_integer_hyperparameters_are_accepted():
     assert opt.hyper[0]["lr"].dtype == torch.float64
 
 
-def test_a_write_to_the_learned_lr_is_refused_not_ignored():
+def test_a_write_to_the_learned_lr_takes_effect_and_learning_goes_on_from_it():
+    """Set α after 2 steps: the next hypergradient is the one the unwritten stack sees (θ_t was
+    made with the old α), and the level above moves α from the written value by it."""
+    runs = []
+    for write in (False, True):
+        model = P.make_model()
+        opt = HyperStack(model.parameters(), [Adam(1e-2), SGD(1e-4)])
+        train_steps(model, opt, P.batches()[:2])
+        before = opt.hyperparameters()["0.lr"]
+        if write:
+            opt.param_groups[0]["lr"] = 5e-3
+            assert opt.hyperparameters()["0.lr"] == 5e-3 == opt.param_groups[0]["lr"]
+        train_steps(model, opt, P.batches()[2:3])
+        runs.append((before, opt.hyperparameters()["0.lr"], float(opt.last_hypergrads[0][0])))
+    (a0, a1, h_a), (_, b1, h_b) = runs
+    assert h_a == pytest.approx(h_b, rel=1e-12) and h_a != 0
+    assert b1 - 5e-3 == pytest.approx(a1 - a0, rel=1e-9)
+
+
+def test_bad_writes_to_a_stack_group_are_refused():
     model = P.make_model()
     opt = HyperStack(model.parameters(), [Adam(1e-2), SGD(1e-4)])
-    train_steps(model, opt, P.batches()[:2])
-    group = opt.param_groups[0]
-    assert float(group["lr"]) == opt.hyperparameters()["0.lr"]   # readable, as in torch.optim
-    with pytest.raises(TypeError, match="learns its hyperparameters"):
-        group["lr"] = 1e-3
+    with pytest.raises(ValueError, match="not finite"):
+        opt.param_groups[0]["lr"] = float("nan")
+    with pytest.raises(TypeError, match="fixed"):
+        opt.param_groups[0]["params"] = []
+    with pytest.raises(ValueError, match="one set of hyperparameters"):
+        opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))]})
+    opt.param_groups[0]["note"] = "kept"          # other keys behave as in a torch group
+    assert opt.param_groups[0]["note"] == "kept"
+
+
+def test_a_stack_is_an_optimizer_with_hooks_copies_and_torchs_state_dict_form():
+    import copy
+    import pickle
+    model = P.make_model()
+    opt = HyperStack(model.parameters(), [Adam(1e-2), SGD(1e-4)])
+    assert isinstance(opt, torch.optim.Optimizer)
+    calls = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: calls.append("pre"))
+    opt.register_step_post_hook(lambda o, args, kwargs: calls.append("post"))
+    train_steps(model, opt, P.batches()[:3])
+    assert calls == ["pre", "post"] * 3
+    sd = opt.state_dict()
+    assert set(sd) == {"state", "param_groups"}
+    assert sd["param_groups"][0]["params"] == list(range(len(list(model.parameters()))))
+    twins = [copy.deepcopy({"model": model, "opt": opt}),
+             pickle.loads(pickle.dumps({"model": model, "opt": opt}))]
+    train_steps(model, opt, P.batches()[3:6])
+    for twin in twins:
+        train_steps(twin["model"], twin["opt"], P.batches()[3:6])
+        assert twin["opt"].hyperparameters() == pytest.approx(opt.hyperparameters(), rel=1e-12)
+        for p, q in zip(model.parameters(), twin["model"].parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-12, atol=0)
+    old = opt.state_dict()["state"]               # the earlier form, without torch's two keys
+    again = HyperStack(twins[0]["model"].parameters(), [Adam(1e-2), SGD(1e-4)])
+    again.load_state_dict(old)
+    assert again.hyperparameters() == opt.hyperparameters()
 
 
 def test_state_dict_round_trip_continues_the_same_training():

@@ -70,7 +70,11 @@ class Level:
 
     def stored(self) -> dict[str, float]:
         """The initial hyperparameters in their stored form (what the level above learns)."""
-        return {n: STORES[self.store.get(n, "raw")][0](v) for n, v in self.hyper.items()}
+        return {n: self.stored_value(n, v) for n, v in self.hyper.items()}
+
+    def stored_value(self, name: str, value: float) -> float:
+        """One hyperparameter's value in its stored form."""
+        return STORES[self.store.get(name, "raw")][0](value)
 
     def values(self, stored: dict[str, Tensor]) -> dict[str, Tensor]:
         """The used hyperparameters from the stored tensors (differentiably)."""

@@ -31,24 +31,35 @@ The multiplicative rule (``SGD(rule="multiplicative")`` above the primary) needs
 """
 from __future__ import annotations
 
+import math
+import sys
 from typing import Iterable, Sequence
 
 import torch
 from torch import Tensor
+from torch.optim import Optimizer
 
+from ..optim import views
+from ..optim.kernels import check_dtypes
+from ..optim.scheduling import warn_if_sets_lr
 from .levels import Level
 
 
-class HyperStack:
-    """A stack of levels used like a torch optimizer: ``zero_grad()``, ``backward()``, ``step()``.
+class HyperStack(Optimizer):
+    """A stack of levels used as a torch optimizer: ``zero_grad()``, ``backward()``, ``step()``.
 
     Args:
         params: the model's parameters (leaf tensors).
         levels: ``[primary, secondary, …]``; every level but the top must learn at least one
             hyperparameter (its ``learn``), the top level's ``learn`` is ignored.
 
-    ``param_groups[0]`` shows the primary's hyperparameters (``lr`` is α_t) for loggers;
-    ``hyperparameters()`` lists every level's current values.
+    A torch.optim.Optimizer with one parameter group, ``param_groups[0]``, which holds the
+    primary's hyperparameters as numbers (``lr`` is α_t). Writing one sets that hyperparameter,
+    and the level above goes on learning it from the new value, so learning-rate schedulers act
+    as on ``HD(...)``: one that scales lr scales α_t; one that sets it outright replaces α_t
+    (and warns when built). Step hooks, ``state_dict`` in torch's two-key form, deepcopy and
+    pickling work; ``add_param_group`` is refused, since the stack learns one set of
+    hyperparameters for all its parameters. ``hyperparameters()`` lists every level's values.
     """
 
     def __init__(self, params: Iterable[Tensor], levels: Sequence[Level]):
@@ -57,6 +68,7 @@ class HyperStack:
             raise ValueError("HyperStack got an empty parameter list")
         if any(not isinstance(p, Tensor) or not p.is_leaf for p in self.params):
             raise TypeError("HyperStack params must be leaf tensors (e.g. model.parameters())")
+        check_dtypes(self.params)
         if len({id(p) for p in self.params}) < len(self.params):
             # it would be stepped once per appearance, its update counted twice in the graph
             raise ValueError("HyperStack got a parameter more than once; pass each once "
@@ -80,7 +92,11 @@ class HyperStack:
             p.dtype == p0.dtype and p.device == p0.device for p in self.params)
         self.learned = [lv.learn for lv in levels[:-1]] + [()]
         # stored forms (Level.store): what the level above learns
-        self.hyper = [{n: torch.tensor(v, dtype=p0.dtype, device=p0.device)
+        # A half-precision model is stepped in float32: its levels' state, hyperparameters and
+        # arithmetic (in bfloat16 β₂ = 0.999 is 1.0 and a β·h step is far below α's rounding
+        # step), and only the new parameters are rounded to the model's dtype.
+        self._dtype = torch.float32 if p0.dtype in (torch.bfloat16, torch.float16) else p0.dtype
+        self.hyper = [{n: torch.tensor(v, dtype=self._dtype, device=p0.device)
                        .requires_grad_(n in self.learned[k]) for n, v in lv.stored().items()}
                       for k, lv in enumerate(levels)]
         self.states = [lv.init_state(self._level_params(k)) for k, lv in enumerate(levels)]
@@ -88,6 +104,9 @@ class HyperStack:
         self._sens: list = [None] * len(levels)      # ‖∂outputs/∂h‖ for the multiplicative rule
         self.steps = 0
         self.last_hypergrads: list[list[Tensor]] = []  # ∂f/∂h of each level's learned h, per step
+        views.init_view(self, dict(levels[0].hyper))   # param_groups: a view of level 0
+        self.state: dict = {}
+        self._group = LearnedGroup(self)
 
     # -- what each level updates -------------------------------------------------------------
     def _level_params(self, k: int) -> list[Tensor]:
@@ -96,7 +115,9 @@ class HyperStack:
         return [self.hyper[k - 1][n].detach() for n in self.learned[k - 1]]
 
     def _model_view(self, tensors: list[Tensor]) -> list[Tensor]:
-        """Per-parameter tensors as level 0 sees them: as they are, or one flat vector."""
+        """Per-parameter tensors as level 0 sees them: as they are, or one flat vector (in
+        float32 for a half-precision model)."""
+        tensors = [t.to(self._dtype) for t in tensors]
         return [torch.cat([t.reshape(-1) for t in tensors])] if self._flat else tensors
 
     def _write_params(self, new: list[Tensor]) -> None:
@@ -112,8 +133,52 @@ class HyperStack:
     # -- the torch.optim-like surface -------------------------------------------------------
     @property
     def param_groups(self) -> list[dict]:
-        used = self.levels[0].values(self.hyper[0])
-        return [LearnedGroup({"params": self.params, **{n: v.detach() for n, v in used.items()}})]
+        self._group.refresh()
+        return [self._group]
+
+    @param_groups.setter
+    def param_groups(self, groups) -> None:
+        raise TypeError("HyperStack's param_groups is a view of its primary level; set a "
+                        "hyperparameter through param_groups[0][name] = value")
+
+    def add_param_group(self, param_group: dict) -> None:
+        raise ValueError("HyperStack learns one set of hyperparameters for all its parameters, so "
+                         "it takes no further parameter group; build the stack with every "
+                         "parameter, or use one stack per group")
+
+    def set_hyperparameter(self, name: str, value) -> None:
+        """Set the primary's hyperparameter `name` (α_t for "lr") to `value`; a level above that
+        learns it goes on from there. The pending one-step graph keeps the old value as its
+        input, so the next hypergradient is still ∂f(θ_t)/∂α at the α that made θ_t."""
+        level = self.levels[0]
+        if name not in level.hyper:
+            raise KeyError(f"{name!r} is not a hyperparameter of {level!r}; it has "
+                           f"{sorted(level.hyper)}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"Invalid {name}: {value} is not finite")
+        old = self.hyper[0][name]
+        stored = torch.tensor(level.stored_value(name, value), dtype=old.dtype, device=old.device)
+        self.hyper[0][name] = stored.requires_grad_(name in self.learned[0])
+
+    def __getstate__(self):
+        # torch.optim.Optimizer pickles only defaults, state and param_groups; a stack needs all
+        # of itself, with each pending one-step graph as its Jacobian (a graph cannot be copied)
+        state = views.picklable(self)
+        state["_records"] = [None if r is None else ("jacobian", self._record_columns(k))
+                             for k, r in enumerate(self._records)]
+        for key in ("states", "_sens", "last_hypergrads"):
+            state[key] = _detached_copy(state[key])
+        group = state.pop("_group")
+        state["_group_extras"] = {k: v for k, v in group.items()
+                                  if k != "params" and k not in self.levels[0].hyper}
+        return state
+
+    def __setstate__(self, state):
+        extras = state.pop("_group_extras", {})
+        views.restore(self, state)
+        self._group = LearnedGroup(self)
+        dict.update(self._group, extras)
 
     def hyperparameters(self) -> dict[str, float]:
         """Every level's current hyperparameters as used (not as stored): {"0.lr": α_t, "1.lr":
@@ -159,9 +224,9 @@ class HyperStack:
             rec = self._records[k]
             if rec is None:  # first step: nothing has moved yet, so ∂f/∂h = 0
                 hk = [torch.zeros_like(x) for x in inputs]
-            elif rec[0] == "graph":
+            elif rec[0] == "graph":   # rec[2]: the hyperparameters the graph was recorded from
                 with torch.enable_grad():
-                    hk = torch.autograd.grad(rec[1], inputs, grad_outputs=below,
+                    hk = torch.autograd.grad(rec[1], rec[2], grad_outputs=below,
                                              allow_unused=True)
                 hk = [torch.zeros_like(x) if h is None else h for x, h in zip(inputs, hk)]
             else:  # restored from a state_dict: the same linear map, as Jacobian columns
@@ -193,7 +258,7 @@ class HyperStack:
             with torch.enable_grad():
                 hyper = level.values(self.hyper[k])
                 new, self.states[k] = level.update(params, grads, state, hyper, scale)
-            self._records[k] = ("graph", new)
+            self._records[k] = ("graph", new, [self.hyper[k][n] for n in self.learned[k]])
             if self._wants_sens(k):
                 self._sens[k] = self._sensitivities(k, params, grads, state, scale)
         else:
@@ -216,30 +281,34 @@ class HyperStack:
     # -- checkpointing ------------------------------------------------------------------------
     def _jacobians(self, k: int) -> list[list[Tensor]]:
         """Columns ∂outputs/∂h of level k's pending graph (double-backward trick), graph kept."""
-        outputs = self._records[k][1]
+        outputs, inputs = self._records[k][1], self._records[k][2]
         cols = []
         with torch.enable_grad():
-            for n in self.learned[k]:
+            for x in inputs:
                 w = [torch.zeros_like(o, requires_grad=True) for o in outputs]
-                (vjp,) = torch.autograd.grad(outputs, [self.hyper[k][n]], grad_outputs=w,
+                (vjp,) = torch.autograd.grad(outputs, [x], grad_outputs=w,
                                              create_graph=True, retain_graph=True)
                 cols.append([c.detach() for c in torch.autograd.grad(vjp, w, allow_unused=True)])
         return cols
 
+    def _record_columns(self, k: int):
+        rec = self._records[k]
+        return None if rec is None else self._jacobians(k) if rec[0] == "graph" else rec[1]
+
     def state_dict(self) -> dict:
-        records = []
-        for k, rec in enumerate(self._records):
-            if rec is None:
-                records.append(None)
-            elif rec[0] == "graph":
-                records.append(self._jacobians(k))
-            else:
-                records.append(rec[1])
-        return {"hyper": [{n: v.detach().clone() for n, v in h.items()} for h in self.hyper],
-                "states": _detached_copy(self.states), "records": records,
-                "sens": _detached_copy(self._sens), "steps": self.steps}
+        """torch's two keys: "state" (every level's hyperparameters, state, pending one-step
+        Jacobians and step count) and "param_groups" (the primary's values, parameter indices)."""
+        records = [self._record_columns(k) for k in range(len(self.levels))]
+        state = {"hyper": [{n: v.detach().clone() for n, v in h.items()} for h in self.hyper],
+                 "states": _detached_copy(self.states), "records": records,
+                 "sens": _detached_copy(self._sens), "steps": self.steps}
+        group = {n: float(v) for n, v in self.levels[0].values(state["hyper"][0]).items()}
+        return {"state": state,
+                "param_groups": [{**group, "params": list(range(len(self.params)))}]}
 
     def load_state_dict(self, sd: dict) -> None:
+        """Load a state_dict of :meth:`state_dict` (or of the earlier one-level form)."""
+        sd = sd["state"] if "state" in sd else sd
         if len(sd["hyper"]) != len(self.levels):
             raise ValueError(f"state_dict has {len(sd['hyper'])} levels, this stack "
                              f"{len(self.levels)}")
@@ -270,11 +339,31 @@ def _detached_copy(obj):
 
 
 class LearnedGroup(dict):
-    """A view of a stack's level-0 hyperparameters, as ``param_groups[0]``. The stack learns them,
-    so a write (a learning-rate scheduler's, say) would change nothing: it is refused, rather than
-    silently ignored."""
+    """``param_groups[0]`` of a stack: its parameters and the primary's hyperparameters as
+    numbers, refreshed on each read. Writing a hyperparameter sets it in the stack
+    (:meth:`HyperStack.set_hyperparameter`); other keys, such as a scheduler's "initial_lr", are
+    kept as in a torch param group."""
+
+    def __init__(self, stack: HyperStack):
+        super().__init__(params=stack.params)
+        self._stack = stack
+
+    def refresh(self) -> None:
+        used = self._stack.levels[0].values(self._stack.hyper[0])
+        for n, v in used.items():
+            dict.__setitem__(self, n, float(v.detach()))
 
     def __setitem__(self, key, value):
-        raise TypeError(f"HyperStack learns its hyperparameters, so param_groups[0][{key!r}] "
-                        "cannot be set: give the initial value to the level (e.g. Adam(lr=...)), "
-                        "or put a schedule on the level above")
+        if key == "params":
+            raise TypeError("HyperStack's parameters are fixed when it is built")
+        if key in self._stack.levels[0].hyper:
+            self._stack.set_hyperparameter(key, value)
+            value = float(value)
+        elif key == "initial_lr":
+            warn_if_sets_lr(sys._getframe(1))
+        dict.__setitem__(self, key, value)
+
+    def setdefault(self, key, default=None):
+        if key == "initial_lr" and key not in self:
+            warn_if_sets_lr(sys._getframe(1))
+        return super().setdefault(key, default)

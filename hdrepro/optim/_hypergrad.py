@@ -42,12 +42,17 @@ number. Everything is done with tensor ops, so there is no host synchronisation.
 """
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from typing import Sequence
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
+
+from .kernels import FUSED, HALF_DTYPES, check_dtypes
+from .scheduling import watch
 
 RULES = ("additive", "multiplicative")
 #: how second-order HD updates β: "derived" (descent, checked by autodiff) or "printed" (the
@@ -83,10 +88,31 @@ def check_finite_nonneg(name: str, value) -> None:
         raise ValueError(f"Invalid {name}: {value} (must be >= 0)")
 
 
-#: Parameter dtypes the HD optimizers accept. In bfloat16 and float16, α_t kept in the
-#: parameters' dtype rounds β·h_t away, and torch's fused CPU SGD kernel leaves half-precision
-#: parameters unmoved (torch 2.13), so half precision is refused rather than silently wrong.
-SUPPORTED_DTYPES = (torch.float32, torch.float64)
+def check_torch_flags(fused, capturable, differentiable) -> None:
+    """torch.optim's kernel flags: ``fused`` is taken (None: where :data:`.kernels.FUSED` says
+    it is right; False: never); ``capturable`` and ``differentiable`` are refused, naming what
+    does their job here."""
+    if fused not in (None, False, True):
+        raise ValueError(f"Invalid fused: {fused!r} (None, False or True)")
+    if capturable:
+        raise ValueError("capturable=True is not needed: the HD step never reads the host, and "
+                         "to record it as a CUDA graph wrap the optimizer, CUDAGraphStep(opt) "
+                         "(hdrepro.optim)")
+    if differentiable:
+        raise ValueError("differentiable=True is not supported; to differentiate through "
+                         "optimizer steps (hypergradients by autodiff) use "
+                         "hdrepro.autodiff.HyperStack")
+
+
+def check_fused_allowed(group: dict, name: str) -> None:
+    """With fused=True, refuse parameters for which torch's fused kernel is not used (wrong or
+    unchecked: :data:`.kernels.FUSED`), naming the way out."""
+    params = group["params"]
+    if group.get("fused") and params and kernel(params, name) != "fused":
+        p = params[0]
+        raise ValueError(f"fused=True: torch's fused {name} kernel is not used for "
+                         f"{str(p.dtype)[6:]} on {p.device.type} (see hdrepro.optim.kernels); "
+                         "leave fused=None to let the optimizer choose")
 
 
 def check_flag(name: str, value) -> None:
@@ -94,30 +120,72 @@ def check_flag(name: str, value) -> None:
         raise ValueError(f"Invalid {name}: {value!r} (must be True or False)")
 
 
-def check_dtypes(params) -> None:
-    """Refuse parameters in a dtype the HD optimizers do not support, naming the way out."""
-    bad = sorted({str(p.dtype).replace("torch.", "") for p in params
-                  if p.dtype not in SUPPORTED_DTYPES})
-    if bad:
-        raise ValueError(f"HD optimizers take float32 or float64 parameters, not {bad[0]}: keep "
-                         "the parameters in float32 and run the forward pass under "
-                         "torch.autocast(device_type, dtype=torch.bfloat16) for mixed precision")
+def check_epsilon(group: dict) -> None:
+    """Warn when Adam's ε is 0 in float16: v then underflows to 0 and m/(√v + ε) turns inf (as in
+    torch.optim.Adam, whose default path does the same)."""
+    eps = group.get("eps")
+    params = group["params"]
+    if (isinstance(eps, (int, float)) and params and params[0].dtype == torch.float16
+            and eps < torch.finfo(torch.float16).tiny):
+        warnings.warn(f"eps={eps:g} is below float16's smallest normal number (6.1e-05) and v "
+                      "underflows, so Adam's step turns inf; pass eps=1e-4 or more, or keep the "
+                      "parameters in bfloat16 or float32", UserWarning, stacklevel=4)
+
+
+def state_dtype(params: Sequence[Tensor]) -> torch.dtype:
+    """The dtype of a group's HD scalars (α, β, h_t, ∂α/∂β): float32 for float32 parameters, else
+    float64. In half precision the scalars cost nothing in float64, and α then reaches torch's
+    kernels as the very Python float a user gives torch.optim (Adam divides it by its bias
+    correction in double precision), so hypergrad_lr=0 is torch's step bit for bit."""
+    if params and params[0].dtype == torch.float32:
+        return torch.float32
+    return torch.float64
+
+
+def kernel(params: Sequence[Tensor], name: str, fused: bool | None = None) -> str:
+    """Which torch kernel steps these parameters: "fused" (:data:`.kernels.FUSED`, unless
+    `fused` is False), else torch's default for the device: "single" (one tensor at a time) on
+    CPU in half precision, where it is what torch.optim runs by default, and "foreach"
+    (multi-tensor) otherwise."""
+    p = params[0]
+    if fused is not False and FUSED.get((p.device.type, p.dtype, name)) and (
+            p.device.type != "cpu" or _torch_version() >= (2, 4)):   # no fused CPU kernels before
+        return "fused"
+    if p.dtype in HALF_DTYPES and p.device.type == "cpu":
+        return "single"
+    return "foreach"
+
+
+def _torch_version() -> tuple[int, int]:
+    return tuple(int(x) for x in torch.__version__.split(".")[:2])
 
 
 def init_group(group: dict) -> None:
-    """Give a parameter group its HD state: α as a 0-d tensor, a_{t-1}, h_t and the NaN counter."""
-    check_dtypes(group["params"])
+    """Give a parameter group its HD state: α as a 0-d tensor, a_{t-1}, h_t and the NaN counter
+    (numbers from a state_dict become tensors again)."""
+    check_dtypes(group["params"], one_dtype=True)
     dtype, device = torch.get_default_dtype(), None
     if group["params"]:
-        dtype, device = group["params"][0].dtype, group["params"][0].device
+        dtype, device = state_dtype(group["params"]), group["params"][0].device
     lr = torch.as_tensor(group["lr"], dtype=dtype, device=device)
     if lr.numel() != 1:
         raise ValueError(f"Invalid lr: a tensor of shape {tuple(lr.shape)}; HD learns one α per "
                          "group, so give a number or a one-element tensor")
     group["lr"] = lr.reshape(()).clone()   # a (1,)-shaped lr becomes the 0-d α the rules use
-    group.setdefault("hd_dalpha_dbeta", torch.zeros((), dtype=dtype, device=device))
-    group.setdefault("hd_nonfinite", torch.zeros((), dtype=torch.int64, device=device))
-    group.setdefault("hd_h", torch.zeros((), dtype=dtype, device=device))
+    for key, kind in (("hd_dalpha_dbeta", dtype), ("hd_h", dtype), ("hd_nonfinite", torch.int64)):
+        group[key] = torch.as_tensor(group.get(key, 0), dtype=kind, device=device).clone()
+    if isinstance(group.get("hypergrad_lr"), Tensor) and group["hypergrad_lr"].dim() == 0:
+        group["hypergrad_lr"] = group["hypergrad_lr"].to(device, dtype).clone()
+
+
+def snapshot(state_dict: dict) -> dict:
+    """A state_dict that later steps cannot change: the state's tensors cloned, and each
+    group's 0-d tensors (α_t, β_t, h_t, …) as Python numbers."""
+    def plain(v):
+        return v.item() if isinstance(v, Tensor) and v.dim() == 0 else copy.deepcopy(v)
+    return {**state_dict, "state": copy.deepcopy(state_dict["state"]),
+            "param_groups": [{k: plain(v) for k, v in g.items()}
+                             for g in state_dict["param_groups"]]}
 
 
 def group_alpha(group: dict, like: Tensor) -> Tensor:
@@ -155,8 +223,24 @@ def dot(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> Tensor:
     if not xs:
         return torch.zeros(())
     if per_tensor_loop(xs):
-        return torch.stack([torch.dot(x.reshape(-1), y.reshape(-1)) for x, y in zip(xs, ys)]).sum()
-    return signed_sum(torch._foreach_mul(list(xs), list(ys)))
+        return torch.stack([vdot(x, y) for x, y in zip(xs, ys)]).sum()
+    xs, ys = _upcast(xs), _upcast(ys)
+    return signed_sum(torch._foreach_mul(xs, ys))
+
+
+def vdot(x: Tensor, y: Tensor) -> Tensor:
+    """⟨x, y⟩ of two tensors of any shape, accumulated and returned in float32 or wider."""
+    x, y = x.reshape(-1), y.reshape(-1)
+    if x.dtype != y.dtype or x.dtype in HALF_DTYPES:
+        x, y = x.float(), y.float()   # one half-precision product is already 3 digits off
+    return torch.dot(x, y)
+
+
+def _upcast(xs: Sequence[Tensor]) -> list[Tensor]:
+    """The list in float32 if it holds half-precision tensors, else as it is."""
+    if xs and xs[0].dtype in HALF_DTYPES:
+        return [x.float() for x in xs]
+    return list(xs)
 
 
 def signed_sum(xs: Sequence[Tensor]) -> Tensor:
@@ -176,7 +260,12 @@ def norm(xs: Sequence[Tensor]) -> Tensor:
     """‖x‖₂ over a list of tensors, as one 0-d tensor (no host sync); 0 for an empty list."""
     if not xs:
         return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(xs))))
+    return torch.linalg.vector_norm(torch.stack(norms(xs)))
+
+
+def norms(xs: Sequence[Tensor]) -> list[Tensor]:
+    """‖x_i‖₂ of each tensor of a list, in float32 or wider."""
+    return list(torch._foreach_norm(_upcast(xs)))
 
 
 def update_lr(group: dict, h: Tensor, g_norm: Tensor | None = None,
@@ -238,24 +327,6 @@ def params_with_grads(group: dict) -> tuple[list[Tensor], list[Tensor]]:
     return params, grads
 
 
-def fused_supported(params: Sequence[Tensor]) -> bool:
-    """Whether torch's fused optimizer kernels can take these parameters and α as a tensor of
-    their dtype: on CPU (torch >= 2.4) any float, on CUDA not float64, since torch's CUDA kernels
-    read a tensor lr as float32 (they raise "expected scalar type Float but found Double").
-    float64 on CUDA takes the multi-tensor kernels with float(α), one host read per step."""
-    if not params or (params[0].is_cuda and params[0].dtype == torch.float64):
-        return False
-    try:
-        from torch.optim.optimizer import _get_fused_kernels_supported_devices
-        devices = _get_fused_kernels_supported_devices()
-    except ImportError:  # older torch
-        devices = ["cuda"]
-    p = params[0]
-    if p.device.type == "cpu" and tuple(int(x) for x in torch.__version__.split(".")[:2]) < (2, 4):
-        return False
-    return p.device.type in devices and p.is_floating_point()
-
-
 def evaluate_closure(closure):
     """torch.optim's closure protocol: re-evaluate the loss with gradients on (None if no closure)."""
     if closure is None:
@@ -278,7 +349,14 @@ class HDOptimizer(Optimizer):
                              f"{', '.join(map(repr, unknown))}; known: "
                              f"{', '.join(sorted(self.defaults))}")
         super().add_param_group(param_group)
+        watch(self.param_groups)   # warns when a scheduler that would undo HD is built on it
         init_group(self.param_groups[-1])
+
+    def state_dict(self) -> dict:
+        """torch's state_dict, as a snapshot: later steps do not change it (torch's holds the
+        group's α tensor and the state tensors themselves), and param_groups hold plain numbers,
+        as torch's do, so they can be written as JSON."""
+        return snapshot(super().state_dict())
 
     def load_state_dict(self, state_dict: dict) -> None:
         """torch's load, then each group's HD settings and state where the saved dict has none:
@@ -286,10 +364,11 @@ class HDOptimizer(Optimizer):
         and β and the rule this optimizer's (a missing key would otherwise fail at the next
         step)."""
         super().load_state_dict(state_dict)
+        watch(self.param_groups)
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
-            init_group(group)
+            init_group(group)   # the HD scalars back as tensors, in the state's dtype
         for state in self.state.values():   # torch < 1.12 saved Adam's step as a number
             if "step" in state and not torch.is_tensor(state["step"]):
                 state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)

@@ -39,20 +39,27 @@ class AdamHD(hg.HDOptimizer):
 
     h_t is computed from the moments before they absorb g_t, so no extra copy of the parameters is
     kept. α_t is a 0-d tensor in ``param_groups[i]["lr"]``, β_t in ``["hypergrad_lr"]``; ``step()``
-    does not synchronise with the host; ``hypergrad_lr=0`` gives exactly torch.optim.Adam.
+    does not synchronise with the host where torch's fused kernel is used (one read of α
+    otherwise); ``hypergrad_lr=0`` gives exactly torch.optim.Adam.
     ``hyper_hypergrad_lr`` γ > 0 turns on second-order HD (see :mod:`hdrepro.optim._hypergrad`;
     ``second_order="printed"`` for the reproducibility report's printed ascent on β).
     ``foreach=False`` runs the plain per-parameter loop written from the equations above;
     ``True`` (default) or ``None`` the fused/multi-tensor path. ``maximize=True`` ascends the
     objective, as in torch.optim: the equations run on g_t = −∇f(θ_{t-1}) (+ λ θ_{t-1}).
+    ``fused=None`` (default) takes torch's fused kernel where it is right for the device and
+    dtype (:mod:`hdrepro.optim.kernels`), ``False`` never, ``True`` insists (an error where it is
+    not used); ``capturable`` and ``differentiable`` are refused, naming ``CUDAGraphStep`` and
+    ``hdrepro.autodiff.HyperStack``.
     """
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  hypergrad_lr=1e-8, rule="additive", hyper_hypergrad_lr=0.0,
                  *, foreach: bool | None = True, second_order: str = "derived",
                  maximize: bool = False, amsgrad: bool = False,
-                 decoupled_weight_decay: bool = False):
+                 decoupled_weight_decay: bool = False, fused: bool | None = None,
+                 capturable: bool = False, differentiable: bool = False):
         hg.check_hd_args(lr, hypergrad_lr, rule, hyper_hypergrad_lr, second_order)
+        hg.check_torch_flags(fused, capturable, differentiable)
         for name, flag in (("maximize", maximize), ("amsgrad", amsgrad),
                            ("decoupled_weight_decay", decoupled_weight_decay)):
             hg.check_flag(name, flag)
@@ -64,11 +71,13 @@ class AdamHD(hg.HDOptimizer):
                         hypergrad_lr=hypergrad_lr, rule=rule,
                         hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach,
                         second_order=second_order, maximize=maximize, amsgrad=amsgrad,
-                        decoupled_weight_decay=decoupled_weight_decay)
+                        decoupled_weight_decay=decoupled_weight_decay, fused=fused)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group):
         super().add_param_group(param_group)
+        hg.check_fused_allowed(self.param_groups[-1], "adam")
+        hg.check_epsilon(self.param_groups[-1])
         # Whether every parameter of the group has stepped in every step so far: then all share
         # one Adam step count t, and the whole-list path below applies.
         self.param_groups[-1].setdefault("hd_shared_step", True)
@@ -105,7 +114,7 @@ class AdamHD(hg.HDOptimizer):
             return self._hypergradient_shared_step(group, params, g)
         beta1, beta2 = group["betas"]
         old = [i for i, p in enumerate(params) if self.state[p]]  # state exists iff stepped
-        zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+        zero = torch.zeros((), dtype=hg.state_dtype(params), device=params[0].device)
         if not old:
             return zero, zero
         st = [self.state[params[i]] for i in old]
@@ -121,15 +130,15 @@ class AdamHD(hg.HDOptimizer):
             for i, m, v, e in zip(old, m_list, v_list, eps_c):
                 q = v.sqrt().add_(e)
                 torch.div(m, q, out=q)
-                dots.append(torch.dot(g[i].reshape(-1), q.reshape(-1)))
+                dots.append(hg.vdot(g[i], q))
                 if want_norm:
-                    norms.append(torch.linalg.vector_norm(q))
+                    norms.append(torch.linalg.vector_norm(q, dtype=zero.dtype))
         else:
             q = torch._foreach_sqrt(v_list)
             torch._foreach_add_(q, eps_c)
             q = torch._foreach_div(m_list, q)
-            dots = [torch.dot(g[i].reshape(-1), qi.reshape(-1)) for i, qi in zip(old, q)]
-            norms = torch._foreach_norm(q) if want_norm else []
+            dots = [hg.vdot(g[i], qi) for i, qi in zip(old, q)]
+            norms = hg.norms(q) if want_norm else []
         scale = c / bc1
         h = -(torch.stack(dots) * scale).sum()
         d_norm = zero
@@ -144,7 +153,7 @@ class AdamHD(hg.HDOptimizer):
         depends on a host-side number that a CUDA graph would freeze, and they enter the lists
         only through a multiply by a 0-d device tensor (torch's list-plus-tensor add reads the
         tensor to the host: it broke CUDA-graph capture, seen with torch 2.11)."""
-        zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+        zero = torch.zeros((), dtype=hg.state_dtype(params), device=params[0].device)
         st = [self.state[p] for p in params]
         if not st[0]:  # the first step: d_0 = 0
             return zero, zero
@@ -162,7 +171,7 @@ class AdamHD(hg.HDOptimizer):
     def _hypergradient_decoupled(self, group, params, g):
         """AdamW-HD: h_t = -g_t·(d_{t-1} + λθ_{t-2}) and its norm, tensor by tensor (the
         class docstring's equations)."""
-        zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+        zero = torch.zeros((), dtype=hg.state_dtype(params), device=params[0].device)
         old = [i for i, p in enumerate(params) if self.state[p]]
         if not old:
             return zero, zero
@@ -176,13 +185,14 @@ class AdamHD(hg.HDOptimizer):
             d = (state["exp_avg"] / (1 - beta1 ** t)) / (
                 (self._second_moment(group, state) / (1 - beta2 ** t)).sqrt() + group["eps"])
             w = d.mul_(1 + alpha * k).add_(params[i] * k)      # d_{t-1} + λθ_{t-2}
-            h = h - torch.dot(g[i].reshape(-1), w.reshape(-1))
+            h = h - hg.vdot(g[i], w)
             if group["rule"] == "multiplicative":
-                sq = sq + torch.dot(w.reshape(-1), w.reshape(-1))
+                sq = sq + hg.vdot(w, w)
         return h, sq.sqrt()
 
     def _group_step(self, group, params, grads):
-        fused = hg.fused_supported(params)
+        kernel = hg.kernel(params, "adam", group.get("fused"))
+        fused = kernel == "fused"
         decoupled = self._decoupled(group)
         g = hg.grads_with_decay(params, grads, 0.0 if decoupled else group["weight_decay"])
         h, d_norm = self._hypergradient(group, params, g)
@@ -193,7 +203,7 @@ class AdamHD(hg.HDOptimizer):
         beta1, beta2 = group["betas"]
         torch_adam(params, grads, [s["exp_avg"] for s in st], [s["exp_avg_sq"] for s in st],
                    [s["max_exp_avg_sq"] for s in st] if group["amsgrad"] else [],
-                   [s["step"] for s in st], fused=fused, foreach=not fused,
+                   [s["step"] for s in st], fused=fused, foreach=kernel == "foreach",
                    amsgrad=group["amsgrad"], decoupled_weight_decay=decoupled,
                    beta1=beta1, beta2=beta2, lr=alpha if fused else float(alpha),
                    weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
@@ -205,7 +215,7 @@ class AdamHD(hg.HDOptimizer):
         eps, wd = group["eps"], group["weight_decay"]
         decoupled = self._decoupled(group)
         g = [gi if decoupled else gi.add(p, alpha=wd) for p, gi in zip(params, grads)]
-        zero = torch.zeros((), dtype=params[0].dtype, device=params[0].device)
+        zero = torch.zeros((), dtype=hg.state_dtype(params), device=params[0].device)
         alpha_prev = hg.group_alpha(group, zero)
         h, d_sq = zero.clone(), zero.clone()
         for p, gi in zip(params, g):
@@ -216,8 +226,8 @@ class AdamHD(hg.HDOptimizer):
                     (self._second_moment(group, state) / (1 - beta2 ** t)).sqrt() + eps)
                 if decoupled:   # ∇_α u_{t-1} = -(d_{t-1} + λθ_{t-2})
                     d = d + wd * (p + alpha_prev * d) / (1 - alpha_prev * wd)
-                h = h - (gi * d).sum()
-                d_sq = d_sq + (d * d).sum()
+                h = h - hg.vdot(gi, d)
+                d_sq = d_sq + hg.vdot(d, d)
         norms = ()
         if group["rule"] == "multiplicative":
             norms = (torch.sqrt(sum((gi * gi).sum() for gi in g)), d_sq.sqrt())
@@ -232,6 +242,7 @@ class AdamHD(hg.HDOptimizer):
             v = state["exp_avg_sq"].mul_(beta2).addcmul_(gi, gi, value=1 - beta2)
             if group["amsgrad"]:
                 v = torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            d = (m / (1 - beta1 ** t)) / ((v / (1 - beta2 ** t)).sqrt() + eps)
             if decoupled:
-                p.mul_(1 - alpha * wd)
-            p.sub_(alpha * (m / (1 - beta1 ** t)) / ((v / (1 - beta2 ** t)).sqrt() + eps))
+                p.copy_(p.to(alpha.dtype) * (1 - alpha * wd))    # in α's precision
+            p.sub_((alpha * d.to(alpha.dtype)).to(p.dtype))

@@ -2,12 +2,14 @@ r"""HD(optimizer): hypergradient learning-rate adaptation for any torch.optim op
 is linear in its learning rate."""
 from __future__ import annotations
 
-from collections import OrderedDict
+import copy
 
 import torch
 from torch.optim import Optimizer
 
 from . import _hypergrad as hg
+from . import views
+from .scheduling import watch
 
 #: torch.optim optimizers whose parameter update is α·(something independent of α), so that
 #: ∇_α u_{t-1} = Δθ_{t-1} / α_{t-1}. (ASGD, Rprop and LBFGS are not: their lr enters nonlinearly.)
@@ -41,7 +43,8 @@ class HD(Optimizer):
     list, not a copy): ``add_param_group``, step hooks and learning-rate schedulers work on it. A
     scheduler that scales the current lr (StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR,
     their chainable forms) scales the learned α_t, and HD goes on from there; one that sets lr
-    outright (LambdaLR, OneCycleLR) replaces α_t with its value whenever it steps.
+    outright (LambdaLR, OneCycleLR) replaces α_t with its value whenever it steps, and warns when
+    it is built (:mod:`hdrepro.optim.scheduling`).
     """
 
     def __init__(self, optimizer: Optimizer, hypergrad_lr: float, rule: str = "additive",
@@ -60,15 +63,10 @@ class HD(Optimizer):
         self.optimizer = optimizer
         self._hd_settings = dict(hypergrad_lr=hypergrad_lr, rule=rule,
                                  hyper_hypergrad_lr=hyper_hypergrad_lr, second_order=second_order)
+        watch(optimizer.param_groups)   # warns when a scheduler that would undo HD is built on it
         for group in optimizer.param_groups:
             self._adopt(group)
-        # what torch.optim.Optimizer.__init__ sets, over the wrapped optimizer's groups (its
-        # __init__ would copy them into a list of its own)
-        self.defaults = {**optimizer.defaults, **self._hd_settings}
-        for hooks in ("step_pre", "step_post", "state_dict_pre", "state_dict_post",
-                      "load_state_dict_pre", "load_state_dict_post"):
-            setattr(self, f"_optimizer_{hooks}_hooks", OrderedDict())
-        self._patch_step_function()
+        views.init_view(self, {**optimizer.defaults, **self._hd_settings})
         self.state: dict = {}   # d_{t-1} per parameter
 
     @property
@@ -83,20 +81,28 @@ class HD(Optimizer):
     def __getstate__(self):
         # torch.optim.Optimizer pickles only defaults, state and param_groups; HD also needs the
         # wrapped optimizer (deepcopy keeps the two sharing one param_groups list)
-        return dict(self.__dict__)
+        return views.picklable(self)
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        views.restore(self, state)
 
     def _adopt(self, group: dict) -> None:
         """Give a group of the wrapped optimizer HD's settings and state."""
         group.update(self._hd_settings)
         hg.init_group(group)
+        hg.check_epsilon(group)
 
     def add_param_group(self, param_group: dict) -> None:
         """Add the group to the wrapped optimizer (its defaults fill the group), then HD's; a
-        group HD refuses is taken back out, so that neither optimizer keeps it."""
+        group HD refuses is taken back out, so that neither optimizer keeps it. An option that
+        neither knows is refused (torch.optim would ignore it)."""
+        unknown = sorted(set(param_group) - set(self.defaults) - {"params", "param_names"})
+        if unknown:
+            raise ValueError(f"HD({type(self.optimizer).__name__}) does not know the param-group "
+                             f"option(s) {', '.join(map(repr, unknown))}; known: "
+                             f"{', '.join(sorted(self.defaults))}")
         self.optimizer.add_param_group(param_group)
+        watch(self.optimizer.param_groups)
         group = self.optimizer.param_groups[-1]
         try:
             if group.get("maximize"):
@@ -130,7 +136,8 @@ class HD(Optimizer):
             g = hg.grads_with_decay(params, grads, self._coupled_decay(group))
             have = [i for i, p in enumerate(params) if p in self.state]
             d_prev = [self.state[params[i]] for i in have]
-            h = -hg.dot([g[i] for i in have], d_prev).to(params[0].device, params[0].dtype)
+            h = -hg.dot([g[i] for i in have], d_prev).to(params[0].device,
+                                                         hg.state_dtype(params))
             norms = (hg.norm(g), hg.norm(d_prev)) if group["rule"] == "multiplicative" else ()
             alpha = hg.update_lr(group, h, *norms)
             stepped.append((group, params, self._copy_params(params), alpha))
@@ -152,21 +159,37 @@ class HD(Optimizer):
         """θ_{t-1}, copied into the buffers that held d_{t-1} (h_t no longer needs them), so
         that a step allocates nothing after the first."""
         bufs = [self.state.get(p) for p in params]
-        bufs = [torch.empty_like(p) if b is None else b for p, b in zip(params, bufs)]
+        dtype = hg.state_dtype(params)   # d_t = -Δθ_t/α_t: a bfloat16 Δθ is exact, its ratio not
+        bufs = [torch.empty_like(p, dtype=dtype) if b is None else b for p, b in zip(params, bufs)]
         torch._foreach_copy_(bufs, params)
         return bufs
 
     def state_dict(self) -> dict:
+        """The wrapped optimizer's state_dict in torch's form, each parameter's state holding
+        also d_{t-1} ("hd_direction"); a snapshot, with plain numbers in param_groups."""
+        sd = hg.snapshot(self.optimizer.state_dict())
         index = {p: i for i, p in enumerate(
             p for group in self.param_groups for p in group["params"])}
-        return {"optimizer": self.optimizer.state_dict(),
-                "directions": {index[p]: d for p, d in self.state.items()}}
+        for p, d in self.state.items():
+            sd["state"].setdefault(index[p], {})["hd_direction"] = d.clone()
+        return sd
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.optimizer.load_state_dict(state_dict["optimizer"])
+        """Load :meth:`state_dict`'s form (or the earlier {"optimizer", "directions"} one)."""
+        if "optimizer" in state_dict:
+            inner, directions = state_dict["optimizer"], state_dict["directions"]
+        else:
+            inner = copy.deepcopy(state_dict)
+            directions = {i: s.pop("hd_direction") for i, s in inner["state"].items()
+                          if "hd_direction" in s}
+            inner["state"] = {i: s for i, s in inner["state"].items() if s}
+        self.optimizer.load_state_dict(inner)
+        watch(self.param_groups)
+        for group in self.param_groups:
+            hg.init_group(group)   # the HD scalars back as tensors
         params = [p for group in self.param_groups for p in group["params"]]
-        self.state = {params[i]: d.to(params[i].device, params[i].dtype)
-                      for i, d in state_dict["directions"].items()}
+        self.state = {params[i]: d.to(params[i].device, hg.state_dtype([params[i]]))
+                      for i, d in directions.items()}
 
     def __repr__(self):
         return f"HD({self.optimizer!r})"

@@ -27,11 +27,13 @@ class SGDHD(hg.HDOptimizer):
     With ``hyper_hypergrad_lr`` γ > 0, β is learned too (second-order HD, see
     :mod:`hdrepro.optim._hypergrad`). α_t is kept as a 0-d tensor on the parameters' device in
     ``param_groups[i]["lr"]`` and β_t in ``param_groups[i]["hypergrad_lr"]``; nothing in
-    ``step()`` synchronises with the host. ``hypergrad_lr=0`` gives exactly torch.optim.SGD.
+    ``step()`` synchronises with the host where torch's fused kernel is used (elsewhere, half
+    precision say, α is read once per group and step). ``hypergrad_lr=0`` gives exactly
+    torch.optim.SGD.
 
     Args:
         params: parameters or parameter groups.
-        lr: initial learning rate α₀ (>= 0).
+        lr: initial learning rate α₀ (>= 0; default 1e-3, as torch.optim.SGD).
         momentum, dampening, weight_decay, nesterov: as in torch.optim.SGD.
         hypergrad_lr: β, the hypergradient learning rate (default 1e-6, as the reference code).
         rule: "additive" or "multiplicative".
@@ -42,14 +44,20 @@ class SGDHD(hg.HDOptimizer):
             per-parameter loop below, written line by line from the equations above.
         maximize: ascend the objective, as torch.optim's ``maximize``: every equation above
             runs on g_t = −∇f(θ_{t-1}) (+ λ θ_{t-1}).
+        fused: None (default) takes torch's fused kernel where it is right for the device and
+            dtype (:mod:`hdrepro.optim.kernels`), False never, True insists (an error where it
+            is not used). ``capturable`` and ``differentiable`` are refused, naming
+            ``CUDAGraphStep`` and ``hdrepro.autodiff.HyperStack``, which do their jobs.
     """
 
-    def __init__(self, params, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
+    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False, hypergrad_lr=1e-6, rule="additive", hyper_hypergrad_lr=0.0,
                  *, foreach: bool | None = True, second_order: str = "derived",
-                 maximize: bool = False):
+                 maximize: bool = False, fused: bool | None = None, capturable: bool = False,
+                 differentiable: bool = False):
         hg.check_hd_args(lr, hypergrad_lr, rule, hyper_hypergrad_lr, second_order)
         hg.check_flag("maximize", maximize)
+        hg.check_torch_flags(fused, capturable, differentiable)
         hg.check_finite_nonneg("momentum", momentum)
         hg.check_finite_nonneg("dampening", dampening)
         hg.check_finite_nonneg("weight_decay", weight_decay)
@@ -59,8 +67,12 @@ class SGDHD(hg.HDOptimizer):
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
                         weight_decay=weight_decay, nesterov=nesterov, hypergrad_lr=hypergrad_lr,
                         rule=rule, hyper_hypergrad_lr=hyper_hypergrad_lr, foreach=foreach,
-                        second_order=second_order, maximize=maximize)
+                        second_order=second_order, maximize=maximize, fused=fused)
         super().__init__(params, defaults)
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        hg.check_fused_allowed(self.param_groups[-1], "sgd")
 
     def _stores_direction(self, group) -> bool:
         # With plain momentum d_{t-1} is the momentum buffer itself; otherwise keep a copy.
@@ -76,17 +88,20 @@ class SGDHD(hg.HDOptimizer):
         prev = self._prev_directions(group, params)
         have = [i for i, d in enumerate(prev) if d is not None]
         g_prev, d_prev = [g[i] for i in have], [prev[i] for i in have]
-        h = -hg.dot(g_prev, d_prev).to(params[0].device, params[0].dtype)
+        h = -hg.dot(g_prev, d_prev).to(params[0].device, hg.state_dtype(params))
         norms = (hg.norm(g), hg.norm(d_prev)) if group["rule"] == "multiplicative" else ()
         alpha = hg.update_lr(group, h, *norms)
 
         bufs = [self.state[p].get("momentum_buffer") for p in params]
-        fused = hg.fused_supported(params)
-        if not fused and group["nesterov"] and g is grads:
+        kernel = hg.kernel(params, "sgd", group.get("fused"))
+        fused = kernel == "fused"
+        if kernel == "foreach" and group["nesterov"] and g is grads:
             # torch's multi-tensor Nesterov step adds μ b_t into the gradients it is given;
             # g_t must survive it for d_t below.
             grads = torch._foreach_add(grads, 0.0)
-        torch_sgd(params, grads, bufs, fused=fused, foreach=not fused,
+        # a float α is read once on the host; the float32 α rounds to the same number that a
+        # Python lr does inside torch's kernels, so hypergrad_lr=0 stays exactly torch's step
+        torch_sgd(params, grads, bufs, fused=fused, foreach=kernel == "foreach",
                   lr=alpha if fused else float(alpha), weight_decay=wd, momentum=mu,
                   dampening=group["dampening"], nesterov=group["nesterov"], maximize=False)
         if mu != 0:
@@ -119,12 +134,12 @@ class SGDHD(hg.HDOptimizer):
         mu, tau, wd = group["momentum"], group["dampening"], group["weight_decay"]
         g = [gi.add(p, alpha=wd) for p, gi in zip(params, grads)]
         prev = self._prev_directions(group, params)
-        h = sum((-(gi * d).sum() for gi, d in zip(g, prev) if d is not None),
-                torch.zeros((), dtype=params[0].dtype, device=params[0].device))
+        h = sum((-hg.vdot(gi, d) for gi, d in zip(g, prev) if d is not None),
+                torch.zeros((), dtype=hg.state_dtype(params), device=params[0].device))
         norms = ()
         if group["rule"] == "multiplicative":
-            norms = (torch.sqrt(sum((gi * gi).sum() for gi in g)),
-                     torch.sqrt(sum(((d * d).sum() for d in prev if d is not None),
+            norms = (torch.sqrt(sum(hg.vdot(gi, gi) for gi in g)),
+                     torch.sqrt(sum((hg.vdot(d, d) for d in prev if d is not None),
                                     torch.zeros_like(h))))
         alpha = hg.update_lr(group, h, *norms)
         for p, gi in zip(params, g):
@@ -137,4 +152,4 @@ class SGDHD(hg.HDOptimizer):
                 d = gi + mu * b if group["nesterov"] else b
             if self._stores_direction(group):
                 state["direction"] = d.clone()
-            p.sub_(alpha * d)
+            p.sub_((alpha * d.to(alpha.dtype)).to(p.dtype))   # α·d in α's precision
