@@ -5,7 +5,7 @@
     hdrepro grid NAME ...      a grid of the reproducibility report (logreg, mlnn, bettercnn, gamma)
     hdrepro stacks ...         the clipping report's Tables 1-5
     hdrepro run NAME ...       any other experiment (fig1, equivalence, family_sensitivity, rivals,
-                               asgc, epsilon, threshold_grid)
+                               asgc, epsilon, threshold_grid, convex_hdm)
     hdrepro plot NAME ...      redraw an experiment's figures from its saved results
     hdrepro report ...         write REPORT.md from saved results
     hdrepro bench NAME ...     a benchmark (step, grid, rivals)
@@ -30,9 +30,9 @@ from .errors import EXPECTED_ERRORS, missing_extra
 ROOT = Path(__file__).resolve().parent.parent
 GRIDS = ("logreg", "mlnn", "bettercnn", "gamma", "seeds_logreg", "seeds_mlnn", "seeds_bettercnn")
 EXPERIMENTS = ("fig1", "equivalence", "family_sensitivity", "rivals", "asgc", "epsilon",
-               "threshold_grid", "bettercnn_divergence")
+               "threshold_grid", "bettercnn_divergence", "convex_hdm")
 PLOTTABLE = ("equivalence", "fig1", "stacks_clipping", "family_sensitivity", "rivals", "asgc", "epsilon",
-             "threshold_grid", "bettercnn_divergence") + tuple(
+             "threshold_grid", "bettercnn_divergence", "convex_hdm") + tuple(
     f"grid_{g}" for g in GRIDS)
 BENCHES = ("step", "grid", "rivals")
 

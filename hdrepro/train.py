@@ -31,11 +31,13 @@ from .autodiff import RMSProp as StackRMSProp
 from .autodiff import chandra
 from .config import check_fields, check_range, finite_nonneg
 from .data import Data, DataConfig, Split, batches
-from .optim import HD, SGDHD, AdamHD
+from .optim import HD, HDM, SGDHD, AdamHD
 from .optim._hypergrad import SECOND_ORDER
 
 BASELINES = {"sgdn"} | set(family.FAMILY)
 ANALYTIC = {"sgd-hd", "sgdn-hd", "adam-hd"}
+#: HDM (Chu et al. 2025) with a diagonal or scalar stepsize: lr is P₀, hypergrad_lr its rate η
+HDM_NAMES = {"hdm": "diagonal", "hdm-scalar": "scalar"}
 HD_WRAPPED = {f"hd-{name}" for name in family.FAMILY}
 ASGC_WRAPPED = {f"asgc-{name}" for name in family.FAMILY}
 STACK_LEVELS = {"sgd": StackSGD, "adam": StackAdam, "adagrad": StackAdaGrad,
@@ -58,7 +60,8 @@ class OptimConfig:
     """An optimizer by name with its hyperparameters (the papers' symbols in comments).
 
     name: a torch.optim optimizer of :mod:`hdrepro.family` (sgd, momentum, nesterov, adagrad, …),
-    or sgdn (= nesterov, Baydin et al.'s name); sgd-hd, sgdn-hd, adam-hd (analytic HD);
+    or sgdn (= nesterov, Baydin et al.'s name); sgd-hd, sgdn-hd, adam-hd (analytic HD); hdm,
+    hdm-scalar (:class:`hdrepro.optim.HDM`, lr = P₀, hypergrad_lr = its AdaGrad rate η);
     hd-<family name>, e.g. hd-rmsprop (:class:`HD` around torch.optim); asgc-<family name>
     (:class:`hdrepro.asgc.ASGC` around it); a learning-rate-free rival of :mod:`hdrepro.rivals`
     (prodigy, dadapt-adam, schedulefree-adamw, dog); stack:<primary>/<secondary>, e.g.
@@ -98,7 +101,8 @@ class OptimConfig:
     @property
     def label(self) -> str:
         names = {"sgd": "SGD", "sgdn": "SGDN", "adam": "Adam", "sgd-hd": "SGD-HD",
-                 "sgdn-hd": "SGDN-HD", "adam-hd": "Adam-HD"}
+                 "sgdn-hd": "SGDN-HD", "adam-hd": "Adam-HD", "hdm": "HDM",
+                 "hdm-scalar": "HDM (scalar)"}
         return names.get(self.name, self.name)
 
 
@@ -108,7 +112,8 @@ def make_optimizer(cfg: OptimConfig, params, total_steps: int | None = None,
     schedule needs `total_steps`, and DoG's averaged model the `model`."""
     params = list(params)
     n, wd = cfg.name, cfg.weight_decay
-    if cfg.options and (n in ANALYTIC or n == "sgdn" or n.startswith("stack:")):
+    if cfg.options and (n in ANALYTIC or n in HDM_NAMES or n == "sgdn"
+                        or n.startswith("stack:")):
         raise ValueError(f"options= are for the family, hd-, asgc- and rival names, not {n!r}")
     if n == "sgdn":
         n = "nesterov"
@@ -122,6 +127,9 @@ def make_optimizer(cfg: OptimConfig, params, total_steps: int | None = None,
         return SGDHD(params, cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=wd, **hd)
     if n == "adam-hd":
         return AdamHD(params, cfg.lr, weight_decay=wd, **hd)
+    if n in HDM_NAMES:
+        return HDM(params, cfg.lr, hyper_lr=cfg.hypergrad_lr, shape=HDM_NAMES[n],
+                   weight_decay=wd)
     if n in HD_WRAPPED:
         return HD(family.build(n[3:], params, cfg.lr, cfg.momentum, wd, **dict(cfg.options)),
                   **hd)
@@ -131,7 +139,7 @@ def make_optimizer(cfg: OptimConfig, params, total_steps: int | None = None,
         return rivals.build(n, params, cfg.lr, wd, total_steps, model, **dict(cfg.options))
     if n.startswith("stack:"):
         return HyperStack(params, _stack_levels(cfg))
-    known = sorted(BASELINES | ANALYTIC | set(rivals.RIVALS)) + [
+    known = sorted(BASELINES | ANALYTIC | set(HDM_NAMES) | set(rivals.RIVALS)) + [
         "hd-<family name>", "asgc-<family name>", "stack:<primary>/<secondary>"]
     raise ValueError(f"Unknown optimizer {n!r}; choose one of {', '.join(known)}")
 

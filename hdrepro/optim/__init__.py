@@ -3,6 +3,11 @@
 - :class:`SGDHD`: SGD-HD, and SGDN-HD with ``momentum > 0, nesterov=True``.
 - :class:`AdamHD`: Adam-HD.
 - :class:`HD`: wraps any torch.optim optimizer whose step is linear in lr.
+- :class:`MARTHE`: SGD whose α follows a hypergradient through the whole trajectory, discounted
+  by μ (Donini et al. 2020; RTHO at μ = 1, SGD-HD at μ = 0).
+- :class:`HDM`, :class:`HDMBest`: heavy ball with a stepsize (scalar or diagonal) and momentum
+  learned on a normalised surrogate (Chu et al. 2025), for minibatches and, as its authors run
+  it, for deterministic problems.
 - :class:`CUDAGraphStep`: replays any of them (on a GPU) as one CUDA graph per step.
 
 The learning-rate rules (additive, multiplicative, second-order) live in one place:
@@ -11,6 +16,8 @@ The learning-rate rules (additive, multiplicative, second-order) live in one pla
 from .adamhd import AdamHD
 from .graphs import CUDAGraphStep
 from .hd import HD, LINEAR_IN_LR
+from .hdm import HDM, HDMBest
+from .marthe import MARTHE
 from .sgdhd import SGDHD
 
-__all__ = ["SGDHD", "AdamHD", "HD", "LINEAR_IN_LR", "CUDAGraphStep"]
+__all__ = ["SGDHD", "AdamHD", "HD", "MARTHE", "HDM", "HDMBest", "LINEAR_IN_LR", "CUDAGraphStep"]

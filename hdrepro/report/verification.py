@@ -23,7 +23,7 @@ def code_location(obj) -> str:
 def equations_table(_: Path) -> str:
     from ..autodiff import clip, levels, stack
     from ..optim import _hypergrad as hg
-    from ..optim import adamhd, hd, sgdhd
+    from ..optim import adamhd, hd, hdm, marthe, sgdhd
     rows = [
         ("h_t = ∇f(θ_{t-1})·∇_α u_{t-1} = −g_t·d_{t-1}", "Baydin et al. Eq. (hypergradient)",
          sgdhd.SGDHD._group_step),
@@ -44,6 +44,12 @@ def equations_table(_: Path) -> str:
          levels.SGD.update),
         ("θ_t = ((t−1)θ'_{t−1} + ‖g_t‖)/t, g'_t = g_t min(1, θ_t/‖g_t‖)",
          "clipping report §3", clip.clip_step),
+        ("Z_t = μ(Z_{t−1} − α_t H_t Z_{t−1}) − g_t, h_t = ∇E(θ_{t−1})·Z_{t−1} (μ = 1: RTHO)",
+         "Donini et al. 2020; Franceschi et al. 2017", marthe.MARTHE.step),
+        ("r_k = −g_{k+1}⊙g_k/‖g_k‖², m_k = g_{k+1}·(x_k − x_{k−1})/‖g_k‖² (HDM)",
+         "Chu et al. 2025", hdm.hypergradients),
+        ("P_{k+1} = P_k − η r_k/(√G_k + 10⁻¹²), G_k = G_{k−1} + r_k² (AdaGrad on P and β)",
+         "Chu et al. 2025", hdm.adagrad),
     ]
     return md_table(["equation (paper symbols)", "source", "code"],
                     [[f"{eq}", src, code_location(obj)] for eq, src, obj in rows])
