@@ -24,6 +24,7 @@ band, and the comparison is **inconclusive** otherwise.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,7 +65,8 @@ class ConvexCell:
 
     def labels(self) -> dict:
         return {"cell_id": self.cell_id, "method": self.method, "seed": self.seed,
-                "size": self.size, "budget": self.budget, "beta": self.beta}
+                "size": self.size, "budget": self.budget, "beta": self.beta,
+                "data": self.data.name}
 
 
 @dataclass(frozen=True)
@@ -170,12 +172,14 @@ def run_cells(cells: tuple[ConvexCell, ...], device: str, data_root: str,
     for cell in cells:
         data = worker_data(cell.data, data_root)
         problem = Problem(*subset(data, cell))
+        t0 = time.perf_counter()
         curve = run_method(cell, problem)
+        seconds = time.perf_counter() - t0
         every = max(1, len(curve) // THIN)
         kept = sorted(set(range(0, len(curve), every)) | {len(curve) - 1})
         rows.append({**cell.labels(), "evals": [k + 1 for k in kept],
                      "best_f": [curve[k] for k in kept], "final_f": curve[-1],
-                     "diverged": not math.isfinite(problem.values[-1]),
+                     "diverged": not math.isfinite(problem.values[-1]), "seconds": seconds,
                      **provenance_columns("cpu", data)})
     return rows
 
