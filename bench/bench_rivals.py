@@ -1,5 +1,7 @@
-"""Cost per training iteration of HD, ASGC and the learning-rate-free rivals against torch's Adam,
-measured side by side on one device, and the optimizer state each keeps per parameter.
+"""Cost per training iteration of HD, ASGC, HDM, MARTHE and the learning-rate-free rivals against
+torch's Adam, measured side by side on one device, and the optimizer state each keeps per
+parameter (MARTHE's Hessian-vector product also keeps the backward graph alive for a second
+pass, which this count of state does not include).
 
 Every optimizer is built by hdrepro.train.make_optimizer (the code path the experiments use) and
 times one MLNN iteration (784-1000-1000-10, batch 128: forward, backward, step), round-robin so
@@ -25,12 +27,16 @@ from hdrepro import rivals  # noqa: E402
 from hdrepro.cli_help import run_main  # noqa: E402
 from hdrepro.grid import git_commit  # noqa: E402
 from hdrepro.models import build  # noqa: E402
+from hdrepro.optim import MARTHE  # noqa: E402
 from hdrepro.rival_study import TITLES, method_config  # noqa: E402
 from hdrepro.train import OptimConfig, make_optimizer  # noqa: E402
 
 BASELINE = "adam"
 EXTRA = {"asgc-momentum": ("ASGC (momentum)", OptimConfig("asgc-momentum", 0.01)),
-         "momentum": ("SGD momentum", OptimConfig("momentum", 0.01))}
+         "momentum": ("SGD momentum", OptimConfig("momentum", 0.01)),
+         "hdm": ("HDM (diagonal P, learned β)", OptimConfig("hdm", 1e-3, 0.1)),
+         # MARTHE steps on a closure (a Hessian-vector product per step): built below
+         "marthe": ("MARTHE (μ = 0.9)", OptimConfig("marthe", 0.01, 1e-4))}
 
 
 def cases() -> dict[str, tuple[str, OptimConfig]]:
@@ -48,9 +54,15 @@ def cases() -> dict[str, tuple[str, OptimConfig]]:
 def iteration(device, cfg: OptimConfig, batch: int = 128):
     torch.manual_seed(0)
     model = build("mlnn").to(device)
-    opt = make_optimizer(cfg, model.parameters(), total_steps=1000, model=model)
     x = torch.randn(batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
+    if cfg.name == "marthe":
+        opt = MARTHE(model.parameters(), cfg.lr, cfg.hypergrad_lr, mu=0.9)
+
+        def it():
+            opt.step(lambda: torch.nn.functional.cross_entropy(model(x), y))
+        return it, opt, model
+    opt = make_optimizer(cfg, model.parameters(), total_steps=1000, model=model)
 
     def it():
         opt.zero_grad()
@@ -64,7 +76,9 @@ def state_floats(opt, model) -> float:
     its groups, a wrapper's own and an averaged model's (scalars left out)."""
     n = sum(p.numel() for p in model.parameters())
     inner = getattr(opt, "optimizer", opt)
-    tensors = [v for s in inner.state.values() for v in s.values() if torch.is_tensor(v)]
+    tensors = [v for s in inner.state.values()
+               for v in (s.values() if isinstance(s, dict) else s if isinstance(s, list) else [s])
+               if torch.is_tensor(v)]
     for group in inner.param_groups:   # DoG keeps x₀ in its group
         tensors += [t for k, v in group.items() if k != "params" and isinstance(v, list)
                     for t in v if torch.is_tensor(t)]

@@ -10,8 +10,8 @@ with HD on and with β = 0 (the schedule alone), and checks:
     so the run itself departs from float32's, and α only has to move the same way);
   - StepLR and a LinearLR warm-up (scale the lr): HD's α differs from the schedule's at every
     step, so HD keeps learning under them;
-  - LambdaLR and OneCycleLR (set the lr): they warn when built, and right after each of their
-    steps α_t is the schedule's value.
+  - LambdaLR and OneCycleLR (set the lr): they warn (when built on a HyperStack, at the next
+    step on the others), and right after each of their steps α_t is the schedule's value.
 It prints one row per run and exits 1 if any check fails.
 """
 from __future__ import annotations
@@ -55,20 +55,20 @@ def train(name: str, dtype, sched: str, beta: float):
     x = torch.randn(256, 20, generator=gen)
     y = (x[:, 0] + x[:, 1] > 0).long()
     opt = OPTIMIZERS[name](list(model.parameters()), beta)
+    alphas, scheduled = [], []
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         scheduler = SCHEDULERS[sched](opt) if SCHEDULERS[sched] else None
+        for _ in range(STEPS):
+            loss = nn.functional.cross_entropy(model(x.to(dtype)).float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            alphas.append(float(opt.param_groups[0]["lr"]))
+            if scheduler is not None:
+                scheduler.step()
+                scheduled.append(float(opt.param_groups[0]["lr"]))
     warned = any("outright" in str(w.message) for w in seen)
-    alphas, scheduled = [], []
-    for _ in range(STEPS):
-        loss = nn.functional.cross_entropy(model(x.to(dtype)).float(), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        alphas.append(float(opt.param_groups[0]["lr"]))
-        if scheduler is not None:
-            scheduler.step()
-            scheduled.append(float(opt.param_groups[0]["lr"]))
     return alphas, scheduled, float(loss.detach()), warned
 
 

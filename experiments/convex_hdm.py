@@ -55,7 +55,7 @@ def draw(store: GridStore, spec: ConvexSpec, figures):
     ax.set_yscale("log")
     ax.set_xlabel("gradient evaluations (f and ∇f on the whole subset)")
     ax.set_ylabel("f − f*")
-    ax.set_title(f"Full-batch logistic regression, {spec.data.name} {spec.size:,} images, "
+    ax.set_title(f"Full-batch logistic regression, {spec.data.name.upper()} {spec.size:,} images, "
                  f"{len(spec.seeds)} seed(s): median (bold) and each seed (faint)")
     ax.legend(fontsize=8)
     return save_figure(fig, figures, "convex_hdm.png")

@@ -136,7 +136,8 @@ def subset(data, cell: ConvexCell) -> tuple[torch.Tensor, torch.Tensor]:
 def run_method(cell: ConvexCell, problem: Problem) -> list[float]:
     """The least f found after each gradient evaluation (every method evaluates f and ∇f
     together; a line search's or a null step's trial points count), within the budget; it
-    stops early at a non-finite f."""
+    stops early at a non-finite f, and L-BFGS stops on its own once no descent direction is
+    left (converged to rounding)."""
     L = problem.lipschitz()
     if cell.method in ("lbfgs", "optimum"):
         # one call runs the whole budget: called once per iteration, L-BFGS would re-evaluate

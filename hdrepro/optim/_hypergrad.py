@@ -52,7 +52,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .kernels import FUSED, HALF_DTYPES, check_dtypes
-from .scheduling import watch
+from .scheduling import check_schedulers
 
 RULES = ("additive", "multiplicative")
 #: how second-order HD updates β: "derived" (descent, checked by autodiff) or "printed" (the
@@ -349,7 +349,6 @@ class HDOptimizer(Optimizer):
                              f"{', '.join(map(repr, unknown))}; known: "
                              f"{', '.join(sorted(self.defaults))}")
         super().add_param_group(param_group)
-        watch(self.param_groups)   # warns when a scheduler that would undo HD is built on it
         init_group(self.param_groups[-1])
 
     def state_dict(self) -> dict:
@@ -364,7 +363,6 @@ class HDOptimizer(Optimizer):
         and β and the rule this optimizer's (a missing key would otherwise fail at the next
         step)."""
         super().load_state_dict(state_dict)
-        watch(self.param_groups)
         for group in self.param_groups:
             for key, value in self.defaults.items():
                 group.setdefault(key, value)
@@ -376,6 +374,8 @@ class HDOptimizer(Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         loss = evaluate_closure(closure)
+        if not torch.compiler.is_compiling():
+            check_schedulers(self)   # a scheduler that would undo HD warns
         for group in self.param_groups:
             params, grads = params_with_grads(group)
             if params and group.get("maximize"):

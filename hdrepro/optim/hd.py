@@ -9,7 +9,7 @@ from torch.optim import Optimizer
 
 from . import _hypergrad as hg
 from . import views
-from .scheduling import watch
+from .scheduling import check_schedulers
 
 #: torch.optim optimizers whose parameter update is α·(something independent of α), so that
 #: ∇_α u_{t-1} = Δθ_{t-1} / α_{t-1}. (ASGD, Rprop and LBFGS are not: their lr enters nonlinearly.)
@@ -43,8 +43,8 @@ class HD(Optimizer):
     list, not a copy): ``add_param_group``, step hooks and learning-rate schedulers work on it. A
     scheduler that scales the current lr (StepLR, MultiStepLR, ExponentialLR, CosineAnnealingLR,
     their chainable forms) scales the learned α_t, and HD goes on from there; one that sets lr
-    outright (LambdaLR, OneCycleLR) replaces α_t with its value whenever it steps, and warns when
-    it is built (:mod:`hdrepro.optim.scheduling`).
+    outright (LambdaLR, OneCycleLR) replaces α_t with its value whenever it steps, and warns at the
+    next step after it is built (:mod:`hdrepro.optim.scheduling`).
     """
 
     def __init__(self, optimizer: Optimizer, hypergrad_lr: float, rule: str = "additive",
@@ -63,7 +63,6 @@ class HD(Optimizer):
         self.optimizer = optimizer
         self._hd_settings = dict(hypergrad_lr=hypergrad_lr, rule=rule,
                                  hyper_hypergrad_lr=hyper_hypergrad_lr, second_order=second_order)
-        watch(optimizer.param_groups)   # warns when a scheduler that would undo HD is built on it
         for group in optimizer.param_groups:
             self._adopt(group)
         views.init_view(self, {**optimizer.defaults, **self._hd_settings})
@@ -102,7 +101,6 @@ class HD(Optimizer):
                              f"option(s) {', '.join(map(repr, unknown))}; known: "
                              f"{', '.join(sorted(self.defaults))}")
         self.optimizer.add_param_group(param_group)
-        watch(self.optimizer.param_groups)
         group = self.optimizer.param_groups[-1]
         try:
             if group.get("maximize"):
@@ -128,6 +126,8 @@ class HD(Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         loss = hg.evaluate_closure(closure)
+        if not torch.compiler.is_compiling():
+            check_schedulers(self)   # a scheduler that would undo HD warns
         stepped = []  # (group, params, θ_{t-1} copies, α_t) per group that steps
         for group in self.param_groups:
             params, grads = hg.params_with_grads(group)
@@ -184,7 +184,6 @@ class HD(Optimizer):
                           if "hd_direction" in s}
             inner["state"] = {i: s for i, s in inner["state"].items() if s}
         self.optimizer.load_state_dict(inner)
-        watch(self.param_groups)
         for group in self.param_groups:
             hg.init_group(group)   # the HD scalars back as tensors
         params = [p for group in self.param_groups for p in group["params"]]

@@ -10,34 +10,18 @@ the learned α_t by its factor, and HD goes on learning from there:
 so warm-up + HD is ``LinearLR(opt, start_factor=0.1, total_iters=k)`` and cosine decay + HD is
 ``CosineAnnealingLR(opt, T_max)``. A scheduler that computes lr in closed form from its base value
 (:data:`SETS_LR`) writes α_t ← η_t, which replaces whatever HD learned since its last step; stepped
-every iteration, it leaves HD a single step of learning each time. Building one of those on an HD
-optimizer warns, naming the chainable alternative.
+every iteration, it leaves HD a single step of learning each time. One of those built on an HD
+optimizer warns (at the optimizer's next step; a HyperStack warns when it is built), naming the
+chainable alternative.
 """
 from __future__ import annotations
 
+import gc
 import sys
 import warnings
 
 #: torch schedulers that set lr outright rather than scale the current value
 SETS_LR = ("LambdaLR", "OneCycleLR", "CyclicLR", "CosineAnnealingWarmRestarts")
-
-
-class WatchedGroup(dict):
-    """A param group that notices a scheduler being built on it.
-
-    A torch scheduler records ``group["initial_lr"]`` on every group when it is built (by
-    ``setdefault``, or by assignment in OneCycleLR); the scheduler is the ``self`` of that caller,
-    which is how it is found without any change to torch's classes."""
-
-    def setdefault(self, key, default=None):
-        if key == "initial_lr" and key not in self:
-            warn_if_sets_lr(sys._getframe(1))
-        return super().setdefault(key, default)
-
-    def __setitem__(self, key, value):
-        if key == "initial_lr":
-            warn_if_sets_lr(sys._getframe(1))
-        super().__setitem__(key, value)
 
 
 def warn_if_sets_lr(frame, depth: int = 4) -> None:
@@ -56,17 +40,45 @@ def warn_if_sets_lr(frame, depth: int = 4) -> None:
                 return
             while frame is not None and frame.f_locals.get("self") is owner:
                 frame, level = frame.f_back, level + 1   # out of the scheduler's __init__s
-            warnings.warn(
-                f"{type(owner).__name__} sets the learning rate outright each time it steps, "
-                "which replaces the α that HD learned since; use a scheduler that scales it "
-                "(LinearLR for warm-up, CosineAnnealingLR, StepLR, ExponentialLR) to keep HD "
-                "learning", UserWarning, stacklevel=level)
+            warnings.warn(_message(type(owner).__name__), UserWarning, stacklevel=level)
             return
         frame, level = frame.f_back, level + 1
 
 
-def watch(groups: list) -> None:
-    """Replace each plain dict of `groups` (a param_groups list) by a WatchedGroup, in place."""
-    for i, group in enumerate(groups):
-        if type(group) is dict:
-            groups[i] = WatchedGroup(group)
+def check_schedulers(opt) -> None:
+    """Warn once about each scheduler of SETS_LR built on `opt` (an HD optimizer), at the first
+    step after it was built.
+
+    A torch scheduler records ``group["initial_lr"]`` when it is built; the first time a group
+    holds that key, the schedulers that hold this optimizer are looked up (through the garbage
+    collector's referrers: the scheduler is not registered anywhere else) and those that set lr
+    outright are named. The groups stay plain dicts, which torch.compile needs."""
+    fresh = [g for g in opt.param_groups if "initial_lr" in g and not g.get("hd_schedulers_seen")]
+    if not fresh:
+        return
+    for group in fresh:
+        group["hd_schedulers_seen"] = True
+    from torch.optim.lr_scheduler import LRScheduler
+    found = []
+    for ref in gc.get_referrers(opt):
+        owners = [ref] if isinstance(ref, LRScheduler) else [
+            o for o in gc.get_referrers(ref) if isinstance(o, LRScheduler)
+            and getattr(o, "__dict__", None) is ref] if isinstance(ref, dict) else []
+        found += [o for o in owners if getattr(o, "optimizer", None) is opt]
+    for name in sorted({type(o).__name__ for o in found} & set(SETS_LR)):
+        warnings.warn(_message(name), UserWarning, stacklevel=_outside_frames())
+
+
+def _message(name: str) -> str:
+    return (f"{name} sets the learning rate outright each time it steps, which replaces the α "
+            "that HD learned since; use a scheduler that scales it (LinearLR for warm-up, "
+            "CosineAnnealingLR, StepLR, ExponentialLR) to keep HD learning")
+
+
+def _outside_frames() -> int:
+    """warnings.warn's stacklevel of the first caller outside hdrepro and torch."""
+    frame, level = sys._getframe(2), 2
+    while frame is not None and any(part in frame.f_code.co_filename for part in
+                                    ("/hdrepro/", "/torch/")):
+        frame, level = frame.f_back, level + 1
+    return level

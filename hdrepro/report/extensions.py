@@ -1,7 +1,8 @@
 """REPORT.md's section on the extensions: the optimizer family's sensitivity to α₀ beside Baydin
 et al.'s own tuning grid, the learning-rate-free rivals, ASGC and Adam's ε. Builders of its tables
 and sentences from the results files of
-experiments/{family_sensitivity,threshold_grid,rivals,asgc,epsilon}.py (and bench/bench_rivals.py);
+experiments/{family_sensitivity,threshold_grid,rivals,asgc,epsilon,convex_hdm}.py (and
+bench/bench_rivals.py);
 :mod:`hdrepro.report` merges ``SECTIONS``."""
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .. import asgc_study, family, rival_study, threshold_grid
+from .. import asgc_study, convex_study, family, rival_study, threshold_grid
 from ..epsilon_study import NEAR, validation
 from .format import MODEL_NAMES, holding, md_table, run_record
 from ..results import GridStore
 from ..runs import STUCK_ERROR
 from ..sensitivity import KINDS, NEAR_BEST, lost_runs, tuning
 
+DATA_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 TIE = 0.001  # test errors closer than 0.1 points are a tie, whatever the seeds' spread
 
 
@@ -379,12 +381,82 @@ def threshold_verdict(f: pd.DataFrame, results: Path) -> str:
             "reached it are left out), with Wilson's 95% interval.")
 
 
+# -- HDM-Best against L-BFGS ------------------------------------------------------------------
+def convex_provenance(f: pd.DataFrame, results: Path) -> str:
+    r = f.iloc[0]
+    seeds = sorted(int(x) for x in f.seed.unique())
+    text = (f"{DATA_NAMES.get(r['data'], r['data'])} training images, {int(r['size']):,} per "
+            f"seed (of {int(r['n_train']):,}, {r['data_source']}); seeds {seeds}; "
+            f"budget {int(f.budget.min())} gradient evaluations ({int(f.budget.max())} for "
+            f"f*); SGD-HD at β ∈ {{{', '.join(f'{b:g}' for b in sorted(f[f.method == 'hd'].beta.unique()))}}}; "
+            f"{len(f)} runs on {r['device']}, {f['seconds'].sum() / 60:.1f} min")
+    info = run_record(results, "convex_hdm_run.json")
+    if info:
+        took = ("did not finish (cut off, or still running)" if info["wall_s"] is None else
+                f"{info['wall_s']:.0f} s")
+        text += f", last invocation {took}, commit {info['commit']}"
+    return text + "."
+
+
+def _convex_tol(results: Path) -> float:
+    return convex_study.ConvexSpec().tol
+
+
+def convex_table(f: pd.DataFrame, results: Path) -> str:
+    t = convex_study.evals_to(f, _convex_tol(results))
+    rows = []
+    for method in ("lbfgs", "hdm-best", "hd", "gd"):
+        m = t[t.method == method]
+        if m.empty:
+            continue
+        reached = m.evals.dropna()
+        evals = (f"{reached.median():.0f} (median of {len(reached)})" if len(reached)
+                 else "–")
+        rows.append([convex_study.NAMES[method], f"{len(reached)} of {len(m)}", evals,
+                     f"{m.gap.median():.2e}"])
+    return md_table(["method", "seeds reaching the tolerance", "evaluations to it",
+                     "f − f* at the budget (median)"], rows)
+
+
+def convex_cost(f: pd.DataFrame, results: Path) -> str:
+    """HDM's and MARTHE's time per training iteration against Adam's, from bench_rivals."""
+    bench = _bench_rivals(results)
+    rows = [[bench.loc[m, "title"], f"{bench.loc[m, 'ratio']:.2f}× "
+             f"[{bench.loc[m, 'ratio_low']:.2f}, {bench.loc[m, 'ratio_high']:.2f}]",
+             f"{bench.loc[m, 'state_floats_per_param']:.0f}"]
+            for m in ("hdm", "marthe") if m in bench.index]
+    if not rows:
+        return "_No cost measured for HDM and MARTHE (`python bench/bench_rivals.py`)._"
+    return ("Cost of one MLNN training iteration (forward, backward, step; batch 128) against "
+            "torch's Adam, measured side by side on the CPU (`bench/bench_rivals.py`, 95% "
+            "bootstrap interval). MARTHE's Hessian-vector product keeps the backward graph for "
+            "a second pass, memory the state count leaves out.\n\n" + md_table(
+                ["method", "time/iteration vs Adam", "state floats/param"], rows))
+
+
+def convex_verdict(f: pd.DataFrame, results: Path) -> str:
+    table = convex_study.evals_to(f, _convex_tol(results))
+    outcome, ratio = convex_study.verdict(table)
+    missed = {m: int(table[table.method == m].evals.isna().sum()) for m in ("hdm-best", "lbfgs")}
+    censored = " and ".join(f"{convex_study.NAMES[m]} in {k} of {ratio.n}" for m, k in
+                            missed.items() if k)
+    note = (f" The tolerance was not reached within the budget by {censored} seeds; such a run "
+            "counts its whole budget, which flatters it." if censored else "")
+    return (f"Verdict: HDM-Best **{outcome}** L-BFGS on this problem: it needs "
+            f"{ratio.estimate:.2f}× L-BFGS's gradient evaluations to bring f − f* to 1e-4 of "
+            f"f(0) − f* (95% interval [{ratio.low:.2f}, {ratio.high:.2f}], n = {ratio.n} "
+            f"seeds).{note} The rule: HDM-Best matches L-BFGS when the interval of the ratio (a "
+            "geometric mean over seeds) lies within [1/2, 2], is slower or faster when it lies "
+            "beyond that band on one side of 1, and the test is inconclusive otherwise.")
+
+
 BUILDERS = {
     "family_sensitivity": (family_provenance, family_table, family_verdict),
     "threshold_grid": (threshold_provenance, threshold_table, threshold_verdict),
     "rivals": (rivals_provenance, rivals_table, rivals_scale, rivals_verdict),
     "asgc": (asgc_provenance, asgc_table, asgc_robustness, asgc_verdict),
     "epsilon": (epsilon_provenance, epsilon_verdict, epsilon_table),
+    "convex_hdm": (convex_provenance, convex_table, convex_verdict, convex_cost),
 }
 def asgc_figures(results: Path) -> str:
     """ASGC's two figures, from the profile whose runs the section reads (:func:`_source`)."""
