@@ -10,8 +10,8 @@ with HD on and with β = 0 (the schedule alone), and checks:
     so the run itself departs from float32's, and α only has to move the same way);
   - StepLR and a LinearLR warm-up (scale the lr): HD's α differs from the schedule's at every
     step, so HD keeps learning under them;
-  - LambdaLR and OneCycleLR (set the lr): they warn (when built on a HyperStack, at the next
-    step on the others), and right after each of their steps α_t is the schedule's value.
+  - LambdaLR and OneCycleLR (set the lr): they warn at the optimizer's next step, and right
+    after each of their steps α_t is the schedule's value.
 It prints one row per run and exits 1 if any check fails.
 """
 from __future__ import annotations

@@ -56,6 +56,14 @@ def _steps(model, opt, n, seed=0, sign=1.0):
         opt.step()
 
 
+def _trained(name, steps, seed=1):
+    """A fresh model and its optimizer after `steps` steps."""
+    model = _model()
+    opt = _make(name, list(model.parameters()))
+    _steps(model, opt, steps, seed=seed)
+    return model, opt
+
+
 def _alpha(opt) -> float:
     return float(opt.param_groups[0]["lr"])
 
@@ -66,9 +74,7 @@ def _same(a: nn.Module, b: nn.Module) -> bool:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_state_dict_round_trip_continues_the_same_training(name):
-    model = _model()
-    opt = _make(name, list(model.parameters()))
-    _steps(model, opt, 4, seed=1)
+    model, opt = _trained(name, 4)
     saved_model, saved = copy.deepcopy(model), opt.state_dict()
     assert set(saved) == {"state", "param_groups"}                  # torch's form
     json.dumps([{k: v for k, v in g.items() if k != "params"} for g in saved["param_groups"]])
@@ -81,9 +87,7 @@ def test_a_state_dict_round_trip_continues_the_same_training(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_state_dict_is_a_snapshot(name):
-    model = _model()
-    opt = _make(name, list(model.parameters()))
-    _steps(model, opt, 3, seed=1)
+    model, opt = _trained(name, 3)
     saved = opt.state_dict()
     frozen = copy.deepcopy(saved)
     _steps(model, opt, 3, seed=2)
@@ -126,9 +130,7 @@ def test_an_unknown_param_group_option_is_refused(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_deep_copy_and_a_pickled_copy_step_as_the_original(name):
-    model = _model()
-    opt = _make(name, list(model.parameters()))
-    _steps(model, opt, 3, seed=1)
+    model, opt = _trained(name, 3)
     copies = [copy.deepcopy((model, opt)), pickle.loads(pickle.dumps((model, opt)))]
     _steps(model, opt, 3, seed=2)
     for twin_model, twin_opt in copies:
@@ -138,9 +140,7 @@ def test_a_deep_copy_and_a_pickled_copy_step_as_the_original(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_zero_grad_clears_or_zeroes(name):
-    model = _model()
-    opt = _make(name, list(model.parameters()))
-    _steps(model, opt, 1)
+    model, opt = _trained(name, 1, seed=0)
     nn.functional.mse_loss(model(torch.randn(4, 10)), torch.zeros(4, 3)).backward()
     opt.zero_grad(set_to_none=False)
     assert all(p.grad is not None and not p.grad.any() for p in model.parameters())

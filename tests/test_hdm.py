@@ -149,6 +149,11 @@ def test_convex_mode_clips_p_and_needs_l():
 def test_bad_settings_are_refused_naming_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
         HDM([nn.Parameter(torch.zeros(2))], **kwargs)
+    with pytest.raises(ValueError, match="one parameter group"):
+        HDM([{"params": [nn.Parameter(torch.zeros(2))]},
+             {"params": [nn.Parameter(torch.zeros(2))]}])
+    with pytest.raises(ValueError, match="complex64"):
+        HDM([torch.zeros(2, dtype=torch.complex64, requires_grad=True)])
 
 
 def _reference_script():

@@ -189,7 +189,7 @@ def test_a_scheduler_that_sets_lr_outright_warns_once(name, sched):
     model, x, y = _problem()
     opt = WITH_STACK[name](list(model.parameters()))
     with pytest.warns(UserWarning, match=f"{sched} sets the learning rate outright") as seen:
-        kept = SETTING[sched](opt)   # a HyperStack warns here, an HD optimizer at its next step
+        kept = SETTING[sched](opt)   # the optimizer's next step warns
         _step(model, opt, x, y)
         kept.step()
     assert len([w for w in seen if "outright" in str(w.message)]) == 1

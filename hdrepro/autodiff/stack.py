@@ -32,7 +32,6 @@ The multiplicative rule (``SGD(rule="multiplicative")`` above the primary) needs
 from __future__ import annotations
 
 import math
-import sys
 from typing import Iterable, Sequence
 
 import torch
@@ -41,7 +40,7 @@ from torch.optim import Optimizer
 
 from ..optim import views
 from ..optim.kernels import check_dtypes
-from ..optim.scheduling import warn_if_sets_lr
+from ..optim.scheduling import check_schedulers
 from .levels import Level
 
 
@@ -57,7 +56,7 @@ class HyperStack(Optimizer):
     primary's hyperparameters as numbers (``lr`` is α_t). Writing one sets that hyperparameter,
     and the level above goes on learning it from the new value, so learning-rate schedulers act
     as on ``HD(...)``: one that scales lr scales α_t; one that sets it outright replaces α_t
-    (and warns when built). Step hooks, ``state_dict`` in torch's two-key form, deepcopy and
+    (and warns at the next step). Step hooks, ``state_dict`` in torch's two-key form, deepcopy and
     pickling work; ``add_param_group`` is refused, since the stack learns one set of
     hyperparameters for all its parameters. ``hyperparameters()`` lists every level's values.
     """
@@ -199,6 +198,7 @@ class HyperStack(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        check_schedulers(self)   # a scheduler that would undo the learned α warns
         grads = self._model_view([torch.zeros_like(p) if p.grad is None else p.grad.detach()
                                   for p in self.params])
         hgrads, norms_below = self._hypergradients(grads)
@@ -359,11 +359,4 @@ class LearnedGroup(dict):
         if key in self._stack.levels[0].hyper:
             self._stack.set_hyperparameter(key, value)
             value = float(value)
-        elif key == "initial_lr":
-            warn_if_sets_lr(sys._getframe(1))
         dict.__setitem__(self, key, value)
-
-    def setdefault(self, key, default=None):
-        if key == "initial_lr" and key not in self:
-            warn_if_sets_lr(sys._getframe(1))
-        return super().setdefault(key, default)

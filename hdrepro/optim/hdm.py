@@ -83,9 +83,13 @@ class HDM(Optimizer):
         hg.check_finite_nonneg("weight_decay", weight_decay)
         super().__init__(params, dict(lr=lr, hyper_lr=hyper_lr, momentum=beta, beta_lr=beta_lr,
                                       shape=shape, eps=eps, weight_decay=weight_decay))
-        if len(self.param_groups) != 1:
+
+    def add_param_group(self, param_group):
+        if getattr(self, "param_groups", None):
             raise ValueError("HDM takes one parameter group: P and β are learned over all "
                              "parameters together")
+        super().add_param_group(param_group)
+        hg.check_dtypes(self.param_groups[-1]["params"], one_dtype=True)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -94,7 +98,6 @@ class HDM(Optimizer):
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             return loss
-        hg.check_dtypes(params, one_dtype=True)
         x, g = _flat(params), _flat([p.grad for p in params])
         if group["weight_decay"]:
             g = g + group["weight_decay"] * x

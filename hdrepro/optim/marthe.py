@@ -64,9 +64,6 @@ class MARTHE(Optimizer):
         defaults = dict(lr=lr, hypergrad_lr=hypergrad_lr, mu=mu, rule="additive",
                         hyper_hypergrad_lr=0.0)
         super().__init__(params, defaults)
-        if len(self.param_groups) != 1:
-            raise ValueError("MARTHE takes one parameter group: the Hessian H_t couples every "
-                             "parameter, so they share one α")
 
     def add_param_group(self, param_group):
         if getattr(self, "param_groups", None):

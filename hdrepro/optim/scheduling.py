@@ -11,8 +11,7 @@ so warm-up + HD is ``LinearLR(opt, start_factor=0.1, total_iters=k)`` and cosine
 ``CosineAnnealingLR(opt, T_max)``. A scheduler that computes lr in closed form from its base value
 (:data:`SETS_LR`) writes α_t ← η_t, which replaces whatever HD learned since its last step; stepped
 every iteration, it leaves HD a single step of learning each time. One of those built on an HD
-optimizer warns (at the optimizer's next step; a HyperStack warns when it is built), naming the
-chainable alternative.
+optimizer or a HyperStack warns at the optimizer's next step, naming the chainable alternative.
 """
 from __future__ import annotations
 
@@ -24,30 +23,9 @@ import warnings
 SETS_LR = ("LambdaLR", "OneCycleLR", "CyclicLR", "CosineAnnealingWarmRestarts")
 
 
-def warn_if_sets_lr(frame, depth: int = 4) -> None:
-    """Warn if a scheduler in the calling frames sets lr outright (one of :data:`SETS_LR`).
-
-    `frame` is the caller of the group method that noticed the write; the warning points at the
-    user's line that built the scheduler."""
-    from torch.optim.lr_scheduler import LRScheduler
-    level = 3   # warnings.warn's stacklevel of `frame`
-    for _ in range(depth):
-        if frame is None:
-            return
-        owner = frame.f_locals.get("self")
-        if isinstance(owner, LRScheduler):
-            if type(owner).__name__ not in SETS_LR:
-                return
-            while frame is not None and frame.f_locals.get("self") is owner:
-                frame, level = frame.f_back, level + 1   # out of the scheduler's __init__s
-            warnings.warn(_message(type(owner).__name__), UserWarning, stacklevel=level)
-            return
-        frame, level = frame.f_back, level + 1
-
-
 def check_schedulers(opt) -> None:
-    """Warn once about each scheduler of SETS_LR built on `opt` (an HD optimizer), at the first
-    step after it was built.
+    """Warn once about each scheduler of SETS_LR built on `opt` (an HD optimizer or a stack), at
+    the first step after it was built.
 
     A torch scheduler records ``group["initial_lr"]`` when it is built; the first time a group
     holds that key, the schedulers that hold this optimizer are looked up (through the garbage

@@ -72,12 +72,17 @@ def provenance(frame: pd.DataFrame, results: Path, name: str) -> str:
     text = (f"{'; '.join(parts)}; batch {int(frame['batch_size'].iloc[0])}, seeds {seeds}; "
             f"{len(frame)} runs ({int(frame['diverged'].astype(bool).sum())} diverged) on "
             f"{frame['device'].iloc[0]}, {frame['seconds'].sum() / 60:.1f} min of training")
+    return text + _invocation(results, name) + "."
+
+
+def _invocation(results: Path, name: str) -> str:
+    """", last invocation <time>, commit <id>" from a driver's run record, or ""."""
     info = run_record(results, f"{name}_run.json")
-    if info:
-        took = ("did not finish (cut off, or still running)" if info["wall_s"] is None else
-                f"{info['wall_s']:.0f} s")
-        text += f", last invocation {took}, commit {info['commit']}"
-    return text + "."
+    if not info:
+        return ""
+    took = ("did not finish (cut off, or still running)" if info["wall_s"] is None else
+            f"{info['wall_s']:.0f} s")
+    return f", last invocation {took}, commit {info['commit']}"
 
 
 # -- 1. the optimizer family -------------------------------------------------------------------
@@ -390,12 +395,7 @@ def convex_provenance(f: pd.DataFrame, results: Path) -> str:
             f"budget {int(f.budget.min())} gradient evaluations ({int(f.budget.max())} for "
             f"f*); SGD-HD at β ∈ {{{', '.join(f'{b:g}' for b in sorted(f[f.method == 'hd'].beta.unique()))}}}; "
             f"{len(f)} runs on {r['device']}, {f['seconds'].sum() / 60:.1f} min")
-    info = run_record(results, "convex_hdm_run.json")
-    if info:
-        took = ("did not finish (cut off, or still running)" if info["wall_s"] is None else
-                f"{info['wall_s']:.0f} s")
-        text += f", last invocation {took}, commit {info['commit']}"
-    return text + "."
+    return text + _invocation(results, "convex_hdm") + "."
 
 
 def _convex_tol(results: Path) -> float:
