@@ -6,7 +6,8 @@ LogReg, MLNN and BetterCNN, batch 128, weight decay 1e-4, HD additive with β = 
 momentum, Nesterov) or 1e-7 (adaptive methods), one β per kind, not tuned (hdrepro.sensitivity).
 Profiles: smoke 2 optimizers, 2 α₀, LogReg on 2% of MNIST (seconds); quick all 12 optimizers,
 α₀ ∈ {1e-4 … 1}, 10% of MNIST, LogReg 3 epochs, MLNN and BetterCNN 1 epoch, 1 seed (~5 min on 2
-cores); full α₀ at half decades, all of MNIST, 10 epochs, 1 seed.
+cores); full α₀ at half decades (MARTHE and HDM at whole decades), all of MNIST, 10 epochs,
+1 seed. MARTHE (auto μ, β = 1e-3) and HDM (η = 0.1) run beside SGD (hdrepro.sensitivity).
 Writes results/<profile>/family_sensitivity.jsonl and figures/<profile>/family_sensitivity.png.
 """
 from __future__ import annotations
@@ -31,7 +32,8 @@ PROFILES = {
                              epochs={"logreg": 1}, data=DataConfig("mnist", 0.02)),
     "quick": SensitivitySpec(epochs={"logreg": 3, "mlnn": 1, "bettercnn": 1},
                              data=DataConfig("mnist", 0.1)),
-    "full": SensitivitySpec(alphas=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)),
+    "full": SensitivitySpec(alphas=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0),
+                            modern_alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0)),
 }
 
 

@@ -64,7 +64,16 @@ def check_fields(obj) -> None:
             object.__setattr__(obj, f.name, value)
         if not _matches(value, hint):
             raise ConfigError(f"{type(obj).__name__}.{f.name} must be {_describe(hint)}, got "
-                              f"{value!r} ({type(value).__name__}){_hint(f.name, value, hint)}")
+                              f"{_short(value)} ({type(value).__name__})"
+                              f"{_hint(f.name, value, hint)}")
+
+
+def _short(value) -> str:
+    """The value's repr on one line, cut short: a loaded data set or a tensor passed by
+    mistake must not fill the screen."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
+
 
 
 def check_range(obj, name: str, ok: bool, need: str, what: str = "it") -> None:

@@ -7,6 +7,10 @@ HD runs with the additive rule and Baydin et al.'s β for the kind of direction 
 methods, whose direction is normalised like Adam's (their Adam-HD value). One β per kind, not
 tuned per optimizer: the question is what HD gives without tuning.
 
+Two newer hypergradient methods join SGD's row, each at its authors' untuned default rate and
+α₀ (or P₀) on the same sweep: MARTHE with automatic μ at SGD-HD's β = 1e-3, and HDM (diagonal
+stepsize, heavy ball) at η = 0.1 (``MODERN_RATE``).
+
 A summary per model and optimizer (:func:`tuning`) counts the α₀ at which the final validation
 loss comes within 10% of the best either variant reached anywhere on the sweep ("near-best"):
 where HD's count is larger, HD made the choice of α₀ matter less.
@@ -30,6 +34,9 @@ KINDS = {"non-adaptive": NON_ADAPTIVE,
 #: HD's β per kind of direction (Baydin et al.'s values; module doc)
 HD_BETA = {name: 1e-3 if name in NON_ADAPTIVE else 1e-7 for name in family.FAMILY}
 NEAR_BEST = 1.10   # within 10% of the best final validation loss
+#: the newer methods on SGD's row (variant name = optimizer name), each at one untuned rate:
+#: MARTHE's β as SGD-HD's here, HDM's η its authors' default
+MODERN_RATE = {"marthe": 1e-3, "hdm": 0.1}
 
 
 @dataclass(frozen=True)
@@ -41,12 +48,16 @@ class SensitivitySpec:
     epochs: dict = field(default_factory=lambda: {"logreg": 10, "mlnn": 10, "bettercnn": 10})
     data: DataConfig = DataConfig("mnist")
     seeds: tuple[int, ...] = (1,)
+    modern: tuple[str, ...] = tuple(MODERN_RATE)   # on SGD's row, if "sgd" is swept
+    modern_alphas: tuple[float, ...] | None = None  # their α₀ (None: every one of alphas)
 
     def __post_init__(self):
         check_fields(self)
         unknown = [o for o in self.optimizers if o not in family.FAMILY]
+        unknown += [m for m in self.modern if m not in MODERN_RATE]
         if unknown:
-            raise ValueError(f"Unknown optimizers {unknown}; the family is {list(family.FAMILY)}")
+            raise ValueError(f"Unknown optimizers {unknown}; the family is {list(family.FAMILY)}"
+                             f" and the newer methods {list(MODERN_RATE)}")
         missing = [m for m in self.models if m not in self.epochs]
         if missing or not self.alphas or not self.seeds:
             raise ValueError(f"Need epochs for every model (missing {missing}), some α₀ and "
@@ -63,7 +74,15 @@ class SensitivitySpec:
                             out.append(RunCell("sensitivity", model, self.data, optim,
                                                self.epochs[model], seed,
                                                tags=(("family", name), ("variant", variant))))
+                if "sgd" in self.optimizers:
+                    out += self._modern(model, seed)
         return out
+
+    def _modern(self, model: str, seed: int) -> list[RunCell]:
+        alphas = self.alphas if self.modern_alphas is None else self.modern_alphas
+        return [RunCell("sensitivity", model, self.data, OptimConfig(m, a, MODERN_RATE[m]),
+                        self.epochs[model], seed, tags=(("family", "sgd"), ("variant", m)))
+                for m in self.modern for a in alphas]
 
 
 def final_losses(frame: pd.DataFrame) -> pd.DataFrame:
@@ -82,9 +101,13 @@ def tuning(frame: pd.DataFrame) -> pd.DataFrame:
     f = final_losses(frame)
     rows = []
     for (model, name), g in f.groupby(["model", "family"], sort=False):
-        best = g["val_loss"].min()
+        # the best of the optimizer and its HD version: a newer method on SGD's row is counted
+        # against the same mark, and does not move it
+        best = g[g["variant"].isin(["base", "hd"])]["val_loss"].min()
         row = {"model": model, "family": name, "alphas": g["alpha0"].nunique()}
-        for variant in ("base", "hd"):
+        for variant in ("base", "hd", *MODERN_RATE):
+            if variant not in ("base", "hd") and not (g["variant"] == variant).any():
+                continue
             v = g[g["variant"] == variant]["val_loss"]
             row[f"{variant}_near"] = int((v <= NEAR_BEST * best).sum())
             row[f"{variant}_best"] = v.min()

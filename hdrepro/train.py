@@ -31,13 +31,15 @@ from .autodiff import RMSProp as StackRMSProp
 from .autodiff import chandra
 from .config import check_fields, check_range, finite_nonneg
 from .data import Data, DataConfig, Split, batches
-from .optim import HD, HDM, SGDHD, AdamHD
+from .optim import HD, HDM, MARTHE, SGDHD, AdamHD
 from .optim._hypergrad import SECOND_ORDER
 
 BASELINES = {"sgdn"} | set(family.FAMILY)
 ANALYTIC = {"sgd-hd", "sgdn-hd", "adam-hd"}
 #: HDM (Chu et al. 2025) with a diagonal or scalar stepsize: lr is P₀, hypergrad_lr its rate η
 HDM_NAMES = {"hdm": "diagonal", "hdm-scalar": "scalar"}
+#: MARTHE (Donini et al. 2020): hypergrad_lr is its β, options may set mu (default "auto")
+MARTHE_OPTIONS = ("mu",)
 HD_WRAPPED = {f"hd-{name}" for name in family.FAMILY}
 ASGC_WRAPPED = {f"asgc-{name}" for name in family.FAMILY}
 STACK_LEVELS = {"sgd": StackSGD, "adam": StackAdam, "adagrad": StackAdaGrad,
@@ -61,7 +63,9 @@ class OptimConfig:
 
     name: a torch.optim optimizer of :mod:`hdrepro.family` (sgd, momentum, nesterov, adagrad, …),
     or sgdn (= nesterov, Baydin et al.'s name); sgd-hd, sgdn-hd, adam-hd (analytic HD); hdm,
-    hdm-scalar (:class:`hdrepro.optim.HDM`, lr = P₀, hypergrad_lr = its AdaGrad rate η);
+    hdm-scalar (:class:`hdrepro.optim.HDM`, lr = P₀, hypergrad_lr = its AdaGrad rate η); marthe
+    (:class:`hdrepro.optim.MARTHE`, hypergrad_lr = β, ``options=(("mu", 1.0),)`` for RTHO;
+    μ is automatic by default);
     hd-<family name>, e.g. hd-rmsprop (:class:`HD` around torch.optim); asgc-<family name>
     (:class:`hdrepro.asgc.ASGC` around it); a learning-rate-free rival of :mod:`hdrepro.rivals`
     (prodigy, dadapt-adam, schedulefree-adamw, dog); stack:<primary>/<secondary>, e.g.
@@ -102,7 +106,7 @@ class OptimConfig:
     def label(self) -> str:
         names = {"sgd": "SGD", "sgdn": "SGDN", "adam": "Adam", "sgd-hd": "SGD-HD",
                  "sgdn-hd": "SGDN-HD", "adam-hd": "Adam-HD", "hdm": "HDM",
-                 "hdm-scalar": "HDM (scalar)"}
+                 "hdm-scalar": "HDM (scalar)", "marthe": "MARTHE"}
         return names.get(self.name, self.name)
 
 
@@ -114,7 +118,8 @@ def make_optimizer(cfg: OptimConfig, params, total_steps: int | None = None,
     n, wd = cfg.name, cfg.weight_decay
     if cfg.options and (n in ANALYTIC or n in HDM_NAMES or n == "sgdn"
                         or n.startswith("stack:")):
-        raise ValueError(f"options= are for the family, hd-, asgc- and rival names, not {n!r}")
+        raise ValueError(f"options= are for the family, hd-, asgc-, marthe and rival names, not "
+                         f"{n!r}")
     if n == "sgdn":
         n = "nesterov"
     if n in family.FAMILY:   # options: the torch.optim class's own (e.g. eps for Adam)
@@ -127,6 +132,8 @@ def make_optimizer(cfg: OptimConfig, params, total_steps: int | None = None,
         return SGDHD(params, cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=wd, **hd)
     if n == "adam-hd":
         return AdamHD(params, cfg.lr, weight_decay=wd, **hd)
+    if n == "marthe":
+        return _marthe(cfg, params)
     if n in HDM_NAMES:
         return HDM(params, cfg.lr, hyper_lr=cfg.hypergrad_lr, shape=HDM_NAMES[n],
                    weight_decay=wd)
@@ -139,7 +146,7 @@ def make_optimizer(cfg: OptimConfig, params, total_steps: int | None = None,
         return rivals.build(n, params, cfg.lr, wd, total_steps, model, **dict(cfg.options))
     if n.startswith("stack:"):
         return HyperStack(params, _stack_levels(cfg))
-    known = sorted(BASELINES | ANALYTIC | set(HDM_NAMES) | set(rivals.RIVALS)) + [
+    known = sorted(BASELINES | ANALYTIC | set(HDM_NAMES) | {"marthe"} | set(rivals.RIVALS)) + [
         "hd-<family name>", "asgc-<family name>", "stack:<primary>/<secondary>"]
     raise ValueError(f"Unknown optimizer {n!r}; choose one of {', '.join(known)}")
 
@@ -255,10 +262,7 @@ def train(cfg: TrainConfig, data: Data,
     for epoch in range(1, cfg.epochs + 1):
         losses = []
         for x, y in batches(train_split, cfg.batch_size, generator=gen):
-            opt.zero_grad()
-            loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
+            loss = _step(opt, model, x, y)
             it += 1
             if on_step is not None:
                 on_step(it, loss, opt)
@@ -299,6 +303,27 @@ def train(cfg: TrainConfig, data: Data,
     if cfg.stop_below is not None:
         result.final["reached_at"] = reached_at
     return result
+
+
+def _marthe(cfg: OptimConfig, params) -> MARTHE:
+    options = dict(cfg.options)
+    unknown = sorted(set(options) - set(MARTHE_OPTIONS))
+    if unknown:
+        raise ValueError(f"Unknown MARTHE options {unknown}; it takes {list(MARTHE_OPTIONS)}")
+    return MARTHE(params, cfg.lr, cfg.hypergrad_lr, mu=options.get("mu", "auto"),
+                  weight_decay=cfg.weight_decay)
+
+
+def _step(opt, model: nn.Module, x, y) -> torch.Tensor:
+    """One optimizer step on the minibatch (x, y); the minibatch loss. MARTHE differentiates the
+    loss twice (a Hessian-vector product), so it takes the loss as a closure instead."""
+    if isinstance(opt, MARTHE):
+        return opt.step(lambda: nn.functional.cross_entropy(model(x), y))
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss
 
 
 def _stack_levels(cfg: OptimConfig) -> list:

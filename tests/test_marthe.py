@@ -24,16 +24,20 @@ def _batches(n, seed=1):
              torch.randint(0, 3, (16,), generator=gen)) for _ in range(n)]
 
 
-def _loss(model, batch, params=None):
+def _loss(model, batch, params=None, wd=0.0):
+    """Cross-entropy, plus λ/2 ‖θ‖² when given λ = wd (the objective MARTHE's weight decay
+    stands for)."""
     x, y = batch
     out = model(x) if params is None else functional_call(model, params, (x,))
-    return nn.functional.cross_entropy(out, y)
+    penalty = sum((t * t).sum() for t in params.values()) if wd else 0.0
+    return nn.functional.cross_entropy(out, y) + 0.5 * wd * penalty
 
 
-def test_mu_zero_is_sgd_hd_bit_for_bit():
+@pytest.mark.parametrize("wd", [0.0, 1e-2])
+def test_mu_zero_is_sgd_hd_bit_for_bit(wd):
     a, b = _model(), _model()
-    ours = MARTHE(a.parameters(), lr=0.1, hypergrad_lr=1e-2, mu=0.0)
-    theirs = SGDHD(b.parameters(), lr=0.1, hypergrad_lr=1e-2)
+    ours = MARTHE(a.parameters(), lr=0.1, hypergrad_lr=1e-2, mu=0.0, weight_decay=wd)
+    theirs = SGDHD(b.parameters(), lr=0.1, hypergrad_lr=1e-2, weight_decay=wd)
     for batch in _batches(12):
         ours.step(lambda: _loss(a, batch))
         theirs.zero_grad()
@@ -44,14 +48,14 @@ def test_mu_zero_is_sgd_hd_bit_for_bit():
     assert float(ours.param_groups[0]["lr"]) != 0.1
 
 
-def _unrolled_hypergradient(model, batches, alphas, final):
-    """d final(θ_T) / dε, θ_t = θ_{t-1} - (α_t + ε) ∇L_t(θ_{t-1}), by reverse-mode autodiff
-    through the T unrolled steps, at ε = 0."""
+def _unrolled_hypergradient(model, batches, alphas, final, wd=0.0):
+    """d final(θ_T) / dε, θ_t = θ_{t-1} - (α_t + ε) ∇(L_t + λ/2‖θ‖²)(θ_{t-1}), by reverse-mode
+    autodiff through the T unrolled steps, at ε = 0."""
     eps = torch.zeros((), dtype=torch.float64, requires_grad=True)
     params = {n: p.detach().clone().requires_grad_() for n, p in model.named_parameters()}
     theta = dict(params)
     for batch, alpha in zip(batches, alphas):
-        grads = torch.autograd.grad(_loss(model, batch, theta), list(theta.values()),
+        grads = torch.autograd.grad(_loss(model, batch, theta, wd), list(theta.values()),
                                     create_graph=True)
         theta = {n: t - (alpha + eps) * g for (n, t), g in zip(theta.items(), grads)}
     (dfde,) = torch.autograd.grad(final(theta), eps)
@@ -81,6 +85,21 @@ def test_rtho_is_autodiff_through_the_unrolled_trajectory(steps, beta, on):
     got = float(opt.param_groups[0]["hd_h"])
     assert got == pytest.approx(want, rel=1e-10, abs=1e-14)
     assert want != 0
+
+
+def test_rtho_with_weight_decay_is_autodiff_of_the_decayed_objective():
+    """λ enters g_t and H_t: μ = 1 with λ > 0 is the unrolled derivative of the training
+    objective L_t + λ/2 ‖θ‖², 12 steps with α learned."""
+    model, start, batches, wd = _model(), _model(), _batches(13), 0.05
+    opt = MARTHE(model.parameters(), lr=0.1, hypergrad_lr=1e-2, mu=1.0, weight_decay=wd)
+    alphas = []
+    for batch in batches[:12]:
+        opt.step(lambda: _loss(model, batch))
+        alphas.append(float(opt.param_groups[0]["lr"]))
+    opt.step(lambda: _loss(model, batches[12]))
+    want = _unrolled_hypergradient(start, batches[:12], alphas,
+                                   lambda theta: _loss(start, batches[12], theta, wd), wd)
+    assert float(opt.param_groups[0]["hd_h"]) == pytest.approx(want, rel=1e-10, abs=1e-14)
 
 
 def test_a_horizon_between_is_between():
@@ -114,7 +133,7 @@ def test_the_automatic_mu_rule():
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(mu=1.5), "mu"), (dict(mu=-0.1), "mu"), (dict(lr=float("nan")), "not finite"),
-    (dict(hypergrad_lr=-1.0), "hypergrad_lr")])
+    (dict(hypergrad_lr=-1.0), "hypergrad_lr"), (dict(weight_decay=-1.0), "weight_decay")])
 def test_bad_settings_are_refused_naming_the_value(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MARTHE(_model().parameters(), **kwargs)

@@ -2,7 +2,8 @@ r"""MARTHE (Donini et al., IJCAI 2020): SGD whose learning rate follows a hyperg
 back along the whole trajectory, discounted by μ. μ = 1 is RTHO, the real-time hypergradient of
 Franceschi et al. (ICML 2017); μ = 0 is SGD-HD (Baydin et al., 2018).
 
-For each step t, with g_t = ∇L_t(θ_{t-1}) on the training batch and H_t = ∇²L_t(θ_{t-1}):
+For each step t, with g_t = ∇L_t(θ_{t-1}) + λθ_{t-1} on the training batch and
+H_t = ∇²L_t(θ_{t-1}) + λI (λ = weight_decay, coupled L2 as in SGD-HD):
 
 .. math::
     h_t &= ∇E(θ_{t-1}) · Z_{t-1}                       \quad (Z_0 = 0)                  \\
@@ -47,6 +48,7 @@ class MARTHE(Optimizer):
         lr: α₀ (>= 0).
         hypergrad_lr: β (>= 0).
         mu: μ in [0, 1], or "auto" for the rule above. 0 is SGD-HD, 1 is RTHO.
+        weight_decay: λ (>= 0), part of the training objective: in g_t and in H_t.
 
     ``step(closure, hyper_closure=None)``: ``closure()`` returns the training loss of the batch
     *without* calling backward (the step differentiates it twice); ``hyper_closure()``, if given,
@@ -55,14 +57,15 @@ class MARTHE(Optimizer):
     ``["mu"]`` when automatic.
     """
 
-    def __init__(self, params, lr=1e-3, hypergrad_lr=1e-6, mu=0.5):
+    def __init__(self, params, lr=1e-3, hypergrad_lr=1e-6, mu=0.5, weight_decay=0.0):
         hg.check_hd_args(lr, hypergrad_lr, "additive", 0.0)
+        hg.check_finite_nonneg("weight_decay", weight_decay)
         if mu != "auto":
             hg.check_finite_nonneg("mu", mu)
             if mu > 1:
                 raise ValueError(f"Invalid mu: {mu} (must be in [0, 1], or \"auto\")")
         defaults = dict(lr=lr, hypergrad_lr=hypergrad_lr, mu=mu, rule="additive",
-                        hyper_hypergrad_lr=0.0)
+                        hyper_hypergrad_lr=0.0, weight_decay=weight_decay)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group):
@@ -80,25 +83,27 @@ class MARTHE(Optimizer):
         group = self.param_groups[0]
         params = [p for p in group["params"] if p.requires_grad]
         state = self.state["tangent"] if "tangent" in self.state else None
-        mu = group["mu"]
+        mu, wd = group["mu"], group["weight_decay"]
         with torch.enable_grad():
             loss = closure()
             grads = torch.autograd.grad(loss, params, create_graph=mu > 0 and state is not None)
-        g = [x.detach() for x in grads]
+        raw = [x.detach() for x in grads]
+        with torch.no_grad():
+            g = hg.grads_with_decay(params, raw, wd)
         e_grad = g if hyper_closure is None else self._grad_of(hyper_closure, params)
         zero = torch.zeros((), dtype=hg.state_dtype(params), device=params[0].device)
         h = zero if state is None else hg.dot(e_grad, state).to(zero)
         alpha = hg.update_lr(group, h)
         if group["hd_auto_mu"] and "last_grad" in self.state:
             self._auto_mu(group, alpha, hg.dot(e_grad, self.state["last_grad"]))
-        self.state["tangent"] = self._tangent(grads, g, params, state, alpha, mu)
+        self.state["tangent"] = self._tangent(grads, g, params, state, alpha, mu, wd)
         self.state["last_grad"] = g
-        with torch.no_grad():
+        with torch.no_grad():   # the very call SGD-HD makes, so that μ = 0 is it bit for bit
             kernel = hg.kernel(params, "sgd")
             fused = kernel == "fused"
-            torch_sgd(params, g, [None] * len(params), fused=fused,
+            torch_sgd(params, raw, [None] * len(params), fused=fused,
                       foreach=kernel == "foreach", lr=alpha if fused else float(alpha),
-                      weight_decay=0.0, momentum=0.0, dampening=0.0, nesterov=False,
+                      weight_decay=wd, momentum=0.0, dampening=0.0, nesterov=False,
                       maximize=False)
         return loss.detach()
 
@@ -116,12 +121,14 @@ class MARTHE(Optimizer):
             return [x.detach() for x in torch.autograd.grad(hyper_closure(), params)]
 
     @staticmethod
-    def _tangent(grads, g, params, old, alpha, mu):
-        """Z_t = μ (Z_{t-1} - α_t H_t Z_{t-1}) - g_t, with H_t Z_{t-1} by double backward."""
+    def _tangent(grads, g, params, old, alpha, mu, wd):
+        """Z_t = μ (Z_{t-1} - α_t H_t Z_{t-1}) - g_t, with H_t Z_{t-1} by double backward (plus
+        λ Z_{t-1}, the weight decay's share of H_t)."""
         if old is None or mu == 0:
             return [-x for x in g]
         hz = torch.autograd.grad(grads, params, grad_outputs=old)
-        return [(mu * (z - alpha * hzi) - gi).detach() for z, hzi, gi in zip(old, hz, g)]
+        return [(mu * (z - alpha * (hzi + wd * z)) - gi).detach()
+                for z, hzi, gi in zip(old, hz, g)]
 
     @staticmethod
     def _auto_mu(group, alpha, grad_product):
