@@ -103,8 +103,9 @@ fi
 # the clipping report's Tables 1-5: one small run per cell, so worker processes by default
 step stacks hdrepro stacks --profile "$profile" --out "$results" --figures "$figures" \
     --executor "${HDREPRO_GRID_EXECUTOR:-processes}" --workers "${HDREPRO_GRID_WORKERS:-2}"
-# beyond the papers: the optimizer family, learning-rate-free rivals, ASGC, Adam's ε, HDM-Best vs L-BFGS
-for study in family_sensitivity rivals asgc epsilon convex_hdm; do
+# beyond the papers: the optimizer family, learning-rate-free rivals, ASGC, Adam's ε, HDM-Best vs
+# L-BFGS, and MARTHE and HDM where the grids are contested
+for study in family_sensitivity rivals asgc epsilon convex_hdm contested; do
     step "$study" hdrepro run $study --profile "$profile" --out "$results" --figures "$figures" \
         --executor "${HDREPRO_GRID_EXECUTOR:-$study_executor}" --workers "${HDREPRO_GRID_WORKERS:-2}"
 done

@@ -27,16 +27,15 @@ from hdrepro import rivals  # noqa: E402
 from hdrepro.cli_help import run_main  # noqa: E402
 from hdrepro.grid import git_commit  # noqa: E402
 from hdrepro.models import build  # noqa: E402
-from hdrepro.optim import MARTHE  # noqa: E402
 from hdrepro.rival_study import TITLES, method_config  # noqa: E402
-from hdrepro.train import OptimConfig, make_optimizer  # noqa: E402
+from hdrepro.train import OptimConfig, make_optimizer, train_step  # noqa: E402
 
 BASELINE = "adam"
 EXTRA = {"asgc-momentum": ("ASGC (momentum)", OptimConfig("asgc-momentum", 0.01)),
          "momentum": ("SGD momentum", OptimConfig("momentum", 0.01)),
          "hdm": ("HDM (diagonal P, learned β)", OptimConfig("hdm", 1e-3, 0.1)),
-         # MARTHE steps on a closure (a Hessian-vector product per step): built below
-         "marthe": ("MARTHE (μ = 0.9)", OptimConfig("marthe", 0.01, 1e-4))}
+         "marthe": ("MARTHE (μ = 0.9)", OptimConfig("marthe", 0.01, 1e-4,
+                                                     options=(("mu", 0.9),)))}
 
 
 def cases() -> dict[str, tuple[str, OptimConfig]]:
@@ -56,18 +55,10 @@ def iteration(device, cfg: OptimConfig, batch: int = 128):
     model = build("mlnn").to(device)
     x = torch.randn(batch, 1, 28, 28, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
-    if cfg.name == "marthe":
-        opt = MARTHE(model.parameters(), cfg.lr, cfg.hypergrad_lr, mu=0.9)
-
-        def it():
-            opt.step(lambda: torch.nn.functional.cross_entropy(model(x), y))
-        return it, opt, model
     opt = make_optimizer(cfg, model.parameters(), total_steps=1000, model=model)
 
-    def it():
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
+    def it():   # as the training loop steps (MARTHE on a closure)
+        train_step(opt, model, x, y)
     return it, opt, model
 
 

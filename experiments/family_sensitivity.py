@@ -58,7 +58,8 @@ def draw(store: GridStore, spec: SensitivitySpec, figures: Path) -> Path:
     shared_legend(axes[0, -1], axes, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.0))
     fig.suptitle(f"Sensitivity to α₀ on {spec.data.name} ({spec.data.fraction:.0%}), "
                  f"{len(spec.seeds)} seed(s): solid the torch.optim optimizer, dashed its HD "
-                 "version (additive, β = 1e-3 non-adaptive / 1e-7 adaptive)", fontsize=9)
+                 "version (additive, β = 1e-3 non-adaptive / 1e-7 adaptive); black: MARTHE "
+                 "and HDM", fontsize=9)
     return save_figure(fig, figures, "family_sensitivity.png")
 
 

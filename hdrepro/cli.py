@@ -5,7 +5,7 @@
     hdrepro grid NAME ...      a grid of the reproducibility report (logreg, mlnn, bettercnn, gamma)
     hdrepro stacks ...         the clipping report's Tables 1-5
     hdrepro run NAME ...       any other experiment (fig1, equivalence, family_sensitivity, rivals,
-                               asgc, epsilon, threshold_grid, convex_hdm)
+                               asgc, epsilon, threshold_grid, convex_hdm, contested)
     hdrepro plot NAME ...      redraw an experiment's figures from its saved results
     hdrepro report ...         write REPORT.md from saved results
     hdrepro bench NAME ...     a benchmark (step, grid, rivals)
@@ -30,9 +30,9 @@ from .errors import EXPECTED_ERRORS, missing_extra
 ROOT = Path(__file__).resolve().parent.parent
 GRIDS = ("logreg", "mlnn", "bettercnn", "gamma", "seeds_logreg", "seeds_mlnn", "seeds_bettercnn")
 EXPERIMENTS = ("fig1", "equivalence", "family_sensitivity", "rivals", "asgc", "epsilon",
-               "threshold_grid", "bettercnn_divergence", "convex_hdm")
+               "threshold_grid", "bettercnn_divergence", "convex_hdm", "contested")
 PLOTTABLE = ("equivalence", "fig1", "stacks_clipping", "family_sensitivity", "rivals", "asgc", "epsilon",
-             "threshold_grid", "bettercnn_divergence", "convex_hdm") + tuple(
+             "threshold_grid", "bettercnn_divergence", "convex_hdm", "contested") + tuple(
     f"grid_{g}" for g in GRIDS)
 BENCHES = ("step", "grid", "rivals")
 
@@ -102,8 +102,11 @@ def _train_parser(sub) -> None:
                        description="Train one model with one optimizer and print (and save) its "
                        "final numbers. Optimizer names: sgd, sgdn, adam, any hdrepro.family "
                        "name (momentum, nesterov, adagrad, adadelta, rmsprop, …), sgd-hd, "
-                       "sgdn-hd, adam-hd, hd-<family name>, asgc-<family name>, prodigy, "
-                       "dadapt-adam, schedulefree-adamw, dog, stack:<primary>/<secondary>.")
+                       "sgdn-hd, adam-hd, hd-<family name>, asgc-<family name>, hdm, "
+                       "hdm-scalar (--hypergrad-lr is HDM's η), marthe (--hypergrad-lr is its "
+                       "β; --options '{\"mu\": 1.0}' for RTHO, automatic μ by default), "
+                       "prodigy, dadapt-adam, schedulefree-adamw, dog, "
+                       "stack:<primary>/<secondary>.")
     t.add_argument("--model", choices=sorted(MODELS), default="mlnn", help="the network")
     t.add_argument("--data", choices=NAMES, default="mnist", help="the data set")
     t.add_argument("--fraction", type=float, default=1.0, help="share of the data set used")

@@ -123,3 +123,32 @@ def best_losses(frame: pd.DataFrame) -> pd.DataFrame:
     best = (kept.groupby(["model", "method", "seed"], as_index=False, sort=False)
                 .agg(best_train_loss=("train_loss", "min"), kept=("train_loss", "size")))
     return best
+
+
+def early_share(grid: pd.DataFrame, epochs: int) -> stats.Interval:
+    """Of SGD-HD's diverged runs in a grid store (additive rule, β fixed), the share that
+    diverged within the first `epochs` epochs: how much of the grids' divergence a study of
+    that many epochs can see."""
+    f = grid[(grid["optimizer"] == "sgd-hd") & (grid["rule"] == "additive")
+             & (grid["gamma"] == 0) & grid["diverged"].astype(bool)]
+    if f.empty:
+        return stats.proportion(0, 0)
+    per_epoch = -(-f["n_train"] // f["batch_size"])    # ceil: the last batch is partial
+    return stats.proportion(int((f["diverged_at"] <= epochs * per_epoch).sum()), len(f))
+
+
+def recommendation(verdicts: pd.DataFrame) -> tuple[str | None, str]:
+    """From :func:`against_hd`: the method that lost fewer runs than SGD-HD on every model
+    (the lower pooled difference when both did), or None; and whether the others tied or lost
+    more ("tie" / "worse" / "mixed") for the sentence that says why none was chosen."""
+    if verdicts.empty:
+        return None, "untested"
+    fewer = verdicts.groupby("method")["verdict"].agg(lambda v: (v == VERDICTS["better"]).all())
+    winners = [m for m, ok in fewer.items() if ok]
+    if winners:
+        mean_diff = verdicts.assign(d=verdicts.difference.map(lambda i: i.estimate)) \
+            .groupby("method")["d"].mean()
+        return min(winners, key=lambda m: mean_diff[m]), "better"
+    worse = (verdicts.verdict == VERDICTS["worse"]).any()
+    ties = (verdicts.verdict == VERDICTS["tie"]).any()
+    return None, "mixed" if worse and ties else "worse" if worse else "tie"

@@ -14,12 +14,14 @@ from .plots import LOSS_CAP
 FAMILY_PALETTE = {name: f"C{i % 10}" for i, name in enumerate(family.FAMILY)}
 FAMILY_STYLE = {name: {"base": "-" if i < 10 else ":", "hd": "--" if i < 10 else "-.",
                        "marker": "." if i < 10 else "s"} for i, name in enumerate(family.FAMILY)}
+#: the newer methods on SGD's row of the sensitivity study: black, each its own line and marker
+MODERN_STYLE = {"marthe": ("MARTHE", "-.", "x"), "hdm": ("HDM", ":", "^")}
 
 
 def plot_sensitivity(losses: pd.DataFrame, ax, metric: str = "val_loss",
                      order: tuple[str, ...] = family.SLIDES) -> None:
     """Final loss vs α₀ (log axis), one colour per optimizer: solid the base, dashed its HD
-    version; diverged points are left out, losses above LOSS_CAP drawn at the cap. `losses` is
+    version, and the newer methods of SGD's row in black (MODERN_STYLE); diverged points are left out, losses above LOSS_CAP drawn at the cap. `losses` is
     :func:`hdrepro.sensitivity.final_losses` for one model; a model with no rows yet (a run still
     under way) gets a note instead of an empty frame."""
     if losses.empty:
@@ -34,6 +36,11 @@ def plot_sensitivity(losses: pd.DataFrame, ax, metric: str = "val_loss",
             ax.plot(d.alpha0, d[metric].clip(upper=LOSS_CAP), ls=style[variant],
                     marker=style["marker"], ms=4 if style["marker"] == "." else 3, lw=1.1,
                     color=FAMILY_PALETTE[name], label=label)
+    for variant, (label, line, marker) in MODERN_STYLE.items():
+        d = losses[losses.variant == variant].sort_values("alpha0")
+        if len(d):
+            ax.plot(d.alpha0, d[metric].clip(upper=LOSS_CAP), ls=line, marker=marker, ms=4,
+                    lw=1.1, color="k", label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("α₀")

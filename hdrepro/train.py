@@ -262,7 +262,7 @@ def train(cfg: TrainConfig, data: Data,
     for epoch in range(1, cfg.epochs + 1):
         losses = []
         for x, y in batches(train_split, cfg.batch_size, generator=gen):
-            loss = _step(opt, model, x, y)
+            loss = train_step(opt, model, x, y)
             it += 1
             if on_step is not None:
                 on_step(it, loss, opt)
@@ -314,7 +314,7 @@ def _marthe(cfg: OptimConfig, params) -> MARTHE:
                   weight_decay=cfg.weight_decay)
 
 
-def _step(opt, model: nn.Module, x, y) -> torch.Tensor:
+def train_step(opt, model: nn.Module, x, y) -> torch.Tensor:
     """One optimizer step on the minibatch (x, y); the minibatch loss. MARTHE differentiates the
     loss twice (a Hessian-vector product), so it takes the loss as a closure instead."""
     if isinstance(opt, MARTHE):

@@ -6,7 +6,7 @@ import torch
 
 from hdrepro import family
 from hdrepro.optim import HD
-from hdrepro.sensitivity import HD_BETA, SensitivitySpec, lost_runs, tuning
+from hdrepro.sensitivity import HD_BETA, MODERN_RATE, SensitivitySpec, lost_runs, tuning
 from hdrepro.train import OptimConfig, make_optimizer
 
 NAMES = list(family.FAMILY)
@@ -73,7 +73,7 @@ def test_unknown_family_name_lists_the_family():
 
 def test_sensitivity_cells_pair_each_base_with_its_hd_at_the_kinds_beta():
     spec = SensitivitySpec(models=("logreg",), optimizers=("sgd", "adam"), alphas=(1e-3, 1e-1),
-                           epochs={"logreg": 1})
+                           epochs={"logreg": 1}, modern=())
     cells = spec.cells()
     assert len(cells) == 2 * 2 * 2
     by = {(c.optim.name, c.optim.lr): c for c in cells}
@@ -82,6 +82,29 @@ def test_sensitivity_cells_pair_each_base_with_its_hd_at_the_kinds_beta():
     assert by[("sgd", 1e-1)].optim.hypergrad_lr == 0.0
     with pytest.raises(ValueError, match="adamx"):
         SensitivitySpec(optimizers=("adamx",))
+
+
+def test_the_newer_methods_join_sgds_row_at_their_one_rate():
+    spec = SensitivitySpec(models=("logreg",), optimizers=("sgd", "adam"), alphas=(1e-3, 1e-1),
+                           epochs={"logreg": 1}, modern_alphas=(1e-2,))
+    new = [c for c in spec.cells() if dict(c.tags)["variant"] in MODERN_RATE]
+    assert sorted((c.optim.name, c.optim.lr, c.optim.hypergrad_lr) for c in new) == [
+        ("hdm", 1e-2, MODERN_RATE["hdm"]), ("marthe", 1e-2, MODERN_RATE["marthe"])]
+    assert all(dict(c.tags)["family"] == "sgd" for c in new)
+    assert not [c for c in SensitivitySpec(optimizers=("adam",)).cells()
+                if dict(c.tags)["variant"] in MODERN_RATE]   # no SGD row, no newer methods
+    with pytest.raises(ValueError, match="newer methods"):
+        SensitivitySpec(modern=("prodigy",))
+
+
+def test_a_newer_method_is_counted_against_the_mark_it_does_not_move():
+    rows = [{"model": "m", "family": "sgd", "variant": variant, "alpha0": a, "train_loss": v,
+             "val_loss": v, "diverged": False, "seed": 1}
+            for variant, a, v in (("base", 1e-3, 0.30), ("hd", 1e-3, 0.40), ("hdm", 1e-3, 0.10),
+                                  ("hdm", 1e-2, 0.32))]
+    t = tuning(pd.DataFrame(rows)).iloc[0]
+    assert (t.base_near, t.hd_near, t.hdm_near) == (1, 0, 2)   # the mark stays SGD's 0.30
+    assert t.hdm_best == 0.10
 
 
 def test_tuning_counts_the_alphas_near_the_best_of_either_variant():

@@ -4,7 +4,7 @@ The prose lives in ``templates/*.md.in`` beside this package (shipped with it); 
 read from the results files, and each ``{{name}}`` placeholder is replaced by the table or
 sentence that ``SECTIONS[name]`` builds. The parts, one module each: ``claims`` (the verdict
 table), ``verification`` (equations, autodiff and finite differences), ``fig1``, ``grids``,
-``divergence``, ``stacks``, ``extensions``, ``speed`` and ``overview`` (deviations, profile cost,
+``divergence``, ``stacks``, ``extensions``, ``modern``, ``speed`` and ``overview`` (deviations, profile cost,
 figure index); ``format`` holds the shared helpers.
 """
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Callable
 
 from ..cli_help import HelpFormatter
 from ..results import completeness, has_results
-from . import claims, divergence, extensions, fig1, grids, overview, speed, stacks, verification
+from . import (claims, divergence, extensions, fig1, grids, modern, overview, speed, stacks,
+               verification)
 from .format import full_results
 from .links import relink
 
@@ -53,6 +54,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     **stacks.SECTIONS,
     **speed.SECTIONS,
     **extensions.SECTIONS,
+    **modern.SECTIONS,
 }
 
 #: the pages that hold the long tables, written beside the report under docs/report/; REPORT.md

@@ -29,7 +29,7 @@ TIE = 0.001  # test errors closer than 0.1 points are a tie, whatever the seeds'
 FILTERS = {"asgc": asgc_study.validated}
 
 
-def _frame(results: Path, name: str) -> pd.DataFrame:
+def study_frame(results: Path, name: str) -> pd.DataFrame:
     frame = GridStore(results / f"{name}.jsonl").frame()
     return FILTERS[name](frame) if name in FILTERS and not frame.empty else frame
 
@@ -139,7 +139,7 @@ def _family_lost(f: pd.DataFrame) -> str:
 
 
 # -- 2. the learning-rate-free rivals --------------------------------------------------------
-def _bench_rivals(results: Path) -> pd.DataFrame:
+def bench_rivals(results: Path) -> pd.DataFrame:
     """The rivals' time per iteration and state size, measured once on the CPU (quick profile)."""
     path = holding(results, "bench_rivals_cpu.csv") / "bench_rivals_cpu.csv"
     return pd.read_csv(path).set_index("method") if path.exists() else pd.DataFrame()
@@ -151,7 +151,7 @@ def rivals_provenance(f: pd.DataFrame, results: Path) -> str:
 
 def rivals_table(f: pd.DataFrame, results: Path) -> str:
     comp = rival_study.comparison(f)
-    bench = _bench_rivals(results)
+    bench = bench_rivals(results)
     out = []
     for model, c in comp.groupby("model", sort=False):
         rows = []
@@ -290,7 +290,7 @@ def asgc_verdict(f: pd.DataFrame, results: Path) -> str:
             f"{asgc_study.TITLES[m]} {int(lost.loc[m, 'diverged'] + lost.loc[m, 'stuck'])} of "
             f"{int(lost.loc[m, 'samples'])}" for m in ["asgc-momentum", *base] if m in lost.index)
             + ".")
-    bench = _bench_rivals(results)
+    bench = bench_rivals(results)
     if "asgc-momentum" in bench.index:
         cost = bench.loc[["asgc-momentum", "momentum"], "ratio"]
         text += (f" Its cost: one MLNN iteration with ASGC takes {cost['asgc-momentum']:.2f}× "
@@ -338,16 +338,16 @@ def _source(results: Path, experiment: str) -> tuple[Path, pd.DataFrame, str]:
     """The folder whose runs a section reads, its runs, and a note when it is not `results`:
     a study the full profile has not run (or whose runs are all left out) falls back to the
     quick profile's runs beside it, and says so."""
-    frame = _frame(results, experiment)
+    frame = study_frame(results, experiment)
     quick = results.parent / "quick"
-    if frame.empty and results.name != "quick" and not _frame(quick, experiment).empty:
+    if frame.empty and results.name != "quick" and not study_frame(quick, experiment).empty:
         why = _left_out(results, experiment) or "_This profile has not run the study._"
-        return quick, _frame(quick, experiment), (
+        return quick, study_frame(quick, experiment), (
             f"**From the quick profile** (`results/quick/`). {why.strip('_')} ")
     return results, frame, ""
 
 
-def _section(experiment: str, build: Callable[[pd.DataFrame, Path], str]
+def study_section(experiment: str, build: Callable[[pd.DataFrame, Path], str]
              ) -> Callable[[Path], str]:
     """A report section built from an experiment's stored runs, or a note saying how to run it;
     its provenance part says when the runs come from another profile (:func:`_source`)."""
@@ -398,12 +398,12 @@ def convex_provenance(f: pd.DataFrame, results: Path) -> str:
     return text + _invocation(results, "convex_hdm") + "."
 
 
-def _convex_tol(results: Path) -> float:
+def convex_tol(results: Path) -> float:
     return convex_study.ConvexSpec().tol
 
 
 def convex_table(f: pd.DataFrame, results: Path) -> str:
-    t = convex_study.evals_to(f, _convex_tol(results))
+    t = convex_study.evals_to(f, convex_tol(results))
     rows = []
     for method in ("lbfgs", "hdm-best", "hd", "gd"):
         m = t[t.method == method]
@@ -420,7 +420,7 @@ def convex_table(f: pd.DataFrame, results: Path) -> str:
 
 def convex_cost(f: pd.DataFrame, results: Path) -> str:
     """HDM's and MARTHE's time per training iteration against Adam's, from bench_rivals."""
-    bench = _bench_rivals(results)
+    bench = bench_rivals(results)
     rows = [[bench.loc[m, "title"], f"{bench.loc[m, 'ratio']:.2f}× "
              f"[{bench.loc[m, 'ratio_low']:.2f}, {bench.loc[m, 'ratio_high']:.2f}]",
              f"{bench.loc[m, 'state_floats_per_param']:.0f}"]
@@ -435,7 +435,7 @@ def convex_cost(f: pd.DataFrame, results: Path) -> str:
 
 
 def convex_verdict(f: pd.DataFrame, results: Path) -> str:
-    table = convex_study.evals_to(f, _convex_tol(results))
+    table = convex_study.evals_to(f, convex_tol(results))
     outcome, ratio = convex_study.verdict(table)
     missed = {m: int(table[table.method == m].evals.isna().sum()) for m in ("hdm-best", "lbfgs")}
     censored = " and ".join(f"{convex_study.NAMES[m]} in {k} of {ratio.n}" for m, k in
@@ -472,6 +472,6 @@ def asgc_figures(results: Path) -> str:
 
 
 SECTIONS: dict[str, Callable[[Path], str]] = {
-    build.__name__: _section(experiment, build)
+    build.__name__: study_section(experiment, build)
     for experiment, builders in BUILDERS.items() for build in builders}
 SECTIONS["asgc_figures"] = asgc_figures
