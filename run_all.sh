@@ -13,7 +13,7 @@
 # --dry-run prints where the profile would write, and stops.
 # Grid and stack runs can be steered with HDREPRO_GRID_EXECUTOR (inprocess|processes|dask),
 # HDREPRO_GRID_WORKERS and HDREPRO_GRID_BATCH (cells per batched run; 0 = one at a time;
-# unset: by model and device, hdrepro.grid.auto_batch).
+# unset: by model and device, hdrepro.studies.grids.auto_batch).
 set -euo pipefail
 cd "$(dirname "$0")"
 profile=quick

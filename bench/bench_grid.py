@@ -4,8 +4,8 @@ and BetterCNN, measured side by side in one run on one device.
 Claim under test (the project's targets, docs/report/speed.md): batched ≥ 5× one-at-a-time
 for LogReg on CPU (overhead-bound);
 for MLNN and BetterCNN on CPU the achieved GFLOP/s against the cores' measured matmul peak; on an
-H100 batched ≥ 20× one-at-a-time. One-at-a-time is hdrepro.train.train (the grid's batch=0 path);
-batched is hdrepro.batched.train_cells with K cells (the grid's batch=K path). Each entry trains
+H100 batched ≥ 20× one-at-a-time. One-at-a-time is hdrepro.engine.train.train (the grid's batch=0 path);
+batched is hdrepro.engine.batched.train_cells with K cells (the grid's batch=K path). Each entry trains
 SGD-HD from the same start on the first 6,000 MNIST images (the report's 10%), batch 128, for
 `epochs`, timed after a warm-up; FLOPs per cell-step are counted by torch's FlopCounterMode
 (forward + backward at batch 128; the optimizer's elementwise work is not counted).
@@ -25,12 +25,13 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import device_name, parser, sync, write_rows  # noqa: E402
 
-from hdrepro import models  # noqa: E402
-from hdrepro.batched import CellHParams, train_cells  # noqa: E402
+from hdrepro.engine import models  # noqa: E402
+from hdrepro.engine.batched import CellHParams, train_cells  # noqa: E402
 from hdrepro.cli_help import DATA_HELP, run_main  # noqa: E402
-from hdrepro.grid import git_commit  # noqa: E402
-from hdrepro.data import DataConfig, default_data_root, load  # noqa: E402
-from hdrepro.train import OptimConfig, TrainConfig, train  # noqa: E402
+from hdrepro.engine.executors import git_commit  # noqa: E402
+from hdrepro.engine.data import DataConfig, default_data_root, load  # noqa: E402
+from hdrepro.methods.registry import OptimConfig  # noqa: E402
+from hdrepro.engine.train import TrainConfig, train  # noqa: E402
 
 K_VALUES = {  # cells per batch, per device kind and profile
     ("cpu", "smoke"): {"logreg": (1, 16), "mlnn": (1, 4), "bettercnn": (1, 4)},

@@ -3,7 +3,7 @@ torch's Adam, measured side by side on one device, and the optimizer state each 
 parameter (MARTHE's Hessian-vector product also keeps the backward graph alive for a second
 pass, which this count of state does not include).
 
-Every optimizer is built by hdrepro.train.make_optimizer (the code path the experiments use) and
+Every optimizer is built by hdrepro.methods.registry.make_optimizer (the code path the experiments use) and
 times one MLNN iteration (784-1000-1000-10, batch 128: forward, backward, step), round-robin so
 that drift in the machine's speed affects every entry alike. Ratios of medians, this run only,
 with a 95% bootstrap interval that resamples whole rounds.
@@ -23,12 +23,13 @@ from timing import REPEATS, interleaved_times, ratio_interval  # noqa: E402
 import statistics  # noqa: E402
 from common import device_name, parser, write_rows  # noqa: E402
 
-from hdrepro import rivals  # noqa: E402
+from hdrepro.methods import rivals  # noqa: E402
 from hdrepro.cli_help import run_main  # noqa: E402
-from hdrepro.grid import git_commit  # noqa: E402
-from hdrepro.models import build  # noqa: E402
-from hdrepro.rival_study import TITLES, method_config  # noqa: E402
-from hdrepro.train import OptimConfig, make_optimizer, train_step  # noqa: E402
+from hdrepro.engine.executors import git_commit  # noqa: E402
+from hdrepro.engine.models import build  # noqa: E402
+from hdrepro.studies.rivals import TITLES, method_config  # noqa: E402
+from hdrepro.methods.registry import OptimConfig, make_optimizer  # noqa: E402
+from hdrepro.engine.train import train_step  # noqa: E402
 
 BASELINE = "adam"
 EXTRA = {"asgc-momentum": ("ASGC (momentum)", OptimConfig("asgc-momentum", 0.01)),

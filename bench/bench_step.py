@@ -27,8 +27,8 @@ from timing import (REPEATS, interleaved_medians, make_params, mlnn_shapes,  # n
 
 from hdrepro.autodiff import SGD, Adam, HyperStack, chandra  # noqa: E402
 from hdrepro.cli_help import run_main  # noqa: E402
-from hdrepro.grid import git_commit  # noqa: E402
-from hdrepro.models import MLP  # noqa: E402
+from hdrepro.engine.executors import git_commit  # noqa: E402
+from hdrepro.engine.models import MLP  # noqa: E402
 from hdrepro.optim import HD, CUDAGraphStep  # noqa: E402
 from hdrepro.optim._hypergrad import dot  # noqa: E402
 

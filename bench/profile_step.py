@@ -22,7 +22,7 @@ from step_cases import STEP_CASES  # noqa: E402
 from timing import interleaved_medians, make_params, mlnn_shapes, resnet_like_shapes  # noqa: E402
 from common import device_name, parser, write_rows  # noqa: E402
 
-from hdrepro.grid import git_commit  # noqa: E402
+from hdrepro.engine.executors import git_commit  # noqa: E402
 
 CASES = ["SGDN (fused)", "SGDN-HD (ours)", "Adam (fused)", "Adam-HD (ours)",
          "HD(Adam fused) (ours)", "Adam (foreach)"]

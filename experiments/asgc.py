@@ -6,7 +6,7 @@ Claim tested (the ASGC proposal): ASGC gives higher accuracy,
 faster, more stably and with a smaller train-test gap than the usual optimizers. Setup (ours; the
 proposal's ImageNet/WMT/Atari are out of reach): MNIST and Fashion-MNIST, MLNN and BetterCNN,
 batch 128, weight decay 1e-4; ASGC around SGD with momentum 0.9; formulas, grids and metrics in
-hdrepro.asgc and hdrepro.asgc_study.
+hdrepro.methods.asgc and hdrepro.studies.asgc.
 Profiles: smoke LogReg on 2% of MNIST, 2 epochs (seconds); quick MLNN on 10% of MNIST and of
 Fashion-MNIST, 4 epochs, 1 seed, 3 random configurations per method on MNIST (~5 min on 2 cores);
 full both data sets in full, MLNN and BetterCNN, 10 epochs, 3 seeds, 10 random configurations.
@@ -25,16 +25,15 @@ import pandas as pd  # noqa: E402
 from grid_common import (begin_run_info, run_options, run_parser, save_figure,  # noqa: E402
                          stamp_figures, write_run_info)
 
-from hdrepro.asgc_study import (COLOURS, LRS, TITLES, ASGCSpec, asgc_config,  # noqa: E402
-                                chosen, final_runs, gradient_histograms)
+from hdrepro.studies.asgc import (COLOURS, LRS, TITLES, ASGCSpec, asgc_config, chosen, final_runs,
+                                  gradient_histograms)  # noqa: E402
 from hdrepro.cli_help import run_main  # noqa: E402
-from hdrepro.data import DataConfig, default_data_root  # noqa: E402
-from hdrepro.plots import MODEL_TITLES  # noqa: E402
-from hdrepro.plots_extensions import (plot_curves, plot_distributions,  # noqa: E402
-                                      plot_layer_histograms)
-from hdrepro.results import GridStore  # noqa: E402
-from hdrepro.runs import RunCell, run  # noqa: E402
-from hdrepro.train import OptimConfig  # noqa: E402
+from hdrepro.engine.data import DataConfig, default_data_root  # noqa: E402
+from hdrepro.engine.models import TITLES as MODEL_TITLES  # noqa: E402
+from hdrepro.report.plots_extensions import plot_curves, plot_distributions, plot_layer_histograms  # noqa: E402
+from hdrepro.engine.results import GridStore  # noqa: E402
+from hdrepro.engine.cells import RunCell, run  # noqa: E402
+from hdrepro.methods.registry import OptimConfig  # noqa: E402
 
 PROFILES = {
     "smoke": ASGCSpec(datasets=("mnist",), models=("logreg",), fraction=0.02,

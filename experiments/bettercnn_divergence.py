@@ -2,7 +2,7 @@
 report found them similar to the paper's there; our grid cell and Figure 1's runs diverge).
 
 Each seed runs in float32 and again in float64 (same initial weights, same minibatch order), with
-α_t, ‖g_t‖ and h_t traced step by step (hdrepro.divergence_study). The float64 twins say whether
+α_t, ‖g_t‖ and h_t traced step by step (hdrepro.studies.divergence). The float64 twins say whether
 float32 rounding causes the blow-up; the traces show what runs away first. The probability of
 divergence over seeds comes from grid_seeds_bettercnn.py.
 Setup as grid_bettercnn.py's full profile (the first 6,000/1,000 MNIST images, batch 128,
@@ -25,9 +25,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from grid_common import save_figure, study_main  # noqa: E402
 
 from hdrepro.cli_help import run_main  # noqa: E402
-from hdrepro.data import DataConfig  # noqa: E402
-from hdrepro.divergence_study import DivergenceSpec, run_cells  # noqa: E402
-from hdrepro.results import GridStore  # noqa: E402
+from hdrepro.engine.data import DataConfig  # noqa: E402
+from hdrepro.studies.divergence import DivergenceSpec  # noqa: E402
+from hdrepro.engine.results import GridStore  # noqa: E402
+from hdrepro.methods.registry import title  # noqa: E402
 
 PROFILES = {
     "smoke": DivergenceSpec(optimizers=("sgd-hd",), seeds=(1,), epochs=1,
@@ -35,7 +36,6 @@ PROFILES = {
     "quick": DivergenceSpec(seeds=(1, 2, 3), epochs=2),
     "full": DivergenceSpec(epochs=20),
 }
-NAMES = {"sgd-hd": "SGD-HD", "sgdn-hd": "SGDN-HD"}
 #: the axes' ranges: α_t and ‖g_t‖ reach 1e100 and more once a run has blown up, which would
 #: flatten the climb that leads there; values beyond are drawn at the top edge
 LIMITS = {"alpha": (1e-5, 1e2), "grad_norm": (1e-2, 1e4)}
@@ -60,7 +60,7 @@ def draw(store: GridStore, spec: DivergenceSpec, figures):
                 if r.diverged:
                     axes[i, j].plot(t["iteration"][-1], ys[-1], "x", color="tab:red")
                 axes[i, j].set_ylim(*LIMITS[key])
-        axes[0, j].set_title(f"BetterCNN {NAMES.get(opt, opt)}, α₀ = β = 1e-3, "
+        axes[0, j].set_title(f"BetterCNN {title(opt)}, α₀ = β = 1e-3, "
                              f"{runs.seed.nunique() if len(runs) else 0} seeds")
         axes[0, j].set_ylabel("|α_t|")
         axes[1, j].set_ylabel("‖g_t‖")
@@ -74,4 +74,4 @@ def draw(store: GridStore, spec: DivergenceSpec, figures):
 
 if __name__ == "__main__":
     run_main(lambda: study_main(__doc__, PROFILES, "bettercnn_divergence",
-                                "bettercnn divergence", draw, run_cells=run_cells))
+                                "bettercnn divergence", draw))

@@ -1,5 +1,5 @@
 """SGD-HD, MARTHE and HDM where the MLNN and BetterCNN grids are contested: α₀ × each method's
-own hyper-rate, over seeds (hdrepro.contested_study).
+own hyper-rate, over seeds (hdrepro.studies.contested).
 
 Question: do the modern hypergradient methods remove the divergences that SGD-HD shows there?
 Setup as the grids (grid_mlnn.py, grid_bettercnn.py): the first 6,000/1,000 MNIST images, batch
@@ -20,10 +20,10 @@ import numpy as np  # noqa: E402
 from grid_common import save_figure, study_main  # noqa: E402
 
 from hdrepro.cli_help import run_main  # noqa: E402
-from hdrepro.contested_study import NAMES, RATE_SYMBOL, ContestedSpec, with_lost  # noqa: E402
-from hdrepro.data import DataConfig  # noqa: E402
-from hdrepro.plots import MODEL_TITLES  # noqa: E402
-from hdrepro.results import GridStore  # noqa: E402
+from hdrepro.studies.contested import NAMES, RATE_SYMBOL, ContestedSpec, with_lost  # noqa: E402
+from hdrepro.engine.data import DataConfig  # noqa: E402
+from hdrepro.engine.models import TITLES as MODEL_TITLES  # noqa: E402
+from hdrepro.engine.results import GridStore  # noqa: E402
 
 PROFILES = {
     "smoke": ContestedSpec(models=("mlnn",), alphas=(1e-2,), rates=(1e-2,), epochs=1,
@@ -39,7 +39,7 @@ def main(argv=None) -> None:
 
 def draw(store: GridStore, spec: ContestedSpec, figures: Path) -> Path:
     """One heatmap per model and method: the share of seeds whose run was lost (diverged or
-    blew up; white 0%, dark red 100%), rate down, α₀ across; cells not yet stored are hatched."""
+    stuck at chance; white 0%, dark red 100%), rate down, α₀ across; cells not yet stored are hatched."""
     frame = store.frame()
     frame = with_lost(frame[frame.cell_id.isin({c.cell_id for c in spec.cells()})]) \
         if len(frame) else frame
@@ -68,7 +68,7 @@ def draw(store: GridStore, spec: ContestedSpec, figures: Path) -> Path:
             ax.set_xlabel("α₀", fontsize=8)
             ax.set_ylabel(RATE_SYMBOL[method], fontsize=8)
             ax.set_title(f"{MODEL_TITLES.get(model, model)}: {NAMES[method]}", fontsize=8)
-    fig.suptitle(f"Lost runs (diverged, or final training loss above ln 10) over {len(spec.seeds)}"
+    fig.suptitle(f"Lost runs (diverged, or test error ≥ 85%) over {len(spec.seeds)}"
                  f" seed(s), {spec.epochs} epochs, {spec.data.name} {spec.data.fraction:.0%}; "
                  "hatched: not stored", fontsize=9)
     return save_figure(fig, figures, "contested.png")

@@ -1,11 +1,11 @@
 """HDM-Best against L-BFGS, gradient descent and full-batch SGD-HD on a deterministic convex
-problem (hdrepro.convex_study).
+problem (hdrepro.studies.convex).
 
 Claim tested (Chu et al., ICML 2025): HDM with heavy-ball momentum often matches L-BFGS on
 deterministic convex problems. Setup: full-batch multinomial logistic regression on a seeded
 subset of the MNIST training images, L2 λ = 1e-4, float64, from zero weights; each method gets
 the same budget of gradient evaluations, and the count until f − f* ≤ 1e-4 (f(0) − f*) is
-compared; the verdict rule is in hdrepro.convex_study.
+compared; the verdict rule is in hdrepro.studies.convex.
 Profiles: smoke 500 images, 1 seed, 60 evaluations (seconds); quick 2,000 images, 3 seeds, 300
 evaluations (about a minute on one core); full 5,000 images, 5 seeds, 500 evaluations (about 6
 minutes on one core).
@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 from grid_common import save_figure, study_main  # noqa: E402
 
 from hdrepro.cli_help import run_main  # noqa: E402
-from hdrepro.convex_study import NAMES, ConvexSpec, run_cells  # noqa: E402
-from hdrepro.results import GridStore  # noqa: E402
+from hdrepro.studies.convex import NAMES, ConvexSpec  # noqa: E402
+from hdrepro.engine.results import GridStore  # noqa: E402
 
 PROFILES = {
     "smoke": ConvexSpec(seeds=(1,), size=500, budget=60, hd_betas=(1e-2,)),
@@ -62,5 +62,4 @@ def draw(store: GridStore, spec: ConvexSpec, figures):
 
 
 if __name__ == "__main__":
-    run_main(lambda: study_main(__doc__, PROFILES, "convex_hdm", "convex hdm", draw,
-                                run_cells=run_cells))
+    run_main(lambda: study_main(__doc__, PROFILES, "convex_hdm", "convex hdm", draw))

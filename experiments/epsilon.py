@@ -4,7 +4,7 @@ a search interval for ε, and check it against a sweep of ε over 10 decades.
 Claim tested (Silva & Rodriguez, their histogram rule for ε): the
 histogram gives a search space for ε at least two times narrower than the usual default range
 that still holds the best ε. Setup: MNIST, MLNN and BetterCNN, Adam α = 1e-3, batch 128, weight
-decay 1e-4; the rule in hdrepro.analysis, the validation in hdrepro.epsilon_study.
+decay 1e-4; the rule in hdrepro.methods.histograms, the validation in hdrepro.studies.epsilon.
 Profiles: smoke LogReg on 2% of MNIST, 1 epoch (seconds); quick 10% of MNIST, MLNN 2 epochs,
 BetterCNN 1, 1 seed, histograms over the first epoch (~1 min on 2 cores); full all of MNIST,
 5 epochs, 3 seeds, histograms over the first epoch.
@@ -24,12 +24,12 @@ from grid_common import (run_options, run_parser, save_figure, stamp_figures,  #
                          begin_run_info, write_run_info)
 
 from hdrepro.cli_help import run_main  # noqa: E402
-from hdrepro.data import DataConfig, default_data_root  # noqa: E402
-from hdrepro.epsilon_study import EpsilonSpec, record_histogram, validation  # noqa: E402
-from hdrepro.plots import MODEL_TITLES  # noqa: E402
-from hdrepro.plots_extensions import plot_histogram_time  # noqa: E402
-from hdrepro.results import GridStore  # noqa: E402
-from hdrepro.runs import run  # noqa: E402
+from hdrepro.engine.data import DataConfig, default_data_root  # noqa: E402
+from hdrepro.studies.epsilon import EpsilonSpec, record_histogram, validation  # noqa: E402
+from hdrepro.engine.models import TITLES as MODEL_TITLES  # noqa: E402
+from hdrepro.report.plots_extensions import plot_histogram_time  # noqa: E402
+from hdrepro.engine.results import GridStore  # noqa: E402
+from hdrepro.engine.cells import run  # noqa: E402
 
 PROFILES = {
     "smoke": EpsilonSpec(models=("logreg",), epochs={"logreg": 1},

@@ -23,9 +23,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hdrepro.cli_help import HelpFormatter, PROFILE_HELP, run_main  # noqa: E402
-from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
-from hdrepro.verify import (Problem, compare, equivalence_cases, fd_cases,  # noqa: E402
-                            finite_difference_check, trajectory)
+from hdrepro.report.figures import FigureOrigin, stamp  # noqa: E402
+from hdrepro.studies.equivalence import (Problem, compare, equivalence_cases, fd_cases,
+                                         finite_difference_check, trajectory)  # noqa: E402
 
 STEPS = {"smoke": 20, "quick": 200, "full": 1000}
 

@@ -3,11 +3,11 @@ against its HD version at the same α₀, across α₀ over 4 decades.
 
 Claim tested (Baydin et al., §5): HD makes the final result depend less on α₀. Setup: MNIST,
 LogReg, MLNN and BetterCNN, batch 128, weight decay 1e-4, HD additive with β = 1e-3 (SGD,
-momentum, Nesterov) or 1e-7 (adaptive methods), one β per kind, not tuned (hdrepro.sensitivity).
+momentum, Nesterov) or 1e-7 (adaptive methods), one β per kind, not tuned (hdrepro.studies.sensitivity).
 Profiles: smoke 2 optimizers, 2 α₀, LogReg on 2% of MNIST (seconds); quick all 12 optimizers,
 α₀ ∈ {1e-4 … 1}, 10% of MNIST, LogReg 3 epochs, MLNN and BetterCNN 1 epoch, 1 seed (~5 min on 2
 cores); full α₀ at half decades (MARTHE and HDM at whole decades), all of MNIST, 10 epochs,
-1 seed. MARTHE (auto μ, β = 1e-3) and HDM (η = 0.1) run beside SGD (hdrepro.sensitivity).
+1 seed. MARTHE (auto μ, β = 1e-3) and HDM (η = 0.1) run beside SGD (hdrepro.studies.sensitivity).
 Writes results/<profile>/family_sensitivity.jsonl and figures/<profile>/family_sensitivity.png.
 """
 from __future__ import annotations
@@ -21,11 +21,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from grid_common import save_figure, study_main  # noqa: E402
 
 from hdrepro.cli_help import run_main  # noqa: E402
-from hdrepro.data import DataConfig  # noqa: E402
-from hdrepro.plots import MODEL_TITLES  # noqa: E402
-from hdrepro.plots_extensions import plot_sensitivity, shared_legend  # noqa: E402
-from hdrepro.results import GridStore  # noqa: E402
-from hdrepro.sensitivity import SensitivitySpec, final_losses  # noqa: E402
+from hdrepro.engine.data import DataConfig  # noqa: E402
+from hdrepro.engine.models import TITLES as MODEL_TITLES  # noqa: E402
+from hdrepro.report.plots_extensions import plot_sensitivity, shared_legend  # noqa: E402
+from hdrepro.engine.results import GridStore  # noqa: E402
+from hdrepro.studies.sensitivity import SensitivitySpec, final_losses  # noqa: E402
 
 PROFILES = {
     "smoke": SensitivitySpec(models=("logreg",), optimizers=("sgd", "adam"), alphas=(1e-3, 1e-1),

@@ -30,11 +30,12 @@ from grid_common import (begin_run_info, run_options, run_parser, save_figure,  
 
 from hdrepro.cli_help import run_main  # noqa: E402
 from hdrepro.config import config_id  # noqa: E402
-from hdrepro.data import DataConfig, DataUnavailable, default_data_root, load  # noqa: E402
-from hdrepro.plots import LOSS_CAP, plot_fig1  # noqa: E402
-from hdrepro.results import RunStore  # noqa: E402
-from hdrepro.runs import LoggedRun, run_logged  # noqa: E402
-from hdrepro.train import OptimConfig, TrainConfig  # noqa: E402
+from hdrepro.engine.data import DataConfig, DataUnavailable, default_data_root, load  # noqa: E402
+from hdrepro.report.plots import LOSS_CAP, plot_fig1  # noqa: E402
+from hdrepro.engine.results import RunStore  # noqa: E402
+from hdrepro.engine.cells import LoggedRun, run_logged  # noqa: E402
+from hdrepro.methods.registry import OptimConfig  # noqa: E402
+from hdrepro.engine.train import TrainConfig  # noqa: E402
 
 
 @dataclass(frozen=True)

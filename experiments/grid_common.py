@@ -1,5 +1,5 @@
 """What every grid driver (grid_logreg.py, grid_mlnn.py, grid_bettercnn.py, grid_gamma.py) does:
-parse the command line, run the profile's grid through hdrepro.grid (resumably), draw its
+parse the command line, run the profile's grid through hdrepro.studies.grids (resumably), draw its
 heatmaps from the stored cells. The drivers only say which grid each profile runs."""
 from __future__ import annotations
 
@@ -15,14 +15,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from hdrepro.cli_help import DATA_HELP, PROFILE_HELP, HelpFormatter  # noqa: E402
-from hdrepro.data import default_data_root  # noqa: E402
-from hdrepro.figures import FigureOrigin, stamp  # noqa: E402
-from hdrepro.grid import (EXECUTORS, GridSpec, RunOptions, auto_batch, git_commit,  # noqa: E402
-                          panels, run_grid, run_pending)
-from hdrepro.optim._hypergrad import RULES  # noqa: E402
-from hdrepro.plots import MODEL_TITLES, plot_grid  # noqa: E402
-from hdrepro.results import GridStore  # noqa: E402
-from hdrepro.runs import run  # noqa: E402
+from hdrepro.engine.data import default_data_root  # noqa: E402
+from hdrepro.report.figures import FigureOrigin, stamp  # noqa: E402
+from hdrepro.engine.executors import EXECUTORS, RunOptions, git_commit  # noqa: E402
+from hdrepro.studies.grids import GridRun, GridSpec, panels, run_grid  # noqa: E402
+from hdrepro.optim import RULES  # noqa: E402
+from hdrepro.engine.models import TITLES as MODEL_TITLES  # noqa: E402
+from hdrepro.report.plots import plot_grid  # noqa: E402
+from hdrepro.engine.results import GridStore  # noqa: E402
+from hdrepro.engine.cells import run  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +37,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def run_parser(doc: str, profiles) -> argparse.ArgumentParser:
-    """The options every driver that runs cells on hdrepro.grid's executors shares."""
+    """The options every driver that runs cells on hdrepro.studies.grids's executors shares."""
     ap = _Parser(description=doc.split("\n")[0], formatter_class=HelpFormatter)
     ap.add_argument("--profile", choices=sorted(profiles), default="quick", help=PROFILE_HELP)
     ap.add_argument("--out", type=Path, default=None,
@@ -61,7 +62,7 @@ def parser(doc: str, profiles: dict[str, GridSpec]) -> argparse.ArgumentParser:
     ap = run_parser(doc, profiles)
     ap.add_argument("--batch", type=int, default=None,
                     help="cells trained together on one device; 0 = one at a time (default: "
-                         "hdrepro.grid.auto_batch, by model and device)")
+                         "hdrepro.studies.grids.auto_batch, by model and device)")
     ap.add_argument("--rules", nargs="+", choices=RULES, default=None,
                     help="run only these rules of the profile's grid (default: all of them)")
     return ap
@@ -75,18 +76,19 @@ def main(doc: str, profiles: dict[str, GridSpec], argv=None) -> None:
     out = args.out or Path("results") / args.profile
     store = GridStore(out / f"grid_{spec.name}.jsonl")
     if not args.plot_only:
-        options = RunOptions(str(args.data or default_data_root()), executor=args.executor,
-                             workers=args.workers, scheduler=args.scheduler, batch=args.batch,
-                             device=args.device, threads=args.threads,
-                             progress=not args.no_progress)
-        record = dict(batch=auto_batch(spec.model, args.device) if args.batch is None
-                      else args.batch, axes=dataclasses.asdict(spec.axes()))
+        options = dataclasses.replace(run_options(args, args.data or default_data_root()),
+                                      batch=args.batch)
         run = out / f"grid_{spec.name}_run.json"
+        axes = dataclasses.asdict(spec.axes())
+        t0 = time.perf_counter()
+
+        def record(plan: GridRun, finished: bool = False) -> None:
+            # written before the run too, so that a grid cut off still says what it expects
+            write_run_info(run, t0, plan.cells, args, cells_run=plan.ran, finished=finished,
+                           batch=plan.batch, axes=axes)
+
         with store.writing():   # one writer: a refused second run must not touch the record
-            # recorded before the run too, so that a grid cut off still says what it expects
-            t0, todo = begin_run_info(run, spec.cells(), store, args, **record)
-            run_grid(spec, store, options)
-            write_run_info(run, t0, len(spec.cells()), args, cells_run=todo, **record)
+            record(run_grid(spec, store, options, before=record), finished=True)
     stamp_figures(draw(store, spec, args.figures), f"grid_{spec.name}", args, out)
 
 
@@ -143,7 +145,7 @@ def wrap_titles(fig) -> None:
 
 
 def stamp_figures(paths, driver: str, args, out: Path) -> None:
-    """Stamp each figure a driver wrote with its origin (hdrepro.figures), and say so."""
+    """Stamp each figure a driver wrote with its origin (hdrepro.report.figures), and say so."""
     made = FigureOrigin.of_driver("plot", driver, args.profile, out, args.figures)
     for path in paths:
         print(f"wrote {stamp(path, made)}")
@@ -168,8 +170,7 @@ def write_run_info(path: Path, t0: float, cells: int, args, *, cells_run: int | 
     path.write_text(json.dumps(info, indent=1) + "\n")
 
 
-def study_main(doc: str, profiles: dict, name: str, desc: str, draw, argv=None,
-               run_cells=None) -> None:
+def study_main(doc: str, profiles: dict, name: str, desc: str, draw, argv=None) -> None:
     """A study driver's whole main: parse, run the profile's cells (:func:`run_study`) unless
     --plot-only, then ``draw(store, spec, figures)`` and stamp the figure."""
     args = run_parser(doc, profiles).parse_args(argv)
@@ -177,22 +178,17 @@ def study_main(doc: str, profiles: dict, name: str, desc: str, draw, argv=None,
     out = args.out or Path("results") / args.profile
     store = GridStore(out / f"{name}.jsonl")
     if not args.plot_only:
-        run_study(args, out, name, spec.cells(), store, desc, run_cells)
+        run_study(args, out, name, spec.cells(), store, desc)
     stamp_figures([draw(store, spec, args.figures)], name, args, out)
 
 
-def run_study(args, out: Path, name: str, cells: list, store: GridStore, desc: str,
-              run_cells=None) -> None:
-    """Run a study's cells not yet in `store` as its one writer (plain training runs through
-    hdrepro.runs.run, or the study's own ``run_cells(cells, device, data_root, threads)``),
-    recording the invocation in ``<out>/<name>_run.json`` before (unfinished) and after."""
+def run_study(args, out: Path, name: str, cells: list, store: GridStore, desc: str) -> None:
+    """Run a study's cells (any :class:`hdrepro.engine.cells.Cell`) not yet in `store` as its
+    one writer, recording the invocation in ``<out>/<name>_run.json`` before (unfinished) and
+    after."""
     with store.writing():   # one writer per store, its run record included
         t0, todo = begin_run_info(out / f"{name}_run.json", cells, store, args)
-        options = run_options(args, args.data or default_data_root())
-        if run_cells is None:
-            run(cells, store, options, desc)
-        else:
-            run_pending(cells, run_cells, store, options, desc)
+        run(cells, store, run_options(args, args.data or default_data_root()), desc)
         write_run_info(out / f"{name}_run.json", t0, len(cells), args, cells_run=todo)
 
 

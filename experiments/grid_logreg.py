@@ -11,8 +11,8 @@ rules, 10 epochs (~1 min on 2 cores); full the report's 50 epochs (GPU: seconds)
 from grid_common import main
 
 from hdrepro.cli_help import run_main
-from hdrepro.data import DataConfig
-from hdrepro.grid import GridSpec
+from hdrepro.engine.data import DataConfig
+from hdrepro.studies.grids import GridSpec
 
 DECADES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 HD = ("sgd-hd", "sgdn-hd", "adam-hd")

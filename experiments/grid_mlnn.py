@@ -13,8 +13,8 @@ from grid_common import main
 from grid_logreg import DECADES, HD, RULES
 
 from hdrepro.cli_help import run_main
-from hdrepro.data import DataConfig
-from hdrepro.grid import GridSpec
+from hdrepro.engine.data import DataConfig
+from hdrepro.studies.grids import GridSpec
 
 PROFILES = {
     "smoke": GridSpec("mlnn", "mlnn", ("sgd-hd",), (1e-3, 1e-1), (1e-4, 1e-1), epochs=1,

@@ -11,8 +11,8 @@ from grid_common import main
 from grid_logreg import DECADES
 
 from hdrepro.cli_help import run_main
-from hdrepro.data import DataConfig
-from hdrepro.grid import GridSpec
+from hdrepro.engine.data import DataConfig
+from hdrepro.studies.grids import GridSpec
 
 SEEDS = tuple(range(1, 11))
 PANELS = ("sgd-hd", "sgdn-hd")

@@ -4,7 +4,7 @@ Schedule-Free AdamW and DoG, each with its defaults and with its authors' recomm
 Claim tested: none of the papers compares them; the question is the user's: which of these needs
 the least tuning and gives the lowest error at the same budget? Setup: MNIST, LogReg, MLNN and
 BetterCNN, batch 128, weight decay 1e-4, the same epochs for every method, 3 seeds; Adam-HD and
-SGDN-HD at Baydin et al.'s settings, Adam at α = 1e-3 (hdrepro.rival_study). Sensitivity: each
+SGDN-HD at Baydin et al.'s settings, Adam at α = 1e-3 (hdrepro.studies.rivals). Sensitivity: each
 method's own initial scale × 10^k on MLNN. Wall time per step: bench/bench_rivals.py.
 Profiles: smoke LogReg on 2% of MNIST, 1 epoch, 1 seed (seconds); quick 10% of MNIST, LogReg 3
 epochs, MLNN 2, BetterCNN 1, 3 seeds, scale sweep k ∈ {-2, -1, 1, 2} with 1 seed (~4 min on 2
@@ -21,14 +21,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from grid_common import run_parser, run_study, save_figure, stamp_figures  # noqa: E402
 
-from hdrepro import rivals  # noqa: E402
+from hdrepro.methods import rivals  # noqa: E402
 from hdrepro.cli_help import run_main  # noqa: E402
-from hdrepro.data import DataConfig  # noqa: E402
-from hdrepro.plots import MODEL_TITLES  # noqa: E402
-from hdrepro.plots_extensions import plot_scale_sensitivity  # noqa: E402
-from hdrepro.results import GridStore  # noqa: E402
-from hdrepro.rival_study import (COLOURS, TITLES, RivalSpec, colour,  # noqa: E402
-                                 comparison, scale_frame)
+from hdrepro.engine.data import DataConfig  # noqa: E402
+from hdrepro.engine.models import TITLES as MODEL_TITLES  # noqa: E402
+from hdrepro.report.plots_extensions import plot_scale_sensitivity  # noqa: E402
+from hdrepro.engine.results import GridStore  # noqa: E402
+from hdrepro.studies.rivals import COLOURS, TITLES, RivalSpec, colour, comparison, scale_frame  # noqa: E402
 
 PROFILES = {
     "smoke": RivalSpec(models=("logreg",), epochs={"logreg": 1}, data=DataConfig("mnist", 0.02),

@@ -30,12 +30,12 @@ from grid_common import (begin_run_info, run_parser, save_figure, stamp_figures,
                          write_run_info)
 
 from hdrepro.cli_help import run_main  # noqa: E402
-from hdrepro.data import DataConfig, default_data_root  # noqa: E402
-from hdrepro.grid import RunOptions  # noqa: E402
-from hdrepro.plots import plot_clip_trace, plot_stack_table  # noqa: E402
-from hdrepro.results import GridStore  # noqa: E402
-from hdrepro.stacks import (PUBLISHED, StackCell, StackSpec, baseline_error,  # noqa: E402
-                            comparison, run, trace)
+from hdrepro.engine.data import DataConfig, default_data_root  # noqa: E402
+from hdrepro.engine.executors import RunOptions  # noqa: E402
+from hdrepro.report.plots import plot_clip_trace, plot_stack_table  # noqa: E402
+from hdrepro.engine.results import GridStore  # noqa: E402
+from hdrepro.studies.stacks import (PUBLISHED, StackCell, StackSpec, baseline_error, comparison,
+                                    run, trace)  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Baydin et al.'s tuning grid: iterations until the training loss first reaches 0.29, over
-α₀ × β, for SGD-HD, SGDN-HD and Adam-HD against their base optimizers (hdrepro.threshold_grid).
+α₀ × β, for SGD-HD, SGDN-HD and Adam-HD against their base optimizers (hdrepro.studies.threshold).
 
 Claim tested (Baydin et al., abstract and tuning figure): HD reduces the need to tune α₀; across
 a large region of the grid HD reaches the loss threshold in no more iterations than its base
@@ -21,10 +21,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from grid_common import save_figure, study_main  # noqa: E402
 
 from hdrepro.cli_help import run_main  # noqa: E402
-from hdrepro.data import DataConfig  # noqa: E402
-from hdrepro.plots_extensions import plot_threshold_grid  # noqa: E402
-from hdrepro.results import GridStore  # noqa: E402
-from hdrepro.threshold_grid import TITLES, ThresholdSpec, iteration_table  # noqa: E402
+from hdrepro.engine.data import DataConfig  # noqa: E402
+from hdrepro.report.plots_extensions import plot_threshold_grid  # noqa: E402
+from hdrepro.engine.results import GridStore  # noqa: E402
+from hdrepro.methods.registry import title  # noqa: E402
+from hdrepro.studies.threshold import ThresholdSpec, iteration_table  # noqa: E402
 
 PROFILES = {
     "smoke": ThresholdSpec(optimizers=("sgd-hd",), alphas=(1e-1, 1e-3), betas=(1e-3, 1e-5),
@@ -48,10 +49,10 @@ def draw(store: GridStore, spec: ThresholdSpec, figures: Path) -> Path:
     cap = spec.max_epochs * iters_per_epoch
     for hd, ax in zip(spec.optimizers, axes[0]):
         if frame.empty or not (frame["hd"] == hd).any():
-            ax.set_title(f"{TITLES[hd]}: no runs stored yet", fontsize=9)
+            ax.set_title(f"{title(hd)}: no runs stored yet", fontsize=9)
             ax.axis("off")
             continue
-        plot_threshold_grid(iteration_table(frame, hd), ax, TITLES[hd], cap)
+        plot_threshold_grid(iteration_table(frame, hd), ax, title(hd), cap)
     fig.suptitle(f"Iterations until a minibatch loss ≤ {spec.threshold:g}, LogReg, "
                  f"{spec.data.name} {spec.data.fraction:.0%}, median of {len(spec.seeds)} "
                  f"seed(s), cap {cap}\ntop row the base optimizer; red outline: HD at least as "

@@ -1,5 +1,5 @@
 """hdrepro: hypergradient descent, reproduced (Baydin et al. 2018; Chandra et al. 2022)."""
-from .asgc import ASGC
+from .methods.asgc import ASGC
 from .optim import HD, SGDHD, AdamHD
 
 __version__ = "0.1.0"

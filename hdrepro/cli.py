@@ -27,7 +27,6 @@ from typing import NoReturn
 from .cli_help import DATA_HELP, HelpFormatter
 from .errors import EXPECTED_ERRORS, missing_extra
 
-ROOT = Path(__file__).resolve().parent.parent
 GRIDS = ("logreg", "mlnn", "bettercnn", "gamma", "seeds_logreg", "seeds_mlnn", "seeds_bettercnn")
 EXPERIMENTS = ("fig1", "equivalence", "family_sensitivity", "rivals", "asgc", "epsilon",
                "threshold_grid", "bettercnn_divergence", "convex_hdm", "contested")
@@ -38,12 +37,16 @@ BENCHES = ("step", "grid", "rivals")
 
 
 def script(folder: str, name: str) -> Path:
-    path = ROOT / folder / f"{name}.py"
-    if not path.exists():
-        raise SystemExit(f"hdrepro: {folder}/{name}.py not found under {ROOT}: this subcommand "
-                         "runs the repository's scripts; run it from a checkout of hdrepro "
-                         "(git clone …; pip install -e .)")
-    return path
+    """The checkout's script ``<folder>/<name>.py``, looked for from the working directory up
+    (as git finds its repository), never from where the package is installed."""
+    here = Path.cwd().resolve()
+    for root in (here, *here.parents):
+        path = root / folder / f"{name}.py"
+        if path.exists():
+            return path
+    raise SystemExit(f"hdrepro: {folder}/{name}.py not found in {here} or above: this "
+                     "subcommand runs the repository's scripts; run it inside a checkout of "
+                     "hdrepro (git clone …; pip install -e .)")
 
 
 def run_script(path: Path, args: list[str]) -> NoReturn:
@@ -68,8 +71,9 @@ def _json_object(flag: str, text: str) -> dict:
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from .data import DataConfig, default_data_root, load
-    from .train import OptimConfig, TrainConfig, train
+    from .engine.data import DataConfig, default_data_root, load
+    from .methods.registry import OptimConfig
+    from .engine.train import TrainConfig, train
     data_cfg = DataConfig(args.data, args.fraction)
     optim = OptimConfig(args.optimizer, args.lr, args.hypergrad_lr, args.hyper_hypergrad_lr,
                         rule=args.rule, momentum=args.momentum, weight_decay=args.weight_decay,
@@ -94,13 +98,13 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def _train_parser(sub) -> None:
-    from .data import NAMES
-    from .models import MODELS
-    from .optim._hypergrad import RULES
+    from .engine.data import NAMES
+    from .engine.models import MODELS
+    from .optim import RULES
     t = sub.add_parser("train", help="one training run",
                        formatter_class=HelpFormatter,
                        description="Train one model with one optimizer and print (and save) its "
-                       "final numbers. Optimizer names: sgd, sgdn, adam, any hdrepro.family "
+                       "final numbers. Optimizer names: sgd, sgdn, adam, any hdrepro.methods.family "
                        "name (momentum, nesterov, adagrad, adadelta, rmsprop, …), sgd-hd, "
                        "sgdn-hd, adam-hd, hd-<family name>, asgc-<family name>, hdm, "
                        "hdm-scalar (--hypergrad-lr is HDM's η), marthe (--hypergrad-lr is its "
@@ -165,7 +169,7 @@ def parser() -> argparse.ArgumentParser:
             func=_driver(folder, pattern, first))
     _forwarding(sub, "report", "write a report and its pages from saved results (hdrepro.report)"
                 ).set_defaults(func=lambda a: _library("report", a.rest))
-    _forwarding(sub, "data", "fetch, describe or verify the data sets (hdrepro.data)"
+    _forwarding(sub, "data", "fetch, describe or verify the data sets (hdrepro.engine.data)"
                 ).set_defaults(func=lambda a: _library("data", a.rest))
     return ap
 
@@ -179,7 +183,7 @@ def _driver(folder: str, pattern: str, first: tuple[str, ...]):
 
 def _library(module: str, rest: list[str]) -> int:
     if module == "data":
-        from .data import main
+        from .engine.data import main
     else:   # the report needs the experiments extra
         from .report import main
     return int(main(rest) or 0)

@@ -33,8 +33,8 @@ trap pack EXIT
 {
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
 python3 -c "import torch; print('torch', torch.__version__)"
-python3 -m hdrepro.data fetch mnist
-ls "$HDREPRO_DATA"/fashion-mnist/*.gz >/dev/null 2>&1 && python3 -m hdrepro.data fetch fashion-mnist
+hdrepro data fetch mnist
+ls "$HDREPRO_DATA"/fashion-mnist/*.gz >/dev/null 2>&1 && hdrepro data fetch fashion-mnist
 start=$(date +%s)
 if [ -n "${PARALLEL:-}" ]; then
     pids=()

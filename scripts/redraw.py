@@ -1,6 +1,6 @@
 """Redraw every committed figure and REPORT.md from the committed results, training nothing.
 
-Each figure's stamp (hdrepro.figures) names the command that redraws it; this runs each such
+Each figure's stamp (hdrepro.report.figures) names the command that redraws it; this runs each such
 command once, in this process (so torch and matplotlib load once), with --plot-only, then
 writes REPORT.md and its pages from results/full. `./run_all.sh --redraw` calls it.
 """
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def commands(figures: Path) -> list[str]:
     """The distinct redraw commands of the stamped figures under `figures`, in path order."""
-    from hdrepro.figures import origin
+    from hdrepro.report.figures import origin
     found: dict[str, None] = {}
     for png in sorted(figures.rglob("*.png")):
         made = origin(png)

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from hdrepro.optim import AdamHD
-from hdrepro.verify import Problem, finite_difference_check
+from hdrepro.studies.equivalence import Problem, finite_difference_check
 
 VARIANTS = {
     "amsgrad": (dict(amsgrad=True), lambda ps: torch.optim.Adam(ps, 1e-2, amsgrad=True)),

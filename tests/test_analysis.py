@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from hdrepro.analysis import (GradientHistogram, HistogramBins, decades, epsilon_interval,
-                              quantile)
+from hdrepro.methods.histograms import (GradientHistogram, HistogramBins, decades, epsilon_interval,
+                                        quantile)
 
 
 def test_bins_sum_to_the_element_count_edges_zeros_and_nonfinite_included():

@@ -5,8 +5,8 @@ import copy
 import pytest
 import torch
 
-from hdrepro.asgc import ASGC
-from hdrepro.train import OptimConfig, make_optimizer
+from hdrepro.methods.asgc import ASGC
+from hdrepro.methods.registry import OptimConfig, make_optimizer
 
 
 def _setup(seed=0, **kw):

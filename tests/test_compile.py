@@ -9,7 +9,7 @@ import torch
 
 from hdrepro.optim import HD, SGDHD, AdamHD
 from hdrepro.optim import _hypergrad as hg
-from hdrepro.verify import Problem, rel_err, train_steps, trajectory
+from hdrepro.studies.equivalence import Problem, rel_err, train_steps, trajectory
 
 pytestmark = [pytest.mark.usefixtures("float64"),
               pytest.mark.slow]   # torch.compile builds each step (seconds per case)

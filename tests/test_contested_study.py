@@ -1,7 +1,7 @@
-"""The contested-region study (hdrepro.contested_study): its cells, what counts as a lost run
-(diverged, or blown up without NaN; a cell not stored is no run at all), the comparison with
+"""The contested-region study (hdrepro.studies.contested): its cells, what counts as a lost run
+(diverged, or stuck at chance; a cell not stored is no run at all), the comparison with
 SGD-HD able to return every verdict, the recommendation rule, and the report's sentences; and
-MARTHE trained through hdrepro.train."""
+MARTHE trained through hdrepro.engine.train."""
 import math
 from pathlib import Path
 
@@ -9,23 +9,26 @@ import pandas as pd
 import pytest
 import torch
 
-from hdrepro import contested_study as cs
-from hdrepro.data import Data, DataConfig, Split
+from hdrepro.studies import contested as cs
+from hdrepro.engine.data import Data, DataConfig, Split
 from hdrepro.optim import MARTHE
 from hdrepro.report import modern
-from hdrepro.train import OptimConfig, TrainConfig, make_optimizer, train
+from hdrepro.methods.registry import OptimConfig, make_optimizer
+from hdrepro.engine.train import TrainConfig, train
 
 
 def _frame(lost: dict[tuple[str, str], int], n: int = 12) -> pd.DataFrame:
     """n runs per (model, method), the first `lost[(model, method)]` of them lost: alternately
-    diverged (NaN) and blown up (finite loss above ln 10)."""
+    diverged (NaN) and stuck at chance (test error 90%)."""
     rows = []
     for (model, method), k in lost.items():
         for i in range(n):
             diverged = i < k and i % 2 == 0
-            loss = math.nan if diverged else (5.0 if i < k else 0.3 + 0.01 * i)
-            rows.append({"model": model, "method": method, "alpha0": 1e-3, "beta": 10.0 ** -(i % 3 + 1),
-                         "seed": i // 3 + 1, "diverged": diverged, "train_loss": loss,
+            loss = math.nan if diverged else (2.31 if i < k else 0.3 + 0.01 * i)
+            error = math.nan if diverged else (0.90 if i < k else 0.05)
+            rows.append({"model": model, "method": method, "alpha0": 1e-3,
+                         "beta": 10.0 ** -(i % 3 + 1), "seed": i // 3 + 1, "diverged": diverged,
+                         "train_loss": loss, "test_error": error,
                          "diverged_at": 5 if diverged else None})
     return pd.DataFrame(rows)
 
@@ -44,10 +47,10 @@ def test_the_cells_are_whole_seeds_with_an_sgd_row_and_unique_ids():
         cs.ContestedSpec(epochs=0)
 
 
-def test_lost_runs_count_divergence_and_blow_ups_and_nothing_else():
+def test_lost_runs_count_divergence_and_stuck_runs_and_nothing_else():
     f = _frame({("mlnn", "sgd-hd"): 5, ("mlnn", "hdm"): 0})
     table = cs.losses(f).set_index("method")
-    assert table.loc["sgd-hd", "diverged"] == 3 and table.loc["sgd-hd", "blew_up"] == 2
+    assert table.loc["sgd-hd", "diverged"] == 3 and table.loc["sgd-hd", "stuck"] == 2
     assert table.loc["sgd-hd", "lost"].estimate == pytest.approx(5 / 12)
     assert table.loc["hdm", "lost"].estimate == 0 and table.loc["hdm", "runs"] == 12
     # a cell that never ran is not a run: dropping rows lowers n, not the lost count

@@ -1,4 +1,4 @@
-"""The convex study (hdrepro.convex_study): its verdict rule can return every outcome, the
+"""The convex study (hdrepro.studies.convex): its verdict rule can return every outcome, the
 evaluation counts and f* are read as documented, and on a small problem HDM-Best nears L-BFGS
 while gradient descent trails."""
 import math
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hdrepro.convex_study import ConvexCell, ConvexSpec, Problem, evals_to, run_method, verdict
+from hdrepro.studies.convex import ConvexCell, ConvexSpec, Problem, evals_to, run_method, verdict
 from hdrepro.report import extensions
 
 

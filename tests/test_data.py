@@ -1,14 +1,15 @@
-"""hdrepro.data: real MNIST/Fashion-MNIST from the set-up's cache, checksums, subsets, errors."""
+"""hdrepro.engine.data: real MNIST/Fashion-MNIST from the set-up's cache, checksums, subsets, errors."""
 import json
 import pickle
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from hdrepro import data as D
+from hdrepro.engine import data as D
 
 ROOT = D.default_data_root()
 
@@ -133,8 +134,8 @@ def test_batches_cover_every_example_once_and_shuffle_is_seeded():
 
 def test_figure_1_adds_the_vgg_cifar10_column_when_cifar10_is_present(tmp_path):
     import importlib.util
-    sys.path.insert(0, str(D.REPO_ROOT / "experiments"))  # the drivers import grid_common
-    spec = importlib.util.spec_from_file_location("fig1", D.REPO_ROOT / "experiments" / "fig1.py")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))  # the drivers import grid_common
+    spec = importlib.util.spec_from_file_location("fig1", Path(__file__).resolve().parent.parent / "experiments" / "fig1.py")
     fig1 = importlib.util.module_from_spec(spec)
     sys.modules["fig1"] = fig1  # dataclasses look their module up there
     spec.loader.exec_module(fig1)
@@ -173,7 +174,8 @@ def test_a_validation_split_is_held_out_of_training_stratified_and_seeded():
 
 def test_with_a_validation_split_curves_use_it_and_the_test_set_is_read_once():
     from hdrepro.config import config_id
-    from hdrepro.train import OptimConfig, TrainConfig, train
+    from hdrepro.methods.registry import OptimConfig
+    from hdrepro.engine.train import TrainConfig, train
     cfg = D.DataConfig("mnist", 0.05, validation=0.2)
     assert config_id(D.DataConfig("mnist", 0.05)) == config_id(
         D.DataConfig("mnist", 0.05, validation=0.0))   # stored ids keep their value
@@ -185,11 +187,14 @@ def test_with_a_validation_split_curves_use_it_and_the_test_set_is_read_once():
     assert 0 < res.final["test_error"] < 0.5
 
 
-def test_the_default_data_folder_is_the_checkouts_or_a_user_cache_never_site_packages(
+def test_the_default_data_folder_is_the_working_directorys_or_a_user_cache(
         monkeypatch, tmp_path):
+    """Found from where the command runs, never from where the package is installed."""
     monkeypatch.delenv("HDREPRO_DATA", raising=False)
-    assert D.default_data_root() == D.REPO_ROOT / "data"       # this checkout's data/
-    monkeypatch.setattr(D, "REPO_ROOT", tmp_path / "site-packages")   # as an installed wheel
+    checkout = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(checkout)
+    assert D.default_data_root() == checkout / "data"       # this checkout's data/
+    monkeypatch.chdir(tmp_path)                              # anywhere else
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert D.default_data_root() == tmp_path / "cache" / "hdrepro" / "data"
     monkeypatch.setenv("HDREPRO_DATA", str(tmp_path / "mine"))

@@ -3,8 +3,8 @@ import pytest
 
 from hdrepro.autodiff import SGD, HyperStack
 from hdrepro.optim import SGDHD
-from hdrepro.verify import (Case, Problem, compare, equivalence_cases, fd_cases,
-                            finite_difference_check)
+from hdrepro.studies.equivalence import (Case, Problem, compare, equivalence_cases, fd_cases,
+                                         finite_difference_check)
 
 pytestmark = pytest.mark.usefixtures("float64")
 

@@ -1,16 +1,16 @@
-"""The extension experiments' runner and summaries (hdrepro.runs, asgc_study, rival_study,
+"""The extension experiments' runner and summaries (hdrepro.engine.cells, asgc_study, rival_study,
 epsilon_study) on tiny real MNIST and on frames the tests make."""
 import numpy as np
 import pandas as pd
 import pytest
 
-from hdrepro import asgc_study, rival_study
-from hdrepro.data import DataConfig, default_data_root
-from hdrepro.epsilon_study import EPSILONS, EpsilonSpec, record_histogram, validation
-from hdrepro.grid import RunOptions
-from hdrepro.results import GridStore
-from hdrepro.runs import RunCell, run
-from hdrepro.train import OptimConfig
+from hdrepro.studies import asgc as asgc_study, rivals as rival_study
+from hdrepro.engine.data import DataConfig, default_data_root
+from hdrepro.studies.epsilon import EPSILONS, EpsilonSpec, record_histogram, validation
+from hdrepro.engine.executors import RunOptions
+from hdrepro.engine.results import GridStore
+from hdrepro.engine.cells import RunCell, run
+from hdrepro.methods.registry import OptimConfig
 
 ROOT = str(default_data_root())
 TINY = DataConfig("mnist", 0.01)   # the first 600/100 MNIST images

@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 import torch
 
-from hdrepro import family
+from hdrepro.methods import family
 from hdrepro.optim import HD
-from hdrepro.sensitivity import HD_BETA, MODERN_RATE, SensitivitySpec, lost_runs, tuning
-from hdrepro.train import OptimConfig, make_optimizer
+from hdrepro.studies.sensitivity import HD_BETA, MODERN_RATE, SensitivitySpec, lost_runs, tuning
+from hdrepro.methods.registry import OptimConfig, make_optimizer
 
 NAMES = list(family.FAMILY)
 

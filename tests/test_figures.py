@@ -1,4 +1,4 @@
-"""hdrepro.figures: a figure's stamp (profile, results, redraw command) round-trips through its PNG."""
+"""hdrepro.report.figures: a figure's stamp (profile, results, redraw command) round-trips through its PNG."""
 from pathlib import Path
 
 import matplotlib
@@ -8,7 +8,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from hdrepro.figures import ROOT, FigureOrigin, origin, stamp  # noqa: E402
+from hdrepro.report.figures import FigureOrigin, origin, stamp  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def draw(path: Path, **metadata) -> Path:
@@ -58,7 +60,7 @@ def test_a_folder_outside_the_repository_is_named_in_full(tmp_path):
 
 
 def test_the_stamp_carries_a_digest_of_the_stores_it_was_drawn_from(tmp_path):
-    from hdrepro.figures import data_digest
+    from hdrepro.report.figures import data_digest
     (tmp_path / "grid_mlnn.jsonl").write_text('{"a": 1}\n')
     (tmp_path / "grid_mlnn_run.json").write_text('{"wall_s": 1}')
     (tmp_path / "grid_mlnn.jsonl.lock").write_text("")

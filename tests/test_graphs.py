@@ -10,7 +10,7 @@ import torch
 
 from hdrepro.optim import HD, SGDHD, AdamHD, CUDAGraphStep
 from hdrepro.optim import _hypergrad as hg
-from hdrepro.verify import Problem, loss_fn, rel_err, train_steps
+from hdrepro.studies.equivalence import Problem, loss_fn, rel_err, train_steps
 
 pytestmark = pytest.mark.usefixtures("float64")
 

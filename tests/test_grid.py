@@ -1,4 +1,4 @@
-"""hdrepro.grid, hdrepro.batched and BatchedHD: batched ≡ one cell at a time, resume after a
+"""hdrepro.studies.grids, hdrepro.engine.batched and BatchedHD: batched ≡ one cell at a time, resume after a
 kill, torn rows, executors (in-process, processes, Dask LocalCluster), worse/NaN marking."""
 import json
 import math
@@ -16,12 +16,13 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from hdrepro.data import DataConfig, default_data_root
-from hdrepro.grid import GridSpec, RunOptions, panel_stats, panels, run_grid, tasks
+from hdrepro.engine.data import DataConfig, default_data_root
+from hdrepro.studies.grids import GridSpec, panel_stats, panels, run_grid, tasks
+from hdrepro.engine.executors import RunOptions
 from hdrepro.optim import SGDHD, AdamHD
 from hdrepro.optim.batched import BatchedHD
-from hdrepro.results import GridStore
-from hdrepro.verify import Problem, rel_err
+from hdrepro.engine.results import GridStore
+from hdrepro.studies.equivalence import Problem, rel_err
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -115,7 +116,7 @@ def test_batched_grid_equals_one_cell_at_a_time(tmp_path):
         for batch in (0, 64):
             store = GridStore(tmp_path / f"{model}_{batch}.jsonl")
             frames[model, batch] = run_grid(spec, store, RunOptions(ROOT, batch=batch,
-                                                                     progress=False))
+                                                                     progress=False)).frame
     for model in ("mlnn", "bettercnn"):
         one = frames[model, 0].set_index("cell_id").sort_index()
         many = frames[model, 64].set_index("cell_id").sort_index()
@@ -147,9 +148,10 @@ def test_tasks_group_cells_that_can_share_a_batch():
 # -- resumable store -----------------------------------------------------------------------------
 KILL_SCRIPT = """
 import sys
-from hdrepro.data import DataConfig
-from hdrepro.grid import GridSpec, RunOptions, run_grid
-from hdrepro.results import GridStore
+from hdrepro.engine.data import DataConfig
+from hdrepro.engine.executors import RunOptions
+from hdrepro.studies.grids import GridSpec, run_grid
+from hdrepro.engine.results import GridStore
 spec = GridSpec("k", "logreg", ("sgd-hd",), (1e-3, 1e-2, 1e-1), (1e-4, 1e-2), epochs=4,
                 data=DataConfig("mnist", 0.02))
 run_grid(spec, GridStore(sys.argv[1]), RunOptions(sys.argv[2], batch=0, progress=False))
@@ -196,9 +198,10 @@ SMOKE = GridSpec("smoke", "logreg", ("sgd-hd",), (1e-3, 1e-1), (1e-4, 1e-1), epo
 @pytest.mark.slow  # trains grids
 @pytest.mark.parametrize("executor", ["processes", "dask"])
 def test_worker_executors_match_in_process(executor, tmp_path):
-    ref = run_grid(SMOKE, GridStore(tmp_path / "ref.jsonl"), RunOptions(ROOT, progress=False))
+    ref = run_grid(SMOKE, GridStore(tmp_path / "ref.jsonl"),
+                   RunOptions(ROOT, progress=False)).frame
     got = run_grid(SMOKE, GridStore(tmp_path / f"{executor}.jsonl"),
-                   RunOptions(ROOT, executor=executor, workers=2, batch=2, progress=False))
+                   RunOptions(ROOT, executor=executor, workers=2, batch=2, progress=False)).frame
     ref, got = ref.set_index("cell_id").sort_index(), got.set_index("cell_id").sort_index()
     assert list(ref.index) == list(got.index) and len(ref) == 6
     np.testing.assert_allclose(got.train_loss, ref.train_loss, rtol=1e-5)
@@ -232,7 +235,7 @@ def test_worse_than_baseline_uses_the_reports_rounding_and_nan_cells_are_masked(
              dict(optimizer="sgd-hd", baseline=False, alpha0=1e-2, beta=1e-2,
                   train_loss=float("nan"), diverged=True)]
     (panel,) = panels(_frame(rows))
-    from hdrepro.plots import grid_layers, plot_grid
+    from hdrepro.report.plots import grid_layers, plot_grid
     values, classes, mask = grid_layers(panel)
     # rows: baseline, β=1e-4, β=1e-2; columns: α₀ = 1e-3, 1e-2
     assert mask.tolist() == [[False, False], [False, False], [False, True]]
@@ -281,8 +284,8 @@ def test_grid_driver_smoke_writes_cells_and_heatmap(tmp_path):
 def test_stacked_forward_and_the_vmap_fallback_train_alike(monkeypatch):
     """The hand-stacked forward (shared first layer, grouped convs, one dropout draw) and the
     general torch.func.vmap path give the same cells (BetterCNN: convs, pooling, dropout)."""
-    import hdrepro.batched as batched
-    from hdrepro.grid import worker_data
+    from hdrepro.engine import batched
+    from hdrepro.engine.executors import worker_data
     data = worker_data(TINY, ROOT)
     cells = [batched.CellHParams(1e-3, 0.0), batched.CellHParams(1e-2, 1e-4)]
     fast = batched.train_cells("bettercnn", "sgdn", cells, data, epochs=1)

@@ -16,13 +16,15 @@ import pandas as pd
 import pytest
 
 from hdrepro import report
-from hdrepro.batched import CellHParams, train_cells
-from hdrepro.data import DataConfig, fetch, load, verify
+from hdrepro.engine.batched import CellHParams, train_cells
+from hdrepro.engine.data import DataConfig, fetch, load, verify
 from hdrepro.errors import ConfigError, StoreLocked
-from hdrepro.grid import Cell, GridAxes, GridSpec, RunOptions, _one_cell, panel_stats, panels
-from hdrepro.plots import grid_layers
-from hdrepro.results import GridStore, RunStore, completeness
-from hdrepro.train import OptimConfig, TrainConfig
+from hdrepro.studies.grids import Cell, GridAxes, GridSpec, _one_cell, panel_stats, panels
+from hdrepro.engine.executors import RunOptions
+from hdrepro.report.plots import grid_layers
+from hdrepro.engine.results import GridStore, RunStore, completeness
+from hdrepro.methods.registry import OptimConfig
+from hdrepro.engine.train import TrainConfig
 from test_grid import KILL_SCRIPT
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,7 +126,7 @@ def test_report_refuses_a_missing_or_empty_results_folder(folder, tmp_path, caps
 WRITER = """
 import sys, time
 from hdrepro.errors import StoreLocked
-from hdrepro.results import GridStore
+from hdrepro.engine.results import GridStore
 path, me, n, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 store = GridStore(path)
 rows = [{"cell_id": f"{me}-{i}", "x": i} for i in range(n)]
@@ -400,7 +402,7 @@ def test_kills_at_random_points_then_a_resume_leave_every_cell_exactly_once(tmp_
 
 
 def test_divergence_over_seeds_counts_each_cells_seeds_with_an_interval():
-    from hdrepro.grid import divergence_over_seeds
+    from hdrepro.studies.grids import divergence_over_seeds
     rows = [{"optimizer": "adam-hd", "rule": "additive", "alpha0": 1e-3, "beta": 1e-4,
              "baseline": False, "seed": s, "diverged": s <= 3,
              "train_loss": math.nan if s <= 3 else (9.0 if s == 4 else 0.1)} for s in range(1, 11)]
@@ -410,7 +412,7 @@ def test_divergence_over_seeds_counts_each_cells_seeds_with_an_interval():
 
 
 def test_provenance_commit_is_the_one_the_caller_names(monkeypatch):
-    from hdrepro.grid import git_commit
+    from hdrepro.engine.executors import git_commit
     monkeypatch.delenv("HDREPRO_COMMIT", raising=False)
     from_git = git_commit()
     assert from_git and from_git != "abc1234"

@@ -72,7 +72,7 @@ def _cli(*args) -> str:
 @pytest.mark.slow
 def test_the_optimizers_and_train_work_without_the_extra(wheel_site, light_packages, tmp_path):
     proc = _light(wheel_site, light_packages, tmp_path, "import hdrepro, hdrepro.optim, "
-                  "hdrepro.autodiff, hdrepro.train; print(hdrepro.optim.__file__)")
+                  "hdrepro.autodiff, hdrepro.engine.train; print(hdrepro.optim.__file__)")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().startswith(str(wheel_site))
     proc = _light(wheel_site, light_packages, tmp_path, _cli(

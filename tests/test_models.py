@@ -1,8 +1,8 @@
-"""hdrepro.models: shapes and the papers' architectures."""
+"""hdrepro.engine.models: shapes and the papers' architectures."""
 import pytest
 import torch
 
-from hdrepro import models as M
+from hdrepro.engine import models as M
 
 SHAPES = [("logreg", (2, 1, 28, 28), 7850), ("mlnn", (2, 1, 28, 28), 1796010),
           ("bettercnn", (2, 1, 28, 28), None), ("tanh-mlp", (2, 1, 28, 28), 101770),

@@ -7,8 +7,8 @@ import torch
 
 from hdrepro.optim import HD, SGDHD, AdamHD
 from hdrepro.optim import _hypergrad as hg
-from hdrepro.verify import (Problem, checkpoint_and_resume, loss_fn, rel_err, train_steps,
-                            trajectory)
+from hdrepro.studies.equivalence import (Problem, checkpoint_and_resume, loss_fn, rel_err,
+                                         train_steps, trajectory)
 
 pytestmark = pytest.mark.usefixtures("float64")
 

@@ -52,8 +52,8 @@ def test_report_numbers_are_the_results_files_numbers(smoke):
 
 @pytest.mark.slow  # the smoke pipeline, run once for the module
 def test_smoke_grids_are_stored_drawn_and_reported(smoke):
-    from hdrepro.grid import panel_stats, panels
-    from hdrepro.results import GridStore
+    from hdrepro.studies.grids import panel_stats, panels
+    from hdrepro.engine.results import GridStore
     report = text(smoke)
     for name in ("logreg", "mlnn", "bettercnn", "gamma"):
         frame = GridStore(smoke / "results" / "smoke" / f"grid_{name}.jsonl").frame()
@@ -69,8 +69,8 @@ def test_smoke_grids_are_stored_drawn_and_reported(smoke):
 
 @pytest.mark.slow  # the smoke pipeline, run once for the module
 def test_smoke_stacks_are_stored_drawn_and_reported(smoke):
-    from hdrepro.results import GridStore
-    from hdrepro.stacks import comparison
+    from hdrepro.engine.results import GridStore
+    from hdrepro.studies.stacks import comparison
     results = smoke / "results" / "smoke"
     frame = GridStore(results / "stacks_clipping.jsonl").frame()
     assert set(frame.table) == {"adam", "cnn"} and frame.test_error.between(0, 1).all()
@@ -139,10 +139,10 @@ def test_smoke_extensions_are_stored_drawn_and_reported(smoke):
     are the summaries of the stored runs."""
     import pandas as pd
 
-    from hdrepro import asgc_study, rival_study
-    from hdrepro.epsilon_study import validation
-    from hdrepro.results import GridStore
-    from hdrepro.sensitivity import tuning
+    from hdrepro.studies import asgc as asgc_study, rivals as rival_study
+    from hdrepro.studies.epsilon import validation
+    from hdrepro.engine.results import GridStore
+    from hdrepro.studies.sensitivity import tuning
     results, figures = smoke / "results" / "smoke", smoke / "figures" / "smoke"
     report = text(smoke)
     for name in ("family_sensitivity", "rivals", "asgc", "epsilon"):
@@ -184,7 +184,7 @@ def test_smoke_run_all_records_each_steps_time_and_the_report_shows_the_total(sm
 
 @pytest.mark.slow  # the smoke pipeline, run once for the module
 def test_smoke_figures_are_stamped_with_their_profile_and_indexed(smoke):
-    from hdrepro.figures import origin
+    from hdrepro.report.figures import origin
     report = text(smoke)
     pngs = sorted((smoke / "figures").rglob("*.png"))
     assert len(pngs) >= 15

@@ -1,4 +1,4 @@
-"""hdrepro.plots and plots_extensions: Figure 1 shows every run, including one that left no line
+"""hdrepro.report.plots and plots_extensions: Figure 1 shows every run, including one that left no line
 to draw; the family figure keeps its legend while a model has no runs yet."""
 import matplotlib
 
@@ -6,8 +6,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hdrepro.plots import LOSS_CAP, plot_fig1  # noqa: E402
-from hdrepro.plots_extensions import plot_sensitivity, shared_legend  # noqa: E402
+from hdrepro.report.plots import LOSS_CAP, plot_fig1  # noqa: E402
+from hdrepro.report.plots_extensions import plot_sensitivity, shared_legend  # noqa: E402
 
 
 def test_figure_1_marks_a_run_that_diverged_before_its_first_log():

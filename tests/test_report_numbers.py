@@ -15,7 +15,7 @@ import pandas as pd
 from scipy.stats import t as scipy_t
 import pytest
 
-from hdrepro.figures import origin
+from hdrepro.report.figures import origin
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK, FULL = ROOT / "results" / "quick", ROOT / "results" / "full"
@@ -124,7 +124,7 @@ def _family_part(folder: Path) -> str:
 
 @pytest.mark.parametrize("folder", [FULL], ids=["full"])
 def test_family_best_losses_are_the_stored_runs(folder):
-    from hdrepro.family import TITLES
+    from hdrepro.methods.family import TITLES
     f = jsonl(folder / "family_sensitivity.jsonl")
     f.loc[f.diverged.astype(bool), "val_loss"] = float("nan")
     best = f.groupby(["model", "family", "variant", "alpha0"]).val_loss.mean().groupby(
@@ -294,7 +294,7 @@ def test_rounding_sensitivity_counts_are_the_stored_runs():
 def test_epsilon_table_is_the_stored_sweep():
     """Appendix A.4: each model's interval, best ε and best/worst mean final validation loss are
     the ones in the full profile's runs and histograms."""
-    from hdrepro.analysis import epsilon_interval
+    from hdrepro.methods.histograms import epsilon_interval
     folder = FULL
     part = between("## A.4", None, PAGES["extensions"])
     runs, hists = folder / "epsilon.jsonl", folder / "epsilon_histograms.csv"

@@ -10,7 +10,7 @@ import pytest
 
 from hdrepro.report.extensions import SECTIONS
 from hdrepro.report.overview import pieces, profile_timing
-from hdrepro.results import GridStore
+from hdrepro.engine.results import GridStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
 from grid_common import begin_run_info, write_run_info  # noqa: E402
@@ -81,13 +81,13 @@ def test_figure_1_cut_off_at_full_scale_is_reported_as_partial(tmp_path):
     from collections import Counter
 
     import fig1
-    from hdrepro.data import default_data_root
-    from hdrepro.grid import RunOptions
+    from hdrepro.engine.data import default_data_root
+    from hdrepro.engine.executors import RunOptions
     from hdrepro.report import with_completeness
     from hdrepro.report.claims import _prefer_full
     from hdrepro.report.fig1 import fig1_table
-    from hdrepro.results import RunStore
-    from hdrepro.runs import run_logged
+    from hdrepro.engine.results import RunStore
+    from hdrepro.engine.cells import run_logged
     quick, full = tmp_path / "results" / "quick", tmp_path / "results" / "full"
     quick.mkdir(parents=True)
     runs, store = fig1.plan("smoke", default_data_root()), RunStore(full, "fig1")
@@ -176,7 +176,7 @@ def test_figure_1_divergences_are_listed_beside_the_same_grid_cell(tmp_path):
 
 
 def test_claim_rules_can_return_every_outcome_and_errata_stand_apart():
-    from hdrepro import stats
+    from hdrepro.studies import stats
     from hdrepro.report.claims import claims_table, cost_verdict, majority
     assert [majority(stats.proportion(k, 36)) for k in (30, 18, 6)] == \
         ["reproduces", "partly", "does not reproduce"]

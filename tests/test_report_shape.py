@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hdrepro import report
-from hdrepro.figures import origin
+from hdrepro.report.figures import origin
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "REPORT.md"

@@ -5,9 +5,10 @@ import importlib
 import pytest
 import torch
 
-from hdrepro import rivals
-from hdrepro.rival_study import RivalSpec, method_config
-from hdrepro.train import OptimConfig, evaluation_model, make_optimizer
+from hdrepro.methods import rivals
+from hdrepro.studies.rivals import RivalSpec, method_config
+from hdrepro.methods.registry import OptimConfig, make_optimizer
+from hdrepro.engine.train import evaluation_model
 
 
 def _needs(name):

@@ -5,7 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from hdrepro import second_order as so
+from hdrepro.studies import second_order as so
 
 GAMMAS = (1e-1, 1e-2, 1e-3, 1e-4)
 CELLS = [(a, b) for a in (1e-3, 1e-2, 1e-1) for b in (1e-4, 1e-3, 1e-2)]   # 9 cells per γ

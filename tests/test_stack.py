@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from hdrepro.autodiff import SGD, AdaGrad, Adam, HyperStack, RMSProp
-from hdrepro.verify import Problem, checkpoint_and_resume, loss_fn, train_steps
+from hdrepro.autodiff import SGD, AdaGrad, Adam, AdamState, HyperStack, RMSProp, SGDState
+from hdrepro.studies.equivalence import Problem, checkpoint_and_resume, loss_fn, train_steps
 
 pytestmark = pytest.mark.usefixtures("float64")
 
@@ -168,8 +168,33 @@ def test_bad_input_gives_a_clear_error(make, exc, words):
 from gradient_descent_the_ultimate_optimizer import gdtuo  # noqa: E402 (the set-up installs it)
 
 
+def test_level_states_are_typed_and_a_saved_stack_loads_with_weights_only(tmp_path):
+    """Each level keeps a typed state (as optax's); state_dict holds plain dicts, so torch.load
+    with weights_only=True reads it back, and the stack goes on exactly as the original."""
+    torch.manual_seed(0)
+    model, twin = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    twin.load_state_dict(model.state_dict())
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    opts = [HyperStack(m.parameters(), [Adam(lr=1e-2), SGD(lr=1e-4, momentum=0.5)])
+            for m in (model, twin)]
+    for _ in range(3):
+        opts[0].zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opts[0].step()
+    assert isinstance(opts[0].states[0], AdamState) and isinstance(opts[0].states[1], SGDState)
+    torch.save(opts[0].state_dict(), tmp_path / "stack.pt")
+    twin.load_state_dict(model.state_dict())
+    opts[1].load_state_dict(torch.load(tmp_path / "stack.pt", weights_only=True))
+    assert opts[1].states[0].t == 3 and isinstance(opts[1].states[1], SGDState)
+    for m, opt in zip((model, twin), opts):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(m(x), y).backward()
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), twin.parameters()))
+
+
 def _mnist_batches(n=12, batch=64):
-    from hdrepro.data import DataConfig, default_data_root, load
+    from hdrepro.engine.data import DataConfig, default_data_root, load
     data = load(DataConfig("mnist", fraction=0.02), default_data_root())
     x, y = data.train.x.double(), data.train.y
     return [(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch]) for i in range(n)]
@@ -192,7 +217,7 @@ def test_chandra_levels_match_their_package_step_for_step(primary):
     tanh MLP and real MNIST, float64: parameters and every learned hyperparameter. The secondary
     rates are large enough that the hyperparameters move far from their start."""
     from hdrepro.autodiff import chandra
-    from hdrepro.models import TanhMLP
+    from hdrepro.engine.models import TanhMLP
     batches = _mnist_batches()
     torch.manual_seed(3)
     ours_model = TanhMLP().double()

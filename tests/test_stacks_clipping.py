@@ -1,15 +1,15 @@
-"""hdrepro.stacks: the clipping report's experiment on tiny real data, its summaries and ablations."""
+"""hdrepro.studies.stacks: the clipping report's experiment on tiny real data, its summaries and ablations."""
 import math
 
 import pandas as pd
 import pytest
 
-from hdrepro import stats
-from hdrepro.data import DataConfig, default_data_root, load
-from hdrepro.grid import RunOptions
-from hdrepro.results import GridStore
-from hdrepro.stacks import (PUBLISHED, StackCell, StackSpec, ablation, comparison, conclusion,
-                            helped_rows, nan_network_error, run, trace)
+from hdrepro.studies import stats
+from hdrepro.engine.data import DataConfig, default_data_root, load
+from hdrepro.engine.executors import RunOptions
+from hdrepro.engine.results import GridStore
+from hdrepro.studies.stacks import (PUBLISHED, StackCell, StackSpec, ablation, comparison,
+                                    conclusion, helped_rows, nan_network_error, run, trace)
 
 ROOT = str(default_data_root())
 TINY = DataConfig("mnist", 0.01)   # the first 600/100 MNIST images
@@ -88,7 +88,7 @@ def test_summaries_average_trials_and_find_the_rows_where_clipping_helped():
 
 def test_a_row_is_inconclusive_when_its_spread_exceeds_its_difference():
     """Table 1's α = 100 with clipping in one run: 3.83%, 3.71%, 84.35% (no clipping ~10%)."""
-    from hdrepro.stacks import effect_outcome, paired_effect
+    from hdrepro.studies.stacks import effect_outcome, paired_effect
     rows = pd.DataFrame([_row("sgd", "output-tanh", v, 100.0, s, e) for v, s, e in [
         ("none", 1, 0.10), ("none", 2, 0.11), ("none", 3, 0.10),
         ("clip", 1, 0.0383), ("clip", 2, 0.0371), ("clip", 3, 0.8435)]])

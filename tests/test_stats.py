@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from hdrepro import stats
+from hdrepro.studies import stats
 
 
 def test_wilson_interval_matches_known_values_and_stays_in_unit_range():

@@ -23,7 +23,7 @@ import rivals  # noqa: E402
 import stacks_clipping  # noqa: E402
 import threshold_grid  # noqa: E402
 
-from hdrepro.results import GridStore, RunStore  # noqa: E402
+from hdrepro.engine.results import GridStore, RunStore  # noqa: E402
 
 DATA = REPO / "data"
 
@@ -79,7 +79,7 @@ FIRST_SEEDS = 3
 
 
 def _asgc_chose_on_the_test_set(rows) -> bool:
-    from hdrepro.asgc_study import validated
+    from hdrepro.studies.asgc import validated
     return validated(rows).empty
 
 

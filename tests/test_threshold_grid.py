@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hdrepro.data import DataConfig, load
-from hdrepro.runs import RunCell
-from hdrepro.threshold_grid import ThresholdSpec, iteration_table, paired, summary, verdict
-from hdrepro.train import OptimConfig, TrainConfig, train
+from hdrepro.engine.data import DataConfig, load
+from hdrepro.engine.cells import RunCell
+from hdrepro.studies.threshold import ThresholdSpec, iteration_table, paired, summary, verdict
+from hdrepro.methods.registry import OptimConfig
+from hdrepro.engine.train import TrainConfig, train
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 

@@ -1,13 +1,14 @@
-"""hdrepro.train and hdrepro.results: one loop for all optimizers, divergence, determinism, resume."""
+"""hdrepro.engine.train and hdrepro.engine.results: one loop for all optimizers, divergence, determinism, resume."""
 import dataclasses
 import math
 
 import pytest
 import torch
 
-from hdrepro.data import DataConfig, default_data_root, load
-from hdrepro.results import RunStore
-from hdrepro.train import OptimConfig, TrainConfig, make_optimizer, train
+from hdrepro.engine.data import DataConfig, default_data_root, load
+from hdrepro.engine.results import RunStore
+from hdrepro.methods.registry import OptimConfig, make_optimizer
+from hdrepro.engine.train import TrainConfig, train
 
 DATA = DataConfig("mnist", fraction=0.01)
 

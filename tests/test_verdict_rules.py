@@ -3,8 +3,8 @@ inside the noise is a tie."""
 import pandas as pd
 import pytest
 
-from hdrepro import fig1_verdicts as fv
-from hdrepro import stats
+from hdrepro.studies import fig1 as fv
+from hdrepro.studies import stats
 
 
 def _final(hd_losses, base_losses, hd_diverged=()):
@@ -69,8 +69,8 @@ def test_majority_returns_every_outcome():
     assert stats.majority(stats.proportion(0, 0)) == "not tested"
 
 
-# -- the grid claims (hdrepro.grid_verdicts) ---------------------------------------------------
-from hdrepro import grid_verdicts as gv  # noqa: E402
+# -- the grid claims (hdrepro.studies.grid_verdicts) ---------------------------------------------------
+from hdrepro.studies import grid_verdicts as gv  # noqa: E402
 
 
 def _grid(paper, best, seeds=5, paper_diverges=False):
@@ -145,8 +145,8 @@ def test_newcombe_interval_matches_the_published_example():
     assert (d.low, d.high) == (pytest.approx(0.0524, abs=1e-4), pytest.approx(0.3339, abs=1e-4))
 
 
-# -- the divergence study (hdrepro.divergence_study) -------------------------------------------
-from hdrepro import divergence_study as ds  # noqa: E402
+# -- the divergence study (hdrepro.studies.divergence) -------------------------------------------
+from hdrepro.studies import divergence as ds  # noqa: E402
 
 
 def _twins(d32, d64):

@@ -5,8 +5,10 @@
     ... loss.backward(); opt.step(); opt.zero_grad()
 """
 from .clip import clip_init, clip_step
-from .levels import SGD, AdaGrad, Adam, Level, RMSProp, chandra
+from .levels import (SGD, AdaGrad, AdaGradState, Adam, AdamState, Level, RMSProp, RMSPropState,
+                     SGDState, chandra)
 from .stack import HyperStack
 
-__all__ = ["HyperStack", "Level", "SGD", "Adam", "AdaGrad", "RMSProp", "chandra", "clip_init",
+__all__ = ["HyperStack", "Level", "SGD", "Adam", "AdaGrad", "RMSProp", "SGDState", "AdamState",
+           "AdaGradState", "RMSPropState", "chandra", "clip_init",
            "clip_step"]

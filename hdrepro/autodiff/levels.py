@@ -3,7 +3,10 @@ r"""The levels of a hyperoptimizer stack: SGD, Adam, AdaGrad and RMSProp as pure
 A level is the pair (init_state, update) of optax, with its hyperparameters passed in as tensors
 so that the level above can learn them:
 
-    new_params, new_state = level.update(params, grads, state, hyper)
+    new_params, new_state = level.update(params, grads, state, hyper, scale)
+
+Each level's state is a typed tuple, as optax types its own (``ScaleByAdamState(count, mu,
+nu)``): :class:`SGDState`, :class:`AdamState`, :class:`AdaGradState`, :class:`RMSPropState`.
 
 ``params``, ``grads`` and ``state`` come in detached; ``hyper`` holds 0-d tensors, some of which
 require grad. The returned parameters are therefore differentiable in ``hyper`` through exactly
@@ -21,7 +24,7 @@ used value through :meth:`Level.values`, so the level above descends on x, as th
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
@@ -29,6 +32,33 @@ from torch import Tensor
 from .clip import clip_init, clip_step
 
 TensorList = list[Tensor]
+
+
+class SGDState(NamedTuple):
+    """buf: each tensor's momentum buffer b_{t-1} (None before the first step), or None without
+    momentum; clip: each tensor's clipper state (:func:`clip_init`), or None without clipping."""
+    buf: list | None = None
+    clip: list | None = None
+
+
+class AdamState(NamedTuple):
+    """m_t and v_t per tensor, and the step count t."""
+    m: TensorList
+    v: TensorList
+    t: int
+
+
+class AdaGradState(NamedTuple):
+    """G_t, the sum of squared gradients, per tensor."""
+    G: TensorList
+
+
+class RMSPropState(NamedTuple):
+    """s_t, the running mean of squared gradients, per tensor."""
+    s: TensorList
+
+
+State = SGDState | AdamState | AdaGradState | RMSPropState
 
 #: stored form -> (stored value from the used one (a float), used value from the stored tensor)
 STORES = {
@@ -49,8 +79,10 @@ def _number(name: str, value, low: float = 0.0, high: float = math.inf, high_ope
 
 
 class Level:
-    """Base class: ``hyper`` (initial values), ``learn`` (names the level above will learn)."""
+    """Base class: ``hyper`` (initial values), ``learn`` (names the level above will learn),
+    ``State`` (the type of its state)."""
 
+    State: type = NamedTuple
     hyper: dict[str, float]
     learn: tuple[str, ...]
     store: dict[str, str] = {}
@@ -88,12 +120,22 @@ class Level:
                              f"its hyperparameters are {sorted(self.hyper)}")
         self.learn = learn
 
-    def init_state(self, params: TensorList) -> dict:
-        return {}
-
-    def update(self, params: TensorList, grads: TensorList, state: dict,
-               hyper: dict[str, Tensor]) -> tuple[TensorList, dict]:
+    def init_state(self, params: TensorList) -> State:
+        """The state before the first step, for these parameters."""
         raise NotImplementedError
+
+    def update(self, params: TensorList, grads: TensorList, state: State,
+               hyper: dict[str, Tensor], scale: TensorList | None = None
+               ) -> tuple[TensorList, State]:
+        """One step: the new parameters (differentiable in ``hyper``) and the new state
+        (detached). ``scale`` is the stack's normaliser for the multiplicative rule, one tensor
+        per parameter (None for the additive rule)."""
+        raise NotImplementedError
+
+    def state_from(self, state) -> State:
+        """A state as saved: the typed tuple itself, or the dict of names an older checkpoint
+        holds."""
+        return self.State(**state) if isinstance(state, dict) else state
 
     def __repr__(self):
         args = ", ".join(f"{k}={v:g}" for k, v in self.hyper.items())
@@ -131,32 +173,31 @@ class SGD(Level):
         self.clip_count_zero_first = clip_count_zero_first
         self._set_learn(learn)
 
+    State = SGDState
+
     def init_state(self, params):
-        state = {}
-        if self.hyper["momentum"] != 0:
-            state["buf"] = [None] * len(params)
-        if self.clip:
-            state["clip"] = [clip_init(p) for p in params]
-        return state
+        return SGDState(buf=[None] * len(params) if self.hyper["momentum"] != 0 else None,
+                        clip=[clip_init(p) for p in params] if self.clip else None)
 
     def update(self, params, grads, state, hyper, scale=None):
         lr, mu = hyper["lr"], hyper["momentum"]
-        new_params, new_state = [], {k: list(v) for k, v in state.items()}
+        bufs = None if state.buf is None else list(state.buf)
+        clips = None if state.clip is None else list(state.clip)
+        new_params = []
         for i, (p, g) in enumerate(zip(params, grads)):
             d = g
-            if "buf" in state:
-                prev = state["buf"][i]
+            if bufs is not None:
+                prev = state.buf[i]
                 buf = g if prev is None else mu * prev + g
-                new_state["buf"][i] = buf.detach()
+                bufs[i] = buf.detach()
                 d = g + mu * buf if self.nesterov else buf
-            if self.clip:
-                d, new_state["clip"][i], _ = clip_step(d, state["clip"][i],
-                                                       self.clip_count_zero_first)
+            if clips is not None:
+                d, clips[i], _ = clip_step(d, state.clip[i], self.clip_count_zero_first)
             if self.rule == "multiplicative":
                 new_params.append(p - lr * p * (d * scale[i]))
             else:
                 new_params.append(p - lr * d)
-        return new_params, new_state
+        return new_params, SGDState(bufs, clips)
 
 
 class Adam(Level):
@@ -179,26 +220,28 @@ class Adam(Level):
         self._set_learn(learn)
         self._set_store(store)
 
+    State = AdamState
+
     def init_state(self, params):
-        return {"m": [torch.zeros_like(p) for p in params],
-                "v": [torch.full_like(p, self.v0) for p in params], "t": 0}
+        return AdamState([torch.zeros_like(p) for p in params],
+                         [torch.full_like(p, self.v0) for p in params], 0)
 
     def update(self, params, grads, state, hyper, scale=None):
         lr, b1, b2 = hyper["lr"], hyper["beta1"], hyper["beta2"]
-        t = state["t"] + 1
+        t = state.t + 1
         # The same equations arranged for a short recorded graph (its backward pass is the
         # hypergradient's cost): the bias corrections as two scalars computed once, m and v by
         # lerp (β m + (1-β) g in one op), a single division per tensor.
         step = lr / (1 - b1 ** t)                 # α / (1 - β₁ᵗ)
         root = torch.rsqrt(1 - b2 ** t)           # 1 / √(1 - β₂ᵗ), so √v̂ = √v · root
         new_params, ms, vs = [], [], []
-        for p, g, m, v in zip(params, grads, state["m"], state["v"]):
+        for p, g, m, v in zip(params, grads, state.m, state.v):
             m = torch.lerp(g, m, b1)
             v = torch.lerp(g * g, v, b2)
             new_params.append(p - step * m / (torch.sqrt(v) * root + self.eps))
             ms.append(m.detach())
             vs.append(v.detach())
-        return new_params, {"m": ms, "v": vs, "t": t}
+        return new_params, AdamState(ms, vs, t)
 
 
 class AdaGrad(Level):
@@ -218,16 +261,18 @@ class AdaGrad(Level):
         self._set_learn(learn)
         self._set_store(store)
 
+    State = AdaGradState
+
     def init_state(self, params):
-        return {"G": [torch.full_like(p, self.g0) for p in params]}
+        return AdaGradState([torch.full_like(p, self.g0) for p in params])
 
     def update(self, params, grads, state, hyper, scale=None):
         new_params, Gs = [], []
-        for p, g, G in zip(params, grads, state["G"]):
+        for p, g, G in zip(params, grads, state.G):
             G = G + g * g
             new_params.append(p - hyper["lr"] * g / _root(G, self.eps, self.eps_inside_sqrt))
             Gs.append(G.detach())
-        return new_params, {"G": Gs}
+        return new_params, AdaGradState(Gs)
 
 
 class RMSProp(Level):
@@ -247,17 +292,19 @@ class RMSProp(Level):
         self._set_learn(learn)
         self._set_store(store)
 
+    State = RMSPropState
+
     def init_state(self, params):
-        return {"s": [torch.zeros_like(p) for p in params]}
+        return RMSPropState([torch.zeros_like(p) for p in params])
 
     def update(self, params, grads, state, hyper, scale=None):
         lr, gamma = hyper["lr"], hyper["gamma"]
         new_params, ss = [], []
-        for p, g, s in zip(params, grads, state["s"]):
+        for p, g, s in zip(params, grads, state.s):
             s = gamma * s + (1 - gamma) * g * g
             new_params.append(p - lr * g / _root(s, self.eps, self.eps_inside_sqrt))
             ss.append(s.detach())
-        return new_params, {"s": ss}
+        return new_params, RMSPropState(ss)
 
 
 def _root(x: Tensor, eps: float, inside: bool) -> Tensor:

@@ -300,7 +300,9 @@ class HyperStack(Optimizer):
         Jacobians and step count) and "param_groups" (the primary's values, parameter indices)."""
         records = [self._record_columns(k) for k in range(len(self.levels))]
         state = {"hyper": [{n: v.detach().clone() for n, v in h.items()} for h in self.hyper],
-                 "states": _detached_copy(self.states), "records": records,
+                 # plain dicts, so that torch.load(weights_only=True) reads a saved stack
+                 "states": [_detached_copy(st._asdict()) for st in self.states],
+                 "records": records,
                  "sens": _detached_copy(self._sens), "steps": self.steps}
         group = {n: float(v) for n, v in self.levels[0].values(state["hyper"][0]).items()}
         return {"state": state,
@@ -314,7 +316,7 @@ class HyperStack(Optimizer):
                              f"{len(self.levels)}")
         self.hyper = [{n: v.clone().requires_grad_(n in self.learned[k]) for n, v in h.items()}
                       for k, h in enumerate(sd["hyper"])]
-        self.states = _detached_copy(sd["states"])
+        self.states = [lv.state_from(s) for lv, s in zip(self.levels, _detached_copy(sd["states"]))]
         self._records = [None if r is None else ("jacobian", r) for r in sd["records"]]
         self._sens = _detached_copy(sd["sens"])
         self.steps = sd["steps"]
@@ -333,6 +335,8 @@ def _detached_copy(obj):
         return obj.detach().clone()
     if isinstance(obj, dict):
         return {k: _detached_copy(v) for k, v in obj.items()}
+    if isinstance(obj, tuple) and hasattr(obj, "_fields"):   # a level's typed state
+        return type(obj)(*(_detached_copy(v) for v in obj))
     if isinstance(obj, (list, tuple)):
         return type(obj)(_detached_copy(v) for v in obj)
     return obj

@@ -11,8 +11,9 @@
 - :class:`CUDAGraphStep`: replays any of them (on a GPU) as one CUDA graph per step.
 
 The learning-rate rules (additive, multiplicative, second-order) live in one place:
-:mod:`hdrepro.optim._hypergrad`.
+:mod:`hdrepro.optim._hypergrad`; their names are ``RULES`` and ``SECOND_ORDER``.
 """
+from ._hypergrad import RULES, SECOND_ORDER
 from .adamhd import AdamHD
 from .graphs import CUDAGraphStep
 from .hd import HD, LINEAR_IN_LR
@@ -20,4 +21,5 @@ from .hdm import HDM, HDMBest
 from .marthe import MARTHE
 from .sgdhd import SGDHD
 
-__all__ = ["SGDHD", "AdamHD", "HD", "MARTHE", "HDM", "HDMBest", "LINEAR_IN_LR", "CUDAGraphStep"]
+__all__ = ["SGDHD", "AdamHD", "HD", "MARTHE", "HDM", "HDMBest", "LINEAR_IN_LR", "CUDAGraphStep",
+           "RULES", "SECOND_ORDER"]

@@ -1,5 +1,5 @@
 r"""K independent HD optimizers at once, one per grid cell, on parameters stacked along a leading
-cell axis: what lets :mod:`hdrepro.grid` train many cells of one model in one pass.
+cell axis: what lets :mod:`hdrepro.studies.grids` train many cells of one model in one pass.
 
 Cell k runs exactly the equations of :class:`~hdrepro.optim.SGDHD` (kind "sgd": d_t = g_t;
 "sgdn": Nesterov, b_t = μ b_{t-1} + g_t, d_t = g_t + μ b_t) or :class:`~hdrepro.optim.AdamHD`

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..cli_help import HelpFormatter
-from ..results import completeness, has_results
+from ..engine.results import completeness, has_results
 from . import (claims, divergence, extensions, fig1, grids, modern, overview, speed, stacks,
                verification)
 from .format import full_results

@@ -18,12 +18,13 @@ from typing import Callable
 
 import pandas as pd
 
-from .. import stats
+from ..methods.registry import title
+from ..studies import stats
 from . import fig1, grids
 from .format import full_results, holding, md_table, read_csv, run_record, span
 from .speed import ratio
-from ..results import GridStore
-from ..stacks import PUBLISHED, ablation, comparison
+from ..engine.results import GridStore
+from ..studies.stacks import PUBLISHED, ablation, comparison
 
 NOT_TESTED = "not tested"
 
@@ -96,7 +97,7 @@ def _of(share: stats.Interval) -> str:
 
 
 def _equivalence(results: Path) -> list[Claim]:
-    from ..grid_verdicts import two_parts
+    from ..studies.grid_verdicts import two_parts
     rows = read_csv(results / "equivalence.csv")
     ad = [r for r in rows if r["check"] == "analytic vs autodiff"]
     fd = [r for r in rows if r["check"] == "analytic vs finite difference"]
@@ -127,7 +128,7 @@ def _equivalence(results: Path) -> list[Claim]:
 
 
 def _figure1(results: Path) -> list[Claim]:
-    from .. import fig1_verdicts as fv
+    from ..studies import fig1 as fv
     # Runs pair by seed, so a full-profile store still being filled is judged on the seeds it
     # holds (n is stated), rather than falling back to the smaller scale.
     full = full_results(results)
@@ -165,7 +166,7 @@ def _figure1(results: Path) -> list[Claim]:
 
 
 def _tuning(results: Path) -> list[Claim]:
-    from ..sensitivity import tuning
+    from ..studies.sensitivity import tuning
     folder, profile = _prefer_full(results, "family_sensitivity.jsonl",
                                    "family_sensitivity_run.json")
     frame = GridStore(folder / "family_sensitivity.jsonl").frame()
@@ -187,7 +188,7 @@ def _tuning(results: Path) -> list[Claim]:
 
 
 def _threshold(results: Path) -> list[Claim]:
-    from ..threshold_grid import TITLES, summary, verdict
+    from ..studies.threshold import summary, verdict
     folder, profile = _prefer_full(results, "threshold_grid.jsonl", "threshold_grid_run.json")
     frame = GridStore(folder / "threshold_grid.jsonl").frame()
     claim = ("HD reduces the need to tune α₀: over a large region of α₀ × β it reaches a "
@@ -196,8 +197,8 @@ def _threshold(results: Path) -> list[Claim]:
     if frame.empty:
         return [Claim(source, claim, "not run in these results", NOT_TESTED, "§1.3")]
     s = summary(frame)
-    reach = "; ".join(f"{TITLES[r.hd]} {r.hd_reach} vs {r.base_reach}" for r in s.itertuples())
-    fast = "; ".join(f"{TITLES[r.hd]} {_pct(r.fast)}" for r in s.itertuples())
+    reach = "; ".join(f"{title(r.hd)} {r.hd_reach} vs {r.base_reach}" for r in s.itertuples())
+    fast = "; ".join(f"{title(r.hd)} {_pct(r.fast)}" for r in s.itertuples())
     return [Claim(source, claim,
                   f"LogReg, iterations to a minibatch loss of 0.29: α₀ (of 6) that reach it, HD "
                   f"at one β vs its base: {reach} ({profile} profile)", verdict(s), "§1.3",
@@ -258,20 +259,19 @@ def _seeds_grid(results: Path, name: str) -> tuple[pd.DataFrame, str]:
 
 
 def _logreg_grid(results: Path, folder: Path, where: str) -> Claim | None:
-    from .. import grid_verdicts as gv
+    from ..studies import grid_verdicts as gv
     source, claim = ("reproducibility report §4.1 (Fig. 2)",
                      "LogReg: the HD variants are best at the paper's setting α₀ = β = 1e-3")
     seeds, seeds_where = _seeds_grid(results, "seeds_logreg")
     rows = [r for r in (gv.paper_cell_vs_best(seeds, o) for o in ("sgd-hd", "sgdn-hd"))
             if r is not None] if not seeds.empty else []
-    names = grids.OPT_NAMES
     if rows:
-        text = "; ".join(f"{names[r['optimizer']]} ranks {r['rank']} of {r['cells']}, "
+        text = "; ".join(f"{title(r['optimizer'])} ranks {r['rank']} of {r['cells']}, "
                          f"{r['outcome']} than the best cell"
                          + (f" (α₀={r['best'][0]:g}, β={r['best'][1]:g})" if r["best"] else "")
                          for r in rows)
         interval = "; ".join(
-            f"{names[r['optimizer']]} {r['difference'].estimate:+.3g} "
+            f"{title(r['optimizer'])} {r['difference'].estimate:+.3g} "
             f"[{r['difference'].low:+.3g}, {r['difference'].high:+.3g}]" for r in rows)
         return Claim(source, claim, f"by mean final training loss: {text} ({seeds_where})",
                      gv.paper_cell_verdict(rows), "§2.1",
@@ -289,14 +289,14 @@ def _logreg_grid(results: Path, folder: Path, where: str) -> Claim | None:
 
 
 def _mlnn_grid(folder: Path, where: str) -> Claim | None:
-    from .. import grid_verdicts as gv
+    from ..studies import grid_verdicts as gv
     panels = {p.optimizer: st for p, st in grids.grid_panels(folder, "mlnn")[1]
               if p.rule == "additive"}
     if not panels:
         return None
     pr = gv.problematic(panels)
-    shares = "; ".join(f"{grids.OPT_NAMES[o]} {_of(v)}" for o, v in pr["shares"].items())
-    gaps = "; ".join(f"Adam-HD − {grids.OPT_NAMES[o]} {g.estimate:+.0%} [{g.low:+.0%}, "
+    shares = "; ".join(f"{title(o)} {_of(v)}" for o, v in pr["shares"].items())
+    gaps = "; ".join(f"Adam-HD − {title(o)} {g.estimate:+.0%} [{g.low:+.0%}, "
                      f"{g.high:+.0%}]" for o, g in pr["gaps"].items())
     return Claim("reproducibility report §4.2 (Fig. 3)", "MLNN: for many (α₀, β) HD is "
                  "problematic (worse than the baseline, or NaN), particularly for Adam-HD",
@@ -320,7 +320,7 @@ def _seeds_divergence(name: str, folder: Path, optimizers: tuple[str, ...]) -> s
 
 
 def _bettercnn_grid(folder: Path, where: str) -> list[Claim]:
-    from .. import grid_verdicts as gv
+    from ..studies import grid_verdicts as gv
     cnn = grids.bettercnn_split(folder)
     out = []
     if cnn:
@@ -347,7 +347,7 @@ def _bettercnn_grid(folder: Path, where: str) -> list[Claim]:
 
 
 def _second_order(frame: pd.DataFrame, where: str) -> Claim:
-    from .. import second_order as so
+    from ..studies import second_order as so
     claim = ("\"training loss converged around the optimal value for every γ, while for "
              "γ = 1e-1 to 1e-2 training loss had the best values\" (second-order HD, LogReg)")
     source = "reproducibility report §5 (Fig. 5)"
@@ -428,7 +428,7 @@ def _clipping(results: Path) -> list[Claim]:
 
 
 def _ablation(results: Path) -> list[Claim]:
-    from ..grid_verdicts import two_parts
+    from ..studies.grid_verdicts import two_parts
     for folder, profile in ((full_results(results), "full"), (results, results.name)):
         frame = GridStore(folder / "stacks_clipping.jsonl").frame()
         ab = ablation(frame) if not frame.empty else pd.DataFrame()

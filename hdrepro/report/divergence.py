@@ -1,7 +1,7 @@
 """REPORT.md's answer to "why do BetterCNN's SGD-HD and SGDN-HD diverge at α₀ = β = 1e-3?",
 computed from the full profile's results: the divergence probability over seeds (10% of MNIST,
 ``grid_seeds_bettercnn``; all of MNIST, Figure 1), the float32/float64 twins and the α_t, ‖g_t‖
-traces (``bettercnn_divergence``, :mod:`hdrepro.divergence_study`)."""
+traces (``bettercnn_divergence``, :mod:`hdrepro.studies.divergence`)."""
 from __future__ import annotations
 
 import math
@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import divergence_study as ds
-from .. import stats
-from ..grid_verdicts import PAPER_CELL, near
+from ..methods.registry import title
+from ..studies import divergence as ds
+from ..studies import stats
+from ..studies.grid_verdicts import PAPER_CELL, near
 from .format import full_results, md_table, run_record
-from ..results import GridStore, RunStore
+from ..engine.results import GridStore, RunStore
 
-NAMES = {"sgd-hd": "SGD-HD", "sgdn-hd": "SGDN-HD"}
 
 
 def _ci(p: stats.Interval) -> str:
@@ -33,7 +33,7 @@ def _over_seeds(full: Path) -> list[str]:
         lost = g.diverged.astype(bool)
         blew = int((~lost & (g.train_loss > math.log(10))).sum())
         p = stats.proportion(int(lost.sum()), len(g))
-        parts.append(f"{NAMES.get(opt, opt)} diverged in {_ci(p)} and blew up without NaN "
+        parts.append(f"{title(opt)} diverged in {_ci(p)} and blew up without NaN "
                      f"(final loss above ln 10) in {blew} more")
     return [f"*Over seeds.* Over {at.seed.nunique()} seeds of §2.1's setting (10% of MNIST, "
             f"{int(at.epochs.iloc[0])} epochs): " + "; ".join(parts) + ". One run, like the "
@@ -127,7 +127,7 @@ def twins_table(study: pd.DataFrame) -> str:
     if pairs.empty:
         return ""
     at = lambda d, x: f"step {x:.0f}" if d else "no"  # noqa: E731
-    rows = [[NAMES.get(r.optimizer, r.optimizer), r.seed, at(r.diverged32, r.at32),
+    rows = [[title(r.optimizer), r.seed, at(r.diverged32, r.at32),
              at(r.diverged64, r.at64)] for r in pairs.itertuples()]
     return md_table(["optimizer", "seed", "float32 diverged", "float64 diverged"], rows)
 

@@ -13,12 +13,16 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .. import asgc_study, convex_study, family, rival_study, threshold_grid
-from ..epsilon_study import NEAR, validation
-from .format import MODEL_NAMES, holding, md_table, run_record
-from ..results import GridStore
-from ..runs import STUCK_ERROR
-from ..sensitivity import KINDS, NEAR_BEST, lost_runs, tuning
+from ..studies import (asgc as asgc_study, convex as convex_study, rivals as rival_study,
+                       threshold as threshold_grid)
+from ..methods import family
+from ..studies.epsilon import NEAR, validation
+from ..engine.models import TITLES as MODEL_TITLES
+from ..methods.registry import title
+from .format import holding, md_table, run_record
+from ..engine.results import GridStore
+from ..engine.cells import STUCK_ERROR
+from ..studies.sensitivity import KINDS, NEAR_BEST, lost_runs, tuning
 
 DATA_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 TIE = 0.001  # test errors closer than 0.1 points are a tie, whatever the seeds' spread
@@ -64,7 +68,7 @@ def provenance(frame: pd.DataFrame, results: Path, name: str) -> str:
     parts = []
     for data, g in frame.groupby("data", sort=False):
         r = g.iloc[0]
-        epochs = ", ".join(f"{MODEL_NAMES.get(m, m)} {int(e)}" for m, e in
+        epochs = ", ".join(f"{MODEL_TITLES.get(m, m)} {int(e)}" for m, e in
                            g.groupby("model", sort=False)["epochs"].max().items())
         parts.append(f"{data} {int(r['n_train']):,}/{int(r['n_test']):,} images "
                      f"({r['data_source']}), epochs {epochs}")
@@ -93,9 +97,9 @@ def family_provenance(f: pd.DataFrame, results: Path) -> str:
 
 def family_table(f: pd.DataFrame, results: Path) -> str:
     t = tuning(f)
-    t = t.assign(mo=t.model.map(list(MODEL_NAMES).index),
+    t = t.assign(mo=t.model.map(list(MODEL_TITLES).index),
                  fo=t.family.map(list(family.FAMILY).index)).sort_values(["mo", "fo"])
-    rows = [[MODEL_NAMES.get(r.model, r.model), family.TITLES[r.family],
+    rows = [[MODEL_TITLES.get(r.model, r.model), family.TITLES[r.family],
              f"{r.base_near}/{r.alphas}", f"{r.hd_near}/{r.alphas}", _f(r.base_best),
              _f(r.hd_best), _f(r.base_median), _f(r.hd_median)] for r in t.itertuples()]
     return md_table(["model", "optimizer", "near-best α₀, base", "near-best α₀, HD",
@@ -127,9 +131,9 @@ def _family_lost(f: pd.DataFrame) -> str:
     """Runs lost (diverged, or stuck at chance) per model and kind, base against HD."""
     lost = lost_runs(f).assign(lost=lambda x: x.diverged + x.stuck)
     by_model = []
-    for model in sorted(lost.model.unique(), key=list(MODEL_NAMES).index):
+    for model in sorted(lost.model.unique(), key=list(MODEL_TITLES).index):
         m = lost[lost.model == model].set_index(["kind", "variant"])
-        by_model.append(f"{MODEL_NAMES[model]} " + ", ".join(
+        by_model.append(f"{MODEL_TITLES[model]} " + ", ".join(
             f"{kind} {m.loc[(kind, 'base'), 'lost']} vs {m.loc[(kind, 'hd'), 'lost']} of "
             f"{m.loc[(kind, 'base'), 'runs']}" for kind in KINDS if (kind, "base") in m.index))
     return (f"Runs lost, diverged or finished stuck at chance (test error ≥ {STUCK_ERROR:.0%}), "
@@ -161,7 +165,7 @@ def rivals_table(f: pd.DataFrame, results: Path) -> str:
                          _pct(r.test_error, r.test_error_std), f"{r.diverged}/{r.seeds}",
                          f"{b.ratio:.2f}×" if b is not None else "–",
                          f"{b.state_floats_per_param:.0f}" if b is not None else "–"])
-        out.append(f"**{MODEL_NAMES.get(model, model)}**\n\n" + md_table(
+        out.append(f"**{MODEL_TITLES.get(model, model)}**\n\n" + md_table(
             ["method", "final train loss", "final val. loss", "test error (± std)", "diverged",
              "time/iteration vs Adam", "state floats/param"], rows))
     return "\n\n".join(out)
@@ -175,7 +179,7 @@ def rivals_scale(f: pd.DataFrame, results: Path) -> str:
     scales = ", ".join(f"{x:g}" for x in sorted(f[f.model == model]["scale"].unique()))
     rows = [[rival_study.TITLES[r.method], _f(r.best), _f(r.worst), f"{r.ratio:.2f}",
              f"{r.diverged}/{r.scales}"] for r in s.itertuples()]
-    return (f"{MODEL_NAMES.get(model, model)}, each method's own initial scale × {{{scales}}} "
+    return (f"{MODEL_TITLES.get(model, model)}, each method's own initial scale × {{{scales}}} "
             "(mean final validation loss over the sweep's seeds):\n\n" + md_table(
                 ["method", "best", "worst", "worst/best", "diverged scales"], rows))
 
@@ -200,7 +204,7 @@ def rivals_verdict(f: pd.DataFrame, results: Path) -> str:
         said = "; ".join(f"it {w} {', '.join(v)}" for w, v in verdicts.items() if v)
         best_all = c["test_error"].idxmin()
         lines.append(
-            f"- **{MODEL_NAMES.get(model, model)}**: Adam-HD {_pct(hd)}; {said} (each rival at "
+            f"- **{MODEL_TITLES.get(model, model)}**: Adam-HD {_pct(hd)}; {said} (each rival at "
             f"its better setting; a tie: closer than the larger standard deviation over seeds, or "
             f"{100 * TIE:.1f} points). Lowest mean error: "
             f"{rival_study.TITLES[best_all]} ({_pct(c.loc[best_all, 'test_error'])}).")
@@ -230,7 +234,7 @@ def asgc_table(f: pd.DataFrame, results: Path) -> str:
                  f"{r.reached}/{r.runs} runs", _pct(r.stability), _f(r.gap)]
                 for r in g.itertuples()]
         target = g["target_acc"].iloc[0]
-        out.append(f"**{MODEL_NAMES.get(model, model)} on {data}** (target accuracy "
+        out.append(f"**{MODEL_TITLES.get(model, model)} on {data}** (target accuracy "
                    f"{100 * target:.2f}%)\n\n" + md_table(
                        ["method", "chosen α and options", "test error", "epochs (s) to target",
                         "stability (std of val. acc., last epochs)",
@@ -242,7 +246,7 @@ def asgc_robustness(f: pd.DataFrame, results: Path) -> str:
     if (f["phase"] != "random").all():
         return "_No random configurations in this folder._"
     r = asgc_study.robustness(f)
-    rows = [[f"{MODEL_NAMES.get(x.model, x.model)}, {x.data}", asgc_study.TITLES[x.method],
+    rows = [[f"{MODEL_TITLES.get(x.model, x.model)}, {x.data}", asgc_study.TITLES[x.method],
              str(x.samples), _pct(x.median), _pct(x.best), _pct(x.worst), str(int(x.diverged)),
              str(int(x.stuck))] for x in r.itertuples()]
     return md_table(["model, data", "method", "configurations", "median test error", "best",
@@ -313,7 +317,7 @@ def epsilon_table(f: pd.DataFrame, results: Path) -> str:
     v = _epsilon(f, results)
     if v is None:
         return _missing("epsilon.py")
-    rows = [[MODEL_NAMES.get(r.model, r.model), f"[{r.interval_lo:.0e}, {r.interval_hi:.0e}]",
+    rows = [[MODEL_TITLES.get(r.model, r.model), f"[{r.interval_lo:.0e}, {r.interval_hi:.0e}]",
              f"{r.decades:.0f} of {r.default_decades:.0f}", f"{r.best_eps:.0e}",
              "yes" if r.best_inside else "no", f"{r.near_inside} of {r.near_best}",
              _f(r.best_val_loss), _f(r.worst_val_loss)] for r in v.itertuples()]
@@ -367,7 +371,7 @@ def threshold_provenance(f: pd.DataFrame, results: Path) -> str:
 
 def threshold_table(f: pd.DataFrame, results: Path) -> str:
     s = threshold_grid.summary(f)
-    rows = [[threshold_grid.TITLES[r.hd], f"{r.base_reach} of {r.alphas}",
+    rows = [[title(r.hd), f"{r.base_reach} of {r.alphas}",
              f"{r.hd_reach} of {r.alphas} (β = {r.hd_beta:g})", r.range,
              f"{r.fast.estimate:.0%} [{r.fast.low:.0%}, {r.fast.high:.0%}], n = {r.fast.n}",
              str(r.seeds)] for r in s.itertuples()]

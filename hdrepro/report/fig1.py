@@ -7,21 +7,22 @@ import json
 import math
 from pathlib import Path
 
-from .. import fig1_verdicts
-from .format import MODEL_NAMES, md_table
+from ..studies import fig1 as fig1_verdicts
+from ..engine.models import TITLES as MODEL_TITLES
+from .format import md_table
 from .grids import grid_frame
 
 
 def fig1_frame(results: Path, kind: str = "final"):
     """One kind of Figure 1 row ("final", "iterations" or "epochs") for the finished runs."""
-    from ..results import RunStore
+    from ..engine.results import RunStore
     return RunStore(results, "fig1").load(kind)
 
 
 def fig1_epochs(final) -> dict[str, int]:
     """Each model's configured epochs, read from its runs' configs (not from the epochs logged:
     a run that diverged stopped early)."""
-    return {MODEL_NAMES.get(m, m): max(json.loads(c)["epochs"] for c in g.config)
+    return {MODEL_TITLES.get(m, m): max(json.loads(c)["epochs"] for c in g.config)
             for m, g in final.groupby("model", sort=False)}
 
 
@@ -92,7 +93,7 @@ def fig1_table(results: Path, models: list[str] | None = None) -> str:
                  f"{r['alpha0']:g} → {r['alpha_max']:.3g} (it. {r['iter_of_max']:.0f} of "
                  f"{r['iterations']}) → {r['alpha_final']:.3g}")
         p = paired[(r["model"], r["hd"], r["rule"])]
-        body.append([MODEL_NAMES.get(r["model"], r["model"]), f"{r['base']} vs {r['hd']}",
+        body.append([MODEL_TITLES.get(r["model"], r["model"]), f"{r['base']} vs {r['hd']}",
                      r["rule"], f(r["base_train"]), f(r["hd_train"]), f(r["base_val"]),
                      f(r["hd_val"]), f"{pct(r['base_err'])} / {pct(r['hd_err'])}",
                      f"{p.train_outcome} / {p.val_outcome} (n = {p.seeds}"
@@ -119,7 +120,7 @@ def fig1_brief(results: Path) -> str:
     for p in pairs.itertuples():
         r = means[(p.model, p.hd)]
         lost = f", HD diverged in {p.hd_lost}" if p.hd_lost else ""
-        body.append([MODEL_NAMES.get(p.model, p.model), f"{p.base} vs {p.hd}", p.seeds,
+        body.append([MODEL_TITLES.get(p.model, p.model), f"{p.base} vs {p.hd}", p.seeds,
                      f"{f(r['base_train'])} → {f(r['hd_train'])}",
                      f"{f(r['base_val'])} → {f(r['hd_val'])}", _delta(p.val),
                      f"{p.train_outcome} / {p.val_outcome}{lost}"])
@@ -136,7 +137,7 @@ def _delta(d) -> str:
 
 
 def fig1_counts(results: Path) -> dict:
-    """Additive rule. Over model × optimizer pairs (paired by seed, :mod:`hdrepro.fig1_verdicts`):
+    """Additive rule. Over model × optimizer pairs (paired by seed, :mod:`hdrepro.studies.fig1`):
     how often HD was better, tied or worse on the final training and validation loss, and in how
     many pairs every HD run diverged ("lost"). Over HD runs: how often α_t rose (by > 5%), peaked
     in the first half of training, then decayed (ended at half its peak or less)."""
@@ -237,7 +238,7 @@ def fig1_divergences(results: Path) -> str:
         bad = g[g.diverged.astype(bool)]
         if bad.empty:
             continue
-        parts.append(f"{MODEL_NAMES.get(model, model)} {opt} ({rule}) in {len(bad)} of {len(g)} "
+        parts.append(f"{MODEL_TITLES.get(model, model)} {opt} ({rule}) in {len(bad)} of {len(g)} "
                      f"runs, {_at_steps(bad)}" + _grid_cell_check(results, model, opt, rule, g))
     return "Diverged: " + "; ".join(parts) + "."
 

@@ -9,8 +9,6 @@ import math
 from pathlib import Path
 
 #: how the report names each model
-MODEL_NAMES = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN",
-               "vgg16bn": "VGG-16", "vgg16bn-narrow": "VGG-16 (¼ width)"}
 
 
 def read_csv(path: Path) -> list[dict]:

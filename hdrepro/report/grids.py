@@ -7,23 +7,23 @@ import json
 import math
 from pathlib import Path
 
-from .format import MODEL_NAMES, full_results, holding, md_table, read_csv
+from ..engine.models import TITLES as MODEL_TITLES
+from ..methods.registry import title
+from .format import full_results, holding, md_table, read_csv
 
 
 # -- grids (the reproducibility report's Figures 2-5) ---------------------------------------------
 GRID_NAMES = {"logreg": "LogReg (Figure 2)", "mlnn": "MLNN (Figure 3)",
               "bettercnn": "BetterCNN (Figure 4)", "gamma": "second-order SGD-HD, LogReg (Figure 5)"}
-OPT_NAMES = {"sgd-hd": "SGD-HD", "sgdn-hd": "SGDN-HD", "adam-hd": "Adam-HD"}
-BASE_NAMES = {"sgd": "SGD", "sgdn": "SGDN", "adam": "Adam"}
 
 
 def grid_frame(results: Path, name: str):
-    from ..results import GridStore
+    from ..engine.results import GridStore
     return GridStore(results / f"grid_{name}.jsonl").frame()
 
 
 def grid_panels(results: Path, name: str):
-    from ..grid import panel_stats, panels
+    from ..studies.grids import panel_stats, panels
     frame = grid_frame(results, name)
     if frame.empty:
         return frame, []
@@ -33,7 +33,7 @@ def grid_panels(results: Path, name: str):
 def grid_axes(results: Path, name: str):
     """The axes the grid's driver recorded in ``grid_<name>_run.json`` (None if it did not), so
     that a cell never stored counts as missing even when its whole row or column is absent."""
-    from ..grid import GridAxes
+    from ..studies.grids import GridAxes
     run = results / f"grid_{name}_run.json"
     axes = json.loads(run.read_text()).get("axes") if run.exists() else None
     return GridAxes(**{k: tuple(v) for k, v in axes.items()}) if axes else None
@@ -42,7 +42,7 @@ def grid_axes(results: Path, name: str):
 def grid_provenance(results: Path) -> str:
     """One line per grid: data, size, epochs, seeds, cells, device, wall time."""
     lines = []
-    for name, title in GRID_NAMES.items():
+    for name, heading in GRID_NAMES.items():
         frame = grid_frame(results, name)
         if frame.empty:
             continue
@@ -56,7 +56,7 @@ def grid_provenance(results: Path) -> str:
                         f"({info['executor']}, batch {info['batch']})")
             if info.get("cells_total", 0) > len(frame):
                 stored = f"{len(frame)} of {info['cells_total']} cells stored"
-        lines.append(f"- **{title}**: {r['data']} first {int(r['n_train']):,}/{int(r['n_test']):,} "
+        lines.append(f"- **{heading}**: {r['data']} first {int(r['n_train']):,}/{int(r['n_test']):,} "
                      f"images ({r['data_source']}), {int(r['epochs'])} epochs, batch "
                      f"{int(r['batch_size'])}, seeds {sorted(frame.seed.unique().tolist())}, "
                      f"{stored} ({int(frame.diverged.sum())} diverged), α₀ ∈ "
@@ -76,7 +76,7 @@ def _devices(frame) -> str:
 def grid_table(results: Path) -> str:
     """Per grid panel: diverged and worse-than-baseline fractions, best HD cell vs best baseline."""
     body = []
-    for name, title in GRID_NAMES.items():
+    for name, grid_title in GRID_NAMES.items():
         _, ps = grid_panels(results, name)
         for _, st in ps:
             gamma = f", γ={st['gamma']:g}" if st["gamma"] else ""
@@ -84,7 +84,7 @@ def grid_table(results: Path) -> str:
                 gamma += f", {st['second_order']} sign"
             cells = st["cells"] if not st["missing"] else \
                 f"{st['cells']} of {st['expected']} stored"
-            body.append([title.split(" (")[0], f"{OPT_NAMES[st['optimizer']]} ({st['rule']}{gamma})",
+            body.append([grid_title.split(" (")[0], f"{title(st['optimizer'])} ({st['rule']}{gamma})",
                          cells, f"{st['diverged']} ({_pct(st['diverged_fraction'])})",
                          f"{st['worse']} ({_pct(st['worse_fraction_of_converged'])})",
                          _best(st), f"{st['best_baseline_loss']:.3g}"])
@@ -116,7 +116,7 @@ def paper_setting_ranks(results: Path) -> list[dict]:
             continue
         hd = p.values.drop(index="baseline").stack().dropna().sort_values()
         if (1e-3, 1e-3) in hd.index:
-            rows.append({"optimizer": OPT_NAMES[p.optimizer], "value": hd[(1e-3, 1e-3)],
+            rows.append({"optimizer": title(p.optimizer), "value": hd[(1e-3, 1e-3)],
                          "rank": list(hd.index).index((1e-3, 1e-3)) + 1, "cells": len(hd),
                          "best": hd.iloc[0], "best_alpha0": hd.index[0][1],
                          "best_beta": hd.index[0][0]})
@@ -150,7 +150,7 @@ def grid_findings(results: Path) -> str:
                    + "; ".join(parts) + ".")
     _, ps = grid_panels(results, "mlnn")
     if ps:
-        parts = [f"{OPT_NAMES[p.optimizer]} {st['diverged']}/{st['cells']} diverged, "
+        parts = [f"{title(p.optimizer)} {st['diverged']}/{st['cells']} diverged, "
                  f"{st['worse']} worse" for p, st in ps if p.rule == "additive"]
         out.append("- *MLNN, report: many combinations are problematic, particularly for "
                    "Adam-HD.* Ours (additive rule): " + "; ".join(parts) + ".")
@@ -177,26 +177,26 @@ def grid_findings(results: Path) -> str:
 def seeds_section(results: Path) -> str:
     """The contested grid regions over 10 seeds (experiments/grid_seeds_*.py): each cell's
     divergence probability with Wilson's 95% interval, or how to run them."""
-    from ..grid import divergence_over_seeds
+    from ..studies.grids import divergence_over_seeds
     parts = [_seeds_logreg(results)]
-    for name, title in (("seeds_mlnn", "MLNN, Adam-HD"),
+    for name, heading in (("seeds_mlnn", "MLNN, Adam-HD"),
                         ("seeds_bettercnn", "BetterCNN, SGD-HD and SGDN-HD")):
         frame = grid_frame(results, name)
         if frame.empty:
-            parts.append(f"- **{title}**: not run yet (`hdrepro grid {name} --profile full`).")
+            parts.append(f"- **{heading}**: not run yet (`hdrepro grid {name} --profile full`).")
             continue
         total = json.loads((results / f"grid_{name}_run.json").read_text()).get("cells_total") \
             if (results / f"grid_{name}_run.json").exists() else None
-        rows = [[OPT_NAMES.get(r.optimizer, BASE_NAMES.get(r.optimizer, r.optimizer)),
+        rows = [[title(r.optimizer),
                  f"{r.alpha0:g}", "–" if r.baseline else f"{r.beta:g}", r.seeds,
                  f"{r.diverged} ({r.p.estimate:.0%} [{r.p.low:.0%}, {r.p.high:.0%}])",
                  r.blew_up]
                 for r in divergence_over_seeds(frame).itertuples()]
         stored = f"{len(frame)} of {total} runs stored" if total else f"{len(frame)} runs"
-        parts.append(f"- **{title}** ({stored}, on {', '.join(sorted(set(frame.device)))}):\n\n"
+        parts.append(f"- **{heading}** ({stored}, on {', '.join(sorted(set(frame.device)))}):\n\n"
                      + md_table(["optimizer", "α₀", "β", "seeds", "diverged (95% CI)",
                                  "blew up (finite loss > ln 10)"], rows)
-                     + _figure_link(results, f"grid_{name}.png", title))
+                     + _figure_link(results, f"grid_{name}.png", heading))
     return "\n\n".join(p for p in parts if p)
 
 
@@ -227,13 +227,13 @@ def _figure_link(results: Path, name: str, title: str) -> str:
 
 def _seeds_logreg(results: Path) -> str:
     """LogReg's SGD-HD and SGDN-HD panels over seeds: the paper's cell against the best."""
-    from .. import grid_verdicts as gv
+    from ..studies import grid_verdicts as gv
     frame = grid_frame(results, "seeds_logreg")
     if frame.empty:
         return ""
     found = [r for r in (gv.paper_cell_vs_best(frame, o) for o in ("sgd-hd", "sgdn-hd")) if r]
     text = "; ".join(
-        f"{OPT_NAMES[r['optimizer']]}: the paper's cell ranks {r['rank']} of {r['cells']} by "
+        f"{title(r['optimizer'])}: the paper's cell ranks {r['rank']} of {r['cells']} by "
         f"mean final training loss, {r['outcome']} than the best cell "
         f"(α₀={r['best'][0]:g}, β={r['best'][1]:g}) by {r['difference'].estimate:+.3g} "
         f"[{r['difference'].low:+.3g}, {r['difference'].high:+.3g}]"
@@ -245,7 +245,7 @@ def _seeds_logreg(results: Path) -> str:
 
 def second_order_table(results: Path) -> str:
     """The γ grid per variant (rule × β's update sign) and γ: how its cells ended."""
-    from .. import second_order as so
+    from ..studies import second_order as so
     frame = grid_frame(results, "gamma")
     if frame.empty:
         return "_No γ grid results in this folder._"
@@ -260,7 +260,7 @@ def second_order_table(results: Path) -> str:
 
 def second_order_findings(results: Path) -> str:
     """What the γ grid says of the report's claim, on its variant and beside ours."""
-    from .. import second_order as so
+    from ..studies import second_order as so
     frame = grid_frame(results, "gamma")
     if frame.empty:
         return "_No γ grid results in this folder._"
@@ -312,7 +312,7 @@ def bench_grid_table(results: Path, device: str) -> str:
             f"{int(rows[0]['n_train']):,} MNIST images, batch 128, {rows[0]['epochs']} epoch(s) "
             f"per entry after a warm-up; measured fp32 matmul peak "
             f"{float(rows[0]['matmul_peak_gflops']):.0f} GFLOP/s.\n\n")
-    body = [[MODEL_NAMES.get(r["model"], r["model"]), r["mode"],
+    body = [[MODEL_TITLES.get(r["model"], r["model"]), r["mode"],
              f"{float(r['cell_steps_per_s']):,.0f}", f"{float(r['speedup']):.1f}×",
              f"{float(r['gflops']):.1f}", f"{100 * float(r['fraction_of_peak']):.0f}%"]
             for r in rows]
@@ -386,7 +386,7 @@ def _additive_timing(results: Path) -> str:
         flags = int((a.diverged[both] != b.diverged[both]).sum())
         ok = both[~a.diverged[both] & ~b.diverged[both]]
         diff = ((a.train_loss[ok] - b.train_loss[ok]).abs() / a.train_loss[ok].abs())
-        same.append(f"{MODEL_NAMES[n]} {'identical' if flags == 0 and diff.max() == 0 else f'median relative difference {diff.median():.1e}, {flags} divergence flag(s) differ'}")
+        same.append(f"{MODEL_TITLES[n]} {'identical' if flags == 0 and diff.max() == 0 else f'median relative difference {diff.median():.1e}, {flags} divergence flag(s) differ'}")
     return text + (" Those cells re-run against the same cells of the full run: "
                    + "; ".join(same) + ". (BetterCNN's convolutions run through cuDNN, which torch does not make "
                    "bitwise deterministic by default; the dense models reproduce bit for bit.)")

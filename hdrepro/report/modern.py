@@ -1,6 +1,6 @@
 """REPORT.md's section on the newer hypergradient methods (Appendix A.5): MARTHE and HDM where
-the grids are contested (:mod:`hdrepro.contested_study`), on SGD's row of the sensitivity study
-(:mod:`hdrepro.sensitivity`), and the recommendation drawn from those, the convex comparison and
+the grids are contested (:mod:`hdrepro.studies.contested`), on SGD's row of the sensitivity study
+(:mod:`hdrepro.studies.sensitivity`), and the recommendation drawn from those, the convex comparison and
 the cost. The convex comparison's own builders are in :mod:`hdrepro.report.extensions`."""
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from typing import Callable
 
 import pandas as pd
 
-from .. import contested_study as cs
-from .. import convex_study, stats
-from ..results import GridStore
-from ..runs import STUCK_ERROR
-from ..sensitivity import MODERN_RATE, tuning
+from ..studies import contested as cs
+from ..studies import convex as convex_study, stats
+from ..engine.results import GridStore
+from ..engine.cells import STUCK_ERROR
+from ..studies.sensitivity import MODERN_RATE, tuning
 from .extensions import bench_rivals, convex_tol, provenance, study_frame, study_section
-from .format import MODEL_NAMES, md_table
+from ..engine.models import TITLES as MODEL_TITLES
+from .format import md_table
 
 RECOMMEND_WHY = {
     "tie": "neither lost fewer runs than SGD-HD on every model; the differences lie inside the "
@@ -33,7 +34,7 @@ def _interval(i, pct: bool = True) -> str:
 
 
 def _models(frame: pd.DataFrame) -> list[str]:
-    return sorted(frame.model.unique(), key=list(MODEL_NAMES).index)
+    return sorted(frame.model.unique(), key=list(MODEL_TITLES).index)
 
 
 # -- the contested region ----------------------------------------------------------------------
@@ -49,7 +50,7 @@ def contested_provenance(f: pd.DataFrame, results: Path) -> str:
         if len(both):
             share = cs.early_share(both, epochs)
             if share.n:
-                early.append(f"{MODEL_NAMES[model]} {share.estimate * share.n:.0f} of "
+                early.append(f"{MODEL_TITLES[model]} {share.estimate * share.n:.0f} of "
                              f"{share.n}")
     seen = (f" Of SGD-HD's divergences in the grids' 100-epoch runs (§2, one seed and the "
             f"10-seed regions), these happened within the first {epochs} epochs: "
@@ -69,12 +70,12 @@ def contested_table(f: pd.DataFrame, results: Path) -> str:
                 continue
             r = lost.loc[(model, method)]
             d = diff.loc[(model, method)] if (model, method) in diff.index else None
-            rows.append([MODEL_NAMES[model], cs.NAMES[method], r.runs, r.diverged, r.blew_up,
+            rows.append([MODEL_TITLES[model], cs.NAMES[method], r.runs, r.diverged, r.stuck,
                          _interval(r.lost),
                          "–" if d is None else f"{_interval(d.difference, pct=False)}: "
                                                f"{d.verdict}",
                          f"{best.get((model, method), float('nan')):.3f}"])
-    return md_table(["model", "method", "runs", "diverged", "blew up", "lost (95% CI)",
+    return md_table(["model", "method", "runs", "diverged", "stuck at chance", "lost (95% CI)",
                      "minus SGD-HD's share", "best final training loss (median over seeds)"],
                     rows)
 
@@ -83,7 +84,7 @@ def contested_verdict(f: pd.DataFrame, results: Path) -> str:
     diff = cs.against_hd(f)
     if diff.empty:
         return "_SGD-HD's cells have not run yet; nothing to compare against._"
-    parts = [f"{cs.NAMES[r.method]} on the {MODEL_NAMES[r.model]}: **{r.verdict}** "
+    parts = [f"{cs.NAMES[r.method]} on the {MODEL_TITLES[r.model]}: **{r.verdict}** "
              f"({_interval(r.difference, pct=False)}, n = {r.difference.n})"
              for r in diff.itertuples()]
     return ("Lost runs against SGD-HD's, over the same α₀ × rate cells and seeds: "
@@ -108,7 +109,7 @@ def modern_family(f: pd.DataFrame, results: Path) -> str:
         n_alpha = int(modern[modern.model == r.model].alpha0.nunique())
         cells = [f"{getattr(r, f'{m}_near'):.0f}/{n_alpha}, best {getattr(r, f'{m}_best'):.3f}"
                  for m in have]
-        rows.append([MODEL_NAMES[r.model], f"{r.base_near}/{r.alphas}, best {r.base_best:.3f}",
+        rows.append([MODEL_TITLES[r.model], f"{r.base_near}/{r.alphas}, best {r.base_best:.3f}",
                      f"{r.hd_near}/{r.alphas}, best {r.hd_best:.3f}", *cells])
     rates = ", ".join(f"{cs.NAMES[m]} at {cs.RATE_SYMBOL[m]} = {MODERN_RATE[m]:g}" for m in have)
     return (f"On the sensitivity study's SGD row (A.1; {rates}, each untuned): the α₀ whose "

@@ -5,7 +5,7 @@
 * what each profile cost to run, from the timings ``run_all.sh`` and the drivers record
   (``profile_timing``);
 * the index of every figure with the profile and command that made it, read from each PNG's
-  stamp (``figure_index``, see :mod:`hdrepro.figures`).
+  stamp (``figure_index``, see :mod:`hdrepro.report.figures`).
 
 The papers' claims and their verdicts are in :mod:`hdrepro.report_claims`.
 """
@@ -21,12 +21,12 @@ from typing import Callable
 
 import pandas as pd
 
-from ..figures import origin
+from .figures import origin
 from . import fig1, grids
 from .claims import NOT_TESTED, claims
 from .format import full_results, holding, is_partial, md_table, read_csv, run_record
-from ..results import GridStore
-from ..stacks import ABLATIONS, PUBLISHED, StackSpec
+from ..engine.results import GridStore
+from ..studies.stacks import ABLATIONS, PUBLISHED, StackSpec
 
 
 
@@ -441,7 +441,7 @@ def _software(folder: Path) -> list[str]:
 
 def reproducibility(results: Path) -> str:
     """Commands and seeds per piece, the data as recorded with its checksums, the software."""
-    from ..data import IDX
+    from ..engine.data import IDX
     rows = [[label, f"`{command} --profile {results.name}`", _seeds(results / store)]
             for label, store, _, command in PIECES if (results / store).exists()]
     digests = "; ".join(f"{name}: " + ", ".join(f"{file} {digest[:12]}…"

@@ -10,10 +10,10 @@ from typing import Callable
 
 import pandas as pd
 
-from .. import stats
+from ..studies import stats
 from .format import holding, md_table, span
-from ..results import GridStore
-from ..stacks import EFFECT, PUBLISHED, ablation, baseline_error, comparison, default_pixels
+from ..engine.results import GridStore
+from ..studies.stacks import EFFECT, PUBLISHED, ablation, baseline_error, comparison, default_pixels
 
 TITLES = {"sgd": "SGD/SGD(α)", "adam": "Adam/SGD(α)", "adagrad": "AdaGrad/SGD(α)",
           "rmsprop": "RMSProp/SGD(α)", "cnn": "Adam/SGD(α) on the CNN"}
@@ -157,7 +157,7 @@ def _verdict(r) -> str:
 
 def ablation_verdict(results: Path) -> str:
     """Which explanation the rows support: the share of rows where each arm helps (paired by
-    trial, :func:`hdrepro.stacks.effect_outcome`), with Wilson's intervals; the explanation
+    trial, :func:`hdrepro.studies.stacks.effect_outcome`), with Wilson's intervals; the explanation
     wins when its interval lies above the other's."""
     frame = _frame(results)
     ab = ablation(frame) if not frame.empty else pd.DataFrame()

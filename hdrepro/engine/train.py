@@ -1,5 +1,6 @@
-"""One training loop for every optimizer: torch.optim baselines, analytic HD, HD(...)-wrapped
-torch optimizers and autodiff stacks.
+"""One training loop for every optimizer of :mod:`hdrepro.methods.registry`: torch.optim
+baselines, analytic HD, HD(...)-wrapped torch optimizers, the newer HD methods, the rivals and
+autodiff stacks.
 
 Per iteration it records the training loss and α_t (β_t where learned); per epoch the mean training
 loss, the validation loss and accuracy (the validation set is the test set, as in Baydin et al.'s
@@ -19,137 +20,14 @@ from typing import Callable
 
 import torch
 from torch import nn
-from .progress import progress_bar
 
-from . import family, models, rivals
-from .asgc import ASGC
-from .autodiff import SGD as StackSGD
-from .autodiff import AdaGrad as StackAdaGrad
-from .autodiff import Adam as StackAdam
-from .autodiff import HyperStack
-from .autodiff import RMSProp as StackRMSProp
-from .autodiff import chandra
-from .config import check_fields, check_range, finite_nonneg
+from ..autodiff import HyperStack
+from ..config import check_fields, check_range, finite_nonneg
+from ..methods.registry import OptimConfig, make_optimizer
+from ..optim import MARTHE
+from ..progress import progress_bar
+from . import models
 from .data import Data, DataConfig, Split, batches
-from .optim import HD, HDM, MARTHE, SGDHD, AdamHD
-from .optim._hypergrad import SECOND_ORDER
-
-BASELINES = {"sgdn"} | set(family.FAMILY)
-ANALYTIC = {"sgd-hd", "sgdn-hd", "adam-hd"}
-#: HDM (Chu et al. 2025) with a diagonal or scalar stepsize: lr is P₀, hypergrad_lr its rate η
-HDM_NAMES = {"hdm": "diagonal", "hdm-scalar": "scalar"}
-#: MARTHE (Donini et al. 2020): hypergrad_lr is its β, options may set mu (default "auto")
-MARTHE_OPTIONS = ("mu",)
-HD_WRAPPED = {f"hd-{name}" for name in family.FAMILY}
-ASGC_WRAPPED = {f"asgc-{name}" for name in family.FAMILY}
-STACK_LEVELS = {"sgd": StackSGD, "adam": StackAdam, "adagrad": StackAdaGrad,
-                "rmsprop": StackRMSProp}
-#: clip modes of a stack's SGD secondary: off, the clipping report's code (the first, all-zero
-#: hypergradient counted in the average), its pseudo-code (only non-zero hypergradients counted)
-CLIP_MODES = ("none", "code", "pseudo")
-
-
-RATES = {"lr": "the learning rate α₀",
-         # a negative rate would step uphill: α (or β) would climb the loss it should descend
-         "hypergrad_lr": "the hypergradient learning rate β (a negative β would move α up the "
-                         "loss's slope instead of down; 0 turns HD off)",
-         "hyper_hypergrad_lr": "β's learning rate γ (a negative γ would ascend; 0 keeps β fixed)",
-         "weight_decay": "the weight decay"}
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """An optimizer by name with its hyperparameters (the papers' symbols in comments).
-
-    name: a torch.optim optimizer of :mod:`hdrepro.family` (sgd, momentum, nesterov, adagrad, …),
-    or sgdn (= nesterov, Baydin et al.'s name); sgd-hd, sgdn-hd, adam-hd (analytic HD); hdm,
-    hdm-scalar (:class:`hdrepro.optim.HDM`, lr = P₀, hypergrad_lr = its AdaGrad rate η); marthe
-    (:class:`hdrepro.optim.MARTHE`, hypergrad_lr = β, ``options=(("mu", 1.0),)`` for RTHO;
-    μ is automatic by default);
-    hd-<family name>, e.g. hd-rmsprop (:class:`HD` around torch.optim); asgc-<family name>
-    (:class:`hdrepro.asgc.ASGC` around it); a learning-rate-free rival of :mod:`hdrepro.rivals`
-    (prodigy, dadapt-adam, schedulefree-adamw, dog); stack:<primary>/<secondary>, e.g.
-    stack:adam/sgd (autodiff stack; secondary lr = hypergrad_lr), or stack:<primary> alone.
-    Stacks take ``conventions="chandra"`` for the levels of Chandra et al.'s package
-    (:func:`hdrepro.autodiff.chandra`), and ``clip`` from CLIP_MODES for an SGD secondary.
-    ``options`` holds further keyword arguments as (name, value) pairs: the torch.optim class's
-    (e.g. ``(("eps", 1e-6),)`` for adam or hd-adam), ASGC's, or a rival's
-    (see :func:`hdrepro.rivals.build`).
-    """
-    name: str
-    lr: float                       # α₀
-    hypergrad_lr: float = 0.0       # β
-    hyper_hypergrad_lr: float = 0.0  # γ
-    rule: str = "additive"
-    momentum: float = 0.9           # μ for sgdn / sgdn-hd (Baydin et al.'s script)
-    weight_decay: float = 1e-4      # for every method, baselines too (Baydin et al.'s script)
-    clip: str = "none"              # stacks: the clipping report's averaged clipping (CLIP_MODES)
-    conventions: str = "torch"      # stacks: "torch" (torch.optim's) or "chandra" (gdtuo's)
-    options: tuple[tuple[str, object], ...] = ()   # extra keyword arguments (see above)
-    second_order: str = "derived"   # β's update when γ > 0: "derived" or the report's "printed"
-
-    def __post_init__(self):
-        check_fields(self)
-        for name, what in RATES.items():
-            check_range(self, name, finite_nonneg(getattr(self, name)), "finite and >= 0", what)
-        check_range(self, "momentum", 0 <= self.momentum < 1, "in [0, 1)")
-        if self.clip not in CLIP_MODES:
-            raise ValueError(f"Invalid clip {self.clip!r}; choose one of {CLIP_MODES}")
-        if self.second_order not in SECOND_ORDER:
-            raise ValueError(f"Invalid second_order {self.second_order!r}; choose one of "
-                             f"{SECOND_ORDER}")
-        if self.conventions not in ("torch", "chandra"):
-            raise ValueError(f"Invalid conventions {self.conventions!r}; choose 'torch' or "
-                             "'chandra'")
-
-    @property
-    def label(self) -> str:
-        names = {"sgd": "SGD", "sgdn": "SGDN", "adam": "Adam", "sgd-hd": "SGD-HD",
-                 "sgdn-hd": "SGDN-HD", "adam-hd": "Adam-HD", "hdm": "HDM",
-                 "hdm-scalar": "HDM (scalar)", "marthe": "MARTHE"}
-        return names.get(self.name, self.name)
-
-
-def make_optimizer(cfg: OptimConfig, params, total_steps: int | None = None,
-                   model: nn.Module | None = None):
-    """Build the optimizer that `cfg` names; an unknown name lists the known ones. A rival's
-    schedule needs `total_steps`, and DoG's averaged model the `model`."""
-    params = list(params)
-    n, wd = cfg.name, cfg.weight_decay
-    if cfg.options and (n in ANALYTIC or n in HDM_NAMES or n == "sgdn"
-                        or n.startswith("stack:")):
-        raise ValueError(f"options= are for the family, hd-, asgc-, marthe and rival names, not "
-                         f"{n!r}")
-    if n == "sgdn":
-        n = "nesterov"
-    if n in family.FAMILY:   # options: the torch.optim class's own (e.g. eps for Adam)
-        return family.build(n, params, cfg.lr, cfg.momentum, wd, **dict(cfg.options))
-    hd = dict(hypergrad_lr=cfg.hypergrad_lr, rule=cfg.rule,
-              hyper_hypergrad_lr=cfg.hyper_hypergrad_lr, second_order=cfg.second_order)
-    if n == "sgd-hd":
-        return SGDHD(params, cfg.lr, weight_decay=wd, **hd)
-    if n == "sgdn-hd":
-        return SGDHD(params, cfg.lr, momentum=cfg.momentum, nesterov=True, weight_decay=wd, **hd)
-    if n == "adam-hd":
-        return AdamHD(params, cfg.lr, weight_decay=wd, **hd)
-    if n == "marthe":
-        return _marthe(cfg, params)
-    if n in HDM_NAMES:
-        return HDM(params, cfg.lr, hyper_lr=cfg.hypergrad_lr, shape=HDM_NAMES[n],
-                   weight_decay=wd)
-    if n in HD_WRAPPED:
-        return HD(family.build(n[3:], params, cfg.lr, cfg.momentum, wd, **dict(cfg.options)),
-                  **hd)
-    if n in ASGC_WRAPPED:
-        return ASGC(family.build(n[5:], params, cfg.lr, cfg.momentum, wd), **dict(cfg.options))
-    if n in rivals.RIVALS:
-        return rivals.build(n, params, cfg.lr, wd, total_steps, model, **dict(cfg.options))
-    if n.startswith("stack:"):
-        return HyperStack(params, _stack_levels(cfg))
-    known = sorted(BASELINES | ANALYTIC | set(HDM_NAMES) | {"marthe"} | set(rivals.RIVALS)) + [
-        "hd-<family name>", "asgc-<family name>", "stack:<primary>/<secondary>"]
-    raise ValueError(f"Unknown optimizer {n!r}; choose one of {', '.join(known)}")
-
 
 DTYPES = ("float32", "float64")
 
@@ -305,13 +183,6 @@ def train(cfg: TrainConfig, data: Data,
     return result
 
 
-def _marthe(cfg: OptimConfig, params) -> MARTHE:
-    options = dict(cfg.options)
-    unknown = sorted(set(options) - set(MARTHE_OPTIONS))
-    if unknown:
-        raise ValueError(f"Unknown MARTHE options {unknown}; it takes {list(MARTHE_OPTIONS)}")
-    return MARTHE(params, cfg.lr, cfg.hypergrad_lr, mu=options.get("mu", "auto"),
-                  weight_decay=cfg.weight_decay)
 
 
 def train_step(opt, model: nn.Module, x, y) -> torch.Tensor:
@@ -326,31 +197,12 @@ def train_step(opt, model: nn.Module, x, y) -> torch.Tensor:
     return loss
 
 
-def _stack_levels(cfg: OptimConfig) -> list:
-    names = cfg.name[6:].split("/")
-    if len(names) not in (1, 2) or any(x not in STACK_LEVELS for x in names):
-        raise ValueError(f"Unknown stack {cfg.name!r}: use stack:<primary>/<secondary> or "
-                         f"stack:<primary> with levels from {sorted(STACK_LEVELS)}")
-    if cfg.clip != "none" and names[1:] != ["sgd"]:
-        raise ValueError("clip applies to an SGD secondary only (as in the clipping report)")
-    if cfg.conventions == "chandra":
-        primary = chandra(names[0], cfg.lr)
-    else:
-        primary = STACK_LEVELS[names[0]](lr=cfg.lr)
-    if len(names) == 1:
-        return [primary]
-    if names[1] == "sgd":
-        secondary = StackSGD(lr=cfg.hypergrad_lr, clip=cfg.clip != "none",
-                             clip_count_zero_first=cfg.clip == "code")
-    else:
-        secondary = STACK_LEVELS[names[1]](lr=cfg.hypergrad_lr)
-    return [primary, secondary]
 
 
 def _final(result, diverged_at, iters, seconds, last_alpha) -> dict:
     """The run's last record. A diverged run has the step it diverged at (= its iterations), NaN
     for every final number, and α after its last finite step (``last_finite_alpha``): the same
-    fields :func:`hdrepro.batched.train_cells` gives a diverged cell."""
+    fields :func:`hdrepro.engine.batched.train_cells` gives a diverged cell."""
     final = {"diverged": diverged_at is not None, "diverged_at": diverged_at,
              "iterations": iters, "seconds": seconds, "last_finite_alpha": last_alpha}
     if diverged_at is None:

@@ -1,4 +1,4 @@
-"""Does ASGC (:mod:`hdrepro.asgc`) help? The proposal's evaluation at our scale: MNIST and
+"""Does ASGC (:mod:`hdrepro.methods.asgc`) help? The proposal's evaluation at our scale: MNIST and
 Fashion-MNIST, MLNN and BetterCNN, ASGC around SGD with momentum (μ = 0.9) against Adam,
 SGD-momentum, AdaGrad and RMSprop.
 
@@ -30,12 +30,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .analysis import GradientHistogram
-from .config import check_fields
-from .data import DataConfig
-from .grid import worker_data
-from .runs import STUCK_ERROR, RunCell
-from .train import OptimConfig, train
+from ..methods.histograms import GradientHistogram
+from ..config import check_fields
+from ..engine.data import DataConfig
+from ..engine.executors import worker_data
+from ..engine.cells import STUCK_ERROR, RunCell
+from ..methods.registry import OptimConfig
+from ..engine.train import train
 
 #: method -> its two anchor learning rates; ASGC wraps SGD with momentum
 LRS = {"adam": (1e-4, 1e-3), "momentum": (1e-2, 1e-1), "adagrad": (1e-2, 1e-1),

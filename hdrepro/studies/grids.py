@@ -5,8 +5,8 @@ tasks run (in this process, in local worker processes, or on a Dask cluster), re
 A grid (``GridSpec``) expands into cells (``Cell``): one per HD optimizer × rule × α₀ × β × γ ×
 seed, plus the baseline row, the base optimizer at each α₀ and seed. Cells of the same model,
 base optimizer, rule and seed can be trained together (``batch`` > 0) by
-:func:`hdrepro.batched.train_cells`; ``batch=0`` trains each through :func:`hdrepro.train.train`.
-Every finished cell is appended to a :class:`~hdrepro.results.GridStore` as soon as its task
+:func:`hdrepro.engine.batched.train_cells`; ``batch=0`` trains each through :func:`hdrepro.engine.train.train`.
+Every finished cell is appended to a :class:`~hdrepro.engine.results.GridStore` as soon as its task
 returns; running the same grid again skips the cells already there. A diverged cell (NaN/inf
 loss) is a result like any other, stored alike by both training paths: ``diverged_at`` and
 ``iterations`` are the step it diverged at, the final losses, error, α and β are NaN, and
@@ -15,38 +15,32 @@ which the summaries below count apart from diverged cells.
 """
 from __future__ import annotations
 
-import concurrent.futures as cf
-import contextlib
 import functools
 import math
-import multiprocessing
-import os
-import subprocess
-import threading
-import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
 
-from . import models, stats
-from .batched import CellHParams, train_cells
-from .config import check_fields, config_id
-from .data import DataConfig, load
-from .optim._hypergrad import RULES, SECOND_ORDER, check_finite_nonneg
-from .results import GridStore, RunStore
-from .train import OptimConfig, TrainConfig, resolve_device, train
+from ..config import check_fields, finite_nonneg
+from ..engine import models
+from ..engine.cells import Identified
+from ..engine.batched import CellHParams, train_cells
+from ..engine.data import DataConfig
+from ..engine.executors import (RunOptions, provenance_columns, run_work, worker_data,
+                                worker_device, worker_threads)
+from ..engine.results import GridStore
+from ..engine.train import TrainConfig, resolve_device, train
+from ..methods.registry import OptimConfig
+from ..optim import RULES, SECOND_ORDER
+from . import stats
 
 #: The base optimizer of each HD optimizer: the grid's top (baseline) row.
 BASE_OF = {"sgd-hd": "sgd", "sgdn-hd": "sgdn", "adam-hd": "adam"}
-EXECUTORS = ("inprocess", "processes", "dask")
 
 
 @dataclass(frozen=True)
-class Cell:
+class Cell(Identified):
     """One grid cell: one training run. β = γ = 0 for the baseline optimizers."""
     model: str
     optimizer: str
@@ -71,10 +65,6 @@ class Cell:
     def kind(self) -> str:
         """The base optimizer ("sgd", "sgdn", "adam")."""
         return BASE_OF.get(self.optimizer, self.optimizer)
-
-    @property
-    def cell_id(self) -> str:
-        return config_id(self)
 
     def train_config(self, device: str) -> TrainConfig:
         optim = OptimConfig(self.optimizer, self.alpha0, self.beta, self.gamma, rule=self.rule,
@@ -127,7 +117,8 @@ class GridSpec:
             if not values:
                 raise ValueError(f"The grid needs at least one {name}")
             for v in values:
-                check_finite_nonneg(name, v)
+                if not finite_nonneg(v):
+                    raise ValueError(f"Invalid {name}: {v} (must be finite and >= 0)")
         if self.epochs < 1 or self.batch_size < 1 or not self.seeds:
             raise ValueError(f"epochs and batch_size must be >= 1 and seeds non-empty (got "
                              f"{self.epochs}, {self.batch_size}, {self.seeds})")
@@ -159,30 +150,6 @@ class GridSpec:
         return self.second_orders if gamma else ("derived",)
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run a grid (not what): executor, parallelism, batching, device, data folder."""
-    data_root: str
-    executor: str = "inprocess"
-    workers: int = 2
-    scheduler: str | None = None     # address of a running Dask scheduler; None: a LocalCluster
-    batch: int | None = None         # cells trained together; 0: one at a time through
-    #                                  train(); None: auto_batch(model, device)
-    device: str = "auto"
-    threads: int | None = None       # torch threads per worker (None: torch's default)
-    progress: bool = True
-
-    def __post_init__(self):
-        check_fields(self)
-        if self.executor not in EXECUTORS:
-            raise ValueError(f"Unknown executor {self.executor!r}; choose one of {EXECUTORS}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1 or None (got {self.threads})")
-        if self.workers < 1 or (self.batch is not None and self.batch < 0):
-            raise ValueError(f"workers must be >= 1 and batch >= 0 (got {self.workers}, "
-                             f"{self.batch})")
-        if self.scheduler and self.executor != "dask":
-            raise ValueError("--scheduler needs --executor dask")
 
 
 def auto_batch(model: str, device: str) -> int:
@@ -212,11 +179,6 @@ def tasks(cells: Iterable[Cell], batch: int) -> list[tuple[Cell, ...]]:
     return out
 
 
-@functools.lru_cache(maxsize=2)
-def worker_data(config: DataConfig, root: str):
-    """The data set a worker trains on, loaded once per worker process and kept (the last two
-    configurations): a worker's cells mostly share one."""
-    return load(config, Path(root))
 
 
 def run_task(cells: tuple[Cell, ...], batched: bool, device: str, data_root: str,
@@ -237,17 +199,8 @@ def run_task(cells: tuple[Cell, ...], batched: bool, device: str, data_root: str
     return [{**c.labels(), **r, **extra} for c, r in zip(cells, results)]
 
 
-def worker_device(device: str, threads: int | None) -> str:
-    """In a worker: set torch's threads (when given) and resolve the device name."""
-    if threads:
-        torch.set_num_threads(threads)
-    return str(resolve_device(device))
 
 
-def provenance_columns(device: str, data) -> dict:
-    """What every stored row says of where it ran and on what data."""
-    return {"device": _device_name(device), "n_train": len(data.train),
-            "n_test": len(data.test), "data_source": data.provenance.get("source", "")}
 
 
 def _one_cell(cell: Cell, data, device: str) -> dict:
@@ -262,141 +215,53 @@ def _one_cell(cell: Cell, data, device: str) -> dict:
             "seconds": f["seconds"], "cells_in_batch": 1}
 
 
-def _device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    return f"cpu ({torch.get_num_threads()} threads)"
 
 
-class InProcessExecutor(cf.Executor):
-    """The concurrent.futures interface, running each task at submit() in this process."""
-
-    def submit(self, fn, /, *args, **kwargs):
-        future: cf.Future = cf.Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as e:  # noqa: BLE001 - handed to the caller through the future
-            future.set_exception(e)
-        return future
 
 
-def die_with_parent(parent: int, poll_s: float = 0.5) -> None:
-    """In a worker process: exit as soon as `parent` is gone (the worker is re-parented)."""
-    def watch():
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        os._exit(1)
-    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
-@contextlib.contextmanager
-def open_executor(options: RunOptions) -> Iterator[cf.Executor]:
-    """A concurrent.futures.Executor for ``options.executor``."""
-    if options.executor == "inprocess":
-        yield InProcessExecutor()
-    elif options.executor == "processes":
-        # spawn, not fork: safe with CUDA and with torch's thread pools. Each worker watches its
-        # parent: a driver killed by SIGKILL runs no shutdown, and its workers would live on.
-        with cf.ProcessPoolExecutor(options.workers,
-                                    mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=die_with_parent, initargs=(os.getpid(),)) as ex:
-            yield ex
-    else:
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError as e:
-            raise ImportError("--executor dask needs dask.distributed: pip install distributed"
-                              ) from e
-        if options.scheduler:
-            client = Client(options.scheduler)
-        else:
-            client = Client(LocalCluster(n_workers=options.workers, threads_per_worker=1,
-                                         processes=True, dashboard_address=None))
-        try:
-            yield client.get_executor()
-        finally:
-            client.close()
-            if not options.scheduler:
-                client.cluster.close()
 
 
-def run_grid(spec: GridSpec, store: GridStore, options: RunOptions) -> pd.DataFrame:
-    """Run every cell of `spec` not yet in `store`, appending each finished cell; return all.
-    The store's writer lock is held throughout: a second grid on the same store is refused
-    (:class:`hdrepro.results.StoreLocked`) instead of computing the same cells."""
+@dataclass(frozen=True)
+class GridRun:
+    """What :func:`run_grid` found and did: the grid's cell count, the cells it ran (those not
+    stored before), the cells per batched run, and every stored row afterwards (None in the
+    plan it hands to ``before``)."""
+    cells: int
+    ran: int
+    batch: int
+    frame: pd.DataFrame | None = None
+
+
+def run_grid(spec: GridSpec, store: GridStore, options: RunOptions,
+             before: Callable[[GridRun], None] | None = None) -> GridRun:
+    """Run every cell of `spec` not yet in `store`, appending each finished cell. ``before``,
+    if given, sees the plan first (a driver records it, so that a run cut off still says what it
+    expected). The store's writer lock is held throughout: a second grid on the same store is
+    refused (:class:`hdrepro.engine.results.StoreLocked`) instead of computing the same cells."""
     cells = spec.cells()
+    batch = auto_batch(spec.model, options.device) if options.batch is None else options.batch
     with store.writing():
         done = store.finished()
         todo = [c for c in cells if c.cell_id not in done]
+        plan = GridRun(len(cells), len(todo), batch)
+        if before is not None:
+            before(plan)
         if todo:
-            batch = auto_batch(spec.model, options.device) if options.batch is None \
-                else options.batch
             submit = functools.partial(run_task, batched=batch > 0, device=options.device,
                                        data_root=options.data_root,
                                        threads=worker_threads(options))
             run_work(tasks(todo, batch), submit, store, options, len(cells), f"grid {spec.name}")
-    return store.frame()
+        return GridRun(plan.cells, plan.ran, batch, store.frame())
 
 
-def worker_threads(options: RunOptions) -> int | None:
-    """torch threads per worker: the machine's cores shared among the workers."""
-    if options.threads is None and options.executor != "inprocess":
-        return max(1, torch.get_num_threads() // options.workers)
-    return options.threads
 
 
-def run_work(work: list[tuple], fn: Callable, store: GridStore | RunStore, options: RunOptions,
-             total: int, desc: str) -> None:
-    """Run fn(task) for each task (a tuple of cells) on the executor of `options`, appending the
-    rows of each to `store` as soon as it returns, with a progress bar over all `total` cells."""
-    bar = tqdm(total=total, initial=total - sum(map(len, work)), disable=not options.progress,
-               desc=desc, unit="cell")
-    with open_executor(options) as ex:
-        window = 1 if options.executor == "inprocess" else 2 * options.workers
-        for rows in _as_finished(ex, fn, work, window):
-            store.append(rows)
-            bar.update(len(rows))
-    bar.close()
 
 
-def run_pending(cells: list, fn: Callable, store: GridStore | RunStore, options: RunOptions,
-                desc: str) -> None:
-    """Run ``fn(cells, device, data_root, threads)`` on each cell not yet in `store`, one cell per
-    task, on the executor of `options` (the runner of Figure 1, the stacks and the extension
-    experiments). `fn` returns what ``store.append`` takes. The store's writer lock is held
-    throughout, as in :func:`run_grid`."""
-    with store.writing():
-        done = store.finished()
-        todo = [(c,) for c in cells if c.cell_id not in done]
-        if todo:
-            submit = functools.partial(fn, device=options.device, data_root=options.data_root,
-                                       threads=worker_threads(options))
-            run_work(todo, submit, store, options, len(cells), desc)
 
 
-def _as_finished(ex: cf.Executor, fn: Callable, work: list, window: int) -> Iterator:
-    """Yield fn(task) results as they finish, keeping at most `window` tasks in flight, so that
-    every result is stored before more work is started (a kill loses only what is in flight)."""
-    pending: set[cf.Future] = set()
-    todo = iter(work)
-
-    def fill():
-        for task in todo:
-            pending.add(ex.submit(fn, task))
-            if len(pending) >= window:
-                return
-
-    fill()
-    try:
-        while pending:
-            finished, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-            for f in finished:
-                pending.discard(f)
-                yield f.result()
-            fill()
-    finally:
-        for f in pending:
-            f.cancel()
 
 
 # -- summaries: what the heatmaps and REPORT.md show ---------------------------------------------
@@ -552,19 +417,3 @@ def divergence_over_seeds(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def git_commit(repo: Path | None = None) -> str:
-    """The repository's commit, for provenance ('unknown' outside a git checkout), with
-    "+changes" when tracked files differ from it: the code that ran was not that commit.
-    HDREPRO_COMMIT, when set, wins: a copy of the tree sent to another machine (the GPU runs of
-    scripts/device_full_grids.sh) can carry a git folder older than the files that run."""
-    if os.environ.get("HDREPRO_COMMIT"):
-        return os.environ["HDREPRO_COMMIT"]
-
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    try:
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-        return git("rev-parse", "--short", "HEAD") + ("+changes" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"

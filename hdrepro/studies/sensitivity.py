@@ -1,4 +1,4 @@
-"""How much tuning does HD remove? Every optimizer of the family (:mod:`hdrepro.family`) against
+"""How much tuning does HD remove? Every optimizer of the family (:mod:`hdrepro.methods.family`) against
 its HD version (:class:`hdrepro.optim.HD` around it) at the same α₀, across α₀ over 4 decades, on
 LogReg, MLNN and BetterCNN: the final training and validation loss of each.
 
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import family
-from .config import check_fields
-from .data import DataConfig
-from .runs import STUCK_ERROR, RunCell
-from .train import OptimConfig
+from ..methods import family
+from ..config import check_fields
+from ..engine.data import DataConfig
+from ..engine.cells import STUCK_ERROR, RunCell
+from ..methods.registry import OptimConfig
 
 NON_ADAPTIVE = ("sgd", "momentum", "nesterov")
 KINDS = {"non-adaptive": NON_ADAPTIVE,

@@ -98,6 +98,10 @@ class VGG16BN(nn.Sequential):
         super().__init__(*layers)
 
 
+#: how figures and tables name each model
+TITLES = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN", "vgg16bn": "VGG-16",
+          "vgg16bn-narrow": "VGG-16 (¼ width)"}
+
 MODELS = {
     "logreg": lambda: LogReg(),
     "mlnn": lambda: MLP(),

@@ -22,13 +22,12 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .config import check_fields, check_range
-from .data import DataConfig
-from .runs import RunCell
-from .train import OptimConfig
+from ..config import check_fields, check_range
+from ..engine.data import DataConfig
+from ..engine.cells import RunCell
+from ..methods.registry import OptimConfig
 
 BASE_OF = {"sgd-hd": "sgd", "sgdn-hd": "sgdn", "adam-hd": "adam"}
-TITLES = {"sgd-hd": "SGD-HD", "sgdn-hd": "SGDN-HD", "adam-hd": "Adam-HD"}
 DECADES = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 LOSS_THRESHOLD = 0.29   # Baydin et al.'s tuning figure
 

@@ -1,5 +1,5 @@
 """Does the gradient-magnitude histogram find Adam's ε? The validation of
-:func:`hdrepro.analysis.epsilon_interval`.
+:func:`hdrepro.methods.histograms.epsilon_interval`.
 
 For each model: one Adam run at its defaults (α = 1e-3, ε = 1e-8) records |g| histograms over its
 first ``hist_steps`` steps; the interval comes from them. Separately, Adam runs at every ε of
@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from .analysis import DEFAULT_RANGE, GradientHistogram, decades, epsilon_interval
-from .config import check_fields
-from .data import DataConfig
-from .grid import worker_data
-from .runs import RunCell
-from .train import OptimConfig, train
+from ..methods.histograms import DEFAULT_RANGE, GradientHistogram, decades, epsilon_interval
+from ..config import check_fields
+from ..engine.data import DataConfig
+from ..engine.executors import worker_data
+from ..engine.cells import RunCell
+from ..methods.registry import OptimConfig
+from ..engine.train import train
 
 EPSILONS = tuple(10.0 ** k for k in range(-10, 1))   # 1e-10 … 1: the 10 decades usually searched
 NEAR = 0.01   # near-best: final validation loss within 1% of the best

@@ -29,7 +29,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from .errors import StoreLocked
+from ..errors import StoreLocked
 
 KINDS = ("iterations", "epochs", "final")
 KEYS = {"iterations": ["run_id", "iteration"], "epochs": ["run_id", "epoch"],
@@ -56,7 +56,7 @@ class RunStore:
 
     def append(self, runs: list[tuple[str, dict, object]]) -> None:
         """Write finished runs, each a (run_id, labels, RunResult): its iteration rows, epoch rows,
-        then its final row. (The same call as GridStore.append, so that hdrepro.grid's executors
+        then its final row. (The same call as GridStore.append, so that hdrepro.studies.grids's executors
         can store either.)"""
         with self.lock.held():
             for run_id, labels, result in runs:

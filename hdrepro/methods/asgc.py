@@ -55,7 +55,7 @@ class ASGC:
         generator: the noise's torch.Generator (seed it for reproducible runs); None draws
             from torch's global generator.
         on_clip: called as ``on_clip(raw, clipped)`` with the lists of g_t and ĝ_t per layer,
-            for recording (e.g. :class:`hdrepro.analysis.GradientHistogram`).
+            for recording (e.g. :class:`hdrepro.methods.histograms.GradientHistogram`).
     """
 
     def __init__(self, optimizer: Optimizer, noise_scale: float = 0.01, threshold: float = 3.0,

@@ -32,14 +32,16 @@ import pandas as pd
 import torch
 
 from . import stats
-from .config import check_fields, config_id
-from .data import DataConfig
-from .grid import provenance_columns, worker_data, worker_device
-from .train import OptimConfig, TrainConfig, train
+from ..config import check_fields
+from ..engine.cells import Identified
+from ..engine.data import DataConfig
+from ..engine.executors import provenance_columns, worker_data
+from ..methods.registry import OptimConfig
+from ..engine.train import TrainConfig, train
 
 
 @dataclass(frozen=True)
-class DivergenceCell:
+class DivergenceCell(Identified):
     optimizer: str
     dtype: str
     seed: int
@@ -51,10 +53,6 @@ class DivergenceCell:
     def __post_init__(self):
         check_fields(self)
 
-    @property
-    def cell_id(self) -> str:
-        return config_id(self)
-
     def train_config(self, device: str) -> TrainConfig:
         return TrainConfig("bettercnn", self.data, OptimConfig(self.optimizer, self.alpha0,
                                                                self.beta),
@@ -65,6 +63,19 @@ class DivergenceCell:
         return {"cell_id": self.cell_id, "optimizer": self.optimizer, "dtype": self.dtype,
                 "seed": self.seed, "epochs": self.epochs, "data": self.data.name,
                 "fraction": self.data.fraction, "alpha0": self.alpha0, "beta": self.beta}
+
+    def run(self, device: str, data_root: str) -> dict:
+        """Train with a tracer; the final numbers and the thinned trace."""
+        data = worker_data(self.data, data_root)
+        tracer = Tracer()
+        f = train(self.train_config(device), data, on_step=tracer).final
+        finite = [r for r in tracer.rows if all(map(math.isfinite, r[1:]))]
+        return {"diverged": f["diverged"], "diverged_at": f["diverged_at"],
+                "train_loss": f["train_loss"], "iterations": f["iterations"],
+                "seconds": f["seconds"], "last_finite_alpha": f["last_finite_alpha"],
+                "alpha_max": max((r[1] for r in finite), default=math.nan),
+                "grad_norm_max": max((r[2] for r in finite), default=math.nan),
+                "trace": tracer.thinned(EVERY, TAIL), **provenance_columns(device, data)}
 
 
 @dataclass(frozen=True)
@@ -109,26 +120,6 @@ class Tracer:
 
 
 EVERY, TAIL = 10, 100   # a trace keeps every 10th step and each of the last 100
-
-
-def run_cells(cells: tuple[DivergenceCell, ...], device: str, data_root: str,
-              threads: int | None = None) -> list[dict]:
-    """Train each cell with a tracer; one row per cell, its thinned trace included."""
-    dev = worker_device(device, threads)
-    rows = []
-    for cell in cells:
-        data = worker_data(cell.data, data_root)
-        tracer = Tracer()
-        res = train(cell.train_config(dev), data, on_step=tracer)
-        f = res.final
-        finite = [r for r in tracer.rows if all(map(math.isfinite, r[1:]))]
-        rows.append({**cell.labels(), "diverged": f["diverged"], "diverged_at": f["diverged_at"],
-                     "train_loss": f["train_loss"], "iterations": f["iterations"],
-                     "seconds": f["seconds"], "last_finite_alpha": f["last_finite_alpha"],
-                     "alpha_max": max((r[1] for r in finite), default=math.nan),
-                     "grad_norm_max": max((r[2] for r in finite), default=math.nan),
-                     "trace": tracer.thinned(EVERY, TAIL), **provenance_columns(dev, data)})
-    return rows
 
 
 def pairs(frame: pd.DataFrame) -> pd.DataFrame:

@@ -18,7 +18,6 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 KEY = "hdrepro"
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -54,10 +53,11 @@ def data_digest(results: Path, name: str) -> str:
 
 
 def _shown(path: Path) -> str:
-    """A path as the reader would type it: relative to the repository when inside it."""
+    """A path as the reader would type it: relative to the working directory (the checkout's
+    root, where the drivers run) when inside it."""
     path = Path(path)
-    full = path.resolve()
-    return str(full.relative_to(ROOT)) if full.is_relative_to(ROOT) else str(path)
+    full, here = path.resolve(), Path.cwd().resolve()
+    return str(full.relative_to(here)) if full.is_relative_to(here) else str(path)
 
 
 def stamp(path: Path, figure_origin: FigureOrigin) -> Path:

@@ -29,7 +29,7 @@ it must be switched with ``train()``/``eval()``. The scale each starts from (``d
 Schedule-Free's ``lr``) is what :data:`SCALES` names, for the sensitivity sweep.
 
 :func:`build` wraps the optimizer in :class:`Protocol`, which steps the schedule and the averager
-after each step and gives :func:`hdrepro.train.train` the model to evaluate.
+after each step and gives :func:`hdrepro.engine.train.train` the model to evaluate.
 """
 from __future__ import annotations
 

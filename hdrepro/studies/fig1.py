@@ -3,7 +3,7 @@
 Loss (Baydin et al., Figure 2): for each model × (base, HD) pair, the runs pair by seed (same
 initial weights, same minibatch order), so the quantity judged is the per-seed difference
 d_s = loss_HD(s) − loss_base(s) of the final training and validation loss. Its mean gets a 95%
-t interval over the n seeds both ran (:func:`hdrepro.stats.paired_difference`); HD is "better"
+t interval over the n seeds both ran (:func:`hdrepro.studies.stats.paired_difference`); HD is "better"
 when the interval lies below 0, "worse" when above, and a "tie" when it contains 0, the
 difference being inside the seed noise. An HD run that diverged on a seed where its base did not
 makes the pair "worse": a diverged run has no loss to pair.
@@ -26,7 +26,7 @@ DECAY = 0.5    # α_t "decayed": it ended at half its peak or less
 
 def paired(final: pd.DataFrame, rule: str = "additive") -> pd.DataFrame:
     """One row per model × pair: seeds paired, HD runs diverged where the base did not, and for
-    "train" and "val" the interval on HD − base (an :class:`hdrepro.stats.Interval`) and its
+    "train" and "val" the interval on HD − base (an :class:`hdrepro.studies.stats.Interval`) and its
     outcome ("better", "worse", "tie")."""
     rows = []
     if final.empty:
@@ -73,7 +73,7 @@ def alpha_runs(final: pd.DataFrame, iterations: pd.DataFrame,
 
 def loss_verdict(pairs: pd.DataFrame) -> tuple[str, stats.Interval]:
     """The claim "HD reaches lower training and validation loss", on the share of pairs where
-    HD is better on both (ties count as not better), by :func:`hdrepro.stats.majority`."""
+    HD is better on both (ties count as not better), by :func:`hdrepro.studies.stats.majority`."""
     if pairs.empty:
         return "not tested", stats.proportion(0, 0)
     both = int(((pairs.train_outcome == "better") & (pairs.val_outcome == "better")).sum())

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .grid import with_second_order
+from .grids import with_second_order
 
 UNTRAINED = math.log(10)   # cross-entropy of a uniform guess over 10 classes
 REPORT_VARIANT = ("multiplicative", "printed")

@@ -1,32 +1,68 @@
-"""Plain training runs as resumable cells: one model, data, optimizer config and seed each, run on
-the grid executors (:mod:`hdrepro.grid`) and stored one JSON line per run
-(:class:`hdrepro.results.GridStore`), so a killed experiment resumes without redoing finished runs.
+"""The cell: the one unit of work of every study, and how cells run.
 
-The extension experiments (optimizer family, learning-rate-free rivals, ASGC, Adam's ε) are lists
+A cell (the :class:`Cell` protocol) says what it is (``labels()``, the columns of its row), has
+an identity (``cell_id``: :class:`Identified` gives every study's cells the same one, a digest of
+their fields), and does its work (``run(device, data_root)``, the rest of its row). Any list of
+cells runs on the executors of :mod:`hdrepro.engine.executors` through :func:`run_cells`, one
+JSON line per cell in a :class:`hdrepro.engine.results.GridStore`, so a killed study resumes
+without redoing finished cells. The grids' cells also train many at once
+(:mod:`hdrepro.engine.batched`).
+
+:class:`RunCell` is the plain training run. The extension experiments (optimizer family, learning-rate-free rivals, ASGC, Adam's ε) are lists
 of :class:`RunCell`; each row keeps the run's per-epoch curves, for the summaries that need them
 (time to a target accuracy, stability over the last epochs). Figure 1 keeps every run's iteration
 log too (α_t, the training loss): it is a list of :class:`LoggedRun`, stored in a
-:class:`hdrepro.results.RunStore` by :func:`run_logged` on the same executors.
+:class:`hdrepro.engine.results.RunStore` by :func:`run_logged` on the same executors.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import pandas as pd
 
-from .config import check_fields, config_id
+from ..config import check_fields, config_id
 from .data import DataConfig
-from .grid import RunOptions, provenance_columns, run_pending, worker_data, worker_device
+from .executors import RunOptions, provenance_columns, run_pending, worker_data, worker_device
 from .results import GridStore, RunStore
-from .train import OptimConfig, TrainConfig, train
+from ..methods.registry import OptimConfig
+from .train import TrainConfig, train
 
 # A 10-class run whose test error stays this high learnt nothing: it collapsed to (about) one class
 STUCK_ERROR = 0.85
 
 
+class Cell(Protocol):
+    """What every study's cell is."""
+
+    @property
+    def cell_id(self) -> str: ...   # its name in a store: a rerun skips the ids stored
+
+    def labels(self) -> dict: ...   # the columns that say what it is
+
+    def run(self, device: str, data_root: str) -> dict: ...   # do it: the rest of its row
+
+
+class Identified:
+    """The identity of a cell that is a frozen dataclass: 16 hex digits of the SHA-1 of its
+    fields (:func:`hdrepro.config.config_id`), the same for every study."""
+
+    @property
+    def cell_id(self) -> str:
+        return config_id(self)
+
+
+def final_columns(result) -> dict:
+    """The columns every trained cell's row has, from a :class:`hdrepro.engine.train.RunResult`:
+    diverged, diverged_at, the final losses and errors, iterations, seconds."""
+    f = result.final
+    return {k: f[k] for k in ("diverged", "diverged_at", "train_loss", "val_loss", "val_error",
+                              "test_error", "iterations", "seconds")}
+
+
 @dataclass(frozen=True)
-class RunCell:
+class RunCell(Identified):
     """One run. ``tags`` are labels for the summaries (e.g. ``(("setting", "recommended"),)``);
     they are part of the cell's identity."""
     experiment: str
@@ -41,10 +77,6 @@ class RunCell:
 
     def __post_init__(self):
         check_fields(self)
-
-    @property
-    def cell_id(self) -> str:
-        return config_id(self)
 
     def train_config(self, device: str) -> TrainConfig:
         return TrainConfig(self.model, self.data, self.optim, self.epochs, self.batch_size,
@@ -61,30 +93,28 @@ class RunCell:
                 "seed": self.seed, "batch_size": self.batch_size, **dict(self.tags)}
 
 
-def run_cells(cells: tuple[RunCell, ...], device: str, data_root: str,
-              threads: int | None = None) -> list[dict]:
-    """Train the cells of one task; one row per cell, with its per-epoch curves."""
-    dev = worker_device(device, threads)
-    rows = []
-    for cell in cells:
-        data = worker_data(cell.data, data_root)
-        res = train(cell.train_config(dev), data)
+    def run(self, device: str, data_root: str) -> dict:
+        """Train; the final numbers and the per-epoch curves."""
+        data = worker_data(self.data, data_root)
+        res = train(self.train_config(device), data)
         f = res.final
-        steps = max(f["iterations"], 1)
-        rows.append({**cell.labels(), "diverged": f["diverged"], "diverged_at": f["diverged_at"],
-                     "train_loss": f["train_loss"], "val_loss": f["val_loss"],
-                     "val_error": f["val_error"], "test_error": f["test_error"],
-                     "iterations": f["iterations"],
-                     "seconds": f["seconds"], "seconds_per_step": f["seconds"] / steps,
-                     "curve_val_acc": [e["val_acc"] for e in res.epochs],
-                     "curve_train_loss": [e["train_loss"] for e in res.epochs],
-                     "curve_seconds": [e["seconds"] for e in res.epochs],
-                     **({"reached_at": f["reached_at"]} if "reached_at" in f else {}),
-                     **provenance_columns(dev, data)})
-    return rows
+        return {**final_columns(res), "seconds_per_step": f["seconds"] / max(f["iterations"], 1),
+                "curve_val_acc": [e["val_acc"] for e in res.epochs],
+                "curve_train_loss": [e["train_loss"] for e in res.epochs],
+                "curve_seconds": [e["seconds"] for e in res.epochs],
+                **({"reached_at": f["reached_at"]} if "reached_at" in f else {}),
+                **provenance_columns(device, data)}
 
 
-def run(cells: list[RunCell], store: GridStore, options: RunOptions, desc: str) -> pd.DataFrame:
+def run_cells(cells: tuple[Cell, ...], device: str, data_root: str,
+              threads: int | None = None) -> list[dict]:
+    """Run the cells of one task, in any worker; one row per cell: its labels and what its run
+    returned."""
+    dev = worker_device(device, threads)
+    return [{**cell.labels(), **cell.run(dev, data_root)} for cell in cells]
+
+
+def run(cells: list[Cell], store: GridStore, options: RunOptions, desc: str) -> pd.DataFrame:
     """Run the cells not yet in `store`; return every stored row of these cells."""
     run_pending(cells, run_cells, store, options, desc)
     frame = store.frame()
@@ -105,7 +135,7 @@ class LoggedRun:
         check_fields(self)
 
     @property
-    def cell_id(self) -> str:  # the name hdrepro.grid.run_pending skips finished work by
+    def cell_id(self) -> str:  # the name hdrepro.engine.executors.run_pending skips finished work by
         return self.run_id
 
 

@@ -40,11 +40,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .cli_help import DATA_HELP, HelpFormatter
-from .config import check_fields
-from .errors import DataUnavailable
+from ..cli_help import DATA_HELP, HelpFormatter
+from ..config import check_fields
+from ..errors import DataUnavailable
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -85,13 +84,14 @@ CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 
 
 def default_data_root() -> Path:
-    """``$HDREPRO_DATA``; else ``<repo>/data`` when the package runs from a checkout, or
-    ``~/.cache/hdrepro/data`` (``$XDG_CACHE_HOME``) when it is installed as a wheel, never a
-    folder inside site-packages. For entry points (CLI, drivers) to pass down."""
+    """``$HDREPRO_DATA``; else ``data/`` in the current directory when there is one (a checkout,
+    where ``run_all.sh`` and the set-up work), else ``~/.cache/hdrepro/data``
+    (``$XDG_CACHE_HOME``). Never a folder found from the package's own location, so an installed
+    wheel and a checkout behave alike. For entry points (CLI, drivers) to pass down."""
     if os.environ.get("HDREPRO_DATA"):
         return Path(os.environ["HDREPRO_DATA"])
-    if (REPO_ROOT / "pyproject.toml").exists():
-        return REPO_ROOT / "data"
+    if Path("data").is_dir():
+        return Path("data").resolve()
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     return cache / "hdrepro" / "data"
 

@@ -32,10 +32,11 @@ import pandas as pd
 import torch
 
 from . import stats
-from .config import check_fields, config_id
-from .data import DataConfig
-from .grid import provenance_columns, worker_data, worker_device
-from .optim import SGDHD, HDMBest
+from ..config import check_fields
+from ..engine.cells import Identified
+from ..engine.data import DataConfig
+from ..engine.executors import provenance_columns, worker_data
+from ..optim import SGDHD, HDMBest
 
 METHODS = ("gd", "hd", "hdm-best", "lbfgs", "optimum")
 NAMES = {"gd": "GD (1/L)", "hd": "SGD-HD (full batch)", "hdm-best": "HDM-Best",
@@ -45,7 +46,7 @@ BAND = 2.0   # "matches" means within a factor of 2
 
 
 @dataclass(frozen=True)
-class ConvexCell:
+class ConvexCell(Identified):
     """One method on one seed's subset."""
     method: str
     seed: int
@@ -59,14 +60,24 @@ class ConvexCell:
         if self.method not in METHODS:
             raise ValueError(f"Invalid method {self.method!r}; choose one of {METHODS}")
 
-    @property
-    def cell_id(self) -> str:
-        return config_id(self)
-
     def labels(self) -> dict:
         return {"cell_id": self.cell_id, "method": self.method, "seed": self.seed,
                 "size": self.size, "budget": self.budget, "beta": self.beta,
                 "data": self.data.name}
+
+    def run(self, device: str, data_root: str) -> dict:
+        """Its curve of least f against evaluations (thinned) and its last f; float64 on the CPU
+        whatever the device (the worker's threads are what matter)."""
+        data = worker_data(self.data, data_root)
+        problem = Problem(*subset(data, self))
+        t0 = time.perf_counter()
+        curve = run_method(self, problem)
+        seconds = time.perf_counter() - t0
+        every = max(1, len(curve) // THIN)
+        kept = sorted(set(range(0, len(curve), every)) | {len(curve) - 1})
+        return {"evals": [k + 1 for k in kept], "best_f": [curve[k] for k in kept],
+                "final_f": curve[-1], "diverged": not math.isfinite(problem.values[-1]),
+                "seconds": seconds, **provenance_columns("cpu", data)}
 
 
 @dataclass(frozen=True)
@@ -163,26 +174,6 @@ def run_method(cell: ConvexCell, problem: Problem) -> list[float]:
 
 
 THIN = 200   # a stored curve keeps about this many points
-
-
-def run_cells(cells: tuple[ConvexCell, ...], device: str, data_root: str,
-              threads: int | None = None) -> list[dict]:
-    """One row per cell: its curve of least f against evaluations (thinned) and its last f."""
-    worker_device(device, threads)   # float64 on the CPU: the threads matter, not the device
-    rows = []
-    for cell in cells:
-        data = worker_data(cell.data, data_root)
-        problem = Problem(*subset(data, cell))
-        t0 = time.perf_counter()
-        curve = run_method(cell, problem)
-        seconds = time.perf_counter() - t0
-        every = max(1, len(curve) // THIN)
-        kept = sorted(set(range(0, len(curve), every)) | {len(curve) - 1})
-        rows.append({**cell.labels(), "evals": [k + 1 for k in kept],
-                     "best_f": [curve[k] for k in kept], "final_f": curve[-1],
-                     "diverged": not math.isfinite(problem.values[-1]), "seconds": seconds,
-                     **provenance_columns("cpu", data)})
-    return rows
 
 
 def evals_to(frame: pd.DataFrame, tol: float) -> pd.DataFrame:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..engine.models import TITLES as MODEL_TITLES
+from ..methods.registry import title
+from ..studies.grids import BASE_OF
+
 FAMILY_COLORS = {"SGD": "C0", "SGDN": "C1", "Adam": "C2"}
-MODEL_TITLES = {"logreg": "LogReg", "mlnn": "MLNN", "bettercnn": "BetterCNN",
-                "vgg16bn": "VGG-16 (CIFAR-10)", "vgg16bn-narrow": "VGG-16 ¼ width (CIFAR-10)"}
 
 
 def style(optimizer: str) -> dict:
@@ -117,8 +119,6 @@ def _mark_diverged(ax, runs: pd.DataFrame, kw: dict) -> list:
                                        f" {', '.join(map(str, steps))})")]
 
 
-GRID_TITLES = {"sgd-hd": "SGD-HD", "sgdn-hd": "SGDN-HD", "adam-hd": "Adam-HD"}
-BASELINE_TITLES = {"sgd-hd": "SGD", "sgdn-hd": "SGDN", "adam-hd": "Adam"}
 WORSE_COLOR, BETTER_COLOR, BASELINE_COLOR = "#f08080", "#eaf2fb", "#d9d9d9"
 MISSING_COLOR = "#bdbdbd"
 
@@ -155,16 +155,16 @@ def plot_grid(panel, ax, fmt: str = ".3f"):
         ax.add_patch(Rectangle((j, i), 1, 1, fill=False, hatch="///", lw=0, color="#808080"))
     ax.set_facecolor("white")
     ax.set_xticklabels([f"{a:g}" for a in panel.values.columns], rotation=0, fontsize=8)
-    ylabels = [BASELINE_TITLES[panel.optimizer]] + [f"{b:g}" for b in panel.values.index[1:]]
+    ylabels = [title(BASE_OF[panel.optimizer])] + [f"{b:g}" for b in panel.values.index[1:]]
     ax.set_yticklabels(ylabels, rotation=0, fontsize=8)
     ax.set_xlabel("α₀")
     ax.set_ylabel("β")
-    title = f"{GRID_TITLES[panel.optimizer]} ({panel.rule})"
+    heading = f"{title(panel.optimizer)} ({panel.rule})"
     if panel.gamma:
-        title += f", γ = {panel.gamma:g}"
+        heading += f", γ = {panel.gamma:g}"
         if panel.second_order != "derived":
-            title += f", {panel.second_order} sign"
-    ax.set_title(title, fontsize=10)
+            heading += f", {panel.second_order} sign"
+    ax.set_title(heading, fontsize=10)
     return ax
 
 
@@ -176,7 +176,7 @@ def plot_stack_table(comp: pd.DataFrame, ax, baselines: dict | None = None,
     """Test error vs the secondary α (log axis) for one clipping-report table: ours (solid, filled)
     and the report's (dashed, hollow), without clipping (red) and with it (blue); horizontal lines
     are the primary alone (``baselines``: {"ours": …, "report": …}). `comp` is
-    :func:`hdrepro.stacks.comparison`'s frame (errors as fractions)."""
+    :func:`hdrepro.studies.stacks.comparison`'s frame (errors as fractions)."""
     if comp.empty:
         ax.set_title(title + " (no results)", fontsize=9)
         return
@@ -202,7 +202,7 @@ def plot_stack_table(comp: pd.DataFrame, ax, baselines: dict | None = None,
 def plot_clip_trace(trace: pd.DataFrame, ax_norm, ax_value, hyper: str = "lr") -> None:
     """The clipping mechanism over one run: |h_t| unclipped (both runs), θ_t and the clipped norm
     (clipped run) on `ax_norm` (log scale); the hyperparameter's value in both runs on
-    `ax_value`. `trace` has a "run" column ("none" or "clip") and :func:`hdrepro.stacks.trace`'s
+    `ax_value`. `trace` has a "run" column ("none" or "clip") and :func:`hdrepro.studies.stacks.trace`'s
     columns."""
     for run, word in (("none", "no clipping"), ("clip", "clipping")):
         t = trace[(trace.run == run) & (trace.hyper == hyper)]

@@ -22,7 +22,7 @@ radam              RAdam                                         Adam with recti
 =================  ===========================================  ================================
 
 Each step above is α times a direction that does not depend on α, so each can be wrapped in
-:class:`hdrepro.optim.HD` (``hd-<name>`` in :class:`hdrepro.train.OptimConfig`).
+:class:`hdrepro.optim.HD` (``hd-<name>`` in :class:`hdrepro.methods.registry.OptimConfig`).
 """
 from __future__ import annotations
 

@@ -15,8 +15,8 @@ A cell is one training run: table × network × variant × secondary α × seed.
 
 Every level has the conventions of Chandra et al.'s package (:func:`hdrepro.autodiff.chandra`),
 which the report ran: all of the primary's hyperparameters are learned (Adam α, β₁, β₂; RMSProp
-α, γ), through the package's stored forms. Cells run on the executors of :mod:`hdrepro.grid` and
-are stored one JSON line each (:class:`hdrepro.results.GridStore`), so a killed run resumes.
+α, γ), through the package's stored forms. Cells run on the executors of :mod:`hdrepro.studies.grids` and
+are stored one JSON line each (:class:`hdrepro.engine.results.GridStore`), so a killed run resumes.
 MNIST pixels are fed in [0, 1], unstandardised, as in Chandra et al.'s example that the report
 followed (``StackCell.pixels``); Table 5's images are standardised per channel, as it says.
 
@@ -33,11 +33,13 @@ import pandas as pd
 import torch
 
 from . import stats
-from .config import check_fields, config_id
-from .data import Data, DataConfig, unit_pixels
-from .grid import RunOptions, provenance_columns, run_pending, worker_data, worker_device
-from .results import GridStore
-from .train import OptimConfig, TrainConfig, train
+from ..config import check_fields
+from ..engine.cells import Identified, run_cells
+from ..engine.data import Data, DataConfig, unit_pixels
+from ..engine.executors import RunOptions, provenance_columns, run_pending, worker_data
+from ..engine.results import GridStore
+from ..methods.registry import OptimConfig
+from ..engine.train import TrainConfig, train
 
 VARIANTS = ("baseline", "none", "clip", "clip-pseudo", "half")
 ABLATIONS = ("clip-pseudo", "half")
@@ -98,7 +100,7 @@ NETS = {"mnist": {"output-tanh": "tanh-mlp", "no-output-tanh": "tanh-mlp-no-outp
 
 
 @dataclass(frozen=True)
-class StackCell:
+class StackCell(Identified):
     """One training run of the clipping experiment."""
     table: str            # key of PUBLISHED
     net: str              # "output-tanh" (the report's network) or "no-output-tanh"
@@ -126,10 +128,6 @@ class StackCell:
                              f" networks: {NETS}")
         return nets[self.net]
 
-    @property
-    def cell_id(self) -> str:
-        return config_id(self)
-
     def optim_config(self) -> OptimConfig:
         pub = PUBLISHED[self.table]
         if self.variant == "baseline":
@@ -154,6 +152,16 @@ class StackCell:
         d.update(data=self.data.name, fraction=self.data.fraction, model=self.model,
                  cell_id=self.cell_id)
         return d
+
+    def run(self, device: str, data_root: str) -> dict:
+        """Train; a network whose outputs went NaN is scored as argmax scores it (class 0)."""
+        data = self.load(data_root)
+        res = train(self.train_config(device), data)
+        f = res.final
+        error = nan_network_error(data.test.y) if f["diverged"] else f["test_error"]
+        return {"diverged": f["diverged"], "diverged_at": f["diverged_at"], "test_error": error,
+                "train_loss": f["train_loss"], "iterations": f["iterations"],
+                "seconds": f["seconds"], **provenance_columns(device, data)}
 
 
 @dataclass(frozen=True)
@@ -230,23 +238,6 @@ class StackSpec:
 
 
 # -- running ---------------------------------------------------------------------------------------
-def run_cells(cells: tuple[StackCell, ...], device: str, data_root: str,
-              threads: int | None = None) -> list[dict]:
-    """Train the cells of one task (one at a time); one result row per cell."""
-    dev = worker_device(device, threads)
-    rows = []
-    for cell in cells:
-        data = cell.load(data_root)
-        res = train(cell.train_config(dev), data)
-        f = res.final
-        error = nan_network_error(data.test.y) if f["diverged"] else f["test_error"]
-        rows.append({**cell.labels(), "diverged": f["diverged"], "diverged_at": f["diverged_at"],
-                     "test_error": error, "train_loss": f["train_loss"],
-                     "iterations": f["iterations"], "seconds": f["seconds"],
-                     **provenance_columns(dev, data)})
-    return rows
-
-
 def nan_network_error(labels: torch.Tensor) -> float:
     """Test error of a network whose outputs are NaN: argmax returns class 0 everywhere."""
     return 1.0 - float((labels == 0).double().mean())
@@ -410,7 +401,7 @@ def trace(cell: StackCell, data_root: str, device: str = "cpu") -> pd.DataFrame:
 
     def record(t: int, loss: torch.Tensor, opt) -> None:
         used = opt.levels[0].values(opt.hyper[0])
-        clip = opt.states[1].get("clip") if len(opt.levels) > 1 else None
+        clip = getattr(opt.states[1], "clip", None) if len(opt.levels) > 1 else None
         for i, n in enumerate(opt.learned[0]):
             h = float(opt.last_hypergrads[0][i]) if opt.last_hypergrads else math.nan
             row = {"step": t, "hyper": n, "value": float(used[n].detach()), "h": h,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import family
+from ..methods import family
 from .plots import LOSS_CAP
 
 #: one colour per optimizer of the family (matplotlib's ten, then three more)
@@ -22,7 +22,7 @@ def plot_sensitivity(losses: pd.DataFrame, ax, metric: str = "val_loss",
                      order: tuple[str, ...] = family.SLIDES) -> None:
     """Final loss vs α₀ (log axis), one colour per optimizer: solid the base, dashed its HD
     version, and the newer methods of SGD's row in black (MODERN_STYLE); diverged points are left out, losses above LOSS_CAP drawn at the cap. `losses` is
-    :func:`hdrepro.sensitivity.final_losses` for one model; a model with no rows yet (a run still
+    :func:`hdrepro.studies.sensitivity.final_losses` for one model; a model with no rows yet (a run still
     under way) gets a note instead of an empty frame."""
     if losses.empty:
         ax.text(0.5, 0.5, "no runs stored yet", transform=ax.transAxes, ha="center",
@@ -126,7 +126,7 @@ def plot_layer_histograms(hist: pd.DataFrame, ax, layer: str, tags=("before", "a
 
 
 def plot_threshold_grid(table: pd.DataFrame, ax, title: str, cap: int) -> None:
-    """One HD optimizer of Baydin et al.'s tuning grid (:func:`hdrepro.threshold_grid.
+    """One HD optimizer of Baydin et al.'s tuning grid (:func:`hdrepro.studies.threshold.
     iteration_table`): the baseline row on top, β below, α₀ across, each cell the iterations to
     the loss threshold on a log colour scale; cells where HD is at least as fast as the baseline
     at the same α₀ are outlined (the region their figure marks); grey "–" never reached it within

@@ -14,30 +14,30 @@ grids' 100 epochs, because SGD-HD's divergences there happen early (REPORT.md co
 of the grids' fall within this budget), and every method here gets the same budget on the same
 device.
 
-A run is *lost* when it diverged (NaN/inf) or blew up without NaN: its final training loss above
-ln 10, that of a model that guesses uniformly. :func:`losses` gives each method's lost share
+A run is *lost* when it diverged (NaN/inf) or ended stuck at chance: a test error of at least
+``STUCK_ERROR`` (85%; a 10-class model that learnt nothing, as the sensitivity study counts).
+A run whose α was driven to nothing ends there as surely as one that blew up. :func:`losses` gives each method's lost share
 with Wilson's 95% interval, :func:`against_hd` the difference from SGD-HD's share with
-Newcombe's interval, judged by :func:`hdrepro.stats.judge` (fewer, more, or a tie).
+Newcombe's interval, judged by :func:`hdrepro.studies.stats.judge` (fewer, more, or a tie).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from . import stats
-from .config import check_fields
-from .data import DataConfig
-from .runs import RunCell
-from .train import OptimConfig
+from ..config import check_fields
+from ..engine.data import DataConfig
+from ..engine.cells import STUCK_ERROR, RunCell
+from ..methods.registry import OptimConfig, title
 
 METHODS = ("sgd-hd", "marthe", "hdm")
-NAMES = {"sgd": "SGD", "sgd-hd": "SGD-HD", "marthe": "MARTHE (auto μ)",
-         "hdm": "HDM (diagonal, heavy ball)"}
+#: the setting each method runs at here, after its registry title
+SETTING = {"marthe": "auto μ", "hdm": "diagonal, heavy ball"}
+NAMES = {m: title(m) + (f" ({SETTING[m]})" if m in SETTING else "") for m in ("sgd", *METHODS)}
 #: what each method's hyper-rate is called
 RATE_SYMBOL = {"sgd-hd": "β", "marthe": "β", "hdm": "η"}
-BLEW_UP = math.log(10)   # a final training loss above a uniform guess's: the run was lost
 VERDICTS = {"better": "fewer lost runs", "worse": "more lost runs", "tie": "a tie"}
 
 
@@ -78,21 +78,21 @@ class ContestedSpec:
 
 
 def with_lost(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows with ``diverged`` as a bool, ``blew_up`` (finite, final training loss above
-    ln 10) and ``lost`` (either)."""
+    """The rows with ``diverged`` as a bool, ``stuck`` (finite, test error ≥ STUCK_ERROR) and
+    ``lost`` (either)."""
     f = frame.assign(diverged=frame["diverged"].astype(bool))
-    f["blew_up"] = ~f["diverged"] & (f["train_loss"] > BLEW_UP)
-    f["lost"] = f["diverged"] | f["blew_up"]
+    f["stuck"] = ~f["diverged"] & (f["test_error"] >= STUCK_ERROR)
+    f["lost"] = f["diverged"] | f["stuck"]
     return f
 
 
 def losses(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per model and method: runs, diverged, blew up, and the lost share with its interval."""
+    """Per model and method: runs, diverged, stuck, and the lost share with its interval."""
     rows = []
     for (model, method), g in with_lost(frame).groupby(["model", "method"], sort=False):
         share = stats.proportion(int(g["lost"].sum()), len(g))
         rows.append({"model": model, "method": method, "runs": len(g),
-                     "diverged": int(g["diverged"].sum()), "blew_up": int(g["blew_up"].sum()),
+                     "diverged": int(g["diverged"].sum()), "stuck": int(g["stuck"].sum()),
                      "lost": share})
     return pd.DataFrame(rows)
 

@@ -15,10 +15,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from . import family
-from .autodiff import SGD, Adam, HyperStack
-from .models import MLP, LogReg
-from .optim import HD, SGDHD, AdamHD
+from ..methods import family
+from ..autodiff import SGD, Adam, HyperStack
+from ..engine.models import MLP, LogReg
+from ..optim import HD, SGDHD, AdamHD
 
 MakeOpt = Callable[[list], object]
 
@@ -235,7 +235,7 @@ def fd_cases() -> list[tuple[str, MakeOpt, float]]:
     ] + [(f"HD({family.TITLES[n]})", functools.partial(_family_hd, n), 0.0) for n in FD_FAMILY]
 
 
-#: the rest of the optimizer family (hdrepro.family), with an α₀ and β each at which α moves
+#: the rest of the optimizer family (hdrepro.methods.family), with an α₀ and β each at which α moves
 FD_FAMILY = {"momentum": (0.05, 1e-2), "nesterov": (0.05, 1e-2), "adadelta": (1.0, 1e-2),
              "rmsprop-centered": (1e-3, 1e-5), "adam": (1e-3, 1e-5), "adamax": (1e-3, 1e-5),
              "amsgrad": (1e-3, 1e-5), "radam": (1e-3, 1e-5)}

@@ -1,4 +1,4 @@
-"""HD against the learning-rate-free optimizers (:mod:`hdrepro.rivals`): same models, same
+"""HD against the learning-rate-free optimizers (:mod:`hdrepro.methods.rivals`): same models, same
 budget, several seeds.
 
 Methods: each rival with its defaults and with its authors' recommended setting; Adam-HD and
@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import rivals
-from .config import check_fields
-from .data import DataConfig
-from .runs import RunCell
-from .train import OptimConfig
+from ..methods import rivals
+from ..config import check_fields
+from ..engine.data import DataConfig
+from ..engine.cells import RunCell
+from ..methods.registry import OptimConfig
 
 #: method -> (optimizer name, α₀ or lr, β, the argument its scale sweep multiplies)
 HD_METHODS = {"adam-hd": ("adam-hd", 1e-3, 1e-7, "lr"), "sgdn-hd": ("sgdn-hd", 1e-3, 1e-3, "lr"),

@@ -1,7 +1,7 @@
 """Train K grid cells of one model at once: stacked weights, one batched forward/backward, and
 :class:`~hdrepro.optim.batched.BatchedHD` stepping every cell with its own α₀, β, γ and state.
 
-It is the same training as :func:`hdrepro.train.train` for each cell, up to floating-point
+It is the same training as :func:`hdrepro.engine.train.train` for each cell, up to floating-point
 reordering (tests/test_grid.py checks final losses and divergence flags): the same seeded
 initial weights (torch.manual_seed(seed), then the model is built), the same minibatch order (a
 generator seeded with the seed), the same dropout masks (one draw per forward with the one-cell
@@ -21,9 +21,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from . import models
-from .config import check_fields, check_range, finite_nonneg
+from ..config import check_fields, check_range, finite_nonneg
 from .data import Data, batches
-from .optim.batched import BatchedHD
+from ..optim.batched import BatchedHD
 
 
 @dataclass(frozen=True)

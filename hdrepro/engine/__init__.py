@@ -1,0 +1,4 @@
+"""Layer 4, the engine: data (``data``), models (``models``), the training loop (``train``),
+many cells trained as one batched run (``batched``), result stores (``results``), executors
+that run cells resumably (``executors``) and the cell protocol every study uses (``cells``).
+Knows nothing of any study; imports only the layers below it."""
