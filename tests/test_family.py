@@ -6,7 +6,8 @@ import torch
 
 from hdrepro.methods import family
 from hdrepro.optim import HD
-from hdrepro.studies.sensitivity import HD_BETA, MODERN_RATE, SensitivitySpec, lost_runs, tuning
+from hdrepro.studies.sensitivity import (HD_BETA, MODERN_RATE, SensitivitySpec, lost_runs, sgd_row,
+                                        tuning)
 from hdrepro.methods.registry import OptimConfig, make_optimizer
 
 NAMES = list(family.FAMILY)
@@ -105,6 +106,22 @@ def test_a_newer_method_is_counted_against_the_mark_it_does_not_move():
     t = tuning(pd.DataFrame(rows)).iloc[0]
     assert (t.base_near, t.hd_near, t.hdm_near) == (1, 0, 2)   # the mark stays SGD's 0.30
     assert t.hdm_best == 0.10
+
+
+def test_sgd_row_compares_every_variant_at_the_alphas_the_newer_methods_ran():
+    rows = [{"model": "m", "family": "sgd", "variant": variant, "alpha0": a, "val_loss": v,
+             "diverged": v != v, "test_error": e, "seed": 1}
+            for variant, a, v, e in (
+                ("base", 1e-3, 0.30, 0.1), ("base", 3e-3, 0.50, 0.1), ("base", 1e-2, 0.32, 0.1),
+                ("hd", 1e-3, 0.31, 0.1), ("hd", 1e-2, float("nan"), float("nan")),
+                ("hdm", 1e-3, 0.20, 0.1), ("hdm", 1e-2, 0.34, 0.9),     # stuck: lost
+                ("marthe", 1e-3, 0.40, 0.1), ("marthe", 1e-2, 0.33, 0.1))]
+    got = sgd_row(pd.DataFrame(rows)).set_index("variant")
+    assert got.loc["base"].tolist() == ["m", 2, 2, 0]      # 3e-3 is not a common α₀
+    assert got.loc["hd"].tolist() == ["m", 2, 1, 1]
+    assert got.loc["hdm"].tolist() == ["m", 2, 1, 1]
+    assert got.loc["marthe"].tolist() == ["m", 2, 1, 0]   # 0.33 ≤ 1.1 × 0.30, 0.40 is not
+    assert sgd_row(pd.DataFrame(rows[:5])).empty
 
 
 def test_tuning_counts_the_alphas_near_the_best_of_either_variant():

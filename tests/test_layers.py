@@ -79,6 +79,47 @@ def test_private_names_stay_in_their_package(path):
     assert not crossing, f"{me} reaches into another package's private names: {crossing}"
 
 
+def _graph() -> dict[str, set[str]]:
+    """module → the hdrepro modules it imports (a package's own __init__ left out)."""
+    names = {_module(p) for p in MODULES}
+    graph = {}
+    for path in MODULES:
+        me = _module(path)
+        deps = set()
+        for target, imported, _ in _imports(path):
+            for name in imported or [None]:
+                sub = f"{target}.{name}" if name else target
+                deps.add(sub if sub in names else target)
+        graph[me] = {d for d in deps if d in names and d != me and not me.startswith(d + ".")}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    seen, done, cycles = [], set(), []
+
+    def visit(m):
+        seen.append(m)
+        for d in sorted(graph[m]):
+            if d in seen:
+                cycles.append(seen[seen.index(d):] + [d])
+            elif d not in done:
+                visit(d)
+        seen.pop()
+        done.add(m)
+
+    for m in sorted(graph):
+        if m not in done:
+            visit(m)
+    return cycles
+
+
+def test_no_two_modules_import_each_other_even_through_others():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert not _cycles({"a": {"b"}, "b": set()})
+    cycles = _cycles(_graph())
+    assert not cycles, f"import cycles: {cycles}"
+
+
 def test_the_rule_catches_an_upward_import(tmp_path, monkeypatch):
     """The checks can fail: an engine module that imports a study is caught."""
     fake = PACKAGE / "engine" / "data.py"

@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "experiments"))
 
 import asgc  # noqa: E402
+import contested  # noqa: E402
 import epsilon  # noqa: E402
 import family_sensitivity  # noqa: E402
 import fig1  # noqa: E402
@@ -42,6 +43,7 @@ CELLS = {  # store name → the profile's cells
     "rivals": lambda p: rivals.PROFILES[p].cells() + rivals.PROFILES[p].scale_cells(),
     "epsilon": lambda p: epsilon.PROFILES[p].cells(),
     "asgc": lambda p: asgc.PROFILES[p].tune_cells() + asgc.PROFILES[p].random_cells(),
+    "contested": lambda p: contested.PROFILES[p].cells(),
     "stacks_clipping": _stacks,
     "threshold_grid": lambda p: threshold_grid.PROFILES[p].cells(),
     "fig1": lambda p: fig1.plan(p, DATA),

@@ -12,8 +12,8 @@ import pandas as pd
 from ..studies import contested as cs
 from ..studies import convex as convex_study, stats
 from ..engine.results import GridStore
-from ..engine.cells import STUCK_ERROR
-from ..studies.sensitivity import MODERN_RATE, tuning
+from ..methods.registry import title
+from ..studies.sensitivity import MODERN_RATE, sgd_row, tuning
 from .extensions import bench_rivals, convex_tol, provenance, study_frame, study_section
 from ..engine.models import TITLES as MODEL_TITLES
 from .format import md_table
@@ -119,24 +119,22 @@ def modern_family(f: pd.DataFrame, results: Path) -> str:
 
 
 def modern_family_summary(f: pd.DataFrame, results: Path) -> str:
-    """One sentence: summed over models, how many α₀ end near-best for SGD, SGD-HD and each
-    newer method, and the runs each lost (diverged, or stuck at chance)."""
-    t = tuning(f)
-    t = t[t.family == "sgd"]
-    have = [m for m in MODERN_RATE if f"{m}_near" in t and t[f"{m}_near"].notna().any()]
-    if t.empty or not have:
+    """One sentence: summed over models, at the α₀ the newer methods ran, how many runs of SGD,
+    SGD-HD and each newer method end near-best, and how many each lost."""
+    row = sgd_row(f)
+    if row.empty:
         return modern_family(f, results)
-    sgd = f[f.family == "sgd"]
-    lost = sgd.diverged.astype(bool) | (sgd.test_error >= STUCK_ERROR)
-    parts = []
-    for variant, name in (("base", "SGD"), ("hd", "SGD-HD"), *((m, cs.NAMES[m]) for m in have)):
-        runs = sgd.variant == variant
-        near = int(t[f"{variant}_near"].sum())
-        parts.append(f"{name} {near} of {int(runs.sum())} (lost {int((lost & runs).sum())})")
-    return ("On the sensitivity study's SGD row (A.1), the α₀ whose final validation loss ends "
-            "within 10% of the best that SGD or SGD-HD reached, summed over the three models: "
-            + "; ".join(parts) + ". Each newer method ran at one untuned rate ("
-            + ", ".join(f"{cs.NAMES[m]} {cs.RATE_SYMBOL[m]} = {MODERN_RATE[m]:g}" for m in have)
+    total = row.groupby("variant", sort=False)[["runs", "near", "lost"]].sum()
+    names = {"base": "SGD", "hd": "SGD-HD", **{m: title(m) for m in MODERN_RATE}}
+    parts = [f"{names[v]} {r.near} of {r.runs} (lost {r.lost})" for v, r in total.iterrows()]
+    have = [m for m in MODERN_RATE if m in total.index]
+    return (f"On the sensitivity study's SGD row (A.1), at the α₀ every method ran "
+            f"({len(row.model.unique())} models × "
+            f"{', '.join(f'{a:g}' for a in sorted(f[f.variant.isin(have)].alpha0.unique()))}), "
+            "the runs whose final validation loss ends within 10% of the best SGD or SGD-HD "
+            "reached anywhere on the sweep: " + "; ".join(parts) + ". Each newer method ran at "
+            "one untuned rate (" + ", ".join(f"{title(m)} {cs.RATE_SYMBOL[m]} = "
+                                              f"{MODERN_RATE[m]:g}" for m in have)
             + "); per model: [docs/report/extensions.md](docs/report/extensions.md).")
 
 

@@ -144,6 +144,10 @@ PIECES = (  # label, the results file that shows it ran, its run record if the d
     ("rivals (A.2)", "rivals.jsonl", "rivals_run.json", "hdrepro run rivals"),
     ("ASGC (A.3)", "asgc.jsonl", "asgc_run.json", "hdrepro run asgc"),
     ("ε histograms (A.4)", "epsilon.jsonl", "epsilon_run.json", "hdrepro run epsilon"),
+    ("HDM-Best against L-BFGS (A.5)", "convex_hdm.jsonl", "convex_hdm_run.json",
+     "hdrepro run convex_hdm"),
+    ("MARTHE and HDM, contested region (A.5)", "contested.jsonl", "contested_run.json",
+     "hdrepro run contested"),
 )
 
 

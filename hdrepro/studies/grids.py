@@ -1,6 +1,6 @@
 """Grid searches over α₀ × β (× γ) of the HD optimizers beside their base optimizers, as in the
-reproducibility report's Figures 2-5: the cells, how they are grouped into tasks, and how the
-tasks run (in this process, in local worker processes, or on a Dask cluster), resumably.
+reproducibility report's Figures 2-5: the cells, how they are grouped into tasks (run on the
+executors of :mod:`hdrepro.engine.executors`, resumably), and the grids' summaries.
 
 A grid (``GridSpec``) expands into cells (``Cell``): one per HD optimizer × rule × α₀ × β × γ ×
 seed, plus the baseline row, the base optimizer at each α₀ and seed. Cells of the same model,

@@ -124,3 +124,25 @@ def lost_runs(frame: pd.DataFrame) -> pd.DataFrame:
     f["kind"] = f["family"].map({name: kind for kind, names in KINDS.items() for name in names})
     return (f.groupby(["model", "kind", "variant"], as_index=False, sort=False)
              .agg(runs=("stuck", "size"), diverged=("diverged", "sum"), stuck=("stuck", "sum")))
+
+
+def sgd_row(frame: pd.DataFrame) -> pd.DataFrame:
+    """SGD's row with the newer methods, compared at the α₀ they all ran (the newer methods'):
+    per model and variant, the runs there, how many ended near-best (within 10% of the best
+    final validation loss SGD or SGD-HD reached at any α₀ of the sweep) and how many were lost
+    (diverged, or stuck at chance)."""
+    f = frame[frame["family"] == "sgd"].copy()
+    f["diverged"] = f["diverged"].astype(bool)
+    modern = f[f["variant"].isin(list(MODERN_RATE))]
+    if modern.empty:
+        return pd.DataFrame()
+    f["lost"] = f["diverged"] | (f["test_error"] >= STUCK_ERROR)
+    rows = []
+    for model, g in f.groupby("model", sort=False):
+        mark = g[g["variant"].isin(["base", "hd"]) & ~g["diverged"]]["val_loss"].min()
+        common = g[g["alpha0"].isin(modern[modern["model"] == model]["alpha0"].unique())]
+        for variant, v in common.groupby("variant", sort=False):
+            near = (~v["lost"] & (v["val_loss"] <= NEAR_BEST * mark)).sum()
+            rows.append({"model": model, "variant": variant, "runs": len(v),
+                         "near": int(near), "lost": int(v["lost"].sum())})
+    return pd.DataFrame(rows)
