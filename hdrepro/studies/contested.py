@@ -2,23 +2,24 @@
 
 The α₀ × β grids lose many SGD-HD runs on the MLNN and BetterCNN at large β (§2). This study
 runs the same models, data and batch as those grids over that region, α₀ ∈ {1e-4, 1e-3, 1e-2} ×
-each method's own hyper-rate ∈ {1e-3, 1e-2, 1e-1}, over several seeds, for three methods that learn
-plain SGD's step size:
+each method's own hyper-rate ∈ {1e-3, 1e-2, 1e-1}, over several seeds, for three methods that
+learn plain SGD's step size:
 
 - SGD-HD (Baydin et al.), the additive rule, rate β;
 - MARTHE with its automatic μ (Donini et al.), rate β (μ = 0 would be SGD-HD itself);
-- HDM with a diagonal stepsize and heavy-ball momentum (Chu et al.), P₀ = α₀, AdaGrad rate η.
+- HDM with a diagonal stepsize and heavy-ball momentum (Chu et al.), P₀ = α₀, AdaGrad rate η;
 
-with plain SGD at each α₀ as the row every method starts from. The runs are shorter than the
+and plain SGD at each α₀, the row every method starts from. The runs are shorter than the
 grids' 100 epochs, because SGD-HD's divergences there happen early (REPORT.md counts how many
 of the grids' fall within this budget), and every method here gets the same budget on the same
 device.
 
 A run is *lost* when it diverged (NaN/inf) or ended stuck at chance: a test error of at least
 ``STUCK_ERROR`` (85%; a 10-class model that learnt nothing, as the sensitivity study counts).
-A run whose α was driven to nothing ends there as surely as one that blew up. :func:`losses` gives each method's lost share
-with Wilson's 95% interval, :func:`against_hd` the difference from SGD-HD's share with
-Newcombe's interval, judged by :func:`hdrepro.studies.stats.judge` (fewer, more, or a tie).
+A run whose α was driven to nothing ends there as surely as one that blew up. :func:`losses`
+gives each method's lost share with Wilson's 95% interval, :func:`against_hd` the difference
+from SGD-HD's share with Newcombe's interval, judged by :func:`hdrepro.studies.stats.judge`
+(fewer, more, or a tie).
 """
 from __future__ import annotations
 
