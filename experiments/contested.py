@@ -20,7 +20,8 @@ import numpy as np  # noqa: E402
 from grid_common import save_figure, study_main  # noqa: E402
 
 from hdrepro.cli_help import run_main  # noqa: E402
-from hdrepro.studies.contested import NAMES, RATE_SYMBOL, ContestedSpec, with_lost  # noqa: E402
+from hdrepro.engine.cells import with_lost  # noqa: E402
+from hdrepro.studies.contested import NAMES, RATE_SYMBOL, ContestedSpec  # noqa: E402
 from hdrepro.engine.data import DataConfig  # noqa: E402
 from hdrepro.engine.models import TITLES as MODEL_TITLES  # noqa: E402
 from hdrepro.engine.results import GridStore  # noqa: E402

@@ -33,6 +33,15 @@ from .train import TrainConfig, train
 STUCK_ERROR = 0.85
 
 
+def with_lost(frame: pd.DataFrame, error: str = "test_error") -> pd.DataFrame:
+    """Result rows with ``diverged`` as a bool, ``stuck`` (finite, ``error`` ≥ STUCK_ERROR) and
+    ``lost`` (either): the one rule by which every study counts a run as lost."""
+    f = frame.assign(diverged=frame["diverged"].astype(bool))
+    f["stuck"] = ~f["diverged"] & (f[error] >= STUCK_ERROR)
+    f["lost"] = f["diverged"] | f["stuck"]
+    return f
+
+
 class Cell(Protocol):
     """What every study's cell is."""
 

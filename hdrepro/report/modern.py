@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..studies import contested as cs
 from ..studies import convex as convex_study, stats
+from ..engine.cells import with_lost
 from ..engine.results import GridStore
 from ..methods.registry import title
 from ..studies.sensitivity import MODERN_RATE, sgd_row, tuning
@@ -159,7 +160,7 @@ def _cost(results: Path) -> str:
 
 def _by_rate(f: pd.DataFrame) -> str:
     """SGD-HD's lost share at its smallest and largest β in the region: what a smaller β buys."""
-    hd = cs.with_lost(f[f.method == "sgd-hd"])
+    hd = with_lost(f[f.method == "sgd-hd"])
     if hd.empty or hd.beta.nunique() < 2:
         return ""
     lo, hi = hd.beta.min(), hd.beta.max()

@@ -34,7 +34,7 @@ from ..methods.histograms import GradientHistogram
 from ..config import check_fields
 from ..engine.data import DataConfig
 from ..engine.executors import worker_data
-from ..engine.cells import STUCK_ERROR, RunCell
+from ..engine.cells import RunCell, with_lost
 from ..methods.registry import OptimConfig
 from ..engine.train import train
 
@@ -236,9 +236,8 @@ def robustness(frame: pd.DataFrame) -> pd.DataFrame:
     (error ≥ STUCK_ERROR)."""
     f = validated(frame)
     f = f[f["phase"] == "random"].copy()
-    f["diverged"] = f["diverged"].astype(bool)
     f["err"] = _errors(f)
-    f["stuck"] = ~f["diverged"] & (f["err"] >= STUCK_ERROR)
+    f = with_lost(f, error="err")
     return (f.groupby(["data", "model", "method"], as_index=False, sort=False)
              .agg(samples=("err", "size"), median=("err", "median"),
                   best=("err", "min"), worst=("err", "max"),

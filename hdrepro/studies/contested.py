@@ -30,7 +30,7 @@ import pandas as pd
 from . import stats
 from ..config import check_fields
 from ..engine.data import DataConfig
-from ..engine.cells import STUCK_ERROR, RunCell
+from ..engine.cells import RunCell, with_lost
 from ..methods.registry import OptimConfig, title
 
 METHODS = ("sgd-hd", "marthe", "hdm")
@@ -78,15 +78,6 @@ class ContestedSpec:
                        tags=(("method", optim.name),))
 
 
-def with_lost(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows with ``diverged`` as a bool, ``stuck`` (finite, test error ≥ STUCK_ERROR) and
-    ``lost`` (either)."""
-    f = frame.assign(diverged=frame["diverged"].astype(bool))
-    f["stuck"] = ~f["diverged"] & (f["test_error"] >= STUCK_ERROR)
-    f["lost"] = f["diverged"] | f["stuck"]
-    return f
-
-
 def losses(frame: pd.DataFrame) -> pd.DataFrame:
     """Per model and method: runs, diverged, stuck, and the lost share with its interval."""
     rows = []
@@ -94,7 +85,7 @@ def losses(frame: pd.DataFrame) -> pd.DataFrame:
         share = stats.proportion(int(g["lost"].sum()), len(g))
         rows.append({"model": model, "method": method, "runs": len(g),
                      "diverged": int(g["diverged"].sum()), "stuck": int(g["stuck"].sum()),
-                     "lost": share})
+                     "lost_runs": int(g["lost"].sum()), "lost": share})
     return pd.DataFrame(rows)
 
 
@@ -107,10 +98,10 @@ def against_hd(frame: pd.DataFrame) -> pd.DataFrame:
         hd = g[g.method == "sgd-hd"]
         if hd.empty:
             continue
-        base = hd.iloc[0]["lost"]
+        base = hd.iloc[0]
         for r in g[~g.method.isin(["sgd", "sgd-hd"])].itertuples():
-            diff = stats.proportion_difference(round(r.lost.estimate * r.lost.n), r.lost.n,
-                                               round(base.estimate * base.n), base.n)
+            diff = stats.proportion_difference(r.lost_runs, r.runs, base["lost_runs"],
+                                               base["runs"])
             rows.append({"model": model, "method": r.method, "difference": diff,
                          "verdict": VERDICTS[stats.judge(diff)]})
     return pd.DataFrame(rows)

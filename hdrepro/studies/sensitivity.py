@@ -25,7 +25,7 @@ import pandas as pd
 from ..methods import family
 from ..config import check_fields
 from ..engine.data import DataConfig
-from ..engine.cells import STUCK_ERROR, RunCell
+from ..engine.cells import RunCell, with_lost
 from ..methods.registry import OptimConfig
 
 NON_ADAPTIVE = ("sgd", "momentum", "nesterov")
@@ -119,8 +119,7 @@ def tuning(frame: pd.DataFrame) -> pd.DataFrame:
 def lost_runs(frame: pd.DataFrame) -> pd.DataFrame:
     """Per model, kind of optimizer (``KINDS``) and variant: how many runs, how many diverged
     (NaN/inf) and how many finished stuck at chance (test error ≥ STUCK_ERROR)."""
-    f = frame.assign(diverged=frame["diverged"].astype(bool))
-    f["stuck"] = ~f["diverged"] & (f["test_error"] >= STUCK_ERROR)
+    f = with_lost(frame)
     f["kind"] = f["family"].map({name: kind for kind, names in KINDS.items() for name in names})
     return (f.groupby(["model", "kind", "variant"], as_index=False, sort=False)
              .agg(runs=("stuck", "size"), diverged=("diverged", "sum"), stuck=("stuck", "sum")))
@@ -131,12 +130,10 @@ def sgd_row(frame: pd.DataFrame) -> pd.DataFrame:
     per model and variant, the runs there, how many ended near-best (within 10% of the best
     final validation loss SGD or SGD-HD reached at any α₀ of the sweep) and how many were lost
     (diverged, or stuck at chance)."""
-    f = frame[frame["family"] == "sgd"].copy()
-    f["diverged"] = f["diverged"].astype(bool)
+    f = with_lost(frame[frame["family"] == "sgd"])
     modern = f[f["variant"].isin(list(MODERN_RATE))]
     if modern.empty:
         return pd.DataFrame()
-    f["lost"] = f["diverged"] | (f["test_error"] >= STUCK_ERROR)
     rows = []
     for model, g in f.groupby("model", sort=False):
         mark = g[g["variant"].isin(["base", "hd"]) & ~g["diverged"]]["val_loss"].min()
