@@ -1,8 +1,9 @@
 """Step-time ratios of the HD optimizers and stacks against torch.optim, measured side by side.
 
 Claim under test (the project's targets, docs/report/speed.md): analytic HD steps within 1.5x
-torch's fused step; the autodiff Adam/SGD stack within 1.5x torch's default Adam iteration on
-the 784-128-10 MLP (batch 256).
+torch's fused step, and on CPU within 1.15x of their floor (the fused step plus the least
+reading that h_t needs); the autodiff Adam/SGD stack within 1.5x torch's default Adam iteration
+on the 784-128-10 MLP (batch 256).
 Every number printed is a ratio of medians from this one run on this one device.
 Runtime on 2 CPU cores: smoke ~10 s; quick ~1 min (it compiles the MLNN set's steps only) and
 full ~3 min, most of it torch.compile building the compiled steps; full on an H100 ~5 min (it
@@ -21,7 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cpp_dot  # noqa: E402
 from common import device_name, parser, write_rows  # noqa: E402
-from step_cases import STEP_CASES, DotOnly  # noqa: E402
+from step_cases import (STEP_CASES, DotOnly, FusedStepPlusDot,  # noqa: E402
+                        FusedStepPlusDotAndWrite, FusedStepPlusRead, TorchLists)
 from timing import (REPEATS, interleaved_medians, make_params, mlnn_shapes,  # noqa: E402
                     resnet_like_shapes)
 
@@ -37,19 +39,46 @@ TORCH_DOT = "dot g·d alone (torch)"
 CPP_DOT = "dot g·d alone (hand-written C++/OpenMP)"
 
 
+SGDN_FLOOR = "SGDN (fused) + dot, the floor"
+STORED_FLOOR = "SGDN (fused) + dot + write of d, the floor storing d"
+ADAM_FLOOR = "Adam (fused) + dot, the floor"
+MOMENTS_FLOOR = "Adam (fused) + read of g, m, v, the floor from moments"
+
+
 def dot_cases(device) -> tuple[dict, list]:
-    """On CPU: torch's dot, as our steps take it, beside a hand-written multi-threaded one, and
-    the dot against the fused steps."""
+    """On CPU: torch's dot, as the floor takes it, beside a hand-written multi-threaded one; the
+    floor of an Adam-HD step that reads Adam's moments; and our steps with the CPU kernels of
+    hdrepro.optim.native turned off (torch's lists), to show what the kernels save."""
     if device.type != "cpu":
         return {}, []
-    cases = {TORCH_DOT: lambda p: DotOnly(p, dot)}
-    ratios = [(TORCH_DOT, "SGDN (fused)"), (TORCH_DOT, "Adam (fused)")]
+    cases = {TORCH_DOT: lambda p: DotOnly(p, dot),
+             "SGDN-HD (ours, torch lists)": lambda p: TorchLists(
+                 STEP_CASES["SGDN-HD (ours)"](p)),
+             "Adam-HD (ours, torch lists)": lambda p: TorchLists(
+                 STEP_CASES["Adam-HD (ours)"](p))}
+    ratios = [(TORCH_DOT, "SGDN (fused)"), (TORCH_DOT, "Adam (fused)"),
+              ("SGDN-HD (ours, torch lists)", "SGDN (fused)"),
+              ("Adam-HD (ours, torch lists)", "Adam (fused)"),
+              ("SGDN-HD (ours)", "SGDN-HD (ours, torch lists)"),
+              ("Adam-HD (ours)", "Adam-HD (ours, torch lists)")]
     kernel = cpp_dot.build()
     if isinstance(kernel, str):
-        print(f"the hand-written dot could not be built ({kernel}): its row is skipped")
+        print(f"the hand-written kernels could not be built ({kernel}): their rows are skipped")
         return cases, ratios
     cases[CPP_DOT] = lambda p: DotOnly(p, kernel)
-    return cases, ratios + [(CPP_DOT, TORCH_DOT)]
+    cases[MOMENTS_FLOOR] = lambda p: FusedStepPlusRead(torch.optim.Adam(p, 1e-3, fused=True),
+                                                       kernel)
+    # the floors with the hand-written dot, which is at least as fast as torch's: the lower
+    # floor, so the stricter one
+    for floor, base in ((SGDN_FLOOR, "SGDN (fused)"), (ADAM_FLOOR, "Adam (fused)")):
+        cases[floor] = (lambda base: lambda p: FusedStepPlusDot(STEP_CASES[base](p), kernel))(
+            base)
+    cases[STORED_FLOOR] = lambda p: FusedStepPlusDotAndWrite(STEP_CASES["SGDN (fused)"](p),
+                                                             kernel)
+    return cases, ratios + [(CPP_DOT, TORCH_DOT), (MOMENTS_FLOOR, "Adam (fused)"),
+                            (STORED_FLOOR, "SGDN (fused)"), ("SGDN-HD (ours)", STORED_FLOOR),
+                            ("Adam-HD (ours)", MOMENTS_FLOOR),
+                            ("HD(Adam fused) (ours)", MOMENTS_FLOOR)]
 
 
 def compiled_step(make, mode=None):
@@ -129,7 +158,9 @@ STEP_RATIOS = [  # (numerator, denominator)
     ("SGDN-HD (ours)", "SGDN (fused)"), ("SGDN-HD (reference-style loop)", "SGDN (fused)"),
     ("SGDN-HD (reference-style loop)", "SGDN-HD (ours)"),
     ("SGDN (fused) + dot, the floor", "SGDN (fused)"),
+    ("SGDN-HD (ours)", "SGDN (fused) + dot, the floor"),
     ("Adam-HD (ours)", "Adam (fused)"), ("Adam (fused) + dot, the floor", "Adam (fused)"),
+    ("Adam-HD (ours)", "Adam (fused) + dot, the floor"),
     ("HD(Adam fused) (ours)", "Adam (fused)"),
     ("Adam (foreach)", "Adam (fused)"), ("Adam-HD (reference-style loop)", "Adam (fused)"),
     ("Adam-HD (reference-style loop)", "Adam-HD (ours)"),
@@ -151,6 +182,7 @@ def bench_steps(device, profile) -> list[dict]:
                  for name, make in {**STEP_CASES, **dots, **compiles, **graphs}.items()}
         if CPP_DOT in steps:
             cpp_dot.checked(steps[CPP_DOT].kernel, steps[CPP_DOT].grads, steps[CPP_DOT].dirs)
+            cpp_dot.checked(steps[MOMENTS_FLOOR].kernel, *steps[MOMENTS_FLOOR].lists)
         drop_failing(steps, {**compiles, **graphs})
         ms = interleaved_medians({name: s.step for name, s in steps.items()}, device,
                                  REPEATS[profile])

@@ -7,7 +7,7 @@ import torch
 
 from reference_style import LoopAdamHD, LoopSGDHD
 
-from hdrepro.optim import HD, SGDHD, AdamHD
+from hdrepro.optim import HD, SGDHD, AdamHD, native
 from hdrepro.optim._hypergrad import dot
 
 class DotOnly:
@@ -24,17 +24,64 @@ class DotOnly:
 
 class FusedStepPlusDot:
     """A lower bound on any HD step built on torch's fused kernel: the fused step plus the one
-    dot product h_t = -g_t·d_{t-1} that every HD step needs (the library's own ``dot``), and
-    nothing else: no √v̂ chain, no stored direction, no α update."""
+    dot product h_t = -g_t·d_{t-1} that every HD step needs, and nothing else: no √v̂ chain, no
+    stored direction, no α update. The dot is torch's (the library's list dot) unless a faster
+    `kernel` is given (bench_step.py passes the hand-written one of bench/cpp_dot.py)."""
 
-    def __init__(self, opt: torch.optim.Optimizer):
+    def __init__(self, opt: torch.optim.Optimizer, kernel=dot):
         self.opt = opt
-        self.dot = DotOnly([p for group in opt.param_groups for p in group["params"]], dot)
+        self.dot = DotOnly([p for group in opt.param_groups for p in group["params"]], kernel)
 
     def step(self):
         self.dot.step()
         self.opt.step()
 
+
+class FusedStepPlusDotAndWrite(FusedStepPlusDot):
+    """The floor of an HD step that stores its direction d_t for the next h (SGDN-HD must: d_t
+    cannot be had from torch's momentum buffer alone): the fused step, the dot, and one more
+    array written with streaming stores (`kernel.stream_zero`), as our update writes d_t."""
+
+    def __init__(self, opt: torch.optim.Optimizer, kernel):
+        super().__init__(opt, kernel)
+        self.kernel = kernel
+        self.out = [torch.empty_like(p) for p in self.dot.grads]
+
+    def step(self):
+        super().step()
+        self.kernel.stream_zero(self.out)
+
+
+class FusedStepPlusRead:
+    """The floor of an HD step that keeps torch's fused Adam for the update and reads d_{t-1}
+    from Adam's moments (as ours does): the fused step plus one read of g_t, m and v, summed as
+    Σ g·m·v by a hand-written kernel (`kernel`, bench/cpp_dot.py) with no other arithmetic."""
+
+    def __init__(self, opt: torch.optim.Optimizer, kernel):
+        self.opt, self.kernel = opt, kernel
+        params = [p for group in opt.param_groups for p in group["params"]]
+        self.lists = ([p.grad for p in params], [torch.randn_like(p) for p in params],
+                      [torch.rand_like(p) for p in params])
+
+    def step(self):
+        self.kernel(*self.lists)
+        self.opt.step()
+
+
+class TorchLists:
+    """The same HD optimizer with the CPU kernels of hdrepro.optim.native turned off, so that
+    it steps on torch's list operations: the path before those kernels, and the one taken
+    wherever they do not apply."""
+
+    def __init__(self, opt):
+        self.opt = opt
+
+    def step(self):
+        kernels, native.kernels = native.kernels, lambda: None
+        try:
+            self.opt.step()
+        finally:
+            native.kernels = kernels
 
 
 STEP_CASES = {

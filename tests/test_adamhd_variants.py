@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from hdrepro.optim import AdamHD
+from hdrepro.optim import AdamHD, native
+from hdrepro.optim import adam_directions as ad
 from hdrepro.studies.equivalence import Problem, finite_difference_check
 
 VARIANTS = {
@@ -51,8 +52,14 @@ def test_the_fast_path_is_the_equation_loop(variant, rule, beta):
     assert alphas[0] == pytest.approx(alphas[1], rel=1e-12) and alphas[0] != 1e-2
 
 
-def test_the_decay_term_of_the_hypergradient_is_what_finite_differences_need(monkeypatch):
-    """h_t = -g_t·(d_{t-1} + λθ_{t-2}): leaving λθ_{t-2} out misses the finite difference."""
+@pytest.mark.parametrize("path", ["native-kernel", "torch-lists"])
+def test_the_decay_term_of_the_hypergradient_is_what_finite_differences_need(path, monkeypatch):
+    """h_t = -g_t·(d_{t-1} + λθ_{t-2}), on the CPU kernel and on torch's lists: leaving λθ_{t-2}
+    out (on the lists) misses the finite difference."""
+    if path == "torch-lists":
+        monkeypatch.setattr(native, "kernels", lambda: None)
+    else:
+        assert native.kernels() is not None, native.unavailable()
     torch.set_default_dtype(torch.float64)
     try:
         def make(ps):
@@ -60,15 +67,17 @@ def test_the_decay_term_of_the_hypergradient_is_what_finite_differences_need(mon
                           decoupled_weight_decay=True)
         analytic, fd = finite_difference_check(make, Problem(model="mlp", steps=25), l2=0.0)
         assert abs(analytic - fd) <= 1e-6 * abs(fd)
-        right = AdamHD._hypergradient_decoupled
+        if path == "native-kernel":
+            return
+        right = ad.decoupled_hypergradient
 
-        def without_decay(self, group, params, g):
+        def without_decay(group, states, params, g):
             lam, group["weight_decay"] = group["weight_decay"], 0.0
             try:
-                return right(self, group, params, g)
+                return right(group, states, params, g)
             finally:
                 group["weight_decay"] = lam
-        monkeypatch.setattr(AdamHD, "_hypergradient_decoupled", without_decay)
+        monkeypatch.setattr(ad, "decoupled_hypergradient", without_decay)
         analytic, fd = finite_difference_check(make, Problem(model="mlp", steps=25), l2=0.0)
         assert abs(analytic - fd) > 1e-3 * abs(fd)
     finally:

@@ -19,7 +19,7 @@ def dot_list():
 
 def test_the_hand_written_dot_sums_over_every_tensor_and_chunk(dot_list):
     gen = torch.Generator().manual_seed(0)
-    # sizes below, at and across the 64K chunk, so chunks straddle tensor ends
+    # sizes below, at and across a chunk, so chunks straddle tensor ends
     shapes = [(3,), (cpp_dot.CHUNK,), (300, 700), (5, 3, 3, 3), (cpp_dot.CHUNK + 1,)]
     xs = [torch.randn(s, generator=gen) for s in shapes]
     ys = [torch.randn(s, generator=gen) for s in shapes]
@@ -39,8 +39,17 @@ def test_the_hand_written_dot_refuses_what_it_cannot_read(dot_list):
         dot_list([torch.randn(4, 3).t()], [torch.randn(3, 4)])
     with pytest.raises(ValueError, match="contiguous float32 CPU"):
         dot_list([torch.randn(5, dtype=torch.float64)], [torch.randn(5, dtype=torch.float64)])
-    with pytest.raises(ValueError, match="different lengths"):
+    with pytest.raises(ValueError, match="same length"):
         dot_list([torch.randn(5)], [])
+
+
+def test_the_three_list_sum_is_the_sum_of_the_triple_products(dot_list):
+    gen = torch.Generator().manual_seed(1)
+    shapes = [(3,), (cpp_dot.CHUNK + 7,), (40, 50)]
+    xs, ys, zs = ([torch.randn(s, generator=gen) for s in shapes] for _ in range(3))
+    want = sum(float((x.double() * y.double() * z.double()).sum()) for x, y, z in zip(xs, ys, zs))
+    assert dot_list(xs, ys, zs) == pytest.approx(want, rel=1e-5)
+    cpp_dot.checked(dot_list, xs, ys, zs)
 
 
 def test_a_wrong_kernel_is_refused_before_it_is_timed():

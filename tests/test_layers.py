@@ -8,7 +8,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "hdrepro"
 #: bottom to top; a module may import from its own layer and the layers below
-LAYERS = {"errors": 0, "config": 0, "progress": 0, "cli_help": 0,
+LAYERS = {"errors": 0, "config": 0, "progress": 0, "cli_help": 0, "cbuild": 0,
           "optim": 1, "autodiff": 2, "methods": 3, "engine": 4, "studies": 5, "report": 6,
           "cli": 7, "__main__": 7, "__init__": 7}
 #: the report's table of equations links each to the line of code that implements it, private

@@ -7,6 +7,7 @@ import torch
 
 from hdrepro.optim import HD, SGDHD, AdamHD
 from hdrepro.optim import _hypergrad as hg
+from hdrepro.optim import native
 from hdrepro.studies.equivalence import (Problem, checkpoint_and_resume, loss_fn, rel_err,
                                          train_steps, trajectory)
 
@@ -58,14 +59,19 @@ PATHS = [
 ]
 
 
-@pytest.mark.parametrize("path", ["cpu-loop", "whole-list-foreach", "no-fused-kernel",
-                                  "single-tensor-kernel"])
+@pytest.mark.parametrize("path", ["native-kernels", "cpu-loop", "whole-list-foreach",
+                                  "no-fused-kernel", "single-tensor-kernel"])
 @pytest.mark.parametrize("name,make", PATHS, ids=[c[0] for c in PATHS])
 def test_fast_path_matches_equation_loop(name, make, path, monkeypatch):
-    """The fast paths ≡ the equations' loop: per-tensor (CPU), whole-list foreach (GPU), and
-    torch's multi-tensor kernels where torch has no fused one for the parameters (float64 on
-    CUDA, torch < 2.4 on CPU; its Nesterov SGD writes into the gradients it is given), and its
-    single-tensor kernels (half precision on CPU)."""
+    """The fast paths ≡ the equations' loop: the CPU kernels of hdrepro.optim.native (the
+    default on CPU), torch's lists per tensor (CPU) or whole (GPU), torch's multi-tensor
+    kernels where torch has no fused one for the parameters (float64 on CUDA, torch < 2.4 on
+    CPU; its Nesterov SGD writes into the gradients it is given), and its single-tensor kernels
+    (half precision on CPU)."""
+    if path == "native-kernels":
+        assert native.kernels() is not None, native.unavailable()
+    else:
+        monkeypatch.setattr(native, "kernels", lambda: None)
     monkeypatch.setattr(hg, "per_tensor_loop", lambda params: path == "cpu-loop")
     if path == "no-fused-kernel":
         monkeypatch.setattr(hg, "kernel", lambda params, name, fused=None: "foreach")
@@ -99,6 +105,7 @@ def _run_with_a_frozen_bias(make, steps=12):
 def test_adam_hd_with_unequal_step_counts_matches_equation_loop(per_tensor, monkeypatch):
     """Once a tensor skips a step, tensors have different Adam step counts (bias corrections)."""
     make = lambda f: (lambda p: AdamHD(p, 1e-2, hypergrad_lr=1e-3, foreach=f))  # noqa: E731
+    monkeypatch.setattr(native, "kernels", lambda: None)
     monkeypatch.setattr(hg, "per_tensor_loop", lambda params: per_tensor)
     a_alpha, a_params = _run_with_a_frozen_bias(make(True))
     monkeypatch.undo()
@@ -282,7 +289,10 @@ def _step_with_syncs_forbidden(make, monkeypatch):
 
 @pytest.mark.parametrize("name,make", NO_SYNC, ids=[c[0] for c in NO_SYNC])
 def test_step_reads_nothing_back_to_the_host(name, make, monkeypatch):
-    """No .item()/float()/bool() of a tensor inside step(): on a GPU each would be a sync."""
+    """No .item()/float()/bool() of a tensor inside step(): on a GPU each would be a sync. (The
+    CPU kernels of hdrepro.optim.native read α as a number, which on a CPU is a plain load; they
+    are turned off here to check the path that GPUs take.)"""
+    monkeypatch.setattr(native, "kernels", lambda: None)
     opt = _step_with_syncs_forbidden(make, monkeypatch)
     assert math.isfinite(float(opt.param_groups[0]["lr"]))
 

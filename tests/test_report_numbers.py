@@ -198,6 +198,35 @@ def test_gpu_step_verdicts_follow_the_benchmark_csv():
             f"{n['Adam (fused)']:.0f}") in section
 
 
+def test_cpu_floor_verdict_follows_the_benchmark_csv():
+    """The speed page's CPU floor bullet: SGDN-HD against the floor that stores d_t and Adam-HD
+    against the floor that reads Adam's moments, on both parameter sets, held to 1.15×."""
+    bench = pd.read_csv(QUICK / "bench_step_cpu.csv").set_index(["ours", "baseline"])
+    section = between("- **Against the floor, CPU.**", "- **Compiled steps, CPU**",
+                      PAGES["speed"])
+    pairs = [("SGDN-HD (ours)", "SGDN (fused) + dot + write of d, the floor storing d"),
+             ("Adam-HD (ours)", "Adam (fused) + read of g, m, v, the floor from moments")]
+    shown = []
+    for params in ("resnet", "MLNN"):
+        for pair in pairs:
+            rows = bench.loc[[pair]]
+            x = float(rows[rows.params.str.startswith(params)].ratio.iloc[0])
+            assert f"**{x:.2f}×**" in section
+            shown.append(round(x, 2))
+    verdict = "meets" if all(x <= 1.15 for x in shown) else "misses"
+    assert f"This **{verdict}** the 1.15× target" in section
+
+
+def test_bettercnn_layout_speedup_follows_the_benchmark_csv():
+    """BetterCNN one cell at a time on CPU against itself as it ran before, held to 2×."""
+    grid = pd.read_csv(QUICK / "bench_grid_cpu.csv")
+    cnn = grid[grid.model == "bettercnn"].set_index("mode").cell_steps_per_s
+    ratio = cnn["one at a time (train)"] / cnn[
+        "one at a time, as before (ReLU then pool, standard layout)"]
+    verdict = "meets" if round(ratio, 2) >= 2 else "misses"
+    assert f"**{ratio:.2f}×**, which **{verdict}** the 2× target" in PAGES["speed"]
+
+
 def test_claims_evidence_is_recomputed_from_the_results():
     summary = between("## Verdicts", "## 1.")
     eq = rows(FULL / "equivalence.csv")

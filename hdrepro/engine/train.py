@@ -121,7 +121,7 @@ def train(cfg: TrainConfig, data: Data,
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     dtype = getattr(torch, cfg.dtype)
-    model = models.build(cfg.model).to(device, dtype)
+    model = models.prepare(models.build(cfg.model).to(device, dtype), device)
     train_split, val_split, test_split = (Split(s.x.to(device, dtype), s.y.to(device))
                                           for s in (data.train, data.validation, data.test))
     gen = torch.Generator().manual_seed(cfg.seed)

@@ -301,7 +301,7 @@ def update_lr(group: dict, h: Tensor, g_norm: Tensor | None = None,
     store(group, "hd_h", h.detach())  # the latest hypergradient, for loggers and checks
     store(group, "lr", torch.where(ok, new_alpha, alpha))
     store(group, "hd_dalpha_dbeta", torch.where(ok, a_new, a_prev))
-    store(group, "hd_nonfinite", group["hd_nonfinite"].to(h.device) + (~ok).long())
+    store(group, "hd_nonfinite", group["hd_nonfinite"].to(h.device) + ~ok)   # int64 + bool
     if second_order:
         store(group, "hypergrad_lr", torch.where(ok, new_beta, beta))
     return group["lr"]

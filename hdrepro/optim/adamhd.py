@@ -5,6 +5,7 @@ import torch
 from torch.optim.adam import adam as torch_adam
 
 from . import _hypergrad as hg
+from . import adam_directions as ad
 
 
 class AdamHD(hg.HDOptimizer):
@@ -97,107 +98,14 @@ class AdamHD(hg.HDOptimizer):
             if group["amsgrad"] and "max_exp_avg_sq" not in state:
                 state["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
 
-    @staticmethod
-    def _second_moment(group, state):
-        """The v that d divides by: v, or with amsgrad its running maximum."""
-        return state["max_exp_avg_sq"] if group["amsgrad"] else state["exp_avg_sq"]
-
-    @staticmethod
-    def _decoupled(group) -> bool:
-        return bool(group["decoupled_weight_decay"]) and group["weight_decay"] != 0
-
-    def _hypergradient(self, group, params, g):
-        """h_t = -g_t·d_{t-1} (and ‖d_{t-1}‖) from the moments before they absorb g_t."""
-        if self._decoupled(group):
-            return self._hypergradient_decoupled(group, params, g)
-        if group.get("hd_shared_step") and not hg.per_tensor_loop(params):
-            return self._hypergradient_shared_step(group, params, g)
-        beta1, beta2 = group["betas"]
-        old = [i for i, p in enumerate(params) if self.state[p]]  # state exists iff stepped
-        zero = torch.zeros((), dtype=hg.state_dtype(params), device=params[0].device)
-        if not old:
-            return zero, zero
-        st = [self.state[params[i]] for i in old]
-        steps = torch.stack([s["step"].to(zero.device, zero.dtype) for s in st])
-        bc1 = 1 - beta1 ** steps                       # 1 - β₁^{t-1}, one per tensor
-        c = torch.sqrt(1 - beta2 ** steps)             # √(1 - β₂^{t-1})
-        # m̂/(√v̂+ε) = (c/bc1) · m/(√v + ε c): fold the per-tensor scalars out of the big tensors.
-        eps_c = list((group["eps"] * c).unbind())
-        m_list, v_list = [s["exp_avg"] for s in st], [self._second_moment(group, s) for s in st]
-        want_norm = group["rule"] == "multiplicative"
-        if hg.per_tensor_loop(params):
-            dots, norms = [], []
-            for i, m, v, e in zip(old, m_list, v_list, eps_c):
-                q = v.sqrt().add_(e)
-                torch.div(m, q, out=q)
-                dots.append(hg.vdot(g[i], q))
-                if want_norm:
-                    norms.append(torch.linalg.vector_norm(q, dtype=zero.dtype))
-        else:
-            q = torch._foreach_sqrt(v_list)
-            torch._foreach_add_(q, eps_c)
-            q = torch._foreach_div(m_list, q)
-            dots = [hg.vdot(g[i], qi) for i, qi in zip(old, q)]
-            norms = hg.norms(q) if want_norm else []
-        scale = c / bc1
-        h = -(torch.stack(dots) * scale).sum()
-        d_norm = zero
-        if want_norm:
-            d_norm = torch.linalg.vector_norm(torch.stack(norms) * scale)
-        return h, d_norm
-
-    def _hypergradient_shared_step(self, group, params, g):
-        """As _hypergradient when every tensor has taken the same t-1 steps: one set of bias
-        corrections, and the chain is a handful of whole-list kernels (the GPU's path). The
-        corrections are computed on the device from the step count tensor, so nothing here
-        depends on a host-side number that a CUDA graph would freeze, and they enter the lists
-        only through a multiply by a 0-d device tensor (torch's list-plus-tensor add reads the
-        tensor to the host: it broke CUDA-graph capture, seen with torch 2.11)."""
-        zero = torch.zeros((), dtype=hg.state_dtype(params), device=params[0].device)
-        st = [self.state[p] for p in params]
-        if not st[0]:  # the first step: d_0 = 0
-            return zero, zero
-        beta1, beta2 = group["betas"]
-        t = st[0]["step"].to(zero.device, zero.dtype)  # t-1, shared by every tensor
-        bc1 = 1 - beta1 ** t
-        q = torch._foreach_sqrt([self._second_moment(group, s) for s in st])
-        torch._foreach_mul_(q, torch.rsqrt(1 - beta2 ** t))  # √v̂_{t-1}
-        torch._foreach_add_(q, group["eps"])
-        d = torch._foreach_div([s["exp_avg"] for s in st], q)  # (1-β₁^{t-1}) d_{t-1}
-        h = -hg.dot(g, d) / bc1
-        d_norm = hg.norm(d) / bc1 if group["rule"] == "multiplicative" else zero
-        return h, d_norm
-
-    def _hypergradient_decoupled(self, group, params, g):
-        """AdamW-HD: h_t = -g_t·(d_{t-1} + λθ_{t-2}) and its norm, tensor by tensor (the
-        class docstring's equations)."""
-        zero = torch.zeros((), dtype=hg.state_dtype(params), device=params[0].device)
-        old = [i for i, p in enumerate(params) if self.state[p]]
-        if not old:
-            return zero, zero
-        beta1, beta2 = group["betas"]
-        lam, alpha = group["weight_decay"], hg.group_alpha(group, zero)   # λ, α_{t-1}
-        k = lam / (1 - alpha * lam)            # λθ_{t-2} = k (θ_{t-1} + α_{t-1} d_{t-1})
-        h, sq = zero.clone(), zero.clone()
-        for i in old:
-            state = self.state[params[i]]
-            t = state["step"].to(zero.device, zero.dtype)
-            d = (state["exp_avg"] / (1 - beta1 ** t)) / (
-                (self._second_moment(group, state) / (1 - beta2 ** t)).sqrt() + group["eps"])
-            w = d.mul_(1 + alpha * k).add_(params[i] * k)      # d_{t-1} + λθ_{t-2}
-            h = h - hg.vdot(g[i], w)
-            if group["rule"] == "multiplicative":
-                sq = sq + hg.vdot(w, w)
-        return h, sq.sqrt()
-
     def _group_step(self, group, params, grads):
         kernel = hg.kernel(params, "adam", group.get("fused"))
         fused = kernel == "fused"
-        decoupled = self._decoupled(group)
-        g = hg.grads_with_decay(params, grads, 0.0 if decoupled else group["weight_decay"])
-        h, d_norm = self._hypergradient(group, params, g)
-        norms = (hg.norm(g), d_norm) if group["rule"] == "multiplicative" else ()
-        alpha = hg.update_lr(group, h, *norms)
+        decoupled = ad.decoupled(group)
+        # the CPU kernel for h_t where torch's fused kernel makes the update (fused=False asks
+        # for torch's own list operations throughout)
+        alpha = ad.update_lr(group, self.state, params, grads,
+                             shared=group.get("hd_shared_step"), use_native=fused)
         self._init_state(group, params, fused)
         st = [self.state[p] for p in params]
         beta1, beta2 = group["betas"]
@@ -213,7 +121,7 @@ class AdamHD(hg.HDOptimizer):
         """The equations of the class docstring, one parameter at a time."""
         beta1, beta2 = group["betas"]
         eps, wd = group["eps"], group["weight_decay"]
-        decoupled = self._decoupled(group)
+        decoupled = ad.decoupled(group)
         g = [gi if decoupled else gi.add(p, alpha=wd) for p, gi in zip(params, grads)]
         zero = torch.zeros((), dtype=hg.state_dtype(params), device=params[0].device)
         alpha_prev = hg.group_alpha(group, zero)
@@ -223,7 +131,7 @@ class AdamHD(hg.HDOptimizer):
             if state:
                 t = state["step"].item()
                 d = (state["exp_avg"] / (1 - beta1 ** t)) / (
-                    (self._second_moment(group, state) / (1 - beta2 ** t)).sqrt() + eps)
+                    (ad.second_moment(group, state) / (1 - beta2 ** t)).sqrt() + eps)
                 if decoupled:   # ∇_α u_{t-1} = -(d_{t-1} + λθ_{t-2})
                     d = d + wd * (p + alpha_prev * d) / (1 - alpha_prev * wd)
                 h = h - hg.vdot(gi, d)

@@ -8,6 +8,8 @@ import torch
 from torch.optim import Optimizer
 
 from . import _hypergrad as hg
+from . import adam_directions as ad
+from . import native
 from . import views
 from .scheduling import check_schedulers
 
@@ -37,7 +39,9 @@ class HD(Optimizer):
     optimizer takes a tensor lr (``fused=True`` or ``capturable=True``); otherwise one
     ``float(α)`` per group and step is read. d_{t-1} is recovered as -Δθ_{t-1}/α_{t-1}: after a
     step with α exactly 0 the direction is unknown and h is 0, so HD(…) cannot leave α = 0; SGDHD
-    and AdamHD, which know d directly, can.
+    and AdamHD, which know d directly, can. Around torch's Adam and AdamW on CPU, d_{t-1} is read
+    from the moments instead, as AdamHD does (:mod:`.adam_directions`): nothing is stored, and
+    the step makes one reduction pass before Adam's own.
 
     HD is a torch.optim.Optimizer over the wrapped optimizer's own ``param_groups`` (the same
     list, not a copy): ``add_param_group``, step hooks and learning-rate schedulers work on it. A
@@ -133,6 +137,12 @@ class HD(Optimizer):
             params, grads = hg.params_with_grads(group)
             if not params:
                 continue
+            if self._reads_moments(params):
+                alpha = ad.update_lr(group, self.optimizer.state, params, grads,
+                                     shared=self._shared_step(params))
+                stepped.append((group, [], [], alpha))
+                group["lr"] = alpha if self._tensor_lr_ok(group) else float(alpha)
+                continue
             g = hg.grads_with_decay(params, grads, self._coupled_decay(group))
             have = [i for i, p in enumerate(params) if p in self.state]
             d_prev = [self.state[params[i]] for i in have]
@@ -148,12 +158,27 @@ class HD(Optimizer):
             for group, _, _, alpha in stepped:
                 group["lr"] = alpha
         for _, params, old, alpha in stepped:
+            if not params:   # a group whose directions are Adam's moments
+                continue
             torch._foreach_sub_(old, params)  # now -Δθ_t = α_t d_t
             inv = torch.where(alpha != 0, 1 / torch.where(alpha != 0, alpha, 1.0), 0.0)
             torch._foreach_mul_(old, inv)     # d_t
             for p, d in zip(params, old):
                 self.state[p] = d
         return loss
+
+    def _reads_moments(self, params) -> bool:
+        """Whether d_{t-1} is read from Adam's moments (:mod:`.adam_directions`) rather than
+        kept as -Δθ_{t-1}/α_{t-1}: for torch's Adam and AdamW on CPU where the kernels of
+        :mod:`.native` are built, which saves the copy of θ and three passes over memory. (On a
+        GPU the stored direction stays: its step reads nothing back to the host, which a shared
+        step count would need.)"""
+        return (type(self.optimizer) in (torch.optim.Adam, torch.optim.AdamW)
+                and params[0].device.type == "cpu" and native.kernels() is not None)
+
+    def _shared_step(self, params) -> bool:
+        steps = {float(s["step"]) for s in (self.optimizer.state[p] for p in params) if s}
+        return len(steps) <= 1
 
     def _copy_params(self, params: list) -> list:
         """θ_{t-1}, copied into the buffers that held d_{t-1} (h_t no longer needs them), so

@@ -5,6 +5,7 @@ import torch
 from torch.optim.sgd import sgd as torch_sgd
 
 from . import _hypergrad as hg
+from . import native
 
 
 class SGDHD(hg.HDOptimizer):
@@ -83,6 +84,8 @@ class SGDHD(hg.HDOptimizer):
         return [self.state[p].get(key) for p in params]
 
     def _group_step(self, group, params, grads):
+        if self._native_step(group, params, grads):
+            return
         mu, wd = group["momentum"], group["weight_decay"]
         g = hg.grads_with_decay(params, grads, wd)
         prev = self._prev_directions(group, params)
@@ -109,6 +112,49 @@ class SGDHD(hg.HDOptimizer):
                 self.state[p]["momentum_buffer"] = b
         if self._stores_direction(group):
             self._store_directions(group, params, g, bufs)
+
+    def _native_step(self, group, params, grads) -> bool:
+        """The step in two passes over memory (:mod:`.native`): h_t by one reduction over
+        (grad, d_{t-1}[, θ]), then θ_t, b_t and d_t by one update that is torch's fused SGD
+        operation for operation. False (nothing done) where the kernels do not apply: off CPU,
+        half precision, non-contiguous tensors, fused=False, or some parameters with state and
+        some without."""
+        kernels = native.kernels()
+        if (kernels is None or not kernels.sgd_exact or torch.compiler.is_compiling()
+                or hg.kernel(params, "sgd", group.get("fused")) != "fused"):
+            return False
+        mu, wd = group["momentum"], group["weight_decay"]
+        prev = self._prev_directions(group, params)
+        bufs = [self.state[p].get("momentum_buffer") for p in params] if mu else []
+        stores = self._stores_direction(group)
+        dirs = [self.state[p].get("direction") for p in params] if stores else []
+        for some in (prev, bufs, dirs):
+            if len({x is None for x in some}) > 1:   # a parameter that has not always stepped
+                return False
+        held = [some for some in (bufs, dirs) if some and some[0] is not None]
+        if not native.eligible(params, grads, *held):   # prev is one of bufs, dirs
+            return False
+        mult = group["rule"] == "multiplicative"
+        gd, gg, dd = 0.0, 0.0, 0.0
+        if prev[0] is not None:
+            gd, gg, dd = kernels.dot_gd(grads, prev, params, wd, mult)
+        as_state = lambda x: torch.tensor(x, dtype=hg.state_dtype(params))  # noqa: E731
+        norms = (as_state(gg).sqrt(), as_state(dd).sqrt()) if mult else ()
+        alpha = hg.update_lr(group, as_state(-gd), *norms)
+        first = bool(mu) and bufs[0] is None
+        if first:
+            bufs = [torch.empty_like(p) for p in params]
+        if stores and dirs[0] is None:
+            dirs = [torch.empty_like(p) for p in params]
+        kernels.sgd_update(params, grads, bufs, dirs if stores else None, weight_decay=wd,
+                           momentum=mu, dampening=group["dampening"],
+                           nesterov=group["nesterov"], first=first, alpha=float(alpha))
+        for p, b, d in zip(params, bufs or [None] * len(params), dirs or [None] * len(params)):
+            if b is not None:
+                self.state[p]["momentum_buffer"] = b
+            if d is not None:
+                self.state[p]["direction"] = d
+        return True
 
     def _store_directions(self, group, params, g, bufs):
         """d_t = g_t + μ b_t (Nesterov) or g_t (plain), written into last step's buffers."""

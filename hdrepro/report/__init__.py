@@ -44,6 +44,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "second_order_findings": grids.second_order_findings,
     "bettercnn_divergence": divergence.section,
     "bench_grid_cpu_table": lambda r: grids.bench_grid_table(r, "cpu"),
+    "bettercnn_layout_cpu": grids.cpu_layout_speedup,
     "bench_grid_cuda_table": lambda r: grids.bench_grid_table(r, "cuda"),
     **{f"grid_speedup_{model}_{device}": functools.partial(grids.best_speedup, device=device,
                                                           model=model)

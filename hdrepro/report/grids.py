@@ -320,6 +320,31 @@ def bench_grid_table(results: Path, device: str) -> str:
                             "GFLOP/s (fwd+bwd)", "of matmul peak"], body)
 
 
+#: bench_grid.py's row of BetterCNN trained as before its CPU layout work
+BEFORE_LAYOUT = "one at a time, as before (ReLU then pool, standard layout)"
+
+
+def cpu_layout_speedup(results: Path) -> str:
+    """BetterCNN one cell at a time on CPU against itself as it ran before, from bench_grid.py
+    (alternated in one run), held to the 2× target; and the fractions of the matmul peak."""
+    name = "bench_grid_cpu.csv"
+    rows = {(r["model"], r["mode"]): r for r in read_csv(holding(results, name) / name)}
+    now, before = (rows.get(("bettercnn", mode)) for mode in ("one at a time (train)",
+                                                               BEFORE_LAYOUT))
+    if now is None or before is None:
+        return "BetterCNN's CPU layout has not been timed against the earlier one in these results."
+    ratio = float(now["cell_steps_per_s"]) / float(before["cell_steps_per_s"])
+    verdict = "meets" if round(ratio, 2) >= 2 else "misses"
+    mlnn = rows.get(("mlnn", "one at a time (train)"))
+    peak = lambda r: f"{100 * float(r['fraction_of_peak']):.0f}%"  # noqa: E731
+    return (f"BetterCNN one cell at a time on CPU: **{float(now['cell_steps_per_s']):,.0f}** "
+            f"cell-steps/s against {float(before['cell_steps_per_s']):,.0f} as it ran before "
+            "(each ReLU before its pool, standard layout), timed alternately in the same run: "
+            f"**{ratio:.2f}×**, which **{verdict}** the 2× target. It reaches {peak(now)} of the "
+            f"matmul peak (before: {peak(before)})"
+            + (f"; the MLNN {peak(mlnn)}." if mlnn else "."))
+
+
 def best_speedup(results: Path, device: str, model: str) -> str:
     """The best batched speed-up over one-at-a-time for a model, as measured on the device."""
     name = f"bench_grid_{device}.csv"

@@ -23,7 +23,7 @@ def code_location(obj) -> str:
 def equations_table(_: Path) -> str:
     from ..autodiff import clip, levels, stack
     from ..optim import _hypergrad as hg
-    from ..optim import adamhd, hd, hdm, marthe, sgdhd
+    from ..optim import adam_directions, hd, hdm, marthe, sgdhd
     rows = [
         ("h_t = ∇f(θ_{t-1})·∇_α u_{t-1} = −g_t·d_{t-1}", "Baydin et al. Eq. (hypergradient)",
          sgdhd.SGDHD._group_step),
@@ -35,7 +35,7 @@ def equations_table(_: Path) -> str:
         ("SGD / SGDN direction d_t, θ_t = θ_{t-1} − α_t d_t", "Baydin et al. Alg. 1-2",
          sgdhd.SGDHD),
         ("Adam-HD: d_{t-1} = m̂_{t-1}/(√v̂_{t-1}+ε)", "Baydin et al. Alg. 3",
-         adamhd.AdamHD._hypergradient),
+         adam_directions.torch_hypergradient),
         ("∇_α u_{t-1} = Δθ_{t-1}/α_{t-1} for any linear-in-α optimizer", "Baydin et al. §2",
          hd.HD.step),
         ("∂f(θ_{t-1})/∂α_{t-1} by reverse mode through one step", "Chandra et al. §3",
