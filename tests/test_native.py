@@ -157,6 +157,15 @@ def test_the_kernels_step_as_torchs_lists(kernels, name, monkeypatch):
     assert fast["alpha"][-1] != fast["alpha"][0]
 
 
+def test_hd_around_torchs_adam_on_cpu_keeps_no_directions(kernels):
+    p = torch.nn.Parameter(torch.randn(10))
+    opt = HD(torch.optim.AdamW([p], 1e-2), 1e-3)
+    for _ in range(3):
+        p.grad = torch.randn(10)
+        opt.step()
+    assert opt.state == {} and float(opt.param_groups[0]["lr"]) != 1e-2
+
+
 @pytest.mark.usefixtures("float64")
 def test_hd_around_adamw_is_adamw_hd(kernels):
     ours = trajectory(lambda ps: AdamHD(ps, 1e-2, weight_decay=0.1, decoupled_weight_decay=True,

@@ -137,7 +137,7 @@ class HD(Optimizer):
             params, grads = hg.params_with_grads(group)
             if not params:
                 continue
-            if self._reads_moments(params):
+            if self._reads_moments(group, params):
                 alpha = ad.update_lr(group, self.optimizer.state, params, grads,
                                      shared=self._shared_step(params))
                 stepped.append((group, [], [], alpha))
@@ -167,14 +167,17 @@ class HD(Optimizer):
                 self.state[p] = d
         return loss
 
-    def _reads_moments(self, params) -> bool:
+    def _reads_moments(self, group, params) -> bool:
         """Whether d_{t-1} is read from Adam's moments (:mod:`.adam_directions`) rather than
         kept as -Δθ_{t-1}/α_{t-1}: for torch's Adam and AdamW on CPU where the kernels of
         :mod:`.native` are built, which saves the copy of θ and three passes over memory. (On a
         GPU the stored direction stays: its step reads nothing back to the host, which a shared
-        step count would need.)"""
+        step count would need. So does a torch that does not name the decay's kind in the
+        group, or betas given as tensors.)"""
         return (type(self.optimizer) in (torch.optim.Adam, torch.optim.AdamW)
-                and params[0].device.type == "cpu" and native.kernels() is not None)
+                and params[0].device.type == "cpu" and native.kernels() is not None
+                and "decoupled_weight_decay" in group
+                and all(isinstance(b, (int, float)) for b in group["betas"]))
 
     def _shared_step(self, params) -> bool:
         steps = {float(s["step"]) for s in (self.optimizer.state[p] for p in params) if s}
