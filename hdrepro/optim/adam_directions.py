@@ -84,8 +84,8 @@ def torch_hypergradient(group, states, params, g, shared: bool):
 
 
 def shared_step_hypergradient(group, states, params, g):
-    """As _hypergradient when every tensor has taken the same t-1 steps: one set of bias
-    corrections, and the chain is a handful of whole-list kernels (the GPU's path). The
+    """As :func:`torch_hypergradient` when every tensor has taken the same t-1 steps: one set
+    of bias corrections, and the chain is a handful of whole-list kernels (the GPU's path). The
     corrections are computed on the device from the step count tensor, so nothing here
     depends on a host-side number that a CUDA graph would freeze, and they enter the lists
     only through a multiply by a 0-d device tensor (torch's list-plus-tensor add reads the
@@ -107,8 +107,8 @@ def shared_step_hypergradient(group, states, params, g):
 
 
 def decoupled_hypergradient(group, states, params, g):
-    """AdamW-HD: h_t = -g_t·(d_{t-1} + λθ_{t-2}) and its norm, tensor by tensor (the
-    class docstring's equations)."""
+    """AdamW-HD: h_t = -g_t·(d_{t-1} + λθ_{t-2}) and its norm, tensor by tensor (AdamHD's
+    docstring's equations)."""
     zero = torch.zeros((), dtype=hg.state_dtype(params), device=params[0].device)
     old = [i for i, p in enumerate(params) if states[p]]
     if not old:

@@ -24,6 +24,7 @@ plus the least memory traffic h_t needs; SGDN-HD must also write d_t, and Adam-H
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import Sequence
 
 import torch
@@ -148,21 +149,14 @@ def _threads() -> int:
 _LIBRARY = cbuild.Library("hdrepro.optim", "native_kernels.cpp", FLAGS)
 
 
+@functools.cache
 def kernels() -> Kernels | None:
-    """The compiled kernels, or None where they cannot be built (then :func:`unavailable`)."""
+    """The compiled kernels, or None where they cannot be built (then :func:`unavailable`);
+    wrapped once per process, since the wrapper checks itself against torch."""
     lib = _LIBRARY.get()
-    return None if lib is None else _wrapped(lib)
+    return None if lib is None else Kernels(lib)
 
 
 def unavailable() -> str | None:
     """Why the kernels cannot be used here, or None when they can."""
     return _LIBRARY.reason()
-
-
-_WRAPPED: dict = {}
-
-
-def _wrapped(lib: ctypes.CDLL) -> Kernels:
-    if id(lib) not in _WRAPPED:   # once per process: the wrapper checks itself against torch
-        _WRAPPED[id(lib)] = Kernels(lib)
-    return _WRAPPED[id(lib)]
