@@ -5,13 +5,14 @@ Claim under test (the project's targets, docs/report/speed.md): batched ≥ 5× 
 for LogReg on CPU (overhead-bound);
 for MLNN and BetterCNN on CPU the achieved GFLOP/s against the cores' measured matmul peak, and
 BetterCNN one cell at a time ≥ 2× as fast as before its CPU layout work (ReLU after the pool,
-channels-last convolutions; timed side by side, alternated); on an H100 batched ≥ 20×
+channels-last convolutions; timed side by side, alternated, on all threads and, beyond the smoke
+profile, on one thread, as the studies' workers run); on an H100 batched ≥ 20×
 one-at-a-time. One-at-a-time is hdrepro.engine.train.train (the grid's batch=0 path);
 batched is hdrepro.engine.batched.train_cells with K cells (the grid's batch=K path). Each entry trains
 SGD-HD from the same start on the first 6,000 MNIST images (the report's 10%), batch 128, for
 `epochs`, timed after a warm-up; FLOPs per cell-step are counted by torch's FlopCounterMode
 (forward + backward at batch 128; the optimizer's elementwise work is not counted).
-Runtime: smoke ~20 s, quick ~2 min, full ~5 min on 2 CPU cores; ~2 min on an H100.
+Runtime: smoke ~30 s, quick ~2.5 min, full ~7 min on 2 CPU cores; ~2 min on an H100.
 
     python bench/bench_grid.py --profile quick --out results/quick
 """
@@ -50,6 +51,7 @@ FRACTION = {"smoke": 0.02, "quick": 0.1, "full": 0.1}
 ALPHA0, BETA = 1e-3, 1e-6   # a converging SGD-HD cell: no run stops early
 #: the row of BetterCNN trained as before its CPU layout work, beside the one-at-a-time row
 BEFORE = "one at a time, as before (ReLU then pool, standard layout)"
+ONE_THREAD = ", 1 thread"   # the suffix of BetterCNN's rows timed on one thread
 
 
 
@@ -69,23 +71,30 @@ def matmul_peak_gflops(device, n: int) -> float:
     for _ in range(2):
         a @ b
     sync(device)
-    reps = 10 if device.type == "cuda" else 3
-    t0 = time.perf_counter()
-    for _ in range(reps):
+    seconds = []
+    for _ in range(10 if device.type == "cuda" else 5):   # the median: the CPU's speed drifts
+        t0 = time.perf_counter()
         a @ b
-    sync(device)
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+        sync(device)
+        seconds.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(seconds) / 1e9
 
 
-def time_one_at_a_time(model, data, data_cfg, epochs, device) -> tuple[float, int]:
+def time_one_at_a_time(model, data, data_cfg, epochs, device, rounds: int = 1
+                       ) -> tuple[float, int]:
+    """Seconds of one cell trained by train() (the median of `rounds` runs after a warm-up),
+    and its iterations."""
     cfg = TrainConfig(model, data_cfg, OptimConfig("sgd-hd", ALPHA0, BETA), epochs,
                       device=str(device), log_every=10 ** 9, progress=False)
     train(cfg, data)  # warm-up
-    sync(device)
-    t0 = time.perf_counter()
-    res = train(cfg, data)
-    sync(device)
-    return time.perf_counter() - t0, res.final["iterations"]
+    seconds = []
+    for _ in range(rounds):
+        sync(device)
+        t0 = time.perf_counter()
+        res = train(cfg, data)
+        sync(device)
+        seconds.append(time.perf_counter() - t0)
+    return statistics.median(seconds), res.final["iterations"]
 
 
 class PapersOrderCNN(torch.nn.Sequential):
@@ -111,16 +120,56 @@ def bettercnn_as_before():
         models.MODELS["bettercnn"], models.prepare = saved
 
 
-def time_before_and_now(model, data, data_cfg, epochs, device, rounds=3):
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to `n` inside the block."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def time_before_and_now(model, data, data_cfg, epochs, device, rounds=5) -> dict:
     """BetterCNN one cell at a time as before and as now, alternated `rounds` times so that
-    drift in the machine's speed falls on both: the median seconds of each, and iterations."""
+    drift in the machine's speed falls on both: the median seconds of each, the iterations,
+    and the lowest and highest speed-up of a round (as before over as now, round by round)."""
     before, now = [], []
     for _ in range(rounds):
         with bettercnn_as_before():
-            before.append(time_one_at_a_time(model, data, data_cfg, epochs, device))
-        now.append(time_one_at_a_time(model, data, data_cfg, epochs, device))
-    return (statistics.median(t for t, _ in before), statistics.median(t for t, _ in now),
-            now[0][1])
+            before.append(time_one_at_a_time(model, data, data_cfg, epochs, device)[0])
+        seconds, iters = time_one_at_a_time(model, data, data_cfg, epochs, device)
+        now.append(seconds)
+    ratios = [b / n for b, n in zip(before, now)]
+    return {"before": statistics.median(before), "now": statistics.median(now),
+            "iterations": iters, "round_speedup_lo": min(ratios),
+            "round_speedup_hi": max(ratios)}
+
+
+def layout_rows(model, timing: dict, flops: float, peak: float, suffix: str = "") -> list[dict]:
+    """The rows of BetterCNN as now and as before from time_before_and_now, with their GFLOP/s
+    and fraction of `peak` (measured on as many threads)."""
+    rows = []
+    for mode, seconds in (("one at a time (train)" + suffix, timing["now"]),
+                          (BEFORE + suffix, timing["before"])):
+        speed = timing["iterations"] / seconds
+        rows.append({"model": model, "mode": mode, "cells": 1, "cell_steps_per_s": speed,
+                     "speedup": timing["now"] / seconds, "gflops": speed * flops / 1e9,
+                     "fraction_of_peak": speed * flops / 1e9 / peak,
+                     "threads": torch.get_num_threads(), "matmul_peak_gflops": peak,
+                     "round_speedup_lo": timing["round_speedup_lo"],
+                     "round_speedup_hi": timing["round_speedup_hi"]})
+    return rows
+
+
+def one_thread_rows(model, data, data_cfg, epochs, device, flops) -> list[dict]:
+    """BetterCNN one at a time as now and as before on one thread, as each worker of the
+    studies runs it (``--threads 1``), against the one-thread matmul peak."""
+    with torch_threads(1):
+        peak = matmul_peak_gflops(device, 2048)
+        timing = time_before_and_now(model, data, data_cfg, epochs, device)
+        return layout_rows(model, timing, flops, peak, ONE_THREAD)
 
 
 def time_batched(model, data, epochs, device, k) -> tuple[float, int]:
@@ -150,29 +199,34 @@ def main(argv=None):
     for model, ks in K_VALUES[device.type, args.profile].items():
         flops = flops_per_cell_step(model)
         if model == "bettercnn" and device.type == "cpu":
-            before, seconds, iters = time_before_and_now(model, data, data_cfg, epochs, device)
-            rows.append({"model": model, "mode": BEFORE, "cells": 1,
-                         "cell_steps_per_s": iters / before, "speedup": seconds / before})
+            ours = layout_rows(model, time_before_and_now(model, data, data_cfg, epochs, device),
+                               flops, peak)
+            one = ours[0]["cell_steps_per_s"]
         else:
-            seconds, iters = time_one_at_a_time(model, data, data_cfg, epochs, device)
-        one = iters / seconds
-        rows.append({"model": model, "mode": "one at a time (train)", "cells": 1,
-                     "cell_steps_per_s": one, "speedup": 1.0})
+            seconds, iters = time_one_at_a_time(model, data, data_cfg, epochs, device, rounds=3)
+            one = iters / seconds
+            ours = [{"model": model, "mode": "one at a time (train)", "cells": 1,
+                     "cell_steps_per_s": one, "speedup": 1.0}]
         for k in ks:
             seconds, iters = time_batched(model, data, epochs, device, k)
-            rows.append({"model": model, "mode": f"batched K={k}", "cells": k,
+            ours.append({"model": model, "mode": f"batched K={k}", "cells": k,
                          "cell_steps_per_s": k * iters / seconds,
                          "speedup": k * iters / seconds / one})
-        for r in rows:
-            if r["model"] == model:
+        for r in ours:
+            if "gflops" not in r:
                 r["gflops"] = r["cell_steps_per_s"] * flops / 1e9
                 r["fraction_of_peak"] = r["gflops"] / peak
-                r["flops_per_cell_step"] = flops
-                r.update(meta)
-        for r in [r for r in rows if r["model"] == model]:
+                r["threads"] = torch.get_num_threads()
+        if (model == "bettercnn" and device.type == "cpu" and torch.get_num_threads() > 1
+                and args.profile != "smoke"):
+            ours += one_thread_rows(model, data, data_cfg, epochs, device, flops)
+        for r in ours:
+            r["flops_per_cell_step"] = flops
+            r.update({key: value for key, value in meta.items() if key not in r})
             print(f"{model:10s} {r['mode']:22s} {r['cell_steps_per_s']:10.0f} cell-steps/s "
                   f"{r['speedup']:6.1f}x  {r['gflops']:8.1f} GFLOP/s "
                   f"({100 * r['fraction_of_peak']:.0f}% of matmul peak)", flush=True)
+        rows += ours
     path = args.out / f"bench_grid_{device.type}.csv"
     write_rows(path, rows)
     print(f"wrote {path} ({meta['device']}, matmul peak {peak:.0f} GFLOP/s)")

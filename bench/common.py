@@ -36,8 +36,11 @@ def device_name(device) -> str:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
+    """The rows as a CSV; its columns are every row's keys in the order they first appear (a
+    row without one leaves its cell empty)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         w.writerows(rows)

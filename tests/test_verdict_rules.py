@@ -166,3 +166,14 @@ def test_precision_rule_returns_every_outcome():
     assert ds.precision_verdict(_twins([True, True, False], [True, False, False]))[0] == \
         "undecided"
     assert ds.precision_verdict(_twins([False] * 3, [False] * 3))[0] == "undecided"
+
+
+from hdrepro.report.grids import layout_verdict  # noqa: E402
+
+
+@pytest.mark.parametrize("lo, hi, outcome", [(2.0, 2.3, "meets"), (1.5, 1.99, "misses"),
+                                             (1.8, 2.2, "is within the rounds' spread of"),
+                                             (1.7, 1.7, "misses"), (2.1, 2.1, "meets")])
+def test_layout_speedup_rule_returns_every_outcome_and_a_spread_across_the_target_is_a_tie(
+        lo, hi, outcome):
+    assert layout_verdict(lo, hi) == outcome
