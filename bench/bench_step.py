@@ -4,7 +4,9 @@ Claim under test (the project's targets, docs/report/speed.md): analytic HD step
 torch's fused step, and on CPU within 1.15x of their floor (the fused step plus the least
 reading that h_t needs); the autodiff Adam/SGD stack within 1.5x torch's default Adam iteration
 on the 784-128-10 MLP (batch 256).
-Every number printed is a ratio of medians from this one run on this one device.
+Every number printed is a ratio of medians from this one run on this one device; the optimizer
+steps' rows also carry a 95% bootstrap interval on that ratio (ratio_lo, ratio_hi), resampling
+whole rounds of the round-robin.
 Runtime on 2 CPU cores: smoke ~10 s; quick ~1 min (it compiles the MLNN set's steps only) and
 full ~3 min, most of it torch.compile building the compiled steps; full on an H100 ~5 min (it
 also times each step recorded as a CUDA graph).
@@ -14,6 +16,7 @@ also times each step recorded as a CUDA graph).
 from __future__ import annotations
 
 import importlib.util
+import statistics
 import sys
 from pathlib import Path
 
@@ -24,8 +27,8 @@ import cpp_dot  # noqa: E402
 from common import device_name, parser, write_rows  # noqa: E402
 from step_cases import (STEP_CASES, DotOnly, FusedStepPlusDot,  # noqa: E402
                         FusedStepPlusDotAndWrite, FusedStepPlusRead, TorchLists)
-from timing import (REPEATS, interleaved_medians, make_params, mlnn_shapes,  # noqa: E402
-                    resnet_like_shapes)
+from timing import (REPEATS, interleaved_medians, interleaved_times,  # noqa: E402
+                    make_params, mlnn_shapes, ratio_interval, resnet_like_shapes)
 
 from hdrepro.autodiff import SGD, Adam, HyperStack, chandra  # noqa: E402
 from hdrepro.cli_help import run_main  # noqa: E402
@@ -184,16 +187,18 @@ def bench_steps(device, profile) -> list[dict]:
             cpp_dot.checked(steps[CPP_DOT].kernel, steps[CPP_DOT].grads, steps[CPP_DOT].dirs)
             cpp_dot.checked(steps[MOMENTS_FLOOR].kernel, *steps[MOMENTS_FLOOR].lists)
         drop_failing(steps, {**compiles, **graphs})
-        ms = interleaved_medians({name: s.step for name, s in steps.items()}, device,
-                                 REPEATS[profile])
+        times = interleaved_times({name: s.step for name, s in steps.items()}, device,
+                                  REPEATS[profile])
+        ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
         n_params = sum(torch.Size(s).numel() for s in shapes)
         for num, den in STEP_RATIOS + dot_ratios + compile_ratios + graph_ratios:
             if num not in ms or den not in ms:
                 continue
+            lo, hi = ratio_interval(times, num, den)
             rows.append({"benchmark": "optimizer step", "params": set_name,
                          "n_tensors": len(shapes), "n_params": n_params, "ours": num,
-                         "baseline": den, "ratio": ms[num] / ms[den],
-                         "ours_ms": ms[num], "baseline_ms": ms[den]})
+                         "baseline": den, "ratio": ms[num] / ms[den], "ratio_lo": lo,
+                         "ratio_hi": hi, "ours_ms": ms[num], "baseline_ms": ms[den]})
     return rows
 
 

@@ -177,3 +177,15 @@ from hdrepro.report.grids import layout_verdict  # noqa: E402
 def test_layout_speedup_rule_returns_every_outcome_and_a_spread_across_the_target_is_a_tie(
         lo, hi, outcome):
     assert layout_verdict(lo, hi) == outcome
+
+
+from hdrepro.report.speed import interval_verdict  # noqa: E402
+
+
+@pytest.mark.parametrize("intervals, outcome", [
+    ([(1.02, 1.10), (1.05, 1.15)], "meets"),
+    ([(1.02, 1.10), (1.16, 1.25)], "misses"),
+    ([(1.02, 1.10), (1.12, 1.19)], "is within the timing's noise of")])
+def test_floor_rule_returns_every_outcome_and_an_interval_across_the_target_is_a_tie(
+        intervals, outcome):
+    assert interval_verdict(intervals, 1.15) == outcome
