@@ -21,6 +21,13 @@ from importlib import resources
 from pathlib import Path
 
 
+#: the flags of the package's kernels: built for this CPU, OpenMP threads, and no multiply-add
+#: fused or reassociated beyond what the source writes (no -ffast-math), so that they round as
+#: the source says
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-shared",
+         "-fPIC"]
+
+
 class Library:
     """One C++ source of a package (`package`, `source`), built with `flags` on first use, once
     per process; :meth:`get` gives the loaded library or None, :meth:`reason` why it is None."""

@@ -6,6 +6,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from . import pooling
+
 
 class LogReg(nn.Sequential):
     """Logistic regression: Linear(784 → 10) on flattened images (Baydin et al.)."""
@@ -54,9 +56,10 @@ class BetterCNN(nn.Sequential):
     (tests/test_models.py checks the two orders bit for bit). The parameters keep their indices.
 
     On CPU, :func:`prepare` puts the convolutions and pools in channels-last layout, which
-    oneDNN and torch's pooling run faster (bench/bench_grid.py times the network against how it
-    ran before). The features return to the standard layout before dropout, so that its mask is
-    drawn in the same order as before.
+    oneDNN runs faster, and each pool and its ReLU then run as one operation
+    (:mod:`.pooling`, bit for bit torch's pair); bench/bench_grid.py times the network against
+    how it ran before. The features return to the standard layout before dropout, so that its
+    mask is drawn in the same order as before.
     """
 
     def __init__(self, classes: int = 10):
@@ -67,15 +70,21 @@ class BetterCNN(nn.Sequential):
             nn.Linear(375, 128), nn.ReLU(), nn.Linear(128, 50), nn.ReLU(), nn.Linear(50, classes))
 
     FEATURES = 6   # the layers before dropout: convolutions, pools, ReLUs
+    POOLS = (1, 4)   # each followed by its ReLU
     channels_last = False   # set by prepare() on CPU
 
     def forward(self, x):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        for i, layer in enumerate(self):
+        layers = iter(enumerate(self))
+        for i, layer in layers:
             if i == self.FEATURES:
                 x = x.contiguous()
-            x = layer(x)
+            if i in self.POOLS and self.channels_last:
+                x = pooling.max_pool2_relu(x)   # the pool and its ReLU as one operation
+                next(layers)
+            else:
+                x = layer(x)
         return x
 
 

@@ -32,8 +32,6 @@ from torch import Tensor
 
 from .. import cbuild
 
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno",
-         "-shared", "-fPIC"]
 SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 
 
@@ -146,7 +144,7 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-_LIBRARY = cbuild.Library("hdrepro.optim", "native_kernels.cpp", FLAGS)
+_LIBRARY = cbuild.Library("hdrepro.optim", "native_kernels.cpp", cbuild.FLAGS)
 
 
 @functools.cache
