@@ -57,6 +57,8 @@ inline void forward_block(const T* p0, const T* p1, const T* p2, const T* p3, T*
   store(code, __builtin_convertvector(at, typename L::B));
 }
 
+// The same block backward: its gradient, after relu's mask, to each window's winner in the
+// rows q0..q3, and +0 to the other three.
 template <typename T>
 inline void backward_block(const T* gy, const uint8_t* code, T* q0, T* q1, T* q2, T* q3) {
   using L = Lanes<T>;
@@ -83,66 +85,65 @@ inline void channels(int64_t c, Block block) {
   }
 }
 
+// Calls body(at, o) for every window, at = the offset of its top-left element in the N×H×W×C
+// input and o = that of its output in the N×(H/2)×(W/2)×C output, both at channel 0. The
+// images are shared among the threads.
+template <typename Body>
+void each_window(int64_t n, int64_t h, int64_t w, int64_t c, int threads, Body body) {
+  const int64_t oh = h / 2, ow = w / 2;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t b = 0; b < n; ++b)
+    for (int64_t i = 0; i < oh; ++i)
+      for (int64_t j = 0; j < ow; ++j)
+        body(((b * h + 2 * i) * w + 2 * j) * c, ((b * oh + i) * ow + j) * c);
+}
+
 template <typename T>
 void forward(const T* x, T* y, uint8_t* code, int64_t n, int64_t h, int64_t w, int64_t c,
              int threads) {
-  const int64_t oh = h / 2, ow = w / 2;
   constexpr int64_t lanes = 32 / sizeof(T);
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t b = 0; b < n; ++b) {
-    for (int64_t i = 0; i < oh; ++i) {
-      for (int64_t j = 0; j < ow; ++j) {
-        const T* p0 = x + ((b * h + 2 * i) * w + 2 * j) * c;
-        const T* p2 = p0 + w * c;
-        const int64_t o = ((b * oh + i) * ow + j) * c;
-        channels<T>(c, [&](int64_t k) {
-          if (k >= 0) {
-            forward_block(p0 + k, p0 + c + k, p2 + k, p2 + c + k, y + o + k, code + o + k);
-            return;
-          }
-          for (int64_t q = 0; q < c; ++q) {   // fewer channels than lanes
-            T in[4][lanes] = {}, out[lanes];
-            uint8_t s[lanes];
-            in[0][0] = p0[q], in[1][0] = p0[c + q], in[2][0] = p2[q], in[3][0] = p2[c + q];
-            forward_block(in[0], in[1], in[2], in[3], out, s);
-            y[o + q] = out[0];
-            code[o + q] = s[0];
-          }
-        });
+  each_window(n, h, w, c, threads, [&](int64_t at, int64_t o) {
+    const T* p0 = x + at;        // the window's first row; its second is w·c further
+    const T* p2 = p0 + w * c;
+    channels<T>(c, [&](int64_t k) {
+      if (k >= 0) {
+        forward_block(p0 + k, p0 + c + k, p2 + k, p2 + c + k, y + o + k, code + o + k);
+        return;
       }
-    }
-  }
+      for (int64_t q = 0; q < c; ++q) {   // fewer channels than lanes
+        T in[4][lanes] = {}, out[lanes];
+        uint8_t s[lanes];
+        in[0][0] = p0[q], in[1][0] = p0[c + q], in[2][0] = p2[q], in[3][0] = p2[c + q];
+        forward_block(in[0], in[1], in[2], in[3], out, s);
+        y[o + q] = out[0];
+        code[o + q] = s[0];
+      }
+    });
+  });
 }
 
 template <typename T>
 void backward(const T* gy, const uint8_t* code, T* gx, int64_t n, int64_t h, int64_t w,
               int64_t c, int threads) {
-  const int64_t oh = h / 2, ow = w / 2;
   constexpr int64_t lanes = 32 / sizeof(T);
-#pragma omp parallel for schedule(static) num_threads(threads)
-  for (int64_t b = 0; b < n; ++b) {
-    for (int64_t i = 0; i < oh; ++i) {
-      for (int64_t j = 0; j < ow; ++j) {
-        T* q0 = gx + ((b * h + 2 * i) * w + 2 * j) * c;
-        T* q2 = q0 + w * c;
-        const int64_t o = ((b * oh + i) * ow + j) * c;
-        channels<T>(c, [&](int64_t k) {
-          if (k >= 0) {
-            backward_block(gy + o + k, code + o + k, q0 + k, q0 + c + k, q2 + k, q2 + c + k);
-            return;
-          }
-          for (int64_t q = 0; q < c; ++q) {
-            T g[lanes] = {}, out[4][lanes];
-            uint8_t s[lanes] = {};
-            g[0] = gy[o + q];
-            s[0] = code[o + q];
-            backward_block(g, s, out[0], out[1], out[2], out[3]);
-            q0[q] = out[0][0], q0[c + q] = out[1][0], q2[q] = out[2][0], q2[c + q] = out[3][0];
-          }
-        });
+  each_window(n, h, w, c, threads, [&](int64_t at, int64_t o) {
+    T* q0 = gx + at;
+    T* q2 = q0 + w * c;
+    channels<T>(c, [&](int64_t k) {
+      if (k >= 0) {
+        backward_block(gy + o + k, code + o + k, q0 + k, q0 + c + k, q2 + k, q2 + c + k);
+        return;
       }
-    }
-  }
+      for (int64_t q = 0; q < c; ++q) {   // fewer channels than lanes
+        T g[lanes] = {}, out[4][lanes];
+        uint8_t s[lanes] = {};
+        g[0] = gy[o + q];
+        s[0] = code[o + q];
+        backward_block(g, s, out[0], out[1], out[2], out[3]);
+        q0[q] = out[0][0], q0[c + q] = out[1][0], q2[q] = out[2][0], q2[c + q] = out[3][0];
+      }
+    });
+  });
 }
 
 }  // namespace
