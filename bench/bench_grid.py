@@ -4,9 +4,10 @@ and BetterCNN, measured side by side in one run on one device.
 Claim under test (the project's targets, docs/report/speed.md): batched ≥ 5× one-at-a-time
 for LogReg on CPU (overhead-bound);
 for MLNN and BetterCNN on CPU the achieved GFLOP/s against the cores' measured matmul peak, and
-BetterCNN one cell at a time ≥ 2× as fast as before its CPU layout work (ReLU after the pool,
-channels-last convolutions; timed side by side, alternated, on all threads and, beyond the smoke
-profile, on one thread, as the studies' workers run); on an H100 batched ≥ 20×
+BetterCNN one cell at a time ≥ 2× as fast as before its CPU work (ReLU after the pool,
+channels-last convolutions, each pool and its ReLU as one kernel; timed side by side, alternated,
+on all threads and, beyond the smoke profile, on one thread, as the studies' workers run); on an
+H100 batched ≥ 20×
 one-at-a-time. One-at-a-time is hdrepro.engine.train.train (the grid's batch=0 path);
 batched is hdrepro.engine.batched.train_cells with K cells (the grid's batch=K path). Each entry trains
 SGD-HD from the same start on the first 6,000 MNIST images (the report's 10%), batch 128, for
@@ -49,7 +50,7 @@ K_VALUES = {  # cells per batch, per device kind and profile
 EPOCHS = {"smoke": 1, "quick": 1, "full": 2}
 FRACTION = {"smoke": 0.02, "quick": 0.1, "full": 0.1}
 ALPHA0, BETA = 1e-3, 1e-6   # a converging SGD-HD cell: no run stops early
-#: the row of BetterCNN trained as before its CPU layout work, beside the one-at-a-time row
+#: the row of BetterCNN trained as before its CPU work, beside the one-at-a-time row
 BEFORE = "one at a time, as before (ReLU then pool, standard layout)"
 ONE_THREAD = ", 1 thread"   # the suffix of BetterCNN's rows timed on one thread
 

@@ -8,8 +8,7 @@ import torch
 from hdrepro.engine.data import DataConfig, default_data_root, load
 from hdrepro.engine.results import RunStore
 from hdrepro.methods.registry import OptimConfig, make_optimizer
-from hdrepro.engine import models
-from hdrepro.engine.train import TrainConfig, evaluate, train
+from hdrepro.engine.train import TrainConfig, train
 
 DATA = DataConfig("mnist", fraction=0.01)
 
@@ -37,15 +36,6 @@ def test_one_loop_trains_every_kind_of_optimizer(opt, data):
     assert r.epochs[-1]["train_loss"] < math.log(10)
     assert 0 <= r.final["test_error"] < 0.9
     assert r.provenance["n_train"] == 600 and r.provenance["source"]
-
-
-@pytest.mark.parametrize("name", ["mlnn", "bettercnn"])
-def test_evaluation_without_a_graph_gives_the_same_numbers(name, data):
-    """evaluate runs under no_grad (its activations freed layer by layer): bit for bit what the
-    same forward gives with the graph kept, BetterCNN's pools included (no indices kept)."""
-    torch.manual_seed(0)
-    model = models.prepare(models.build(name), torch.device("cpu"))
-    assert evaluate(model, data.test) == evaluate.__wrapped__(model, data.test)
 
 
 def test_runs_are_deterministic_given_the_seed(data):

@@ -33,8 +33,8 @@ def _kernels() -> ctypes.CDLL | None:
         ptr, i64, cint = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
         for suffix in SUFFIX.values():
             for name in ("forward", "backward"):
-                getattr(lib, f"hd_pool_relu_{name}_{suffix}").argtypes = [ptr] * 3 + [i64] * 4 + [
-                    cint]
+                fn = getattr(lib, f"hd_pool_relu_{name}_{suffix}")
+                fn.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, cint]   # 3 arrays, N H W C
     return lib
 
 

@@ -93,7 +93,6 @@ def current_alpha_beta(opt) -> tuple[float, float]:
 
 
 @torch.no_grad()
-@torch.no_grad()   # no graph: the activations are freed layer by layer (the same numbers)
 def evaluate(model: nn.Module, split, batch_size: int = 1000) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over a split, in eval mode (dropout off)."""
     was_training = model.training
