@@ -220,6 +220,20 @@ def test_cpu_floor_verdict_follows_the_benchmark_csv():
     assert f"This **{verdict}** the 1.15× target" in section
 
 
+def test_sgdn_hd_split_into_its_passes_and_the_rest_follows_the_benchmark_csv():
+    """SGDN-HD against its floor, and its step with both passes stubbed out: the passes' own
+    share is the difference, as printed."""
+    bench = pd.read_csv(QUICK / "bench_step_cpu.csv")
+    floor = bench[bench.baseline == "SGDN (fused) + dot + write of d, the floor storing d"]
+    for params, label in (("resnet", "ResNet-like set"), ("MLNN", "MLNN set")):
+        rows = floor[floor.params.str.startswith(params)].set_index("ours").ratio
+        whole = round(100 * rows["SGDN-HD (ours)"])
+        around = round(100 * rows["SGDN-HD (ours), memory passes stubbed"])
+        assert (f"on the {label} SGDN-HD takes {whole}% of its floor, its step with both passes "
+                f"stubbed out {around}%, so the two passes themselves {whole - around}%"
+                in PAGES["speed"])
+
+
 def test_bettercnn_layout_speedup_follows_the_benchmark_csv():
     """BetterCNN one cell at a time on CPU against itself as it ran before, held to 2×, on all
     threads and on one."""

@@ -130,6 +130,27 @@ MOMENTS_FLOOR = "Adam (fused) + read of g, m, v, the floor from moments"
 FLOOR_STEPS = [("SGDN-HD (ours)", STORED_FLOOR), ("Adam-HD (ours)", MOMENTS_FLOOR)]
 
 
+#: bench_step.py's SGDN-HD with its two passes over memory stubbed out
+STUBBED = "SGDN-HD (ours), memory passes stubbed"
+
+
+def fixed_cost(results: Path) -> str:
+    """SGDN-HD against its floor, split in two on both parameter sets: the step with both passes
+    over memory stubbed out, and the rest (our step minus the stubbed one), which is the time of
+    the two passes themselves, each as a share of the floor."""
+    parts = []
+    for params, label in (("resnet", "ResNet-like set"), ("MLNN", "MLNN set")):
+        ours = ratio_interval(results, "cpu", "SGDN-HD (ours)", STORED_FLOOR, params)
+        stub = ratio_interval(results, "cpu", STUBBED, STORED_FLOOR, params)
+        if ours is None or stub is None:
+            return "the step's cost beside its passes has not been timed in these results"
+        whole, around = round(100 * ours[0]), round(100 * stub[0])
+        parts.append(f"on the {label} SGDN-HD takes {whole}% of its floor, its step with both "
+                     f"passes stubbed out {around}%, so the two passes themselves "
+                     f"{whole - around}%")
+    return "; ".join(parts)
+
+
 def floor_target(results: Path, target: float = 1.15) -> str:
     """The 1.15× verdict over both parameter sets, each step judged on its 95% interval (as
     printed, 2 digits): "meets" if every interval lies at or below the target, "misses" if any
@@ -188,6 +209,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "hdadam_vs_floor_cpu": shown("cpu", "HD(Adam fused) (ours)", MOMENTS_FLOOR, "resnet"),
     "hdadam_vs_floor_mlnn_cpu": shown("cpu", "HD(Adam fused) (ours)", MOMENTS_FLOOR, "MLNN"),
     "floor_target_cpu": floor_target,
+    "sgdnhd_fixed_cpu": fixed_cost,
     "sgdnhd_vs_dotfloor_cpu": shown("cpu", "SGDN-HD (ours)", "SGDN (fused) + dot, the floor",
                                     "resnet"),
     "adamhd_vs_dotfloor_cpu": shown("cpu", "Adam-HD (ours)", "Adam (fused) + dot, the floor",
