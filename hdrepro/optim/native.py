@@ -46,6 +46,12 @@ def eligible(*lists: Sequence[Tensor]) -> bool:
     if not first or first[0].dtype not in SUFFIX or first[0].device.type != "cpu":
         return False
     dtype = first[0].dtype
+    if any(len(ts) != len(first) for ts in lists):
+        return False
+    if all(t.layout == torch.strided and t.is_contiguous() and t.dtype == dtype
+           for ts in lists for t in ts):   # the usual case, checked with fewer calls
+        shapes = [t.shape for t in first]
+        return all(t.shape == shape for ts in lists[1:] for t, shape in zip(ts, shapes))
     if not all(_dense(t) for t in first):
         return False
     strides = [t.stride() for t in first]

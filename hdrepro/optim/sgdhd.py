@@ -124,15 +124,16 @@ class SGDHD(hg.HDOptimizer):
                 or hg.kernel(params, "sgd", group.get("fused")) != "fused"):
             return False
         mu, wd = group["momentum"], group["weight_decay"]
-        prev = self._prev_directions(group, params)
-        bufs = [self.state[p].get("momentum_buffer") for p in params] if mu else []
         stores = self._stores_direction(group)
-        dirs = [self.state[p].get("direction") for p in params] if stores else []
-        for some in (prev, bufs, dirs):
+        states = [self.state[p] for p in params]   # one look-up per parameter, every step
+        bufs = [s.get("momentum_buffer") for s in states] if mu else []
+        dirs = [s.get("direction") for s in states] if stores else []
+        prev = dirs if stores else bufs   # d_{t-1}, as _prev_directions gives it
+        for some in (bufs, dirs):
             if len({x is None for x in some}) > 1:   # a parameter that has not always stepped
                 return False
         held = [some for some in (bufs, dirs) if some and some[0] is not None]
-        if not native.eligible(params, grads, *held):   # prev is one of bufs, dirs
+        if not native.eligible(params, grads, *held):
             return False
         mult = group["rule"] == "multiplicative"
         gd, gg, dd = 0.0, 0.0, 0.0
@@ -144,16 +145,15 @@ class SGDHD(hg.HDOptimizer):
         first = bool(mu) and bufs[0] is None
         if first:
             bufs = [torch.empty_like(p) for p in params]
+            for state, b in zip(states, bufs):
+                state["momentum_buffer"] = b
         if stores and dirs[0] is None:
             dirs = [torch.empty_like(p) for p in params]
+            for state, d in zip(states, dirs):
+                state["direction"] = d
         kernels.sgd_update(params, grads, bufs, dirs if stores else None, weight_decay=wd,
                            momentum=mu, dampening=group["dampening"],
                            nesterov=group["nesterov"], first=first, alpha=float(alpha))
-        for p, b, d in zip(params, bufs or [None] * len(params), dirs or [None] * len(params)):
-            if b is not None:
-                self.state[p]["momentum_buffer"] = b
-            if d is not None:
-                self.state[p]["direction"] = d
         return True
 
     def _store_directions(self, group, params, g, bufs):
