@@ -99,7 +99,7 @@ def time_one_at_a_time(model, data, data_cfg, epochs, device, rounds: int = 1
 
 
 class PapersOrderCNN(torch.nn.Sequential):
-    """BetterCNN as it ran before its CPU layout work: each ReLU before its pool, every tensor in
+    """BetterCNN as it ran before its CPU work: each ReLU before its pool, every tensor in
     the standard layout (the same training to float rounding: tests/test_models.py)."""
 
     def __init__(self):

@@ -320,7 +320,7 @@ def bench_grid_table(results: Path, device: str) -> str:
                             "GFLOP/s (fwd+bwd)", "of matmul peak"], body)
 
 
-#: bench_grid.py's row of BetterCNN trained as before its CPU layout work, and the suffix of its
+#: bench_grid.py's row of BetterCNN trained as before its CPU work, and the suffix of its
 #: rows timed on one thread (as the studies' workers run)
 BEFORE_LAYOUT = "one at a time, as before (ReLU then pool, standard layout)"
 ONE_THREAD = ", 1 thread"
