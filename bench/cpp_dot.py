@@ -5,18 +5,17 @@ least reading an HD step's h_t needs, measured with no other arithmetic.
 among the threads (OpenMP, the runtime torch itself loaded, torch's thread count), and each chunk
 is summed by a vectorised float loop (blocks of 1024 terms) into a double. A second kernel sums
 Σ a·b·c over three lists: the least reading of an Adam-HD step that reads Adam's moments. Built
-on first use with the system C++ compiler into a plain shared library called through ctypes: no
-torch headers, so the build takes about a second (torch.utils.cpp_extension took about 35 s).
+on first use with the system C++ compiler into a plain shared library, cached as the package's
+kernels are (hdrepro.cbuild), called through ctypes: no torch headers, so the build takes about
+a second (torch.utils.cpp_extension took about 35 s).
 """
 from __future__ import annotations
 
 import ctypes
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
 import torch
+
+from hdrepro import cbuild
 
 SOURCE = r"""
 #include <algorithm>
@@ -143,19 +142,14 @@ class ListDot:
 
 
 def build() -> ListDot | str:
-    """The compiled ``dot_list(xs, ys)``, or the reason it could not be built (a string)."""
-    compiler = shutil.which("c++") or shutil.which("g++")
-    if compiler is None:
-        return "no C++ compiler (c++ or g++) on PATH"
-    with tempfile.TemporaryDirectory(prefix="hdrepro_dot_") as tmp:
-        src, lib = Path(tmp) / "dot.cpp", Path(tmp) / "dot.so"
-        src.write_text(SOURCE)
-        done = subprocess.run([compiler, *FLAGS, "-o", str(lib), str(src)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            return f"{compiler} failed: {(done.stderr.strip().splitlines() or [''])[0]}"
-        # libgomp.so.1 is already loaded with torch, so the kernel shares torch's OpenMP runtime
-        return ListDot(ctypes.CDLL(str(lib)))
+    """The compiled ``dot_list(xs, ys)``, or the reason it could not be built (a string); built
+    and cached as the package's own kernels are (hdrepro.cbuild)."""
+    try:
+        lib = cbuild.compile_cached(SOURCE, "cpp_dot", FLAGS)
+    except RuntimeError as err:
+        return str(err)
+    # libgomp.so.1 is already loaded with torch, so the kernel shares torch's OpenMP runtime
+    return ListDot(ctypes.CDLL(str(lib)))
 
 
 def checked(dot_list, *lists: list[torch.Tensor]) -> None:

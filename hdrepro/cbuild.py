@@ -53,29 +53,34 @@ class Library:
 
     def build(self) -> Path:
         """The shared library's path: from the cache, else compiled into it."""
-        compiler = shutil.which("c++") or shutil.which("g++")
-        if compiler is None:
-            raise RuntimeError("no C++ compiler (c++ or g++) on PATH")
         text = resources.files(self.package).joinpath(self.source).read_text()
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-        key = hashlib.sha256("\0".join([text, " ".join(self.flags), version, _cpu()]).encode())
-        stem = Path(self.source).stem
-        target = cache_dir() / f"{stem}_{key.hexdigest()[:16]}.so"
-        if target.exists():
-            return target
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="hdrepro_build_") as tmp:
-            src, lib = Path(tmp) / "k.cpp", Path(tmp) / "k.so"
-            src.write_text(text)
-            done = subprocess.run([compiler, *self.flags, "-o", str(lib), str(src)],
-                                  capture_output=True, text=True)
-            if done.returncode != 0:
-                first = (done.stderr.strip().splitlines() or ["no message"])[0]
-                raise RuntimeError(f"{compiler} failed: {first}")
-            partial = target.with_suffix(f".{os.getpid()}.tmp")
-            shutil.copyfile(lib, partial)
-            os.replace(partial, target)
+        return compile_cached(text, Path(self.source).stem, self.flags)
+
+
+def compile_cached(text: str, stem: str, flags: list[str]) -> Path:
+    """The shared library built from C++ source `text` with `flags`: from the cache, else compiled
+    into it (as ``{stem}_{hash}.so``); RuntimeError where it cannot be built."""
+    compiler = shutil.which("c++") or shutil.which("g++")
+    if compiler is None:
+        raise RuntimeError("no C++ compiler (c++ or g++) on PATH")
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\0".join([text, " ".join(flags), version, _cpu()]).encode())
+    target = cache_dir() / f"{stem}_{key.hexdigest()[:16]}.so"
+    if target.exists():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hdrepro_build_") as tmp:
+        src, lib = Path(tmp) / "k.cpp", Path(tmp) / "k.so"
+        src.write_text(text)
+        done = subprocess.run([compiler, *flags, "-o", str(lib), str(src)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            first = (done.stderr.strip().splitlines() or ["no message"])[0]
+            raise RuntimeError(f"{compiler} failed: {first}")
+        partial = target.with_suffix(f".{os.getpid()}.tmp")
+        shutil.copyfile(lib, partial)
+        os.replace(partial, target)
+    return target
 
 
 def cache_dir() -> Path:
