@@ -23,11 +23,8 @@ def bench_table(results: Path, device: str) -> str:
 
 
 def ratio(results: Path, device: str, ours: str, baseline: str, params: str = "") -> str:
-    results = holding(results, f"bench_step_{device}.csv")
-    for r in read_csv(results / f"bench_step_{device}.csv"):
-        if r["ours"] == ours and r["baseline"] == baseline and params in r["params"]:
-            return f"{float(r['ratio']):.2f}×"
-    return "not measured"
+    found = ratio_interval(results, device, ours, baseline, params)
+    return "not measured" if found is None else f"{found[0]:.2f}×"
 
 
 def ratio_interval(results: Path, device: str, ours: str, baseline: str,
