@@ -88,7 +88,7 @@ class PassesStubbed:
     """Our SGD-HD-family step with its two passes over memory taken out: for the length of the
     call, the compiled functions of hdrepro.optim.native return at once (their sums read as 0,
     so α stays put), after their arguments were built as usual. What is left is what the step
-    costs around the passes: the checks, the calls into the kernels, the α rule on 0-d tensors."""
+    costs around the passes: the checks, the calls into the kernels, the α rule."""
 
     def __init__(self, opt):
         self.opt, self.kernels = opt, native.kernels()

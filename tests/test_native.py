@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from hdrepro.optim import HD, SGDHD, AdamHD, native
+from hdrepro.optim import _hypergrad as hg
 from hdrepro.studies.equivalence import Problem, loss_fn, rel_err, trajectory
 
 SIZES = (1037, 5, 3, 70001)   # vector loop and both tails; 70001 spans three chunks
@@ -241,3 +242,34 @@ def test_without_a_compiler_the_optimizers_take_torchs_lists(tmp_path):
     a = [float(x) for x in with_kernels.splitlines()[1].split()]
     b = [float(x) for x in without.splitlines()[1].split()]
     assert a == pytest.approx(b, rel=1e-5)
+
+
+RULES = [dict(rule="additive"), dict(rule="multiplicative"),
+         dict(rule="additive", hyper_hypergrad_lr=1e-3),
+         dict(rule="multiplicative", hyper_hypergrad_lr=1e-2, second_order="printed")]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("rule", RULES, ids=lambda r: "-".join(map(str, r.values())))
+def test_the_host_rule_is_the_tensor_rule_bit_for_bit(dtype, rule):
+    """update_lr_host (the kernels' path) gives update_lr's α, β, a, h and NaN count bit for
+    bit over a run of steps, through zero norms, huge and non-finite hypergradients."""
+    gen = torch.Generator().manual_seed(1)
+    groups = [SGDHD([torch.zeros(2, dtype=dtype, requires_grad=True)], 0.1, hypergrad_lr=0.3,
+                    **rule).param_groups[0] for _ in range(2)]
+    specials = [0.0, float("nan"), float("inf"), -1e39, 1e-46, 3e38]
+    for step in range(400):
+        h, gn, dn = (torch.randn(3, generator=gen, dtype=torch.float64) *
+                     10.0 ** torch.randint(-8, 4, (3,), generator=gen)).tolist()
+        if step % 7 == 0:
+            h = specials[step // 7 % len(specials)]
+        if step % 11 == 0:
+            gn = 0.0
+        hg.update_lr(groups[0], *(torch.tensor(x, dtype=dtype) for x in (h, abs(gn), abs(dn))))
+        hg.update_lr_host(groups[1], *hg.host_scalars(groups[1]["params"], h, abs(gn), abs(dn)))
+        for key in ("lr", "hypergrad_lr", "hd_dalpha_dbeta", "hd_h", "hd_nonfinite"):
+            tensor, host = groups[0][key], groups[1][key]
+            assert torch.equal(torch.as_tensor(tensor), torch.as_tensor(host)) or (
+                torch.isnan(torch.as_tensor(tensor)).all() and torch.isnan(torch.as_tensor(host)).all()
+            ), (step, key, tensor, host)
+    assert groups[1]["hd_nonfinite"] > 0 and float(groups[1]["lr"]) != 0.1

@@ -38,15 +38,20 @@ Non-finite hypergradients. If h_t (or ĥ_t) is NaN/inf, for example from a NaN g
 keep their previous values and ``group["hd_nonfinite"]`` counts the event. The parameters are then
 updated exactly as the base optimizer would update them (a NaN gradient still reaches θ, as with
 torch.optim), so the training loss shows the divergence while α stays a finite, inspectable
-number. Everything is done with tensor ops, so there is no host synchronisation.
+number. The rules are written once (:func:`lr_rule`) and run on 0-d tensors on the parameters'
+device, so there is no host synchronisation (:func:`update_lr`), or, where the CPU kernels of
+:mod:`.native` have already summed h_t on the host, on NumPy scalars that round as those
+tensors do (:func:`update_lr_host`).
 """
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import warnings
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
@@ -281,30 +286,93 @@ def update_lr(group: dict, h: Tensor, g_norm: Tensor | None = None,
     else:
         h_used = h
     gamma = group["hyper_hypergrad_lr"]  # a number, or one per cell (hdrepro.optim.batched)
-    second_order = isinstance(gamma, Tensor) or gamma != 0
     a_prev = group["hd_dalpha_dbeta"].to(h.device, h.dtype)
-    if not second_order:
+    new_alpha, new_beta, a_new = lr_rule(group, alpha, beta, gamma, h, h_used, a_prev)
+    ok = torch.isfinite(new_alpha)
+    second = is_second_order(group)
+    if second:
+        ok &= torch.isfinite(new_beta)
+    store(group, "hd_h", h.detach())  # the latest hypergradient, for loggers and checks
+    store(group, "lr", torch.where(ok, new_alpha, alpha))
+    store(group, "hd_dalpha_dbeta", torch.where(ok, a_new, a_prev))
+    store(group, "hd_nonfinite", group["hd_nonfinite"].to(h.device) + ~ok)   # int64 + bool
+    if second:
+        store(group, "hypergrad_lr", torch.where(ok, new_beta, beta))
+    return group["lr"]
+
+
+def is_second_order(group: dict) -> bool:
+    """Whether β is learned too (γ > 0, or one γ per cell)."""
+    gamma = group["hyper_hypergrad_lr"]
+    return isinstance(gamma, Tensor) or gamma != 0
+
+
+def lr_rule(group: dict, alpha, beta, gamma, h, h_used, a_prev):
+    """(α_t, β_t, a_t) from α_{t-1}, β_{t-1}, γ, h_t, the h the rule uses (ĥ_t for the
+    multiplicative rule, else h_t) and a_{t-1} = ∂α_{t-1}/∂β_{t-1}: the rules of the module
+    docstring, written once. They run on 0-d tensors (:func:`update_lr`), on vectors of them
+    (one α per cell, :mod:`.batched`) and on NumPy scalars of the state's dtype
+    (:func:`update_lr_host`); each operation rounds once in that dtype either way."""
+    if not is_second_order(group):
         new_beta = beta
     elif group.get("second_order", "derived") == "derived":
         new_beta = beta - gamma * h * a_prev     # descent on f w.r.t. β
     else:
         new_beta = beta + gamma * h * a_prev     # the report's printed (ascent) update
     if group["rule"] == "multiplicative":
-        new_alpha = alpha * (1 - new_beta * h_used)
-        a_new = -alpha * h_used
-    else:
-        new_alpha = alpha - new_beta * h_used
-        a_new = -h_used
-    ok = torch.isfinite(new_alpha)
-    if second_order:
-        ok &= torch.isfinite(new_beta)
-    store(group, "hd_h", h.detach())  # the latest hypergradient, for loggers and checks
-    store(group, "lr", torch.where(ok, new_alpha, alpha))
-    store(group, "hd_dalpha_dbeta", torch.where(ok, a_new, a_prev))
-    store(group, "hd_nonfinite", group["hd_nonfinite"].to(h.device) + ~ok)   # int64 + bool
-    if second_order:
-        store(group, "hypergrad_lr", torch.where(ok, new_beta, beta))
+        return alpha * (1 - new_beta * h_used), new_beta, -alpha * h_used
+    return alpha - new_beta * h_used, new_beta, -h_used
+
+
+#: the NumPy scalar type that rounds as a group's HD state does (:func:`state_dtype`)
+HOST_SCALAR = {torch.float32: np.float32, torch.float64: np.float64}
+TORCH_DTYPE = {v: k for k, v in HOST_SCALAR.items()}
+
+
+def host_scalars(params: Sequence[Tensor], *values: float) -> list:
+    """Numbers computed on the host (the CPU kernels' sums), rounded to the HD state's dtype as
+    torch.tensor(value, dtype=state_dtype(params)) rounds them (an overflow is inf, quietly)."""
+    kind = HOST_SCALAR[state_dtype(params)]
+    with np.errstate(all="ignore"):
+        return [kind(v) for v in values]
+
+
+def update_lr_host(group: dict, h, g_norm=None, d_norm=None) -> Tensor:
+    """:func:`update_lr` for an h_t (and norms) known on the host, as NumPy scalars of the
+    state's dtype (:func:`host_scalars`): the same equations (:func:`lr_rule`), rounded the
+    same way, so the same α_t, β_t and a_t bit for bit (tests/test_native.py), without torch's
+    15 or so operations on 0-d tensors (about 30 µs a step on CPU). The results are written
+    into the group's tensors, as :func:`update_lr` writes them; returns α_t."""
+    kind = type(h)
+    with np.errstate(all="ignore"):   # inf and NaN are caught below, as in update_lr
+        alpha, beta, gamma, a_prev = (kind(float(group[k])) for k in (
+            "lr", "hypergrad_lr", "hyper_hypergrad_lr", "hd_dalpha_dbeta"))
+        h_used = h
+        if group["rule"] == "multiplicative":
+            denom = g_norm * d_norm
+            h_used = h / denom if denom > 0 else kind(0)
+        new_alpha, new_beta, a_new = lr_rule(group, alpha, beta, gamma, h, h_used, a_prev)
+    second = is_second_order(group)
+    ok = math.isfinite(new_alpha) and (not second or math.isfinite(new_beta))
+    put = functools.partial(_put, group, TORCH_DTYPE[kind])
+    put("hd_h", h)
+    put("lr", new_alpha if ok else alpha)
+    put("hd_dalpha_dbeta", a_new if ok else a_prev)
+    if second:
+        put("hypergrad_lr", new_beta if ok else beta)
+    if not ok:
+        group["hd_nonfinite"].add_(1)
     return group["lr"]
+
+
+def _put(group: dict, dtype: torch.dtype, key: str, value) -> None:
+    """group[key] = value as a 0-d tensor of `dtype`, written into the tensor already there when
+    it has that dtype (as :func:`store` keeps the state's storage)."""
+    old = group.get(key)
+    if isinstance(old, Tensor) and old.dim() == 0 and old.dtype == dtype:
+        old.fill_(float(value))
+    else:
+        group[key] = torch.tensor(float(value), dtype=dtype)
 
 
 def grads_with_decay(params: list[Tensor], grads: list[Tensor], weight_decay: float) -> list[Tensor]:

@@ -25,8 +25,7 @@ def update_lr(group, states, params, grads, shared: bool, use_native: bool = Tru
     if use_native:
         found = native_hypergradient(group, states, params, grads, shared)
         if found is not None:
-            h, norms = found
-            return hg.update_lr(group, h, *norms)
+            return hg.update_lr_host(group, *found)
     g = hg.grads_with_decay(params, grads, 0.0 if decoupled(group) else group["weight_decay"])
     h, d_norm = torch_hypergradient(group, states, params, g, shared)
     return hg.update_lr(group, h, *((hg.norm(g), d_norm) if group["rule"] == "multiplicative"
@@ -130,22 +129,21 @@ def decoupled_hypergradient(group, states, params, g):
 
 
 def native_hypergradient(group, states, params, grads, shared: bool):
-    """h_t and the multiplicative rule's norms in one pass over (grad, m, v[, θ]) with the
-    CPU kernel of :mod:`.native`, so that only the update pass follows; None where it does not
-    apply (no kernels, off CPU, half precision, unequal step counts, inside torch.compile).
-    `grads` are ∇f (the coupled decay λθ is added in the kernel)."""
+    """h_t (and, for the multiplicative rule, ‖g_t‖ and ‖d_{t-1}‖) in one pass over
+    (grad, m, v[, θ]) with the CPU kernel of :mod:`.native`, so that only the update pass
+    follows; as host scalars for :func:`._hypergrad.update_lr_host`, or None where the kernel
+    does not apply (no kernels, off CPU, half precision, unequal step counts, inside
+    torch.compile). `grads` are ∇f (the coupled decay λθ is added in the kernel)."""
     kernels = native.kernels()
     st = [states[p] for p in params]
     if (kernels is None or not shared or torch.compiler.is_compiling()
             or len({bool(s) for s in st}) > 1):
         return None
-    dtype = hg.state_dtype(params)
-    as_state = lambda x: torch.tensor(x, dtype=dtype)  # noqa: E731
     mult = group["rule"] == "multiplicative"
     if not st[0]:   # the first step: d_0 = 0
         if not native.eligible(params, grads):
             return None
-        return as_state(0.0), ((as_state(0.0), as_state(0.0)) if mult else ())
+        return hg.host_scalars(params, *((0.0, 0.0, 0.0) if mult else (0.0,)))
     m = [s["exp_avg"] for s in st]
     v = [second_moment(group, s) for s in st]
     if not native.eligible(params, grads, m, v):
@@ -160,5 +158,6 @@ def native_hypergradient(group, states, params, grads, shared: bool):
         a, wd, bc1 = (1 + alpha * k) / bc1, 0.0, 1.0
     gd, gg, dd = kernels.adam_dot(grads, m, v, params, weight_decay=wd, c=c,
                                   eps=group["eps"], a=a, k=k, norms=mult)
-    norms = (as_state(math.sqrt(gg)), as_state(math.sqrt(dd) / bc1)) if mult else ()
-    return as_state(-gd / bc1), norms
+    if mult:
+        return hg.host_scalars(params, -gd / bc1, math.sqrt(gg), math.sqrt(dd) / bc1)
+    return hg.host_scalars(params, -gd / bc1)

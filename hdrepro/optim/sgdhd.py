@@ -1,6 +1,7 @@
 r"""SGD-HD and SGDN-HD (Baydin et al., ICLR 2018, Algorithms 1 and 2)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.optim.sgd import sgd as torch_sgd
 
@@ -139,9 +140,8 @@ class SGDHD(hg.HDOptimizer):
         gd, gg, dd = 0.0, 0.0, 0.0
         if prev[0] is not None:
             gd, gg, dd = kernels.dot_gd(grads, prev, params, wd, mult)
-        as_state = lambda x: torch.tensor(x, dtype=hg.state_dtype(params))  # noqa: E731
-        norms = (as_state(gg).sqrt(), as_state(dd).sqrt()) if mult else ()
-        alpha = hg.update_lr(group, as_state(-gd), *norms)
+        h, gg, dd = hg.host_scalars(params, -gd, gg, dd)
+        alpha = hg.update_lr_host(group, h, *((np.sqrt(gg), np.sqrt(dd)) if mult else ()))
         first = bool(mu) and bufs[0] is None
         if first:
             bufs = [torch.empty_like(p) for p in params]

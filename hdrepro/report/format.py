@@ -43,7 +43,8 @@ def is_partial(stored: int, total: int | None) -> bool:
 def holding(results: Path, name: str) -> Path:
     """The folder holding the measurement file `name`: this results folder when it has it, else
     its sibling full or quick profile's (benchmarks are measured once per device, not per
-    profile: the GPU's with the full profile, the CPU's with the quick one)."""
+    profile: the GPU's with the full profile, the CPU's with the quick one and, for the full
+    report, with the full one too, whose 100 rounds narrow the intervals)."""
     for folder in (results, results.parent / "full", results.parent / "quick"):
         if (folder / name).exists():
             return folder
