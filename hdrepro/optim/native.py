@@ -24,7 +24,6 @@ plus the least memory traffic h_t needs; SGDN-HD must also write d_t, and Adam-H
 from __future__ import annotations
 
 import ctypes
-import functools
 from typing import Sequence
 
 import torch
@@ -153,12 +152,18 @@ def _threads() -> int:
 _LIBRARY = cbuild.Library("hdrepro.optim", "native_kernels.cpp", cbuild.FLAGS)
 
 
-@functools.cache
 def kernels() -> Kernels | None:
     """The compiled kernels, or None where they cannot be built (then :func:`unavailable`);
-    wrapped once per process, since the wrapper checks itself against torch."""
-    lib = _LIBRARY.get()
-    return None if lib is None else Kernels(lib)
+    wrapped once per process, since the wrapper checks itself against torch. (Kept in a plain
+    one-entry list rather than functools.cache: torch.compile traces through this call in
+    every compiled step, and warns about a cache wrapper.)"""
+    if not _KERNELS:
+        lib = _LIBRARY.get()
+        _KERNELS.append(None if lib is None else Kernels(lib))
+    return _KERNELS[0]
+
+
+_KERNELS: list = []   # the one Kernels of this process, once built (or None)
 
 
 def unavailable() -> str | None:

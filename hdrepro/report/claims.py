@@ -183,8 +183,8 @@ def _tuning(results: Path) -> list[Claim]:
                   f"HD widened the near-best α₀ range for {wider} of {n} optimizer–model pairs "
                   f"and lowered the median final validation loss over the α₀ sweep for {lower} "
                   f"({profile} profile)", majority(share), "App. A.1",
-                  n=f"{n} pairs, {seeds} seed(s)", interval=f"share wider {_pct(share)}",
-                  rule="majority")]
+                  n=f"{n} pairs, {seeds} seed{'s' if seeds != 1 else ''}",
+                  interval=f"share wider {_pct(share)}", rule="majority")]
 
 
 def _threshold(results: Path) -> list[Claim]:
