@@ -12,7 +12,10 @@ from hdrepro.optim import _hypergrad as hg
 from hdrepro.studies.equivalence import Problem, rel_err, train_steps, trajectory
 
 pytestmark = [pytest.mark.usefixtures("float64"),
-              pytest.mark.slow]   # torch.compile builds each step (seconds per case)
+              pytest.mark.slow,   # torch.compile builds each step (seconds per case)
+              # a compiled step must not make dynamo warn (it did about a functools.cache
+              # wrapper around native.kernels(), which it traced through)
+              pytest.mark.filterwarnings("error:Dynamo detected:UserWarning")]
 
 P = Problem(model="mlp", steps=15)
 
