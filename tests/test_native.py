@@ -268,8 +268,7 @@ def test_the_host_rule_is_the_tensor_rule_bit_for_bit(dtype, rule):
         hg.update_lr(groups[0], *(torch.tensor(x, dtype=dtype) for x in (h, abs(gn), abs(dn))))
         hg.update_lr_host(groups[1], *hg.host_scalars(groups[1]["params"], h, abs(gn), abs(dn)))
         for key in ("lr", "hypergrad_lr", "hd_dalpha_dbeta", "hd_h", "hd_nonfinite"):
-            tensor, host = groups[0][key], groups[1][key]
-            assert torch.equal(torch.as_tensor(tensor), torch.as_tensor(host)) or (
-                torch.isnan(torch.as_tensor(tensor)).all() and torch.isnan(torch.as_tensor(host)).all()
-            ), (step, key, tensor, host)
+            tensor, host = (torch.as_tensor(g[key]) for g in groups)
+            assert torch.equal(tensor, host) or (
+                torch.isnan(tensor).all() and torch.isnan(host).all()), (step, key, tensor, host)
     assert groups[1]["hd_nonfinite"] > 0 and float(groups[1]["lr"]) != 0.1

@@ -217,7 +217,8 @@ def test_cpu_floor_verdict_follows_the_benchmark_csv():
         for pair in pairs:
             rows = bench.loc[[pair]]
             row = rows[rows.params.str.startswith(params)].iloc[0]
-            assert f"{row.ratio:.2f}× [{row.ratio_lo:.2f}, {row.ratio_hi:.2f}]" in section
+            assert (f"**{row.ratio:.2f}× [{row.ratio_lo:.2f}, {row.ratio_hi:.2f}]**"
+                    in section)
             shown.append((round(row.ratio_lo, 2), round(row.ratio_hi, 2)))
     verdict = ("misses" if any(lo > 1.15 for lo, _ in shown) else
                "meets" if all(hi <= 1.15 for _, hi in shown) else
