@@ -12,7 +12,9 @@ one-at-a-time. One-at-a-time is hdrepro.engine.train.train (the grid's batch=0 p
 batched is hdrepro.engine.batched.train_cells with K cells (the grid's batch=K path). Each entry trains
 SGD-HD from the same start on the first 6,000 MNIST images (the report's 10%), batch 128, for
 `epochs`, timed after a warm-up; FLOPs per cell-step are counted by torch's FlopCounterMode
-(forward + backward at batch 128; the optimizer's elementwise work is not counted).
+(forward + backward at batch 128; the optimizer's elementwise work is not counted). The process
+keeps large freed blocks for reuse, as the studies' workers do (hdrepro.engine.memory), for every
+entry alike.
 Runtime: smoke ~30 s, quick ~2.5 min, full ~7 min on 2 CPU cores; ~2 min on an H100.
 
     python bench/bench_grid.py --profile quick --out results/quick
@@ -35,6 +37,7 @@ from hdrepro.engine import models  # noqa: E402
 from hdrepro.engine.batched import CellHParams, train_cells  # noqa: E402
 from hdrepro.cli_help import DATA_HELP, run_main  # noqa: E402
 from hdrepro.engine.executors import git_commit  # noqa: E402
+from hdrepro.engine.memory import keep_large_blocks  # noqa: E402
 from hdrepro.engine.data import DataConfig, default_data_root, load  # noqa: E402
 from hdrepro.methods.registry import OptimConfig  # noqa: E402
 from hdrepro.engine.train import TrainConfig, train  # noqa: E402
@@ -188,6 +191,7 @@ def main(argv=None):
     ap = parser(__doc__, EPOCHS)
     ap.add_argument("--data", type=Path, default=None, help=DATA_HELP)
     args = ap.parse_args(argv)
+    keep_large_blocks()
     device = torch.device(args.device)
     data_cfg = DataConfig("mnist", FRACTION[args.profile])
     data = load(data_cfg, args.data or default_data_root())

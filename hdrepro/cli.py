@@ -72,8 +72,10 @@ def _json_object(flag: str, text: str) -> dict:
 
 def train_command(args: argparse.Namespace) -> int:
     from .engine.data import DataConfig, default_data_root, load
+    from .engine.memory import keep_large_blocks
     from .methods.registry import OptimConfig
     from .engine.train import TrainConfig, train
+    keep_large_blocks()   # as the studies' workers run: evaluation without page faults
     data_cfg = DataConfig(args.data, args.fraction)
     optim = OptimConfig(args.optimizer, args.lr, args.hypergrad_lr, args.hyper_hypergrad_lr,
                         rule=args.rule, momentum=args.momentum, weight_decay=args.weight_decay,

@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ..config import check_fields
 from .data import DataConfig, load
+from .memory import keep_large_blocks
 from .results import GridStore, RunStore
 from .train import resolve_device
 
@@ -64,7 +65,9 @@ def worker_data(config: DataConfig, root: str):
 
 
 def worker_device(device: str, threads: int | None) -> str:
-    """In a worker: set torch's threads (when given) and resolve the device name."""
+    """In a worker: keep large freed blocks for reuse (:mod:`.memory`), set torch's threads
+    (when given) and resolve the device name."""
+    keep_large_blocks()
     if threads:
         torch.set_num_threads(threads)
     return str(resolve_device(device))
