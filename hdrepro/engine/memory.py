@@ -3,9 +3,9 @@
 glibc serves a request above its mmap threshold (which adapts, but never past 32 MiB) with fresh
 pages from the kernel and unmaps them when the block is freed, so every reuse faults each page
 in again. Evaluating BetterCNN on 1,000 images at once allocates 69 MB for its first
-convolution's output, and paid about 16,900 page faults per evaluation for it, half the
-evaluation's time on one thread (measured on our 2-core CPU: 62 ms against 32 ms with
-:func:`keep_large_blocks`). The arithmetic is the same either way, so no result changes.
+convolution's output, and paid about 16,900 page faults per evaluation for it
+(tests/test_train.py counts them). The arithmetic is the same either way, so no result
+changes.
 
 The setting belongs to the process, so the library never makes it on its own: the workers that
 train cells call :func:`keep_large_blocks` (:func:`hdrepro.engine.executors.worker_device`), as
