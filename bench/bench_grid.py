@@ -5,8 +5,8 @@ Claim under test (the project's targets, docs/report/speed.md): batched ≥ 5× 
 for LogReg on CPU (overhead-bound);
 for MLNN and BetterCNN on CPU the achieved GFLOP/s against the cores' measured matmul peak, and
 BetterCNN one cell at a time ≥ 2× as fast as before its CPU work (ReLU after the pool,
-channels-last convolutions, each pool and its ReLU as one kernel; timed side by side, alternated,
-on all threads and, beyond the smoke profile, on one thread, as the studies' workers run); on an
+channels-last convolutions, each pool and its ReLU as one kernel; timed side by side, alternated
+round by round, with a 95% bootstrap interval over the rounds, on all threads and, beyond the smoke profile, on one thread, as the studies' workers run); on an
 H100 batched ≥ 20×
 one-at-a-time. One-at-a-time is hdrepro.engine.train.train (the grid's batch=0 path);
 batched is hdrepro.engine.batched.train_cells with K cells (the grid's batch=K path). Each entry trains
@@ -32,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import device_name, parser, sync, write_rows  # noqa: E402
+from timing import ratio_interval  # noqa: E402
 
 from hdrepro.engine import models  # noqa: E402
 from hdrepro.engine.batched import CellHParams, train_cells  # noqa: E402
@@ -51,6 +52,8 @@ K_VALUES = {  # cells per batch, per device kind and profile
     ("cuda", "full"): {m: (1, 16, 64, 256) for m in ("logreg", "mlnn", "bettercnn")},
 }
 EPOCHS = {"smoke": 1, "quick": 1, "full": 2}
+#: BetterCNN as now and as before, alternated this many times
+ROUNDS = {"smoke": 3, "quick": 5, "full": 10}
 FRACTION = {"smoke": 0.02, "quick": 0.1, "full": 0.1}
 ALPHA0, BETA = 1e-3, 1e-6   # a converging SGD-HD cell: no run stops early
 #: the row of BetterCNN trained as before its CPU work, beside the one-at-a-time row
@@ -135,20 +138,20 @@ def torch_threads(n: int):
         torch.set_num_threads(saved)
 
 
-def time_before_and_now(model, data, data_cfg, epochs, device, rounds=5) -> dict:
+def time_before_and_now(model, data, data_cfg, epochs, device, rounds: int) -> dict:
     """BetterCNN one cell at a time as before and as now, alternated `rounds` times so that
     drift in the machine's speed falls on both: the median seconds of each, the iterations,
-    and the lowest and highest speed-up of a round (as before over as now, round by round)."""
-    before, now = [], []
+    and a 95% bootstrap interval on the speed-up (median before / median now), resampling
+    whole rounds."""
+    times = {"before": [], "now": []}
     for _ in range(rounds):
         with bettercnn_as_before():
-            before.append(time_one_at_a_time(model, data, data_cfg, epochs, device)[0])
+            times["before"].append(time_one_at_a_time(model, data, data_cfg, epochs, device)[0])
         seconds, iters = time_one_at_a_time(model, data, data_cfg, epochs, device)
-        now.append(seconds)
-    ratios = [b / n for b, n in zip(before, now)]
-    return {"before": statistics.median(before), "now": statistics.median(now),
-            "iterations": iters, "round_speedup_lo": min(ratios),
-            "round_speedup_hi": max(ratios)}
+        times["now"].append(seconds)
+    lo, hi = ratio_interval(times, "before", "now")
+    return {"before": statistics.median(times["before"]), "now": statistics.median(times["now"]),
+            "iterations": iters, "speedup_lo": lo, "speedup_hi": hi, "rounds": rounds}
 
 
 def layout_rows(model, timing: dict, flops: float, peak: float, suffix: str = "") -> list[dict]:
@@ -162,17 +165,16 @@ def layout_rows(model, timing: dict, flops: float, peak: float, suffix: str = ""
                      "speedup": timing["now"] / seconds, "gflops": speed * flops / 1e9,
                      "fraction_of_peak": speed * flops / 1e9 / peak,
                      "threads": torch.get_num_threads(), "matmul_peak_gflops": peak,
-                     "round_speedup_lo": timing["round_speedup_lo"],
-                     "round_speedup_hi": timing["round_speedup_hi"]})
+                     **{k: timing[k] for k in ("speedup_lo", "speedup_hi", "rounds")}})
     return rows
 
 
-def one_thread_rows(model, data, data_cfg, epochs, device, flops) -> list[dict]:
+def one_thread_rows(model, data, data_cfg, epochs, device, flops, rounds: int) -> list[dict]:
     """BetterCNN one at a time as now and as before on one thread, as each worker of the
     studies runs it (``--threads 1``), against the one-thread matmul peak."""
     with torch_threads(1):
         peak = matmul_peak_gflops(device, 2048)
-        timing = time_before_and_now(model, data, data_cfg, epochs, device)
+        timing = time_before_and_now(model, data, data_cfg, epochs, device, rounds)
         return layout_rows(model, timing, flops, peak, ONE_THREAD)
 
 
@@ -204,8 +206,8 @@ def main(argv=None):
     for model, ks in K_VALUES[device.type, args.profile].items():
         flops = flops_per_cell_step(model)
         if model == "bettercnn" and device.type == "cpu":
-            ours = layout_rows(model, time_before_and_now(model, data, data_cfg, epochs, device),
-                               flops, peak)
+            ours = layout_rows(model, time_before_and_now(model, data, data_cfg, epochs, device,
+                                                          ROUNDS[args.profile]), flops, peak)
             one = ours[0]["cell_steps_per_s"]
         else:
             seconds, iters = time_one_at_a_time(model, data, data_cfg, epochs, device, rounds=3)
@@ -224,7 +226,8 @@ def main(argv=None):
                 r["threads"] = torch.get_num_threads()
         if (model == "bettercnn" and device.type == "cpu" and torch.get_num_threads() > 1
                 and args.profile != "smoke"):
-            ours += one_thread_rows(model, data, data_cfg, epochs, device, flops)
+            ours += one_thread_rows(model, data, data_cfg, epochs, device, flops,
+                                    ROUNDS[args.profile])
         for r in ours:
             r["flops_per_cell_step"] = flops
             r.update({key: value for key, value in meta.items() if key not in r})

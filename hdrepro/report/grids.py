@@ -10,6 +10,7 @@ from pathlib import Path
 from ..engine.models import TITLES as MODEL_TITLES
 from ..methods.registry import title
 from .format import full_results, holding, md_table, read_csv
+from .speed import interval_verdict
 
 
 # -- grids (the reproducibility report's Figures 2-5) ---------------------------------------------
@@ -326,21 +327,10 @@ BEFORE_LAYOUT = "one at a time, as before (ReLU then pool, standard layout)"
 ONE_THREAD = ", 1 thread"
 
 
-def layout_verdict(lo: float, hi: float, target: float = 2.0) -> str:
-    """Against `target`: "meets" where every round's speed-up (lo to hi) reaches it, "misses"
-    where none does, and a tie where the rounds fall on both sides of it. Without rounds
-    (lo = hi = ratio) the speed-up is judged by itself."""
-    if round(lo, 2) >= target:
-        return "meets"
-    if round(hi, 2) < target:
-        return "misses"
-    return "is within the rounds' spread of"
-
-
 def cpu_layout_speedup(results: Path) -> str:
     """BetterCNN one cell at a time on CPU against itself as it ran before, from bench_grid.py
-    (alternated in one run), on all threads and on one, each held to the 2× target; and the
-    fractions of the matmul peak."""
+    (alternated round by round in one run), on all threads and on one, each held to the 2×
+    target by its 95% interval; and the fractions of the matmul peak."""
     name = "bench_grid_cpu.csv"
     rows = {(r["model"], r["mode"]): r for r in read_csv(holding(results, name) / name)}
     speed = lambda r: float(r["cell_steps_per_s"])  # noqa: E731
@@ -352,15 +342,15 @@ def cpu_layout_speedup(results: Path) -> str:
         if now is None or before is None:
             continue
         ratio = speed(now) / speed(before)
-        lo, hi = (float(now.get(k) or ratio) for k in ("round_speedup_lo", "round_speedup_hi"))
-        verdict = layout_verdict(lo, hi)
+        lo, hi = (float(now[k]) for k in ("speedup_lo", "speedup_hi"))
+        verdict = interval_verdict([(lo, hi)], 2.0, at_most=False)
         threads = now.get("threads") or "all"
         parts.append(f"on {threads} thread{'s' if threads != '1' else ''}"
                      f"{' (as each worker of the studies runs it)' if suffix else ''}, "
                      f"**{speed(now):,.0f}** cell-steps/s against {speed(before):,.0f}: "
-                     f"**{ratio:.2f}×** (rounds {lo:.2f}–{hi:.2f}×), which **{verdict}** the 2× "
-                     f"target ({peak(now)} of the matmul peak on as many threads; before: "
-                     f"{peak(before)})")
+                     f"**{ratio:.2f}×** (95% interval {lo:.2f}–{hi:.2f}×, {now['rounds']} "
+                     f"rounds), which **{verdict}** the 2× target ({peak(now)} of the matmul "
+                     f"peak on as many threads; before: {peak(before)})")
     if not parts:
         return "BetterCNN's CPU layout has not been timed against the earlier one in these results."
     mlnn = rows.get(("mlnn", "one at a time (train)"))

@@ -161,12 +161,22 @@ def floor_target(results: Path, target: float = 1.15) -> str:
     return interval_verdict([(lo, hi) for _, lo, hi in found], target)
 
 
-def interval_verdict(intervals: list[tuple[float, float]], target: float) -> str:
-    """"meets" if every (lo, hi) lies at or below `target`, "misses" if any lies wholly above
-    it, else "is within the timing's noise of" (compared as printed, 2 digits)."""
-    if any(round(lo, 2) > target for lo, _ in intervals):
+def interval_verdict(intervals: list[tuple[float, float]], target: float,
+                     at_most: bool = True) -> str:
+    """Ratios held to `target`, each by its interval (lo, hi), compared as printed (2 digits).
+    With `at_most` (a time ratio: lower is better) "meets" if every interval lies at or below
+    the target and "misses" if any lies wholly above it; otherwise (a speed-up: higher is
+    better) "meets" if every interval lies at or above it and "misses" if any lies wholly
+    below. Anything else is a tie: "is within the timing's noise of" the target."""
+    def wrong_side(lo: float, hi: float) -> bool:   # wholly on the wrong side of the target
+        return round(lo, 2) > target if at_most else round(hi, 2) < target
+
+    def right_side(lo: float, hi: float) -> bool:   # wholly on its side, the target included
+        return round(hi, 2) <= target if at_most else round(lo, 2) >= target
+
+    if any(wrong_side(lo, hi) for lo, hi in intervals):
         return "misses"
-    if all(round(hi, 2) <= target for _, hi in intervals):
+    if all(right_side(lo, hi) for lo, hi in intervals):
         return "meets"
     return "is within the timing's noise of"
 
