@@ -6,8 +6,8 @@ for LogReg on CPU (overhead-bound);
 for MLNN and BetterCNN on CPU the achieved GFLOP/s against the cores' measured matmul peak, and
 BetterCNN one cell at a time ≥ 2× as fast as before its CPU work (ReLU after the pool,
 channels-last convolutions, each pool and its ReLU as one kernel; timed side by side, alternated
-round by round, with a 95% bootstrap interval over the rounds, on all threads and, beyond the smoke profile, on one thread, as the studies' workers run); on an
-H100 batched ≥ 20×
+round by round, with a 95% bootstrap interval over the rounds, on all threads and, beyond the
+smoke profile, on one thread, as the studies' workers run); on an H100 batched ≥ 20×
 one-at-a-time. One-at-a-time is hdrepro.engine.train.train (the grid's batch=0 path);
 batched is hdrepro.engine.batched.train_cells with K cells (the grid's batch=K path). Each entry trains
 SGD-HD from the same start on the first 6,000 MNIST images (the report's 10%), batch 128, for

@@ -1,6 +1,8 @@
 """hdrepro.engine.train and hdrepro.engine.results: one loop for all optimizers, divergence, determinism, resume."""
 import dataclasses
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -113,20 +115,20 @@ FAULTS_OF_REUSE = """
 import resource, sys, torch
 from hdrepro.engine.memory import keep_large_blocks
 kept = keep_large_blocks() if sys.argv[1] == "keep" else None
-torch.ones(17_000_000).sum()       # 68 MB, BetterCNN's evaluation batch: allocated, freed
+for _ in range(3):   # 68 MB, BetterCNN's evaluation batch: allocated, freed, until the heap
+    torch.ones(17_000_000).sum()   # has room for it beside what else was allocated meanwhile
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(3):
-    torch.ones(17_000_000).sum()   # and again
+    torch.ones(17_000_000).sum()   # and again, as each evaluation does
 print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
+@pytest.mark.slow   # starts two interpreters
 def test_the_workers_reuse_large_blocks_without_page_faults():
     """glibc unmaps a freed 68 MB block and faults its 16,600 pages in again at each reuse; with
-    keep_large_blocks (which the studies' workers call) the block is reused as it is."""
-    import subprocess
-    import sys
-
+    keep_large_blocks (which the studies' workers call), once the heap has grown to hold it, the
+    block is reused as it is."""
     def faults(mode):
         out = subprocess.run([sys.executable, "-c", FAULTS_OF_REUSE, mode], capture_output=True,
                              text=True, check=True).stdout.split()
