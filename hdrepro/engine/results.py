@@ -247,15 +247,16 @@ class WriterLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = _read_holder(fd)
+            holder = _wait_for_holder(fd)
             os.close(fd)
             raise StoreLocked(f"{self.path.with_suffix('')} is being written by {holder}; wait "
                               "for that run to finish, or stop it, then run again "
                               "(two writers would compute the same cells)") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                 "command": " ".join(sys.argv)[:300],
-                                 "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "command": " ".join(sys.argv)[:300],
+                             "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode()
+        os.pwrite(fd, record, 0)   # written, then cut to length: never read empty once written
+        os.ftruncate(fd, len(record))
         self._fd, self._depth = fd, 1
 
     def release(self) -> None:
@@ -264,6 +265,17 @@ class WriterLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def _wait_for_holder(fd: int, tries: int = 50) -> str:
+    """The holder's record; a holder that has just taken the lock may not have written it
+    yet, so an empty or partial record is read again for up to half a second."""
+    for _ in range(tries):
+        holder = _read_holder(fd)
+        if holder != "another process":
+            return holder
+        time.sleep(0.01)
+    return holder
 
 
 def _read_holder(fd: int) -> str:
