@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cpp_dot  # noqa: E402
 from common import device_name, parser, write_rows  # noqa: E402
-from step_cases import (STEP_CASES, DotOnly, FusedStepPlusDot,  # noqa: E402
+from step_cases import (ONE_BUFFER_CASES, STEP_CASES, DotOnly, FusedStepPlusDot,  # noqa: E402
                         FusedStepPlusDotAndWrite, FusedStepPlusRead, PassesStubbed, TorchLists)
 from timing import (REPEATS, interleaved_medians, interleaved_times,  # noqa: E402
                     make_params, mlnn_shapes, ratio_interval, resnet_like_shapes)
@@ -152,6 +152,19 @@ def graph_cases(device) -> tuple[dict, list]:
     return cases, ratios
 
 
+def one_buffer_cases(device) -> tuple[dict, list]:
+    """On a GPU: our eager steps with the parameters flattened into one buffer
+    (hdrepro.optim.flatten_), against torch's eager fused steps (the 2x target) and against our
+    eager steps on separate tensors."""
+    if device.type != "cuda":
+        return {}, []
+    ratios = []
+    for ours, base in (("Adam-HD", "Adam"), ("SGDN-HD", "SGDN"), ("HD(Adam fused)", "Adam")):
+        ratios += [(f"{ours} (ours, one buffer)", f"{base} (fused)"),
+                   (f"{ours} (ours, one buffer)", f"{ours} (ours)")]
+    return dict(ONE_BUFFER_CASES), ratios
+
+
 def drop_failing(steps: dict, names) -> None:
     """Run each named step a few times; drop (and say so) any that raises, e.g. a backend
     that cannot compile on this machine, so the other rows are still measured."""
@@ -188,8 +201,9 @@ def bench_steps(device, profile) -> list[dict]:
         torch._dynamo.reset()
         compiles, compile_ratios = compile_cases(device, profile, slow_to_compile)
         graphs, graph_ratios = graph_cases(device)
-        steps = {name: make(make_params(shapes, device))
-                 for name, make in {**STEP_CASES, **dots, **compiles, **graphs}.items()}
+        flats, flat_ratios = one_buffer_cases(device)
+        steps = {name: make(make_params(shapes, device)) for name, make in
+                 {**STEP_CASES, **dots, **compiles, **graphs, **flats}.items()}
         if CPP_DOT in steps:
             cpp_dot.checked(steps[CPP_DOT].kernel, steps[CPP_DOT].grads, steps[CPP_DOT].dirs)
             cpp_dot.checked(steps[MOMENTS_FLOOR].kernel, *steps[MOMENTS_FLOOR].lists)
@@ -198,7 +212,7 @@ def bench_steps(device, profile) -> list[dict]:
                                   REPEATS[profile])
         ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
         n_params = sum(torch.Size(s).numel() for s in shapes)
-        for num, den in STEP_RATIOS + dot_ratios + compile_ratios + graph_ratios:
+        for num, den in STEP_RATIOS + dot_ratios + compile_ratios + graph_ratios + flat_ratios:
             if num not in ms or den not in ms:
                 continue
             lo, hi = ratio_interval(times, num, den)

@@ -1,8 +1,8 @@
 """How many GPU kernels an optimizer step launches, beside its wall-clock time.
 
-For each eager step of bench_step.py (torch's fused steps and ours), on both parameter sets: the
-wall-clock time per step (synchronised) and the kernels launched per step, counted with
-torch.profiler. Each launch costs the host microseconds whatever the kernel does, which is what a
+For each eager step of bench_step.py (torch's fused steps and ours, also on one buffer), on both
+parameter sets: the wall-clock time per step (synchronised) and the kernels launched per step,
+counted with torch.profiler. Each launch costs the host microseconds whatever the kernel does, which is what a
 CUDA graph (hdrepro.optim.CUDAGraphStep) removes; bench_step.py times the graphed steps.
 GPU only; about 30 s.
 
@@ -18,14 +18,16 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from step_cases import STEP_CASES  # noqa: E402
+from step_cases import ONE_BUFFER_CASES, STEP_CASES  # noqa: E402
 from timing import interleaved_medians, make_params, mlnn_shapes, resnet_like_shapes  # noqa: E402
 from common import device_name, parser, write_rows  # noqa: E402
 
 from hdrepro.engine.executors import git_commit  # noqa: E402
 
-CASES = ["SGDN (fused)", "SGDN-HD (ours)", "Adam (fused)", "Adam-HD (ours)",
-         "HD(Adam fused) (ours)", "Adam (foreach)"]
+CASES = {**STEP_CASES, **ONE_BUFFER_CASES}
+SHOWN = ["SGDN (fused)", "SGDN-HD (ours)", "SGDN-HD (ours, one buffer)", "Adam (fused)",
+         "Adam-HD (ours)", "Adam-HD (ours, one buffer)", "HD(Adam fused) (ours)",
+         "HD(Adam fused) (ours, one buffer)", "Adam (foreach)"]
 STEPS = 20
 
 
@@ -48,8 +50,8 @@ def main(argv=None):
     rows = []
     for set_name, shapes in (("resnet-like 160 tensors", resnet_like_shapes()),
                              ("MLNN 784-1000-1000-10", mlnn_shapes())):
-        for case in CASES:
-            opt = STEP_CASES[case](make_params(shapes, device))
+        for case in SHOWN:
+            opt = CASES[case](make_params(shapes, device))
             for _ in range(5):
                 opt.step()
             torch.cuda.synchronize()

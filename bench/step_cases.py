@@ -7,7 +7,7 @@ import torch
 
 from reference_style import LoopAdamHD, LoopSGDHD
 
-from hdrepro.optim import HD, SGDHD, AdamHD, native
+from hdrepro.optim import HD, SGDHD, AdamHD, flatten_, native
 from hdrepro.optim._hypergrad import dot
 
 class DotOnly:
@@ -114,4 +114,21 @@ STEP_CASES = {
     "Adam-HD (reference-style loop)": lambda p: LoopAdamHD(p, 1e-3, hypergrad_lr=1e-8),
     "Adam (fused) + dot, the floor": lambda p: FusedStepPlusDot(
         torch.optim.Adam(p, 1e-3, fused=True)),
+}
+
+
+def one_buffer(opt):
+    """`opt` with each group's parameters and gradients laid in one buffer (flatten_), so that
+    its step runs on the flat tensors (hdrepro.optim.flat; off CPU, where the CPU kernels step)."""
+    flatten_(opt)
+    return opt
+
+
+#: our eager steps on one buffer, beside torch's eager fused steps (GPU only: on CPU the CPU
+#: kernels step flattened parameters as any others)
+ONE_BUFFER_CASES = {
+    "SGDN-HD (ours, one buffer)": lambda p: one_buffer(STEP_CASES["SGDN-HD (ours)"](p)),
+    "Adam-HD (ours, one buffer)": lambda p: one_buffer(STEP_CASES["Adam-HD (ours)"](p)),
+    "HD(Adam fused) (ours, one buffer)": lambda p: one_buffer(
+        STEP_CASES["HD(Adam fused) (ours)"](p)),
 }

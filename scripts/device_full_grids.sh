@@ -71,7 +71,9 @@ for study in ${STUDIES:-}; do
         --executor processes --workers "${STACK_WORKERS:-8}" --no-progress
     echo "[device] $study rc=$? at $(( $(date +%s) - start )) s"
 done
-case "${BENCH-step grid}" in *step*) timeout 330 python3 bench/bench_step.py --profile full --out "$out" ;; esac
+case "${BENCH-step grid}" in *step*) timeout 330 python3 bench/bench_step.py --profile full --out "$out"
+    timeout 60 python3 bench/profile_step.py --out "$out"
+    timeout 60 python3 -m pytest -q tests/test_flat.py tests/test_graphs.py ;; esac
 case "${BENCH-step grid}" in *grid*) timeout 200 python3 bench/bench_grid.py --profile full --out "$out" ;; esac
 echo "[device] total $(( $(date +%s) - start )) s"
 } 2>&1 | tee "$log"

@@ -188,3 +188,37 @@ def test_speedup_rule_returns_every_outcome_and_an_interval_across_the_target_is
         lo, hi, outcome):
     """BetterCNN's 2× speed-up: higher is better, so the rule runs the other way."""
     assert interval_verdict([(lo, hi)], 2.0, at_most=False) == outcome
+
+
+from hdrepro.report.speed import one_buffer_cuda  # noqa: E402
+
+
+def _gpu_results(folder, ratios, kernels):
+    """bench_step_cuda.csv and profile_step_cuda.csv holding the one-buffer rows."""
+    import csv
+    steps = ("Adam-HD (ours, one buffer)", "SGDN-HD (ours, one buffer)")
+    with (folder / "bench_step_cuda.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["params", "ours", "baseline", "ratio", "ratio_lo", "ratio_hi"])
+        for step, base, (x, lo, hi) in zip(steps, ("Adam (fused)", "SGDN (fused)"), ratios):
+            w.writerow(["resnet-like 160 tensors", step, base, x, lo, hi])
+    with (folder / "profile_step_cuda.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["params", "step", "kernels_per_step"])
+        for step, n in zip(steps, kernels):
+            w.writerow(["resnet-like 160 tensors", step, n])
+
+
+@pytest.mark.parametrize("ratios, kernels, timed, launches", [
+    ([(1.5, 1.4, 1.6), (1.2, 1.1, 1.3)], (12, 8), "meets", "meets"),
+    ([(2.5, 2.3, 2.7), (1.2, 1.1, 1.3)], (12, 8), "misses", "meets"),
+    ([(1.9, 1.8, 2.1), (1.2, 1.1, 1.3)], (17, 8), "is within the timing's noise of", "misses")])
+def test_one_buffer_gpu_rule_returns_every_outcome_on_both_targets(
+        tmp_path, ratios, kernels, timed, launches):
+    _gpu_results(tmp_path, ratios, kernels)
+    text = one_buffer_cuda(tmp_path)
+    assert f"**{timed}** the 2× target and **{launches}** the 16-launch one" in text
+
+
+def test_one_buffer_gpu_rule_says_when_nothing_is_measured(tmp_path):
+    assert "not measured yet" in one_buffer_cuda(tmp_path)

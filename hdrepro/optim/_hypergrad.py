@@ -327,6 +327,8 @@ def lr_rule(group: dict, alpha, beta, gamma, h, h_used, a_prev):
 #: the NumPy scalar type that rounds as a group's HD state does (:func:`state_dtype`)
 HOST_SCALAR = {torch.float32: np.float32, torch.float64: np.float64}
 TORCH_DTYPE = {v: k for k, v in HOST_SCALAR.items()}
+#: the group values the host rule reads: α_{t-1}, β_{t-1}, γ, a_{t-1}
+HOST_RULE_KEYS = ("lr", "hypergrad_lr", "hyper_hypergrad_lr", "hd_dalpha_dbeta")
 
 
 def host_scalars(params: Sequence[Tensor], *values: float) -> list:
@@ -337,16 +339,18 @@ def host_scalars(params: Sequence[Tensor], *values: float) -> list:
         return [kind(v) for v in values]
 
 
-def update_lr_host(group: dict, h, g_norm=None, d_norm=None) -> Tensor:
+def update_lr_host(group: dict, h, g_norm=None, d_norm=None, held: dict | None = None) -> Tensor:
     """:func:`update_lr` for an h_t (and norms) known on the host, as NumPy scalars of the
     state's dtype (:func:`host_scalars`): the same equations (:func:`lr_rule`), rounded the
     same way, so the same α_t, β_t and a_t bit for bit (tests/test_native.py), without torch's
-    15 or so operations on 0-d tensors (about 30 µs a step on CPU). The results are written
-    into the group's tensors, as :func:`update_lr` writes them; returns α_t."""
-    kind = type(h)
+    15 or so operations on 0-d tensors (about 30 µs a step on CPU). `held` gives group values
+    already read to the host ("lr", "hypergrad_lr", …: :mod:`.flat` reads them with its sums
+    in one transfer); the others are read here. The results are written into the group's
+    tensors, as :func:`update_lr` writes them; returns α_t."""
+    kind, held = type(h), held or {}
     with np.errstate(all="ignore"):   # inf and NaN are caught below, as in update_lr
-        alpha, beta, gamma, a_prev = (kind(float(group[k])) for k in (
-            "lr", "hypergrad_lr", "hyper_hypergrad_lr", "hd_dalpha_dbeta"))
+        alpha, beta, gamma, a_prev = (kind(held[k] if k in held else float(group[k]))
+                                      for k in HOST_RULE_KEYS)
         h_used = h
         if group["rule"] == "multiplicative":
             denom = g_norm * d_norm

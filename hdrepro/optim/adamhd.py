@@ -6,6 +6,7 @@ from torch.optim.adam import adam as torch_adam
 
 from . import _hypergrad as hg
 from . import adam_directions as ad
+from . import flat
 
 
 class AdamHD(hg.HDOptimizer):
@@ -41,7 +42,9 @@ class AdamHD(hg.HDOptimizer):
     h_t is computed from the moments before they absorb g_t, so no extra copy of the parameters is
     kept. α_t is a 0-d tensor in ``param_groups[i]["lr"]``, β_t in ``["hypergrad_lr"]``; ``step()``
     does not synchronise with the host where torch's fused kernel is used (one read of α
-    otherwise); ``hypergrad_lr=0`` gives exactly torch.optim.Adam.
+    otherwise); ``hypergrad_lr=0`` gives exactly torch.optim.Adam. With the parameters laid in
+    one buffer (:func:`.flatten_`), off CPU, the step runs on the flat tensors in a fixed number
+    of kernels (:mod:`.flat`), reading h_t's sums to the host once.
     ``hyper_hypergrad_lr`` γ > 0 turns on second-order HD (see :mod:`hdrepro.optim._hypergrad`;
     ``second_order="printed"`` for the reproducibility report's printed ascent on β).
     ``foreach=False`` runs the plain per-parameter loop written from the equations above;
@@ -100,6 +103,8 @@ class AdamHD(hg.HDOptimizer):
 
     def _group_step(self, group, params, grads):
         kernel = hg.kernel(params, "adam", group.get("fused"))
+        if flat.adam_step(self, group, params, grads, kernel):
+            return   # one buffer (hdrepro.optim.flat): every parameter stepped
         fused = kernel == "fused"
         decoupled = ad.decoupled(group)
         # the CPU kernel for h_t where torch's fused kernel makes the update (fused=False asks

@@ -9,7 +9,7 @@ from torch.optim import Optimizer
 
 from . import _hypergrad as hg
 from . import adam_directions as ad
-from . import native
+from . import flat, native
 from . import views
 from .scheduling import check_schedulers
 
@@ -41,7 +41,8 @@ class HD(Optimizer):
     step with α exactly 0 the direction is unknown and h is 0, so HD(…) cannot leave α = 0; SGDHD
     and AdamHD, which know d directly, can. Around torch's Adam and AdamW on CPU, d_{t-1} is read
     from the moments instead, as AdamHD does (:mod:`.adam_directions`): nothing is stored, and
-    the step makes one reduction pass before Adam's own.
+    the step makes one reduction pass before Adam's own. With the parameters laid in one buffer
+    (:func:`.flatten_`), off CPU, the same is done on the flat tensors (:mod:`.flat`).
 
     HD is a torch.optim.Optimizer over the wrapped optimizer's own ``param_groups`` (the same
     list, not a copy): ``add_param_group``, step hooks and learning-rate schedulers work on it. A
@@ -132,6 +133,8 @@ class HD(Optimizer):
         loss = hg.evaluate_closure(closure)
         if not torch.compiler.is_compiling():
             check_schedulers(self)   # a scheduler that would undo HD warns
+        if self._one_buffer_step():
+            return loss
         stepped = []  # (group, params, θ_{t-1} copies, α_t) per group that steps
         for group in self.param_groups:
             params, grads = hg.params_with_grads(group)
@@ -166,6 +169,33 @@ class HD(Optimizer):
             for p, d in zip(params, old):
                 self.state[p] = d
         return loss
+
+    def _one_buffer_step(self) -> bool:
+        """Around torch's Adam or AdamW, every group that steps laid out in one buffer
+        (:mod:`.flat`): h_t from the moments and Adam's own update, both on the flat tensors, as
+        AdamHD steps them. False, with nothing stepped, unless every such group can: the wrapped
+        optimizer's step() makes every group's update at once."""
+        if type(self.optimizer) not in (torch.optim.Adam, torch.optim.AdamW):
+            return False
+        plans = []
+        for group in self.param_groups:
+            params, grads = hg.params_with_grads(group)
+            if not params:
+                continue
+            if (group.get("capturable") or group.get("differentiable")
+                    or "decoupled_weight_decay" not in group
+                    or not all(isinstance(b, (int, float)) for b in group["betas"])):
+                return False
+            kernel = "fused" if group.get("fused") else "foreach"
+            plan = flat.adam_plan(self.optimizer, group, params, grads, kernel)
+            if plan is None:
+                return False
+            plans.append((group, params, kernel, plan))
+        for group, params, kernel, plan in plans:
+            flat.adam_run(group, params, kernel, plan)
+            for p in params:
+                self.state.pop(p, None)   # d_{t-1} lives in the moments now, not a copy
+        return bool(plans)
 
     def _reads_moments(self, group, params) -> bool:
         """Whether d_{t-1} is read from Adam's moments (:mod:`.adam_directions`) rather than

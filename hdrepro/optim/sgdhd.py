@@ -6,7 +6,7 @@ import torch
 from torch.optim.sgd import sgd as torch_sgd
 
 from . import _hypergrad as hg
-from . import native
+from . import flat, native
 
 
 class SGDHD(hg.HDOptimizer):
@@ -31,7 +31,9 @@ class SGDHD(hg.HDOptimizer):
     ``param_groups[i]["lr"]`` and β_t in ``param_groups[i]["hypergrad_lr"]``; nothing in
     ``step()`` synchronises with the host where torch's fused kernel is used (elsewhere, half
     precision say, α is read once per group and step). ``hypergrad_lr=0`` gives exactly
-    torch.optim.SGD.
+    torch.optim.SGD. With the parameters laid in one buffer (:func:`.flatten_`), off CPU, the
+    step runs on the flat tensors in a fixed number of kernels instead, and reads h_t's sums to
+    the host once (:mod:`.flat`).
 
     Args:
         params: parameters or parameter groups.
@@ -85,7 +87,9 @@ class SGDHD(hg.HDOptimizer):
         return [self.state[p].get(key) for p in params]
 
     def _group_step(self, group, params, grads):
-        if self._native_step(group, params, grads):
+        kernel = hg.kernel(params, "sgd", group.get("fused"))
+        if (self._native_step(group, params, grads)
+                or flat.sgd_step(self, group, params, grads, kernel)):
             return
         mu, wd = group["momentum"], group["weight_decay"]
         g = hg.grads_with_decay(params, grads, wd)
@@ -97,7 +101,6 @@ class SGDHD(hg.HDOptimizer):
         alpha = hg.update_lr(group, h, *norms)
 
         bufs = [self.state[p].get("momentum_buffer") for p in params]
-        kernel = hg.kernel(params, "sgd", group.get("fused"))
         fused = kernel == "fused"
         if kernel == "foreach" and group["nesterov"] and g is grads:
             # torch's multi-tensor Nesterov step adds μ b_t into the gradients it is given;
