@@ -272,16 +272,17 @@ def _wait_for_holder(fd: int, tries: int = 50) -> str:
     yet, so an empty or partial record is read again for up to half a second."""
     for _ in range(tries):
         holder = _read_holder(fd)
-        if holder != "another process":
+        if holder is not None:
             return holder
         time.sleep(0.01)
-    return holder
+    return "another process"
 
 
-def _read_holder(fd: int) -> str:
+def _read_holder(fd: int) -> str | None:
+    """The holder's record as words, or None while it is empty or partly written."""
     try:
         info = json.loads(os.pread(fd, 4096, 0) or b"{}")
         return (f"pid {info['pid']} on {info['host']} since {info['since']} "
                 f"({info['command']})")
     except (ValueError, KeyError, OSError):
-        return "another process"
+        return None
