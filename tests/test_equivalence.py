@@ -1,8 +1,12 @@
-"""Analytic hypergradients ≡ reverse-mode autodiff stacks ≡ finite differences (float64)."""
+"""Analytic hypergradients ≡ reverse-mode autodiff stacks ≡ finite differences (float64); the
+same checks again on the one-buffer step (hdrepro.optim.flat)."""
+import dataclasses
+import functools
+
 import pytest
 
 from hdrepro.autodiff import SGD, HyperStack
-from hdrepro.optim import SGDHD
+from hdrepro.optim import SGDHD, flat, flatten_, native
 from hdrepro.studies.equivalence import (Case, Problem, compare, equivalence_cases, fd_cases,
                                          finite_difference_check)
 
@@ -72,3 +76,58 @@ def test_the_printed_second_order_sign_is_ascent_on_beta_as_autodiff_has_it(rule
     assert derived["beta_rel_err"] > 1e-6
 
 
+
+
+@pytest.fixture
+def one_buffer(monkeypatch):
+    """Wraps an optimizer factory so that its parameters lie in one buffer and its zero_grad
+    keeps them there; the CPU kernels are off (as without a compiler), so the one-buffer step is
+    the one taken, and the returned dict counts its steps."""
+    monkeypatch.setattr(native, "kernels", lambda: None)
+    taken = {"steps": 0}
+    for name in ("sgd_step", "adam_run"):
+        real = getattr(flat, name)
+
+        def counted(*args, real=real):
+            done = real(*args)
+            taken["steps"] += done is not False
+            return done
+        monkeypatch.setattr(flat, name, counted)
+
+    def wrap(make):
+        def made(params):
+            opt = make(params)
+            flatten_(opt)
+            opt.zero_grad = functools.partial(opt.zero_grad, set_to_none=False)
+            return opt
+        return made
+    return wrap, taken
+
+
+# a broken layout warns that the list path steps: it must not happen here
+@pytest.mark.filterwarnings("error:the parameters lie in one buffer:UserWarning")
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_one_buffer_step_matches_autodiff_float64(case, one_buffer):
+    wrap, taken = one_buffer
+    row = compare(dataclasses.replace(case, analytic=wrap(case.analytic)),
+                  Problem(model="mlp", steps=25))
+    assert taken["steps"] == 25
+    assert row["alpha_rel_err"] <= 1e-10, row
+    assert row["params_rel_err"] <= 1e-10, row
+    if case.second_order:
+        assert row["beta_rel_err"] <= 1e-10, row
+    assert abs(row["alpha_T"] - row["alpha_0"]) > 1e-4 * abs(row["alpha_0"]), row
+
+
+#: the finite-difference cases whose optimizer has a one-buffer step
+FD_ONE_BUFFER = [c for c in FD if c[0].startswith(("SGD", "Adam", "HD(AdamW"))]
+
+
+@pytest.mark.filterwarnings("error:the parameters lie in one buffer:UserWarning")
+@pytest.mark.parametrize("name,make,l2", FD_ONE_BUFFER, ids=[c[0] for c in FD_ONE_BUFFER])
+def test_one_buffer_hypergradient_matches_central_finite_difference(name, make, l2, one_buffer):
+    wrap, taken = one_buffer
+    analytic, fd = finite_difference_check(wrap(make), Problem(model="mlp", steps=25), l2=l2)
+    assert taken["steps"] >= 7    # the 5 + 2 steps of the run itself, the copies' besides
+    assert analytic != 0
+    assert abs(analytic - fd) <= 1e-6 * abs(analytic), (analytic, fd)
