@@ -274,3 +274,28 @@ def test_one_buffer_step_launches_at_most_16_kernels_on_the_gpu(name):
         return sum(e.device_type == DeviceType.CUDA for e in prof.events())
     few, many = kernels(10), kernels(300)
     assert few == many <= 16
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["SGDN-HD, decay", "Adam-HD", "Adam-HD, multiplicative, decay",
+                                  "AdamW-HD"])
+def test_one_buffer_step_follows_the_list_path_on_the_gpu_float32(name):
+    def run(flatten: bool):
+        torch.manual_seed(0)
+        model = MLP((20, 16, 16, 3), activation=torch.nn.Tanh).cuda()
+        opt = CONFIGS[name](model.parameters())
+        if flatten:
+            flatten_(opt)
+        alphas = []
+        for x, y in _batches(20):
+            opt.zero_grad(set_to_none=not flatten)
+            torch.nn.functional.cross_entropy(model(x.float().cuda()), y.cuda()).backward()
+            opt.step()
+            alphas.append(float(opt.param_groups[0]["lr"]))
+        return torch.tensor(alphas), torch.cat([p.detach().reshape(-1).cpu()
+                                                for p in model.parameters()]), opt
+    alphas, params, opt = run(True)
+    ref_alphas, ref_params, _ = run(False)
+    assert _is_flat(opt)
+    torch.testing.assert_close(alphas, ref_alphas, rtol=1e-5, atol=0)
+    torch.testing.assert_close(params, ref_params, rtol=1e-4, atol=1e-6)
