@@ -2,8 +2,9 @@
 
 For each eager step of bench_step.py (torch's fused steps and ours, also on one buffer), on both
 parameter sets: the wall-clock time per step (synchronised) and the kernels launched per step,
-counted with torch.profiler. Each launch costs the host microseconds whatever the kernel does, which is what a
-CUDA graph (hdrepro.optim.CUDAGraphStep) removes; bench_step.py times the graphed steps.
+counted with torch.profiler. Each launch costs the host microseconds whatever the kernel does,
+which is what a CUDA graph (hdrepro.optim.CUDAGraphStep) removes; bench_step.py times the
+graphed steps.
 GPU only; about 30 s.
 
     python bench/profile_step.py --out results/full

@@ -88,7 +88,7 @@ class SGDHD(hg.HDOptimizer):
 
     def _group_step(self, group, params, grads):
         kernel = hg.kernel(params, "sgd", group.get("fused"))
-        if (self._native_step(group, params, grads)
+        if (self._native_step(group, params, grads, kernel)
                 or flat.sgd_step(self, group, params, grads, kernel)):
             return
         mu, wd = group["momentum"], group["weight_decay"]
@@ -117,7 +117,7 @@ class SGDHD(hg.HDOptimizer):
         if self._stores_direction(group):
             self._store_directions(group, params, g, bufs)
 
-    def _native_step(self, group, params, grads) -> bool:
+    def _native_step(self, group, params, grads, kernel: str) -> bool:
         """The step in two passes over memory (:mod:`.native`): h_t by one reduction over
         (grad, d_{t-1}[, θ]), then θ_t, b_t and d_t by one update that is torch's fused SGD
         operation for operation. False (nothing done) where the kernels do not apply: off CPU,
@@ -125,7 +125,7 @@ class SGDHD(hg.HDOptimizer):
         some without."""
         kernels = native.kernels()
         if (kernels is None or not kernels.sgd_exact or torch.compiler.is_compiling()
-                or hg.kernel(params, "sgd", group.get("fused")) != "fused"):
+                or kernel != "fused"):
             return False
         mu, wd = group["momentum"], group["weight_decay"]
         stores = self._stores_direction(group)
