@@ -116,6 +116,22 @@ def test_hd_around_torch_adam_on_one_buffer_follows_the_adamhd_loop_float64(
     torch.testing.assert_close(params, ref_params, rtol=1e-10, atol=1e-13)
 
 
+def test_each_parameter_group_steps_on_its_own_buffer(no_cpu_kernels):
+    def two_groups(params, **k):
+        params = list(params)
+        weights, biases = [p for p in params if p.dim() > 1], [p for p in params if p.dim() == 1]
+        return AdamHD([{"params": weights}, {"params": biases, "lr": 3e-3,
+                                             "rule": "multiplicative"}],
+                      1e-2, hypergrad_lr=1e-2, **k)
+    batches = _batches()
+    _, params, opt = _train(two_groups, True, batches)
+    _, ref, _ = _train(lambda p: two_groups(p, foreach=False), False, batches)
+    for group in opt.param_groups:
+        group_params = group["params"]
+        assert as_flat([opt.state[p]["exp_avg"] for p in group_params]) is not None
+    torch.testing.assert_close(params, ref, rtol=1e-10, atol=1e-13)
+
+
 def test_flatten_keeps_the_model_and_gradients_accumulate_in_the_buffer(no_cpu_kernels):
     model, x = _model(), torch.randn(5, 20, dtype=torch.float64)
     before = model(x).detach()
