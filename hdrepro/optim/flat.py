@@ -140,9 +140,12 @@ def applies(group: dict, params: Sequence[Tensor]) -> bool:
     return not (p.is_cuda and torch.cuda.is_current_stream_capturing())
 
 
-def flat_pair(opt, group: dict, params, grads) -> tuple[Tensor, Tensor] | None:
-    """(θ, ∇f) as two flat tensors when the group is laid out by :func:`flatten_`, else None;
+def flat_pair(opt, group: dict, params, grads, kernel: str) -> tuple[Tensor, Tensor] | None:
+    """(θ, ∇f) as two flat tensors when the one-buffer step applies (:func:`applies`, torch's
+    fused or multi-tensor `kernel`) and the group is laid out by :func:`flatten_`, else None;
     warns once per optimizer when the parameters are flat but their gradients are not."""
+    if kernel not in ("fused", "foreach") or not applies(group, params):
+        return None
     theta = as_flat(params)
     if theta is None:
         return None
@@ -207,9 +210,7 @@ def read_host(sums: list[Tensor], group: dict) -> tuple[list[float], dict]:
 def sgd_step(opt, group: dict, params, grads, kernel: str) -> bool:
     """SGDHD's step on one buffer (module docstring); False, with nothing done, where it does
     not apply."""
-    if kernel not in ("fused", "foreach") or not applies(group, params):
-        return False
-    pair = flat_pair(opt, group, params, grads)
+    pair = flat_pair(opt, group, params, grads, kernel)
     if pair is None:
         return False
     theta, grad = pair
@@ -263,9 +264,7 @@ def adam_plan(opt, group: dict, params, grads, kernel: str) -> tuple | None:
     """What :func:`adam_run` steps: (θ, ∇f, the states, the step counts, m, v[, max v]) as flat
     tensors, the state laid out flat if it was not (a layout change only); None where the
     one-buffer step does not apply. `opt.state` holds torch.optim.Adam's per-parameter state."""
-    if kernel not in ("fused", "foreach") or not applies(group, params):
-        return None
-    pair = flat_pair(opt, group, params, grads)
+    pair = flat_pair(opt, group, params, grads, kernel)
     if pair is None:
         return None
     theta, grad = pair
