@@ -53,20 +53,21 @@ STUBBED = "SGDN-HD (ours), memory passes stubbed"
 def dot_cases(device) -> tuple[dict, list]:
     """On CPU: torch's dot, as the floor takes it, beside a hand-written multi-threaded one; the
     floor of an Adam-HD step that reads Adam's moments; our steps with the CPU kernels of
-    hdrepro.optim.native turned off (torch's lists), to show what the kernels save; and SGDN-HD
-    with its two passes stubbed out, to show what the step costs beside them."""
+    hdrepro.optim.native turned off (torch's lists), to show what the kernels save, and the same
+    on one buffer (the path where the kernels cannot be built); and SGDN-HD with its two passes
+    stubbed out, to show what the step costs beside them."""
     if device.type != "cpu":
         return {}, []
-    cases = {TORCH_DOT: lambda p: DotOnly(p, dot),
-             "SGDN-HD (ours, torch lists)": lambda p: TorchLists(
-                 STEP_CASES["SGDN-HD (ours)"](p)),
-             "Adam-HD (ours, torch lists)": lambda p: TorchLists(
-                 STEP_CASES["Adam-HD (ours)"](p))}
-    ratios = [(TORCH_DOT, "SGDN (fused)"), (TORCH_DOT, "Adam (fused)"),
-              ("SGDN-HD (ours, torch lists)", "SGDN (fused)"),
-              ("Adam-HD (ours, torch lists)", "Adam (fused)"),
-              ("SGDN-HD (ours)", "SGDN-HD (ours, torch lists)"),
-              ("Adam-HD (ours)", "Adam-HD (ours, torch lists)")]
+    cases = {TORCH_DOT: lambda p: DotOnly(p, dot)}
+    ratios = [(TORCH_DOT, "SGDN (fused)"), (TORCH_DOT, "Adam (fused)")]
+    for name in ("SGDN-HD", "Adam-HD"):
+        lists, flat = f"{name} (ours, torch lists)", f"{name} (ours, one buffer, torch lists)"
+        cases[lists] = (lambda n: lambda p: TorchLists(STEP_CASES[f"{n} (ours)"](p)))(name)
+        # with the kernels off, flattened parameters take the one-buffer step (hdrepro.optim.flat)
+        cases[flat] = (lambda n: lambda p: TorchLists(ONE_BUFFER_CASES[f"{n} (ours, one buffer)"](
+            p)))(name)
+        base = f"{name.removesuffix('-HD')} (fused)"
+        ratios += [(lists, base), (f"{name} (ours)", lists), (flat, base), (flat, lists)]
     kernel = cpp_dot.build()
     if isinstance(kernel, str):
         print(f"the hand-written kernels could not be built ({kernel}): their rows are skipped")

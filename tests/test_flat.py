@@ -317,3 +317,38 @@ def test_one_buffer_step_follows_the_list_path_on_the_gpu_float32(name):
     assert _is_flat(opt)
     torch.testing.assert_close(alphas, ref_alphas, rtol=1e-5, atol=0)
     torch.testing.assert_close(params, ref_params, rtol=1e-4, atol=1e-6)
+
+
+PAGE_FAULTS = """
+import resource, sys
+import torch
+from hdrepro.optim import AdamHD, flat, flatten_, native
+native.kernels = lambda: None                      # the one-buffer step on CPU
+if sys.argv[1] == "fresh":                         # a new temporary at every step, as before
+    flat.scratch = lambda opt, like, slot=0: torch.empty_like(like)
+params = [torch.nn.Parameter(torch.randn(5_000_000)) for _ in range(2)]   # 40 MB in all
+opt = AdamHD(params, 1e-3, hypergrad_lr=1e-8)
+flatten_(opt)
+for p in params:
+    p.grad.normal_()
+for _ in range(3):
+    opt.step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    opt.step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 5)
+"""
+
+
+@pytest.mark.slow   # starts two interpreters
+def test_one_buffer_step_keeps_its_temporary_and_takes_no_page_faults():
+    """A parameter-sized temporary made afresh at each step is faulted in page by page on CPU
+    (glibc unmaps freed blocks above 32 MiB); the step keeps one instead (flat.scratch)."""
+    import subprocess
+    import sys
+
+    def faults(mode):
+        return int(subprocess.run([sys.executable, "-c", PAGE_FAULTS, mode], check=True,
+                                  capture_output=True, text=True).stdout)
+    fresh, kept = faults("fresh"), faults("kept")
+    assert fresh > 5_000 and kept < 1_000, (fresh, kept)

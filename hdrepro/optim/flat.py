@@ -193,6 +193,20 @@ def spread(flat: Tensor, states: list[dict], key: str, params) -> Tensor:
     return flat
 
 
+def scratch(opt, like: Tensor, slot: int = 0) -> Tensor:
+    """A tensor shaped as `like` that the optimizer keeps from step to step for a temporary of
+    the step (`slot` tells two apart). Allocating one as large as the parameters at every step
+    costs a fresh page per 4 KiB on CPU, since glibc returns blocks above 32 MiB to the system
+    when they are freed: 11,442 page faults and about 40% of an Adam-HD step on the ResNet-like
+    set (measured beside bench/bench_step.py). On a GPU torch's caching allocator would keep
+    the block anyway. Not part of ``state_dict()``."""
+    held = opt.__dict__.setdefault("_hd_scratch", {})
+    key = (like.device, like.dtype, like.numel(), slot)
+    if key not in held:
+        held[key] = torch.empty_like(like)
+    return held[key]
+
+
 def read_host(sums: list[Tensor], group: dict) -> tuple[list[float], dict]:
     """The sums and the group's HD scalars as host numbers, in one transfer (the tensors of the
     group that share the sums' dtype and device; any other is read on its own)."""
@@ -223,7 +237,7 @@ def sgd_step(opt, group: dict, params, grads, kernel: str) -> bool:
     except NotFlat:
         return False
     prev = dirs if stores else buf
-    g = torch.add(grad, theta, alpha=wd) if wd else grad
+    g = torch.add(grad, theta, alpha=wd, out=scratch(opt, theta)) if wd else grad
     mult = group["rule"] == "multiplicative"
     sums = [] if prev is None else [torch.dot(g, prev)] + (
         [torch.dot(g, g), torch.dot(prev, prev)] if mult else [])
@@ -256,7 +270,7 @@ def adam_step(opt, group: dict, params, grads, kernel: str) -> bool:
     plan = adam_plan(opt, group, params, grads, kernel)
     if plan is None:
         return False
-    adam_run(group, params, kernel, plan)
+    adam_run(opt, group, params, kernel, plan)
     return True
 
 
@@ -278,11 +292,11 @@ def adam_plan(opt, group: dict, params, grads, kernel: str) -> tuple | None:
     return theta, grad, states, steps, moments
 
 
-def adam_run(group: dict, params, kernel: str, plan: tuple) -> None:
+def adam_run(opt, group: dict, params, kernel: str, plan: tuple) -> None:
     """α_t from Adam's moments (:func:`adam_lr`), then torch's Adam step on the flat tensors."""
     theta, grad, states, steps, moments = plan
     t = host_step(states[0]["step"])
-    alpha = adam_lr(group, params, theta, grad, moments, t)
+    alpha = adam_lr(opt, group, params, theta, grad, moments, t)
     beta1, beta2 = group["betas"]
     torch_adam([theta], [grad], moments[:1], moments[1:2], moments[2:], [steps[0]],
                fused=kernel == "fused", foreach=kernel == "foreach", amsgrad=group["amsgrad"],
@@ -294,7 +308,8 @@ def adam_run(group: dict, params, kernel: str, plan: tuple) -> None:
     remember_step(states[0]["step"], t + 1)
 
 
-def adam_lr(group: dict, params, theta: Tensor, grad: Tensor, moments, t: float) -> Tensor:
+def adam_lr(opt, group: dict, params, theta: Tensor, grad: Tensor, moments,
+            t: float) -> Tensor:
     """α_t from h_t = -g_t·d_{t-1} read off Adam's moments (module docstring); α_{t-1}'s
     rule on the host. t is the number of steps taken so far (0: d_0 = 0, h_1 = 0)."""
     mult = group["rule"] == "multiplicative"
@@ -306,9 +321,10 @@ def adam_lr(group: dict, params, theta: Tensor, grad: Tensor, moments, t: float)
     beta1, beta2 = group["betas"]
     c = 1 / math.sqrt(1 - beta2 ** t)
     m, v = moments[0], moments[-1]         # v: with amsgrad, its running maximum
-    q = torch.sqrt(v).add_(group["eps"] / c)
+    q = torch.sqrt(v, out=scratch(opt, theta)).add_(group["eps"] / c)
     torch.div(m, q, out=q)
-    g = grad if decoupled or not lam else torch.add(grad, theta, alpha=lam)
+    g = grad if decoupled or not lam else torch.add(grad, theta, alpha=lam,
+                                                    out=scratch(opt, theta, 1))
     sums = [torch.dot(g, q)]
     if decoupled:
         sums.append(torch.dot(g, theta))

@@ -192,7 +192,7 @@ class HD(Optimizer):
                 return False
             plans.append((group, params, kernel, plan))
         for group, params, kernel, plan in plans:
-            flat.adam_run(group, params, kernel, plan)
+            flat.adam_run(self.optimizer, group, params, kernel, plan)
             for p in params:
                 self.state.pop(p, None)   # d_{t-1} lives in the moments now, not a copy
         return bool(plans)
