@@ -315,7 +315,7 @@ def adam_lr(opt, group: dict, params, theta: Tensor, grad: Tensor, moments,
     mult = group["rule"] == "multiplicative"
     lam, decoupled = group["weight_decay"], ad.decoupled(group)
     if t == 0:
-        values, held = read_host([], group)
+        _, held = read_host([], group)
         h, gn, dn = hg.host_scalars(params, 0.0, 0.0, 0.0)
         return hg.update_lr_host(group, h, *((gn, dn) if mult else ()), held=held)
     beta1, beta2 = group["betas"]
@@ -383,4 +383,6 @@ def host_step(step: Tensor) -> float:
 
 
 def remember_step(step: Tensor, value: float) -> None:
+    """Keep `value` as the step count's host copy, valid until something writes the tensor (a
+    copy of the tensor starts its own version count, so it is read again)."""
     step._hd_host = (step._version, value)
