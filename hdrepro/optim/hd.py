@@ -179,6 +179,8 @@ class HD(Optimizer):
             return False
         plans = []
         for group in self.param_groups:
+            if group["params"] and flat.as_flat(group["params"]) is None:
+                return False   # not laid out (found at the second tensor): the usual case
             params, grads = hg.params_with_grads(group)
             if not params:
                 continue
