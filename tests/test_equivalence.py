@@ -76,8 +76,6 @@ def test_the_printed_second_order_sign_is_ascent_on_beta_as_autodiff_has_it(rule
     assert derived["beta_rel_err"] > 1e-6
 
 
-
-
 @pytest.fixture
 def one_buffer(monkeypatch):
     """Wraps an optimizer factory so that its parameters lie in one buffer and its zero_grad

@@ -41,6 +41,13 @@ def decoupled(group) -> bool:
     return bool(group["decoupled_weight_decay"]) and group["weight_decay"] != 0
 
 
+def decay_terms(alpha, lam):
+    """(1 + α_{t-1}k, k) with k = λ/(1 - α_{t-1}λ): AdamW-HD's d_{t-1} + λθ_{t-2} is
+    (1 + α_{t-1}k) d_{t-1} + kθ_{t-1} (AdamHD's docstring). Numbers or 0-d tensors."""
+    k = lam / (1 - alpha * lam)
+    return 1 + alpha * k, k
+
+
 def torch_hypergradient(group, states, params, g, shared: bool):
     """h_t = -g_t·d_{t-1} (and ‖d_{t-1}‖) from the moments before they absorb g_t."""
     if decoupled(group):
@@ -114,14 +121,14 @@ def decoupled_hypergradient(group, states, params, g):
         return zero, zero
     beta1, beta2 = group["betas"]
     lam, alpha = group["weight_decay"], hg.group_alpha(group, zero)   # λ, α_{t-1}
-    k = lam / (1 - alpha * lam)            # λθ_{t-2} = k (θ_{t-1} + α_{t-1} d_{t-1})
+    scale, k = decay_terms(alpha, lam)     # λθ_{t-2} = k (θ_{t-1} + α_{t-1} d_{t-1})
     h, sq = zero.clone(), zero.clone()
     for i in old:
         state = states[params[i]]
         t = state["step"].to(zero.device, zero.dtype)
         d = (state["exp_avg"] / (1 - beta1 ** t)) / (
             (second_moment(group, state) / (1 - beta2 ** t)).sqrt() + group["eps"])
-        w = d.mul_(1 + alpha * k).add_(params[i] * k)      # d_{t-1} + λθ_{t-2}
+        w = d.mul_(scale).add_(params[i] * k)      # d_{t-1} + λθ_{t-2}
         h = h - hg.vdot(g[i], w)
         if group["rule"] == "multiplicative":
             sq = sq + hg.vdot(w, w)
@@ -154,8 +161,8 @@ def native_hypergradient(group, states, params, grads, shared: bool):
     wd, a, k = group["weight_decay"], 1.0, 0.0
     if decoupled(group):   # w = d_{t-1} + λθ_{t-2} = a d + kθ (AdamHD's docstring)
         alpha = float(group["lr"])
-        k = wd / (1 - alpha * wd)
-        a, wd, bc1 = (1 + alpha * k) / bc1, 0.0, 1.0
+        scale, k = decay_terms(alpha, wd)
+        a, wd, bc1 = scale / bc1, 0.0, 1.0
     gd, gg, dd = kernels.adam_dot(grads, m, v, params, weight_decay=wd, c=c,
                                   eps=group["eps"], a=a, k=k, norms=mult)
     if mult:

@@ -336,8 +336,8 @@ def adam_lr(opt, group: dict, params, theta: Tensor, grad: Tensor, moments,
     a, k = 1 / ((1 - beta1 ** t) * c), 0.0
     if decoupled:
         alpha = held["lr"] if "lr" in held else float(group["lr"])
-        k = lam / (1 - alpha * lam)
-        a *= 1 + alpha * k
+        scale, k = ad.decay_terms(alpha, lam)
+        a *= scale
     gq, gt = values[0], values[1] if decoupled else 0.0
     h = -(a * gq + k * gt)
     if not mult:

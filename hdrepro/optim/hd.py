@@ -185,8 +185,7 @@ class HD(Optimizer):
             if not params:
                 continue
             if (group.get("capturable") or group.get("differentiable")
-                    or "decoupled_weight_decay" not in group
-                    or not all(isinstance(b, (int, float)) for b in group["betas"])):
+                    or not self._moments_readable(group)):
                 return False
             kernel = "fused" if group.get("fused") else "foreach"
             plan = flat.adam_plan(self.optimizer, group, params, grads, kernel)
@@ -195,8 +194,9 @@ class HD(Optimizer):
             plans.append((group, params, kernel, plan))
         for group, params, kernel, plan in plans:
             flat.adam_run(self.optimizer, group, params, kernel, plan)
-            for p in params:
-                self.state.pop(p, None)   # d_{t-1} lives in the moments now, not a copy
+            if self.state:   # d_{t-1} lives in the moments now, not a copy
+                for p in params:
+                    self.state.pop(p, None)
         return bool(plans)
 
     def _reads_moments(self, group, params) -> bool:
@@ -206,8 +206,13 @@ class HD(Optimizer):
         GPU the stored direction stays: its step reads nothing back to the host, which a shared
         step count would need. So does a torch that does not name the decay's kind in the
         group, or betas given as tensors.)"""
+        return (params[0].device.type == "cpu" and native.kernels() is not None
+                and self._moments_readable(group))
+
+    def _moments_readable(self, group) -> bool:
+        """Whether d_{t-1} can be had from the wrapped optimizer's moments: torch's Adam or
+        AdamW, in a torch that names the decay's kind in the group, with betas as numbers."""
         return (type(self.optimizer) in (torch.optim.Adam, torch.optim.AdamW)
-                and params[0].device.type == "cpu" and native.kernels() is not None
                 and "decoupled_weight_decay" in group
                 and all(isinstance(b, (int, float)) for b in group["betas"]))
 
