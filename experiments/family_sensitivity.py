@@ -33,7 +33,7 @@ PROFILES = {
     "quick": SensitivitySpec(epochs={"logreg": 3, "mlnn": 1, "bettercnn": 1},
                              data=DataConfig("mnist", 0.1)),
     "full": SensitivitySpec(alphas=(1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0),
-                            modern_alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0)),
+                            modern_alphas=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), seeds=(1, 2, 3)),
 }
 
 

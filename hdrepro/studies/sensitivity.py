@@ -64,19 +64,23 @@ class SensitivitySpec:
                              "some seeds")
 
     def cells(self) -> list[RunCell]:
+        # model, then optimizer, then seed: a store being filled completes one pair's seeds
+        # at a time, so a run cut short leaves whole pairs to judge (pair_tuning)
         out = []
-        for seed in self.seeds:
-            for model in self.models:
-                for name in self.optimizers:
-                    for a in self.alphas:
-                        for optim, variant in ((OptimConfig(name, a), "base"), (OptimConfig(
-                                f"hd-{name}", a, HD_BETA[name]), "hd")):
-                            out.append(RunCell("sensitivity", model, self.data, optim,
-                                               self.epochs[model], seed,
-                                               tags=(("family", name), ("variant", variant))))
-                if "sgd" in self.optimizers:
-                    out += self._modern(model, seed)
+        for model in self.models:
+            for name in self.optimizers:
+                for seed in self.seeds:
+                    out += self._pair(model, name, seed)
+                    if name == "sgd":
+                        out += self._modern(model, seed)
         return out
+
+    def _pair(self, model: str, name: str, seed: int) -> list[RunCell]:
+        return [RunCell("sensitivity", model, self.data, optim, self.epochs[model], seed,
+                        tags=(("family", name), ("variant", variant)))
+                for a in self.alphas
+                for optim, variant in ((OptimConfig(name, a), "base"),
+                                       (OptimConfig(f"hd-{name}", a, HD_BETA[name]), "hd"))]
 
     def _modern(self, model: str, seed: int) -> list[RunCell]:
         alphas = self.alphas if self.modern_alphas is None else self.modern_alphas
