@@ -6,8 +6,8 @@ import torch
 
 from hdrepro.methods import family
 from hdrepro.optim import HD
-from hdrepro.studies.sensitivity import (HD_BETA, MODERN_RATE, SensitivitySpec, lost_runs, sgd_row,
-                                        tuning)
+from hdrepro.studies.sensitivity import (HD_BETA, MODERN_RATE, SensitivitySpec, complete_seeds,
+                                        lost_runs, pair_tuning, sgd_row, tuning, tuning_verdict)
 from hdrepro.methods.registry import OptimConfig, make_optimizer
 
 NAMES = list(family.FAMILY)
@@ -134,6 +134,55 @@ def test_tuning_counts_the_alphas_near_the_best_of_either_variant():
     assert (t.base_near, t.hd_near) == (1, 2)   # within 10% of 0.30
     assert t.base_best == 0.30 and t.hd_best == 0.31
     assert t.hd_median == 0.32                  # the diverged α₀ counts as worst
+
+
+def _sweeps(widths: dict) -> pd.DataFrame:
+    """Runs of pairs ("m", name) over 4 α₀ whose per-seed near-best counts are given as
+    {name: [(base count, HD count), ...] per seed}: the best run has loss 1.0, near ones 1.05,
+    the rest 2.0."""
+    rows = []
+    for name, seeds in widths.items():
+        for seed, counts in enumerate(seeds, 1):
+            for variant, k in zip(("base", "hd"), counts):
+                for i, a in enumerate((1e-4, 1e-3, 1e-2, 1e-1)):
+                    v = (1.0 if i == 0 else 1.05) if i < k else 2.0
+                    rows.append({"model": "m", "family": name, "variant": variant, "alpha0": a,
+                                 "train_loss": v, "val_loss": v, "diverged": False,
+                                 "seed": seed})
+    return pd.DataFrame(rows)
+
+
+def test_pair_tuning_pairs_by_seed_and_calls_a_difference_inside_the_noise_a_tie():
+    f = _sweeps({"sgd": [(1, 3), (2, 4), (1, 3)],        # +2, +2, +2: wider
+                 "adam": [(3, 1), (4, 2), (3, 2)],       # −2, −2, −1: narrower
+                 "nadam": [(1, 3), (2, 1), (2, 3)],      # +2, −1, +1: inside the noise
+                 "radam": [(1, 2)]})                     # one seed: no spread, not judged
+    p = pair_tuning(f).set_index("family")
+    assert p.outcome.to_dict() == {"sgd": "wider", "adam": "narrower", "nadam": "tie",
+                                   "radam": "one seed"}
+    assert p.seeds.to_dict() == {"sgd": 3, "adam": 3, "nadam": 3, "radam": 1}
+    assert p.loc["sgd", "near"].estimate == 2 and p.loc["nadam", "near"].contains(0)
+
+
+def test_a_part_swept_seed_is_left_out_until_its_sweep_is_whole():
+    f = _sweeps({"sgd": [(1, 3), (1, 3), (1, 3)]})
+    cut = f[~((f.seed == 3) & (f.variant == "hd") & (f.alpha0 == 1e-1))]
+    assert sorted(complete_seeds(cut).seed.unique()) == [1, 2]
+    assert pair_tuning(cut).iloc[0].seeds == 2
+
+
+WIDER, NARROWER, TIE = [(1, 3), (2, 4)], [(3, 1), (4, 2)], [(1, 3), (3, 1)]
+
+
+@pytest.mark.parametrize("kinds, verdict", [
+    ([WIDER] * 5, "reproduces"),                       # 5 of 5: Wilson's interval above 1/2
+    ([NARROWER] * 3 + [TIE] * 2, "does not reproduce"),  # ties count as not wider
+    ([WIDER] * 3 + [TIE] * 3, "partly"),
+    ([[(1, 3)]] * 5, "not tested"),                     # one seed each: nothing judged
+])
+def test_the_tuning_verdict_can_return_every_outcome(kinds, verdict):
+    pairs = pair_tuning(_sweeps({f"o{i}": seeds for i, seeds in enumerate(kinds)}))
+    assert tuning_verdict(pairs)[0] == verdict
 
 
 def test_lost_runs_count_diverged_and_stuck_runs_per_kind_and_variant():

@@ -95,20 +95,41 @@ class RunStore:
             f.flush()
             os.fsync(f.fileno())
 
+    def drop(self, run_ids: set[str]) -> None:
+        """Remove every row of `run_ids`, so that a resumed run trains them afresh. Final rows go
+        first: a kill part way leaves them unfinished, and load() ignores an unfinished run's
+        rows (a rerun's rows replace them)."""
+        with self.lock.held():
+            for kind in ("final", "iterations", "epochs"):
+                path = self.path(kind)
+                if not path.exists():
+                    continue
+                text = whole_lines(path)
+                header = next(csv.reader(io.StringIO(text)), None)
+                if header is None:
+                    continue
+                kept = [r for r in csv.DictReader(io.StringIO(text)) if r["run_id"] not in run_ids]
+                self._rewrite(path, header, kept)
+
+    @staticmethod
+    def _rewrite(path: Path, fields: list[str], rows: list[dict]) -> None:
+        """Replace `path` by `rows` under `fields`, atomically (a temporary file, fsync'd, then
+        renamed over it)."""
+        tmp = path.with_name(path.name + ".rewrite")
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
     @staticmethod
     def _widen(path: Path, fields: list[str], wanted: list[str]) -> list[str]:
         """Rewrite `path` with the columns of `wanted` that its header lacks (empty in the rows
         already there), atomically, under the writer's lock; return the new header."""
         fields = fields + [k for k in wanted if k not in fields]
-        old = list(csv.DictReader(io.StringIO(whole_lines(path))))
-        tmp = path.with_name(path.name + ".widen")
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=fields)
-            w.writeheader()
-            w.writerows(old)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        RunStore._rewrite(path, fields, list(csv.DictReader(io.StringIO(whole_lines(path)))))
         return fields
 
     def load(self, kind: str) -> pd.DataFrame:

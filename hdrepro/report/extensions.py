@@ -13,16 +13,17 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ..studies import stats
 from ..studies import (asgc as asgc_study, convex as convex_study, rivals as rival_study,
                        threshold as threshold_grid)
 from ..methods import family
 from ..studies.epsilon import NEAR, validation
 from ..engine.models import TITLES as MODEL_TITLES
 from ..methods.registry import title
-from .format import holding, md_table, run_record
+from .format import holding, md_table, run_record, span
 from ..engine.results import GridStore
 from ..engine.cells import STUCK_ERROR
-from ..studies.sensitivity import KINDS, NEAR_BEST, lost_runs, tuning
+from ..studies.sensitivity import KINDS, MIN_SEEDS, NEAR_BEST, lost_runs, pair_tuning, tuning
 
 DATA_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 TIE = 0.001  # test errors closer than 0.1 points are a tie, whatever the seeds' spread
@@ -96,15 +97,23 @@ def family_provenance(f: pd.DataFrame, results: Path) -> str:
 
 
 def family_table(f: pd.DataFrame, results: Path) -> str:
-    t = tuning(f)
+    t = tuning(f).merge(pair_tuning(f), on=["model", "family"], how="left", suffixes=("", "_p"))
     t = t.assign(mo=t.model.map(list(MODEL_TITLES).index),
                  fo=t.family.map(list(family.FAMILY).index)).sort_values(["mo", "fo"])
     rows = [[MODEL_TITLES.get(r.model, r.model), family.TITLES[r.family],
-             f"{r.base_near}/{r.alphas}", f"{r.hd_near}/{r.alphas}", _f(r.base_best),
-             _f(r.hd_best), _f(r.base_median), _f(r.hd_median)] for r in t.itertuples()]
+             f"{r.base_near}/{r.alphas}", f"{r.hd_near}/{r.alphas}", _near_change(r),
+             _f(r.base_best), _f(r.hd_best), _f(r.base_median), _f(r.hd_median)]
+            for r in t.itertuples()]
     return md_table(["model", "optimizer", "near-best α₀, base", "near-best α₀, HD",
-                     "best val. loss, base", "best, HD", "median over α₀, base", "median, HD"],
-                    rows)
+                     "HD − base per seed (95% t), outcome", "best val. loss, base", "best, HD",
+                     "median over α₀, base", "median, HD"], rows)
+
+
+def _near_change(r) -> str:
+    if not isinstance(r.near, stats.Interval) or r.seeds < MIN_SEEDS:
+        return "one seed"
+    return (f"{r.near.estimate:+.2g} [{r.near.low:+.2g}, {r.near.high:+.2g}], n = {r.seeds}: "
+            f"{r.outcome}")
 
 
 def family_verdict(f: pd.DataFrame, results: Path) -> str:
@@ -119,12 +128,31 @@ def family_verdict(f: pd.DataFrame, results: Path) -> str:
         label = f"{kind} (SGD, momentum, Nesterov)" if kind == "non-adaptive" else kind
         widened.append(f"{label}: {int((k.hd_near > k.base_near).sum())} of {len(k)}")
     return (f"Over {n} optimizer–model pairs, HD **widened** the range of α₀ that ends within "
-            f"{NEAR_BEST - 1:.0%} of the best validation loss for **{wider}**, narrowed it for "
-            f"{narrower} and left it unchanged for {n - wider - narrower} (widened, by kind: "
-            f"{'; '.join(widened)}). HD's median final validation loss over the α₀ sweep was "
+            f"{NEAR_BEST - 1:.0%} of the best validation loss (losses averaged over seeds) for "
+            f"**{wider}**, narrowed it for {narrower} and left it unchanged for "
+            f"{n - wider - narrower} (widened, by kind: {'; '.join(widened)}). "
+            + _family_paired(f) +
+            f"HD's median final validation loss over the α₀ sweep was "
             f"lower than the base optimizer's for {lower} of {n} pairs, and its best for {best} "
             f"of {n}. "
             + _family_lost(f))
+
+
+def _family_paired(f: pd.DataFrame) -> str:
+    """The near-best counts per seed, HD − base paired by seed (the summary's claim 4)."""
+    p = pair_tuning(f)
+    judged = p[p.seeds >= MIN_SEEDS] if not p.empty else p
+    if judged.empty:
+        return (f"With one seed per pair, no change can be told from the noise (a pair is judged "
+                f"from {MIN_SEEDS} seeds on). ")
+    by_model = "; ".join(
+        f"{MODEL_TITLES.get(m, m)} " + ", ".join(f"{int((g.outcome == k).sum())} {k}"
+                                                 for k in ("wider", "tie", "narrower"))
+        for m, g in sorted(judged.groupby("model"), key=lambda mg: list(MODEL_TITLES).index(mg[0])))
+    waiting = len(p) - len(judged)
+    return (f"Counted per seed and paired by seed ({span(judged.seeds)} seeds), the change is "
+            f"told from the noise by its 95% t interval: {by_model}"
+            + (f"; {waiting} pairs have one seed so far" if waiting else "") + ". ")
 
 
 def _family_lost(f: pd.DataFrame) -> str:

@@ -13,7 +13,9 @@ stepsize, heavy ball) at η = 0.1 (``MODERN_RATE``).
 
 A summary per model and optimizer (:func:`tuning`) counts the α₀ at which the final validation
 loss comes within 10% of the best either variant reached anywhere on the sweep ("near-best"):
-where HD's count is larger, HD made the choice of α₀ matter less.
+where HD's count is larger, HD made the choice of α₀ matter less. Over seeds (:func:`pair_tuning`)
+the count is taken per seed and HD − base paired by seed: a pair is "wider" or "narrower" only when
+the 95% t interval of that difference excludes 0, a tie otherwise, and not judged on one seed.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..methods import family
+from . import stats
 from ..config import check_fields
 from ..engine.data import DataConfig
 from ..engine.cells import RunCell, with_lost
@@ -37,6 +40,10 @@ NEAR_BEST = 1.10   # within 10% of the best final validation loss
 #: the newer methods on SGD's row (variant name = optimizer name), each at one untuned rate:
 #: MARTHE's β as SGD-HD's here, HDM's η its authors' default
 MODERN_RATE = {"marthe": 1e-3, "hdm": 0.1}
+#: a pair is judged over seeds only with a spread to judge by
+MIN_SEEDS = 2
+#: judge()'s outcome, for a count where higher is better, in the words of the claim
+PAIR_OUTCOME = {"better": "wider", "worse": "narrower", "tie": "tie"}
 
 
 @dataclass(frozen=True)
@@ -118,6 +125,49 @@ def tuning(frame: pd.DataFrame) -> pd.DataFrame:
             row[f"{variant}_median"] = v.fillna(np.inf).median()
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def complete_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each model × optimizer × seed whose sweep is whole: the optimizer and its HD
+    version both ran every α₀ that either ran at any seed (a store still being filled holds
+    part-swept seeds, which would bias a count of α₀)."""
+    arms = frame[frame["variant"].isin(["base", "hd"])]
+    keep = []
+    for _, g in arms.groupby(["model", "family"], sort=False):
+        sweep = len(set(g["alpha0"]))
+        ran = g.groupby(["seed", "variant"])["alpha0"].nunique().unstack("variant")
+        whole = ran[(ran.reindex(columns=["base", "hd"]) == sweep).all(axis=1)].index
+        keep.append(g[g["seed"].isin(whole)])
+    return pd.concat(keep) if keep else arms.iloc[:0]
+
+
+def pair_tuning(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per model and optimizer, over the seeds whose sweep is whole (:func:`complete_seeds`):
+    the near-best count of each variant per seed, HD − base paired by seed with its t interval
+    (``near``, a :class:`hdrepro.studies.stats.Interval`), and the outcome: "wider", "narrower",
+    "tie" (the interval contains 0) or "one seed" (fewer than MIN_SEEDS: no spread to judge)."""
+    whole = complete_seeds(frame)
+    if whole.empty:
+        return pd.DataFrame()
+    per_seed = pd.concat([tuning(g).assign(seed=seed) for seed, g in whole.groupby("seed")])
+    rows = []
+    for (model, name), g in per_seed.groupby(["model", "family"], sort=False):
+        d = stats.paired_difference(g["hd_near"], g["base_near"])
+        outcome = (PAIR_OUTCOME[stats.judge(d, lower_is_better=False)]
+                   if len(g) >= MIN_SEEDS else "one seed")
+        rows.append({"model": model, "family": name, "seeds": len(g), "alphas": g["alphas"].max(),
+                     "near": d, "outcome": outcome})
+    return pd.DataFrame(rows)
+
+
+def tuning_verdict(pairs: pd.DataFrame) -> tuple[str, stats.Interval]:
+    """"HD reduces the need to tune α₀", on the share of the pairs judged over seeds where HD
+    widened the near-best range (ties and narrowed count as not wider), by
+    :func:`hdrepro.studies.stats.majority`; "not tested" when no pair has MIN_SEEDS seeds."""
+    judged = pairs[pairs["seeds"] >= MIN_SEEDS] if not pairs.empty else pairs
+    share = stats.proportion(int((judged["outcome"] == "wider").sum()) if len(judged) else 0,
+                             len(judged))
+    return stats.majority(share), share
 
 
 def lost_runs(frame: pd.DataFrame) -> pd.DataFrame:
