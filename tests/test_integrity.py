@@ -437,7 +437,7 @@ def test_a_column_added_later_widens_the_store_instead_of_vanishing(tmp_path):
     assert not list(tmp_path.glob("*.rewrite"))
 
 
-def test_a_dropped_run_is_unfinished_and_its_rerun_replaces_every_row(tmp_path):
+def test_a_rerun_replaces_every_row_of_the_stored_run_and_a_dropped_run_is_unfinished(tmp_path):
     from types import SimpleNamespace
     store = RunStore(tmp_path, "runs")
 
@@ -447,13 +447,13 @@ def test_a_dropped_run_is_unfinished_and_its_rerun_replaces_every_row(tmp_path):
                                config={}, iterations=[{"iteration": 100 * (i + 1), "alpha": alpha}
                                                       for i in range(rows)])
     store.append([("a", {"seed": 1}, run(0.1, 3)), ("b", {"seed": 2}, run(0.2, 2))])
-    store.drop({"a"})
-    assert store.finished() == {"b"}
-    assert set(store.load("iterations").run_id) == {"b"}
     # the rerun logs fewer rows: none of the old run's rows may survive beside them
     store.append([("a", {"seed": 1}, run(0.3, 1))])
     it = store.load("iterations")
     assert it[it.run_id == "a"].alpha.tolist() == [0.3]
     assert it[it.run_id == "b"].alpha.tolist() == [0.2, 0.2]
     assert store.load("final").set_index("run_id").train_loss.to_dict() == {"a": 0.3, "b": 0.2}
+    assert len(store.load("epochs")) == 2
+    store.drop({"a"})
+    assert store.finished() == {"b"} and set(store.load("iterations").run_id) == {"b"}
     assert not list(tmp_path.glob("*.rewrite"))

@@ -111,6 +111,31 @@ def test_figure_1_cut_off_at_full_scale_is_reported_as_partial(tmp_path):
     assert _prefer_full(quick, "fig1_final.csv", "fig1_run.json") == (full, "full")
 
 
+def test_relogging_alpha_range_reruns_only_the_unranged_hd_runs_in_place(tmp_path):
+    import fig1
+    from hdrepro.engine.cells import run_logged
+    from hdrepro.engine.data import default_data_root
+    from hdrepro.engine.executors import RunOptions
+    from hdrepro.engine.results import RunStore
+    runs = [r for r in fig1.plan("smoke", default_data_root()) if r.config.model == "logreg"]
+    store, options = RunStore(tmp_path, "fig1"), RunOptions(str(default_data_root()),
+                                                          progress=False)
+    run_logged(runs, store, options, "t")
+    before = store.load("final").set_index("run_id")
+    # an HD run logged before α's range was: its rows hold a sample only
+    old = next(r.run_id for r in runs if r.config.optim.name == "sgd-hd")
+    it = store.load("iterations")
+    it.loc[it.run_id == old, ["alpha_min", "alpha_max"]] = float("nan")
+    store._rewrite(store.path("iterations"), list(it.columns), it.to_dict("records"))
+    redo = fig1.unranged(store, runs, ["logreg"])
+    assert redo == {old} and fig1.unranged(store, runs, ["mlnn"]) == set()
+    run_logged(runs, store, options, "t", frozenset(redo))
+    assert fig1.unranged(store, runs, ["logreg"]) == set()
+    after = store.load("final").set_index("run_id")
+    assert list(after.index) == list(before.drop(old).index) + [old]   # the others untouched
+    assert after.loc[old, "train_loss"] == pytest.approx(before.loc[old, "train_loss"], rel=1e-6)
+
+
 def test_figure_1_epochs_are_the_configured_ones_even_when_a_run_stopped_early():
     import pandas as pd
 

@@ -159,6 +159,8 @@ def train_logged(runs: tuple[LoggedRun, ...], device: str, data_root: str,
     return out
 
 
-def run_logged(runs: list[LoggedRun], store: RunStore, options: RunOptions, desc: str) -> None:
-    """Run the runs not yet in `store` on the executor of `options`, each stored as it ends."""
-    run_pending(runs, train_logged, store, options, desc)
+def run_logged(runs: list[LoggedRun], store: RunStore, options: RunOptions, desc: str,
+               redo: frozenset = frozenset()) -> None:
+    """Run the runs not yet in `store`, and those of `redo` again, on the executor of
+    `options`, each stored as it ends (a rerun replacing its earlier rows then)."""
+    run_pending(runs, train_logged, store, options, desc, redo)

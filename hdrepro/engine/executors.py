@@ -159,13 +159,14 @@ def run_work(work: list[tuple], fn: Callable, store: GridStore | RunStore, optio
 
 
 def run_pending(cells: list, fn: Callable, store: GridStore | RunStore, options: RunOptions,
-                desc: str) -> None:
-    """Run ``fn(cells, device, data_root, threads)`` on each cell not yet in `store`, one cell per
-    task, on the executor of `options` (the runner of Figure 1, the stacks and the extension
-    experiments). `fn` returns what ``store.append`` takes. The store's writer lock is held
-    throughout, as in :func:`run_grid`."""
+                desc: str, redo: frozenset = frozenset()) -> None:
+    """Run ``fn(cells, device, data_root, threads)`` on each cell not yet in `store`, and on
+    those whose ids are in `redo` (stored ones rerun on purpose: a RunStore replaces each as its
+    rerun ends), one cell per task, on the executor of `options` (the runner of Figure 1, the
+    stacks and the extension experiments). `fn` returns what ``store.append`` takes. The store's
+    writer lock is held throughout, as in :func:`run_grid`."""
     with store.writing():
-        done = store.finished()
+        done = store.finished() - redo
         todo = [(c,) for c in cells if c.cell_id not in done]
         if todo:
             submit = functools.partial(fn, device=options.device, data_root=options.data_root,

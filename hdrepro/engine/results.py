@@ -56,9 +56,11 @@ class RunStore:
 
     def append(self, runs: list[tuple[str, dict, object]]) -> None:
         """Write finished runs, each a (run_id, labels, RunResult): its iteration rows, epoch rows,
-        then its final row. (The same call as GridStore.append, so that hdrepro.studies.grids's executors
-        can store either.)"""
+        then its final row. A run already stored (rerun on purpose) replaces every row of the
+        earlier one. (The same call as GridStore.append, so that hdrepro.studies.grids's
+        executors can store either.)"""
         with self.lock.held():
+            self.drop({run_id for run_id, _, _ in runs} & self.finished())
             for run_id, labels, result in runs:
                 self._append_run(run_id, labels, result)
 
@@ -96,9 +98,10 @@ class RunStore:
             os.fsync(f.fileno())
 
     def drop(self, run_ids: set[str]) -> None:
-        """Remove every row of `run_ids`, so that a resumed run trains them afresh. Final rows go
-        first: a kill part way leaves them unfinished, and load() ignores an unfinished run's
-        rows (a rerun's rows replace them)."""
+        """Remove every row of `run_ids`. Final rows go first: a kill part way leaves those runs
+        unfinished, and load() ignores an unfinished run's rows."""
+        if not run_ids:
+            return
         with self.lock.held():
             for kind in ("final", "iterations", "epochs"):
                 path = self.path(kind)
