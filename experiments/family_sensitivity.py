@@ -23,6 +23,7 @@ from grid_common import save_figure, study_main  # noqa: E402
 from hdrepro.cli_help import run_main  # noqa: E402
 from hdrepro.engine.data import DataConfig  # noqa: E402
 from hdrepro.engine.models import TITLES as MODEL_TITLES  # noqa: E402
+from hdrepro.report.format import span  # noqa: E402
 from hdrepro.report.plots_extensions import plot_sensitivity, shared_legend  # noqa: E402
 from hdrepro.engine.results import GridStore  # noqa: E402
 from hdrepro.studies.sensitivity import SensitivitySpec, final_losses  # noqa: E402
@@ -56,8 +57,9 @@ def draw(store: GridStore, spec: SensitivitySpec, figures: Path) -> Path:
             ax.set_title(f"{MODEL_TITLES.get(model, model)}, {spec.epochs[model]} epoch(s)",
                          fontsize=9)
     shared_legend(axes[0, -1], axes, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.0))
-    fig.suptitle(f"Sensitivity to α₀ on {spec.data.name} ({spec.data.fraction:.0%}), "
-                 f"{len(spec.seeds)} seed(s): solid the torch.optim optimizer, dashed its HD "
+    # "1–3" seeds while a store is being filled
+    fig.suptitle(f"Sensitivity to α₀ on {spec.data.name} ({spec.data.fraction:.0%}), mean of "
+                 f"{span(losses.seeds)} seed(s): solid the torch.optim optimizer, dashed its HD "
                  "version (additive, β = 1e-3 non-adaptive / 1e-7 adaptive); black: MARTHE "
                  "and HDM", fontsize=9)
     return save_figure(fig, figures, "family_sensitivity.png")

@@ -57,6 +57,7 @@ PROFILES = {
                     log_every=100, vgg="vgg16bn"),
 }
 VGG_EPOCHS = {"smoke": 1, "quick": 5, "full": 200}
+MODELS = sorted({*PROFILES["full"].epochs, *(p.vgg for p in PROFILES.values())})
 ALPHA0 = 1e-3
 BETA = {"sgd-hd": 1e-3, "sgdn-hd": 1e-3, "adam-hd": 1e-7}
 BETA_VGG_ADAM = 1e-8
@@ -147,7 +148,7 @@ def unranged(store: RunStore, runs: list[LoggedRun], models: list[str]) -> set[s
 def main(argv=None):
     parser = run_parser(__doc__, PROFILES)
     parser.add_argument("--relog-alpha-range", nargs="+", default=[], metavar="MODEL",
-                        choices=sorted({*PROFILES["full"].epochs, *(p.vgg for p in PROFILES.values())}),
+                        choices=MODELS,
                         help="rerun the stored HD runs of these models that were logged before "
                              "α's range between rows was (so their α_t peaks are seen)")
     args = parser.parse_args(argv)

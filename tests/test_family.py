@@ -185,6 +185,27 @@ def test_the_tuning_verdict_can_return_every_outcome(kinds, verdict):
     assert tuning_verdict(pairs)[0] == verdict
 
 
+def test_claim_4_is_judged_on_the_pairs_with_seeds_and_says_which_wait(tmp_path):
+    from hdrepro.engine.results import GridStore
+    from hdrepro.report.claims import _tuning
+    full = tmp_path / "results" / "full"
+    full.mkdir(parents=True)
+    f = _sweeps({f"o{i}": [(1, 3)] * 3 for i in range(5)} | {"late": [(1, 3)]})
+    GridStore(full / "family_sensitivity.jsonl").append(
+        [{**r, "cell_id": f"{r['family']}-{r['variant']}-{r['alpha0']}-{r['seed']}"}
+         for r in f.to_dict("records")])
+    claim = _tuning(tmp_path / "results" / "quick")[0]
+    assert claim.verdict == "reproduces" and claim.n == "5 pairs × 3 seeds"
+    assert "5 wider, 0 tie, 0 narrower of 5" in claim.evidence
+    assert "; 1 pair with one seed so far not judged" in claim.evidence
+    one = _sweeps({"o": [(1, 3)]})
+    (full / "family_sensitivity.jsonl").unlink()
+    GridStore(full / "family_sensitivity.jsonl").append(
+        [{**r, "cell_id": f"{r['variant']}-{r['alpha0']}"} for r in one.to_dict("records")])
+    claim = _tuning(tmp_path / "results" / "quick")[0]
+    assert claim.verdict == "not tested" and "no change" in claim.evidence
+
+
 def test_lost_runs_count_diverged_and_stuck_runs_per_kind_and_variant():
     rows = [{"model": "m", "family": name, "variant": variant, "diverged": diverged,
              "test_error": error}

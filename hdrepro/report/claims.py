@@ -166,7 +166,7 @@ def _figure1(results: Path) -> list[Claim]:
 
 
 def _tuning(results: Path) -> list[Claim]:
-    from ..studies.sensitivity import MIN_SEEDS, pair_tuning, tuning_verdict
+    from ..studies.sensitivity import MIN_SEEDS, judged, pair_tuning, tally, tuning_verdict
     # Pairs are judged over their whole seeds, so a full-profile store still being filled is
     # judged on what it holds (n is stated), as Figure 1's is, rather than at the smaller scale.
     full = full_results(results)
@@ -179,22 +179,21 @@ def _tuning(results: Path) -> list[Claim]:
         return [Claim("Baydin et al., abstract", claim, "not run in these results", NOT_TESTED,
                       "App. A.1")]
     verdict, share = tuning_verdict(pairs)
-    judged = pairs[pairs.seeds >= MIN_SEEDS]
-    if judged.empty:
+    done = judged(pairs)
+    if done.empty:
         return [Claim("Baydin et al., abstract", claim,
                       f"one seed per pair: no change in the near-best α₀ range can be told from "
                       f"the noise (a pair is judged from {MIN_SEEDS} seeds on) ({profile} profile)",
                       verdict, "App. A.1", n=f"{len(pairs)} pairs, 1 seed",
                       interval="none (no spread over seeds)", rule="paired, then majority")]
-    tally = ", ".join(f"{int((judged.outcome == k).sum())} {k}"
-                      for k in ("wider", "tie", "narrower"))
-    waiting = len(pairs) - len(judged)
+    waiting = len(pairs) - len(done)
     return [Claim("Baydin et al., abstract", claim,
                   f"near-best α₀ range (within 10% of the best validation loss), HD − base "
-                  f"paired by seed: {tally} of {len(judged)} optimizer–model pairs"
-                  + (f"; {waiting} pairs with one seed so far not judged" if waiting else "")
+                  f"paired by seed: {tally(done)} of {len(done)} optimizer–model pairs"
+                  + (f"; {waiting} pair{'s' * (waiting != 1)} with one seed so far not judged"
+                     if waiting else "")
                   + f" ({profile} profile)", verdict, "App. A.1",
-                  n=f"{len(judged)} pairs × {span(judged.seeds)} seeds",
+                  n=f"{len(done)} pairs × {span(done.seeds)} seeds",
                   interval=f"share wider {_pct(share)}", rule="paired, then majority")]
 
 

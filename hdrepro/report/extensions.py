@@ -23,7 +23,8 @@ from ..methods.registry import title
 from .format import holding, md_table, run_record, span
 from ..engine.results import GridStore
 from ..engine.cells import STUCK_ERROR
-from ..studies.sensitivity import KINDS, MIN_SEEDS, NEAR_BEST, lost_runs, pair_tuning, tuning
+from ..studies.sensitivity import (KINDS, MIN_SEEDS, NEAR_BEST, judged, lost_runs, pair_tuning,
+                                   tally, tuning)
 
 DATA_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 TIE = 0.001  # test errors closer than 0.1 points are a tie, whatever the seeds' spread
@@ -141,18 +142,18 @@ def family_verdict(f: pd.DataFrame, results: Path) -> str:
 def _family_paired(f: pd.DataFrame) -> str:
     """The near-best counts per seed, HD − base paired by seed (the summary's claim 4)."""
     p = pair_tuning(f)
-    judged = p[p.seeds >= MIN_SEEDS] if not p.empty else p
-    if judged.empty:
+    done = judged(p)
+    if done.empty:
         return (f"With one seed per pair, no change can be told from the noise (a pair is judged "
                 f"from {MIN_SEEDS} seeds on). ")
-    by_model = "; ".join(
-        f"{MODEL_TITLES.get(m, m)} " + ", ".join(f"{int((g.outcome == k).sum())} {k}"
-                                                 for k in ("wider", "tie", "narrower"))
-        for m, g in sorted(judged.groupby("model"), key=lambda mg: list(MODEL_TITLES).index(mg[0])))
-    waiting = len(p) - len(judged)
-    return (f"Counted per seed and paired by seed ({span(judged.seeds)} seeds), the change is "
+    models = sorted(done.model.unique(), key=list(MODEL_TITLES).index)
+    by_model = "; ".join(f"{MODEL_TITLES.get(m, m)} {tally(done[done.model == m])}"
+                         for m in models)
+    waiting = len(p) - len(done)
+    return (f"Counted per seed and paired by seed ({span(done.seeds)} seeds), the change is "
             f"told from the noise by its 95% t interval: {by_model}"
-            + (f"; {waiting} pairs have one seed so far" if waiting else "") + ". ")
+            + (f"; {waiting} pair{'s' * (waiting != 1)} with one seed so far" if waiting else "")
+            + ". ")
 
 
 def _family_lost(f: pd.DataFrame) -> str:

@@ -43,7 +43,7 @@ MODERN_RATE = {"marthe": 1e-3, "hdm": 0.1}
 #: a pair is judged over seeds only with a spread to judge by
 MIN_SEEDS = 2
 #: judge()'s outcome, for a count where higher is better, in the words of the claim
-PAIR_OUTCOME = {"better": "wider", "worse": "narrower", "tie": "tie"}
+PAIR_OUTCOME = {"better": "wider", "tie": "tie", "worse": "narrower"}
 
 
 @dataclass(frozen=True)
@@ -160,13 +160,22 @@ def pair_tuning(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def judged(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The pairs of :func:`pair_tuning` with MIN_SEEDS seeds or more (the others wait)."""
+    return pairs[pairs["seeds"] >= MIN_SEEDS] if not pairs.empty else pairs
+
+
+def tally(pairs: pd.DataFrame) -> str:
+    """Their outcomes counted: "7 wider, 5 tie, 0 narrower"."""
+    return ", ".join(f"{int((pairs['outcome'] == k).sum())} {k}" for k in PAIR_OUTCOME.values())
+
+
 def tuning_verdict(pairs: pd.DataFrame) -> tuple[str, stats.Interval]:
-    """"HD reduces the need to tune α₀", on the share of the pairs judged over seeds where HD
+    """"HD reduces the need to tune α₀", on the share of the :func:`judged` pairs where HD
     widened the near-best range (ties and narrowed count as not wider), by
     :func:`hdrepro.studies.stats.majority`; "not tested" when no pair has MIN_SEEDS seeds."""
-    judged = pairs[pairs["seeds"] >= MIN_SEEDS] if not pairs.empty else pairs
-    share = stats.proportion(int((judged["outcome"] == "wider").sum()) if len(judged) else 0,
-                             len(judged))
+    j = judged(pairs)
+    share = stats.proportion(int((j["outcome"] == "wider").sum()) if len(j) else 0, len(j))
     return stats.majority(share), share
 
 
