@@ -280,11 +280,9 @@ def update_lr(group: dict, h: Tensor, g_norm: Tensor | None = None,
     For rule="multiplicative", `g_norm` = ‖g_t‖ and `d_norm` = ‖∇_α u_{t-1}‖ = ‖d_{t-1}‖.
     """
     alpha, beta = group_alpha(group, h), group["hypergrad_lr"]  # β: a number or a tensor
-    if group["rule"] == "multiplicative":
-        denom = g_norm.to(h) * d_norm.to(h)  # an empty list's norm is a default-dtype CPU zero
-        h_used = torch.where(denom > 0, h / torch.where(denom > 0, denom, 1.0), 0.0)
-    else:
-        h_used = h
+    h_used = h
+    if group["rule"] == "multiplicative":   # an empty list's norm is a default-dtype CPU zero
+        h_used = normalised(h, g_norm.to(h), d_norm.to(h))
     gamma = group["hyper_hypergrad_lr"]  # a number, or one per cell (hdrepro.optim.batched)
     a_prev = group["hd_dalpha_dbeta"].to(h.device, h.dtype)
     new_alpha, new_beta, a_new = lr_rule(group, alpha, beta, gamma, h, h_used, a_prev)
@@ -299,6 +297,16 @@ def update_lr(group: dict, h: Tensor, g_norm: Tensor | None = None,
     if second:
         store(group, "hypergrad_lr", torch.where(ok, new_beta, beta))
     return group["lr"]
+
+
+def normalised(h, g_norm, d_norm):
+    """ĥ_t = h_t / (‖g_t‖ ‖d_{t-1}‖), the multiplicative rule's hypergradient; 0 where a norm is
+    0 (the first step, or a zero gradient). On 0-d tensors without a branch (no host read), on
+    host scalars with one."""
+    denom = g_norm * d_norm
+    if isinstance(denom, Tensor):
+        return torch.where(denom > 0, h / torch.where(denom > 0, denom, 1.0), 0.0)
+    return h / denom if denom > 0 else type(h)(0)
 
 
 def is_second_order(group: dict) -> bool:
@@ -353,8 +361,7 @@ def update_lr_host(group: dict, h, g_norm=None, d_norm=None, held: dict | None =
                                       for k in HOST_RULE_KEYS)
         h_used = h
         if group["rule"] == "multiplicative":
-            denom = g_norm * d_norm
-            h_used = h / denom if denom > 0 else kind(0)
+            h_used = normalised(h, g_norm, d_norm)
         new_alpha, new_beta, a_new = lr_rule(group, alpha, beta, gamma, h, h_used, a_prev)
     second = is_second_order(group)
     ok = math.isfinite(new_alpha) and (not second or math.isfinite(new_beta))
