@@ -23,6 +23,7 @@ from torch.func import functional_call, vmap
 from . import models
 from ..config import check_fields, check_range, finite_nonneg
 from .data import Data, batches
+from .floats import flushed_denormals
 from ..optim.batched import BatchedHD
 
 
@@ -131,26 +132,27 @@ def train_cells(model_name: str, kind: str, cells: list[CellHParams], data: Data
     diverged_at = torch.zeros(k, dtype=torch.int64, device=device)
     last_alpha = torch.full_like(opt.lr, float("nan"))  # α after each cell's last finite step
     it, t0 = 0, time.perf_counter()
-    model.train()
-    for _ in range(epochs):
-        epoch_sum = torch.zeros(k, device=device)
-        n = 0
-        for x, y in batches(train_split, batch_size, generator=gen):
-            opt.zero_grad()
-            losses = losses_of(params, x, y)
-            losses.sum().backward()
-            opt.step()
-            it += 1
-            n += 1
-            losses = losses.detach()
-            epoch_sum += losses
-            alive = diverged_at == 0
-            first = ~torch.isfinite(losses) & alive
-            last_alpha = torch.where(alive & ~first, opt.lr, last_alpha)
-            diverged_at = torch.where(first, it, diverged_at)
-        if bool((diverged_at > 0).all()):
-            break
-    val_loss, val_acc = _evaluate(model, params, test_split)
+    with flushed_denormals(device):   # as train() runs (.floats)
+        model.train()
+        for _ in range(epochs):
+            epoch_sum = torch.zeros(k, device=device)
+            n = 0
+            for x, y in batches(train_split, batch_size, generator=gen):
+                opt.zero_grad()
+                losses = losses_of(params, x, y)
+                losses.sum().backward()
+                opt.step()
+                it += 1
+                n += 1
+                losses = losses.detach()
+                epoch_sum += losses
+                alive = diverged_at == 0
+                first = ~torch.isfinite(losses) & alive
+                last_alpha = torch.where(alive & ~first, opt.lr, last_alpha)
+                diverged_at = torch.where(first, it, diverged_at)
+            if bool((diverged_at > 0).all()):
+                break
+        val_loss, val_acc = _evaluate(model, params, test_split)
     seconds = time.perf_counter() - t0
     train_loss = epoch_sum / n
     out = []

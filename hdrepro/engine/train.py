@@ -28,6 +28,7 @@ from ..optim import MARTHE
 from ..progress import progress_bar
 from . import models
 from .data import Data, DataConfig, Split, batches
+from .floats import flushed_denormals
 
 DTYPES = ("float32", "float64")
 
@@ -117,8 +118,16 @@ def train(cfg: TrainConfig, data: Data,
           on_step: Callable[[int, torch.Tensor, object], None] | None = None) -> RunResult:
     """Train one model with one optimizer; never raises on divergence (it is recorded).
     ``on_step(iteration, loss, optimizer)``, if given, is called after every step (the diverging
-    one included), for what a run wants to record beyond the loss and α_t."""
+    one included), for what a run wants to record beyond the loss and α_t. On CPU, subnormal
+    floats are flushed to zero for the run (:mod:`.floats`; recorded in the provenance)."""
     device = resolve_device(cfg.device)
+    with flushed_denormals(device) as flushed:
+        result = _train(cfg, data, device, on_step)
+    result.provenance["flush_denormal"] = flushed
+    return result
+
+
+def _train(cfg: TrainConfig, data: Data, device: torch.device, on_step) -> RunResult:
     torch.manual_seed(cfg.seed)
     dtype = getattr(torch, cfg.dtype)
     model = models.prepare(models.build(cfg.model).to(device, dtype), device)
