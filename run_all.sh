@@ -112,6 +112,7 @@ done
 step "bench step" hdrepro bench step --profile "$profile" --out "$results"
 step "bench rivals" hdrepro bench rivals --profile "$profile" --out "$results"
 step "bench grid" hdrepro bench grid --profile "$profile" --out "$results"
+step "bench denormal" hdrepro bench denormal --profile "$profile" --out "$results"
 mv "$timing" "$results/run_all_timing_$start.csv"
 hdrepro report --results "$results" --out "$out/REPORT.md"
 echo "[run_all] done: $out/REPORT.md"

@@ -8,7 +8,7 @@
                                asgc, epsilon, threshold_grid, convex_hdm, contested)
     hdrepro plot NAME ...      redraw an experiment's figures from its saved results
     hdrepro report ...         write REPORT.md from saved results
-    hdrepro bench NAME ...     a benchmark (step, grid, rivals)
+    hdrepro bench NAME ...     a benchmark (step, grid, rivals, denormal)
     hdrepro data ...           fetch, describe or verify the data sets
 
 The experiments and benchmarks are the repository's scripts in ``experiments/`` and ``bench/``;
@@ -33,7 +33,7 @@ EXPERIMENTS = ("fig1", "equivalence", "family_sensitivity", "rivals", "asgc", "e
 PLOTTABLE = ("equivalence", "fig1", "stacks_clipping", "family_sensitivity", "rivals", "asgc", "epsilon",
              "threshold_grid", "bettercnn_divergence", "convex_hdm", "contested") + tuple(
     f"grid_{g}" for g in GRIDS)
-BENCHES = ("step", "grid", "rivals")
+BENCHES = ("step", "grid", "rivals", "denormal")
 
 
 def script(folder: str, name: str) -> Path:

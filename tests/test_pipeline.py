@@ -29,6 +29,7 @@ def test_smoke_profile_writes_results_figures_and_report(smoke):
     results = smoke / "results" / "smoke"
     assert (results / "equivalence.csv").stat().st_size > 0
     assert (results / "bench_step_cpu.csv").stat().st_size > 0
+    assert (results / "bench_denormal_cpu.csv").stat().st_size > 0
     assert (smoke / "figures" / "smoke" / "equivalence_alpha.png").stat().st_size > 10_000
     report = text(smoke)
     assert "{{" not in report

@@ -181,6 +181,10 @@ def test_every_benchmark_ratio_is_in_the_report():
             assert f"| {r['mode']} | {float(r['cell_steps_per_s']):,.0f} | {float(r['speedup']):.1f}× |" in speed
     for r in rows(QUICK / "bench_rivals_cpu.csv"):
         assert f"{float(r['ratio']):.2f}×" in extensions
+    for r in rows(FULL / "bench_denormal_cpu.csv"):
+        if float(r["subnormal_share"]) in (0.1, 1.0):
+            assert (f"{float(r['ratio']):.2f}× [{float(r['ratio_low']):.2f}, "
+                    f"{float(r['ratio_high']):.2f}]") in speed, r["optimizer"]
 
 
 def test_gpu_step_verdicts_follow_the_benchmark_csv():

@@ -1,6 +1,6 @@
 """The report's speed appendix: the benchmark tables, the ratios quoted in the prose and the verdicts
 against the targets, all read from bench/bench_step.py's CSVs (and bench/profile_step.py's on a
-GPU). The grid-throughput part stays with the grids in :mod:`hdrepro.report.grids`."""
+GPU; bench/bench_denormal.py's for subnormal floats). The grid-throughput part stays with the grids in :mod:`hdrepro.report.grids`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -220,6 +220,27 @@ LOOP_VS_GRAPHED = [("Adam-HD (reference-style loop)", "Adam-HD (ours, CUDA graph
                    ("SGDN-HD (reference-style loop)", "SGDN-HD (ours, CUDA graph)")]
 
 
+def subnormals(results: Path) -> str:
+    """bench/bench_denormal.py's ratios: an optimizer step with a share of its moments
+    subnormal, against the same step with subnormals flushed to zero."""
+    path = holding(results, "bench_denormal_cpu.csv") / "bench_denormal_cpu.csv"
+    if not path.exists():
+        return ("The cost of subnormal moments has not been measured in these results "
+                "(`python bench/bench_denormal.py`).")
+    rows = {(r["optimizer"], float(r["subnormal_share"])): r for r in read_csv(path)}
+
+    def at(name: str, share: float) -> str:
+        r = rows.get((name, share))
+        return ("not measured" if r is None else
+                f"{float(r['ratio']):.2f}× [{float(r['ratio_low']):.2f}, "
+                f"{float(r['ratio_high']):.2f}]")
+    control = at("Adam-HD", 0.0)
+    return (f"With every moment entry subnormal, an Adam step takes {at('Adam', 1.0)} and an "
+            f"Adam-HD step {at('Adam-HD', 1.0)} of its time with subnormals flushed to zero; "
+            f"with a tenth of them, {at('Adam', 0.1)} and {at('Adam-HD', 0.1)} (none: "
+            f"Adam-HD {control}).")
+
+
 def shown(device: str, ours: str, baseline: str, params: str = "") -> Callable[[Path], str]:
     """The SECTIONS entry for one ratio as the report prints it."""
     return lambda r: ratio(r, device, ours, baseline, params)
@@ -227,6 +248,7 @@ def shown(device: str, ours: str, baseline: str, params: str = "") -> Callable[[
 
 SECTIONS: dict[str, Callable[[Path], str]] = {
     "bench_cpu_table": lambda r: bench_table(r, "cpu"),
+    "subnormals_cpu": subnormals,
     "bench_cuda_table": lambda r: bench_table(r, "cuda"),
     "stack_ratio_cpu": shown("cpu", "HyperStack Adam/SGD (ours)", "torch Adam (default)"),
     "gdtuo_ratio_cpu": shown("cpu", "gdtuo Adam/SGD (Chandra et al.)", "torch Adam (default)"),
