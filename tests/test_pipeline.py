@@ -153,8 +153,8 @@ def test_smoke_extensions_are_stored_drawn_and_reported(smoke):
         assert (figures / f"{name}.png").stat().st_size > 10_000, name
     t = tuning(GridStore(results / "family_sensitivity.jsonl").frame())
     for r in t.itertuples():
-        assert f"| {r.base_near}/{r.alphas} | {r.hd_near}/{r.alphas} | {r.base_best:.3f} |" \
-            in report
+        assert f"| {r.base_near}/{r.alphas} | {r.hd_near}/{r.alphas} | one seed | " \
+            f"{r.base_best:.3f} |" in report
     comp = rival_study.comparison(GridStore(results / "rivals.jsonl").frame())
     for r in comp.itertuples():
         assert f"| {rival_study.TITLES[r.method]} | {r.train_loss:.3f} | {r.val_loss:.3f} | " \
@@ -175,7 +175,7 @@ def test_smoke_run_all_records_each_steps_time_and_the_report_shows_the_total(sm
     timing = smoke / "results" / "smoke" / "run_all_timing_fresh.csv"
     rows = list(csv.DictReader(timing.open()))
     steps = [r["step"] for r in rows]
-    assert steps[0] == "set-up" and steps[-1] == "bench grid"
+    assert steps[0] == "set-up" and steps[-1] == "bench denormal"
     assert {"equivalence", "Figure 1", "grid mlnn", "stacks", "epsilon"} <= set(steps)
     assert all(float(r["seconds"]) >= 0 and r["profile"] == "smoke" for r in rows)
     total = sum(float(r["seconds"]) for r in rows)
