@@ -215,3 +215,27 @@ def test_claim_rules_can_return_every_outcome_and_errata_stand_apart():
     table, errata = text.split("Errata in the sources")
     assert "erratum" not in table and "**erratum confirmed**" in errata
     assert "β_t = β_{t−1} + γ ∂f/∂β" in errata
+
+
+def test_alpha_sampling_counts_the_hd_runs_logged_with_alpha_range_per_rule(tmp_path):
+    from types import SimpleNamespace
+
+    from hdrepro.engine.results import RunStore
+    from hdrepro.report.fig1 import fig1_sampling
+    store = RunStore(tmp_path, "fig1")
+
+    def run(optimizer, rule, ranged):
+        rows = [{"iteration": 100 * i, "alpha": 0.1,
+                 **({"alpha_min": 0.1, "alpha_max": 0.2} if ranged else {})} for i in (1, 2)]
+        return ({"optimizer": optimizer, "rule": rule},
+                SimpleNamespace(final={"diverged": False}, epochs=[], iterations=rows,
+                                provenance={}, config={}))
+    for run_id, (optimizer, rule, ranged) in {
+            "a": ("SGD", "additive", False),            # a base run: α_t is constant
+            "b": ("SGD-HD", "additive", True), "c": ("SGD-HD", "multiplicative", True),
+            "d": ("SGD-HD", "multiplicative", False)}.items():
+        store.append([(run_id, *run(optimizer, rule, ranged))])
+    assert fig1_sampling(tmp_path) == (
+        "α_t logged every 100 steps, with its range between rows in 1 of 1 additive-rule HD runs; "
+        "1 of 2 multiplicative-rule HD runs (the others hold a sample per row, which misses a "
+        "peak between rows)")

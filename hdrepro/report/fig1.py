@@ -176,13 +176,15 @@ def fig1_sampling(results: Path) -> str:
     step = int(gaps.median())
     if step <= 1:
         return "α_t logged every step"
-    if "alpha_max" in it and it["alpha_max"].notna().all():
+    hd = it[it["optimizer"].str.endswith("-HD")]   # the base optimizers' α_t is constant
+    if "alpha_max" in hd and hd["alpha_max"].notna().all():
         return f"α_t logged every {step} steps with its range between rows"
-    if "alpha_max" in it and it["alpha_max"].notna().any():
-        ranged = it[it["alpha_max"].notna()].run_id.nunique()
-        return (f"α_t logged every {step} steps, with its range between rows in {ranged} of "
-                f"{it.run_id.nunique()} runs (the others hold a sample per row, which misses a "
-                "peak between rows)")
+    if "alpha_max" in hd and hd["alpha_max"].notna().any():
+        ranged = "; ".join(f"{g[g['alpha_max'].notna()].run_id.nunique()} of "
+                           f"{g.run_id.nunique()} {rule}-rule HD runs"
+                           for rule, g in hd.groupby("rule"))
+        return (f"α_t logged every {step} steps, with its range between rows in {ranged} (the "
+                "others hold a sample per row, which misses a peak between rows)")
     return f"α_t sampled every {step} steps, so a peak between samples is missed"
 
 
