@@ -4,9 +4,10 @@ The moments of a unit whose gradient stays 0 (a dead ReLU) decay geometrically i
 subnormal range (|x| < 1.2e-38 in float32) and stay there: β₁ times the smallest subnormal rounds
 back to it. Every CPU operation on a subnormal is several times slower: with a tenth of the MLNN's
 moment entries subnormal an Adam-HD step takes about 3× as long (``bench/bench_denormal.py``),
-and an MLNN run with Adam-HD grows slower epoch by epoch as such entries accumulate. Flushing them to zero changes no update that matters: the values involved
-are below 1.2e-38, next to ε = 1e-8. The mode is the CPU's (per process, shared by torch's
-threads); :func:`flushed_denormals` sets it for a run and puts back what it found.
+and an MLNN run with Adam-HD grows slower epoch by epoch as such entries accumulate. Flushing
+them to zero changes no update that matters: the values involved are below 1.2e-38, next to
+ε = 1e-8. The mode is the CPU's (per process, shared by torch's threads); :func:`flushed_denormals`
+sets it for a run and puts back what it found.
 """
 from __future__ import annotations
 

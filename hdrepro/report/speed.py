@@ -1,6 +1,7 @@
 """The report's speed appendix: the benchmark tables, the ratios quoted in the prose and the verdicts
 against the targets, all read from bench/bench_step.py's CSVs (and bench/profile_step.py's on a
-GPU; bench/bench_denormal.py's for subnormal floats). The grid-throughput part stays with the grids in :mod:`hdrepro.report.grids`."""
+GPU; bench/bench_denormal.py's for subnormal floats). The grid-throughput part stays with the
+grids in :mod:`hdrepro.report.grids`."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -189,11 +189,15 @@ def lost_runs(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def sgd_row(frame: pd.DataFrame) -> pd.DataFrame:
-    """SGD's row with the newer methods, compared at the α₀ they all ran (the newer methods'):
+    """SGD's row with the newer methods, on the seeds whose SGD and SGD-HD sweeps are whole,
+    compared at the α₀ they all ran (the newer methods'):
     per model and variant, the runs there, how many ended near-best (within 10% of the best
     final validation loss SGD or SGD-HD reached at any α₀ of the sweep) and how many were lost
     (diverged, or stuck at chance)."""
-    f = with_lost(frame[frame["family"] == "sgd"])
+    f = frame[frame["family"] == "sgd"]
+    # the seeds whose SGD and SGD-HD sweeps are whole, so that every variant counts the same runs
+    # while a store is being filled
+    f = with_lost(f.merge(complete_seeds(f)[["model", "seed"]].drop_duplicates()))
     modern = f[f["variant"].isin(list(MODERN_RATE))]
     if modern.empty:
         return pd.DataFrame()
