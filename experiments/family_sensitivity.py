@@ -6,8 +6,10 @@ LogReg, MLNN and BetterCNN, batch 128, weight decay 1e-4, HD additive with β = 
 momentum, Nesterov) or 1e-7 (adaptive methods), one β per kind, not tuned (hdrepro.studies.sensitivity).
 Profiles: smoke 2 optimizers, 2 α₀, LogReg on 2% of MNIST (seconds); quick all 12 optimizers,
 α₀ ∈ {1e-4 … 1}, 10% of MNIST, LogReg 3 epochs, MLNN and BetterCNN 1 epoch, 1 seed (~5 min on 2
-cores); full α₀ at half decades (MARTHE and HDM at whole decades), all of MNIST, 10 epochs,
-1 seed. MARTHE (auto μ, β = 1e-3) and HDM (η = 0.1) run beside SGD (hdrepro.studies.sensitivity).
+cores; one seed cannot judge claim 4, which needs a spread over seeds); full α₀ at half decades
+(MARTHE and HDM at whole decades), all of MNIST, 10 epochs, seeds 1-3 (per extra seed on 2 CPU
+cores: LogReg ~8 min, MLNN ~2.8 h, BetterCNN ~3.9 h). MARTHE (auto μ, β = 1e-3) and HDM
+(η = 0.1) run beside SGD (hdrepro.studies.sensitivity).
 Writes results/<profile>/family_sensitivity.jsonl and figures/<profile>/family_sensitivity.png.
 """
 from __future__ import annotations
