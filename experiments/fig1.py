@@ -141,8 +141,9 @@ def unranged(store: RunStore, runs: list[LoggedRun], models: list[str]) -> set[s
         return set()
     ranged = (set(iters.loc[iters["alpha_max"].notna(), "run_id"]) if "alpha_max" in iters
               else set())
+    sampled = set(iters.run_id) - ranged
     return {r.run_id for r in runs if r.config.model in models
-            and r.config.optim.name.endswith("-hd") and r.run_id in set(iters.run_id) - ranged}
+            and r.config.optim.name.endswith("-hd") and r.run_id in sampled}
 
 
 def main(argv=None):
@@ -164,7 +165,8 @@ def main(argv=None):
             t0, todo = begin_run_info(out / "fig1_run.json", runs, store, args,
                                       runs_per_model=per_model)
             # the claims are judged on the additive rule's runs: those are rerun first
-            first = sorted(runs, key=lambda r: r.run_id in redo and "/additive/" not in r.run_id)
+            first = sorted(runs, key=lambda r: r.run_id in redo
+                           and dict(r.labels)["rule"] != "additive")
             run_logged(first, store, run_options(args, root), "fig1 runs", redo)
             write_run_info(out / "fig1_run.json", t0, len(runs), args,
                            cells_run=todo + len(redo), runs_per_model=per_model)

@@ -107,12 +107,10 @@ class RunStore:
                 path = self.path(kind)
                 if not path.exists():
                     continue
-                text = whole_lines(path)
-                header = next(csv.reader(io.StringIO(text)), None)
-                if header is None:
-                    continue
-                kept = [r for r in csv.DictReader(io.StringIO(text)) if r["run_id"] not in run_ids]
-                self._rewrite(path, header, kept)
+                rows = csv.DictReader(io.StringIO(whole_lines(path)))
+                kept = [r for r in rows if r["run_id"] not in run_ids]
+                if rows.fieldnames:
+                    self._rewrite(path, rows.fieldnames, kept)
 
     @staticmethod
     def _rewrite(path: Path, fields: list[str], rows: list[dict]) -> None:

@@ -77,12 +77,14 @@ RULES = {
 majority = stats.majority
 
 
-def _prefer_full(results: Path, name: str, record: str) -> tuple[Path, str]:
+def _prefer_full(results: Path, name: str, record: str | None) -> tuple[Path, str]:
     """results/full when it holds ``name`` (the papers' scale) and its run `record` there says the
     last run finished (one cut off holds only some of the runs a claim is judged on), else this
-    results folder."""
+    results folder. With no `record`, results/full whenever it holds ``name``: for claims
+    judged on runs paired by seed, which a store still being filled holds whole (n is stated)."""
     full = full_results(results)
-    if (full / name).exists() and run_record(full, record).get("finished", True):
+    if (full / name).exists() and (record is None
+                                   or run_record(full, record).get("finished", True)):
         return full, "full"
     return results, results.name
 
@@ -129,11 +131,7 @@ def _equivalence(results: Path) -> list[Claim]:
 
 def _figure1(results: Path) -> list[Claim]:
     from ..studies import fig1 as fv
-    # Runs pair by seed, so a full-profile store still being filled is judged on the seeds it
-    # holds (n is stated), rather than falling back to the smaller scale.
-    full = full_results(results)
-    folder, profile = (full, "full") if (full / "fig1_final.csv").exists() else \
-        (results, results.name)
+    folder, profile = _prefer_full(results, "fig1_final.csv", None)   # runs pair by seed
     final = fig1.fig1_frame(folder)
     source = "Baydin et al. Fig. 2; reproducibility report Fig. 1"
     claim = ("at the same α₀, SGD-HD, SGDN-HD and Adam-HD reach lower training and validation "
@@ -167,11 +165,7 @@ def _figure1(results: Path) -> list[Claim]:
 
 def _tuning(results: Path) -> list[Claim]:
     from ..studies.sensitivity import MIN_SEEDS, judged, pair_tuning, tally, tuning_verdict
-    # Pairs are judged over their whole seeds, so a full-profile store still being filled is
-    # judged on what it holds (n is stated), as Figure 1's is, rather than at the smaller scale.
-    full = full_results(results)
-    folder, profile = ((full, "full") if (full / "family_sensitivity.jsonl").exists() else
-                       (results, results.name))
+    folder, profile = _prefer_full(results, "family_sensitivity.jsonl", None)  # whole seeds
     frame = GridStore(folder / "family_sensitivity.jsonl").frame()
     claim = "HD significantly reduces the need to tune the initial learning rate α₀"
     pairs = pair_tuning(frame) if not frame.empty else frame
