@@ -9,7 +9,12 @@ batch 128, weight decay 1e-4; ASGC around SGD with momentum 0.9; formulas, grids
 hdrepro.methods.asgc and hdrepro.studies.asgc.
 Profiles: smoke LogReg on 2% of MNIST, 2 epochs (seconds); quick MLNN on 10% of MNIST and of
 Fashion-MNIST, 4 epochs, 1 seed, 3 random configurations per method on MNIST (~5 min on 2 cores);
-full both data sets in full, MLNN and BetterCNN, 10 epochs, 3 seeds, 10 random configurations.
+full both data sets in full, MLNN and BetterCNN, 10 epochs, 3 seeds, 10 random configurations
+(176 runs per data-model pair; stored runs took 100-190 s each on one CPU thread, so ~3-4 h
+of wall time per pair on 2 cores).
+The pairs run one after the other, MLNN's first: a pair's tuning seed by seed, then its
+ablations and random search. A run cut short resumes where it stopped, and the report reads a
+pair once every method has its whole tuning budget on a seed (hdrepro.studies.asgc.reportable).
 Writes results/<profile>/asgc.jsonl, asgc_histograms.csv, figures/<profile>/asgc.png and
 figures/<profile>/asgc_gradients.png.
 """
@@ -55,16 +60,26 @@ def main(argv=None) -> None:
     if not args.plot_only:
         with store.writing():   # one writer per store, its run record included
             options = run_options(args, root)
-            tune, rnd = spec.tune_cells(), spec.random_cells()
-            t0, todo = begin_run_info(out / "asgc_run.json", tune + rnd, store, args,
+            t0, todo = begin_run_info(out / "asgc_run.json",
+                                      spec.tune_cells() + spec.random_cells(), store, args,
                                       later=spec.ablation_count())
-            run(tune, store, options, "asgc tuning")
-            abl = spec.ablation_cells(store.frame())
-            run(abl + rnd, store, options, "asgc ablations, random search")
-            write_run_info(out / "asgc_run.json", t0, len(tune) + len(abl) + len(rnd), args,
-                           cells_run=todo)
+            cells = 0
+            for pair in spec.pairs():   # pair by pair: a run cut short leaves whole pairs
+                cells += run_pair(spec, pair, store, options)
+            write_run_info(out / "asgc_run.json", t0, cells, args, cells_run=todo)
             write_histograms(spec, store, root, out, HIST_EPOCHS[args.profile], args.device)
     stamp_figures(draw(spec, store, out, args.figures), "asgc", args, out)
+
+
+def run_pair(spec: ASGCSpec, pair: tuple[str, str], store: GridStore, options) -> int:
+    """One (data, model) pair's tuning, then its ablations at ASGC's chosen configuration and
+    its random search; returns how many cells it holds."""
+    name = f"asgc {pair[1]} on {pair[0]}"
+    tune = spec.tune_cells(pair)
+    run(tune, store, options, f"{name}: tuning")
+    rest = spec.ablation_cells(store.frame(), pair) + spec.random_cells(pair)
+    run(rest, store, options, f"{name}: ablations, random search")
+    return len(tune) + len(rest)
 
 
 def write_histograms(spec: ASGCSpec, store: GridStore, root: Path, out: Path, epochs: int,
@@ -88,7 +103,7 @@ def write_histograms(spec: ASGCSpec, store: GridStore, root: Path, out: Path, ep
 def draw(spec: ASGCSpec, store: GridStore, out: Path, figures: Path) -> list[Path]:
     frame = store.frame()
     runs = final_runs(frame)
-    pairs = [(d, m) for d in spec.datasets for m in spec.models]
+    pairs = spec.pairs()
     fig, axes = plt.subplots(2, len(pairs), figsize=(4.6 * len(pairs) + 1, 7.4), squeeze=False)
     for j, (data, model) in enumerate(pairs):
         r = runs[(runs.data == data) & (runs.model == model)]

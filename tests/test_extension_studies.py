@@ -40,14 +40,30 @@ def _asgc_row(method, lr, curve, phase="tune", seed=1, options="{}", diverged=Fa
             "diverged": diverged, "val_loss": 0.5, "train_loss": 0.25}
 
 
+def _budget(rows, seed=1, drop=None):
+    """`rows` made a whole tuning seed: every method filled up to BUDGET configurations with
+    runs that are never chosen (or, for a method with no row of its own, runs at 0.99
+    accuracy, above any target the tests time to); `drop` = a method left one short."""
+    out = list(rows)
+    for method in asgc_study.LRS:
+        own = [r for r in rows if r["method"] == method and r["phase"] == "tune"
+               and r["seed"] == seed and r["validation"] > 0]
+        length = len(rows[0]["curve_val_acc"])
+        acc = 0.10 if own else 0.99
+        fill = asgc_study.BUDGET - len(own) - (method == drop)
+        out += [_asgc_row(method, 1e-6 * (k + 1), [acc] * length, seed=seed)
+                for k in range(fill)]
+    return out
+
+
 def test_asgc_chooses_on_the_validation_split_and_every_method_gets_the_same_budget():
     # the test set would pick 1e-4; the held-out validation split picks 1e-3, and only the
     # chosen configuration's test error is reported
-    rows = [_asgc_row("adam", 1e-3, [0.80, 0.90], test_error=0.12),
-            _asgc_row("adam", 1e-4, [0.70, 0.85], test_error=0.05),
-            # an older run chosen on the test set (no validation split): left out
-            _asgc_row("adam", 1e-2, [0.99, 0.99], validation=float("nan"))]
-    frame = pd.DataFrame(rows)
+    rows = _budget([_asgc_row("adam", 1e-3, [0.80, 0.90], test_error=0.12),
+                    _asgc_row("adam", 1e-4, [0.70, 0.85], test_error=0.05)])
+    # an older run chosen on the test set (no validation split): left out
+    frame = pd.DataFrame(rows + [_asgc_row("adam", 1e-2, [0.99, 0.99],
+                                           validation=float("nan"))])
     assert asgc_study.chosen(frame).set_index("method").loc["adam", "alpha0"] == 1e-3
     assert asgc_study.metrics(frame).set_index("method").loc["adam", "test_error"] == 0.12
     assert {m: len(asgc_study.tuning_configs(m)) for m in asgc_study.LRS} == \
@@ -66,7 +82,7 @@ def test_asgc_summaries_choose_by_error_and_time_everyone_to_the_same_target():
                       options='{"noise_scale": 0.1, "threshold": 3.0}'),
             _asgc_row("asgc-momentum", 0.1, [0.2, 0.2, 0.2], diverged=True,
                       options='{"noise_scale": 0.01, "threshold": 3.0}')]
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(_budget(rows))
     best = asgc_study.chosen(frame).set_index("method")
     assert best.loc["adam", "alpha0"] == 1e-3
     assert best.loc["asgc-momentum", "options_dict"]["noise_scale"] == 0.1
@@ -82,8 +98,8 @@ def test_asgc_summaries_choose_by_error_and_time_everyone_to_the_same_target():
 def test_asgc_ablations_run_at_the_chosen_configuration_and_random_search_is_seeded():
     spec = asgc_study.ASGCSpec(datasets=("mnist",), models=("mlnn",), seeds=(1,),
                                random_samples=3, random_datasets=("mnist",))
-    frame = pd.DataFrame([_asgc_row("asgc-momentum", 0.01, [0.9],
-                                    options='{"noise_scale": 0.1, "threshold": 1.0}')])
+    frame = pd.DataFrame(_budget([_asgc_row("asgc-momentum", 0.01, [0.9],
+                                            options='{"noise_scale": 0.1, "threshold": 1.0}')]))
     abl = spec.ablation_cells(frame)
     opts = [dict(c.optim.options) for c in abl]
     assert opts == [{"noise_scale": 0.0, "threshold": 1.0},
@@ -95,6 +111,56 @@ def test_asgc_ablations_run_at_the_chosen_configuration_and_random_search_is_see
     lrs = [c.optim.lr for c in a if dict(c.tags)["method"] == "adam"]
     lo, hi = asgc_study.RANDOM_LR["adam"]
     assert len(set(lrs)) == 3 and all(10 ** lo <= x <= 10 ** hi for x in lrs)
+
+
+def test_asgc_chooses_only_on_seeds_where_every_method_has_its_whole_budget():
+    # seed 1 is whole; on seed 2, cut short, adam has its winning run but RMSprop is one
+    # configuration short: seed 2 must sway no choice and count in no summary
+    seed1 = _budget([_asgc_row("adam", 1e-3, [0.80, 0.90]), _asgc_row("adam", 1e-4, [0.7, 0.85])])
+    winner = [_asgc_row("adam", 1e-4, [0.99, 0.99], seed=2)]
+    frame = pd.DataFrame(seed1 + _budget(winner, seed=2, drop="rmsprop"))
+    assert asgc_study.whole(frame).query("phase == 'tune'").seed.unique().tolist() == [1]
+    assert asgc_study.chosen(frame).set_index("method").loc["adam", "alpha0"] == 1e-3
+    assert (asgc_study.metrics(frame).runs == 1).all()
+    # with seed 2 made whole, it counts
+    frame = pd.DataFrame(seed1 + _budget(winner, seed=2))
+    assert sorted(asgc_study.whole(frame).query("phase == 'tune'").seed.unique()) == [1, 2]
+    assert (asgc_study.metrics(frame).runs == 2).all()
+
+
+def test_asgc_report_reads_only_pairs_tuned_on_a_whole_seed_and_says_why_it_waits(tmp_path):
+    # a full profile cut short: its first pair one configuration short of a whole seed
+    from hdrepro.report.extensions import _left_out, study_frame
+    def stored(rows):
+        return [{**r, "cell_id": "|".join(str(r[k]) for k in ("method", "alpha0", "seed", "phase",
+                                                               "validation"))} for r in rows]
+    full = tmp_path / "full"
+    store = GridStore(full / "asgc.jsonl")
+    partial = _budget([_asgc_row("adam", 1e-3, [0.8, 0.9])], drop="adagrad")
+    store.append(stored(partial + [_asgc_row("momentum", 0.1, [0.5, 0.6], phase="random")]))
+    assert asgc_study.reportable(store.frame()).empty and study_frame(full, "asgc").empty
+    assert "under way (40 runs stored)" in _left_out(full, "asgc")
+    # the same pair whole: it is read, and nothing is said to be left out
+    store.append(stored([_asgc_row("adagrad", 8e-6, [0.1, 0.1])]))
+    assert len(study_frame(full, "asgc")) == 41 and _left_out(full, "asgc") == ""
+    # runs chosen on the test set only: a different reason
+    old = GridStore(tmp_path / "old" / "asgc.jsonl")
+    old.append(stored([_asgc_row("adam", 1e-3, [0.8, 0.9], validation=float("nan"))]))
+    assert "chose their configurations on the test set" in _left_out(tmp_path / "old", "asgc")
+
+
+def test_asgc_cells_run_pair_by_pair_and_seed_by_seed():
+    spec = asgc_study.ASGCSpec(seeds=(1, 2), random_samples=1)
+    keys = [(c.model, c.data.name, c.seed) for c in spec.tune_cells()]
+    per_seed = len(asgc_study.LRS) * asgc_study.BUDGET
+    assert keys == [(m, d, s) for m, d in [("mlnn", "mnist"), ("mlnn", "fashion-mnist"),
+                                           ("bettercnn", "mnist"), ("bettercnn", "fashion-mnist")]
+                    for s in (1, 2) for _ in range(per_seed)]
+    pair = ("fashion-mnist", "bettercnn")
+    assert spec.tune_cells(pair) == [c for c in spec.tune_cells()
+                                     if (c.data.name, c.model) == pair]
+    assert spec.random_cells(pair) == [c for c in spec.random_cells()
+                                       if (c.data.name, c.model) == pair]
 
 
 def test_asgc_robustness_tells_diverged_runs_from_runs_stuck_at_chance():

@@ -31,8 +31,8 @@ TIE = 0.001  # test errors closer than 0.1 points are a tie, whatever the seeds'
 
 
 #: experiments whose summaries read only some stored runs (ASGC: those that chose on a held-out
-#: validation split; older runs chose on the test set)
-FILTERS = {"asgc": asgc_study.validated}
+#: validation split, of the pairs tuned on a whole seed; older runs chose on the test set)
+FILTERS = {"asgc": asgc_study.reportable}
 
 
 def study_frame(results: Path, name: str) -> pd.DataFrame:
@@ -42,11 +42,17 @@ def study_frame(results: Path, name: str) -> pd.DataFrame:
 
 def _left_out(results: Path, name: str) -> str:
     """Why a store's runs are all left out, or "" when none are."""
-    if name in FILTERS and not GridStore(results / f"{name}.jsonl").frame().empty:
-        return (f"_Its stored runs chose their configurations on the test set and are left out; "
-                f"`hdrepro run {name} --profile {results.name}` reruns the study choosing on a "
-                "held-out validation split._")
-    return ""
+    frame = GridStore(results / f"{name}.jsonl").frame()
+    if name not in FILTERS or frame.empty or not FILTERS[name](frame).empty:
+        return ""
+    rerun = f"`hdrepro run {name} --profile {results.name}`"
+    validated = len(asgc_study.validated(frame))
+    if not validated:
+        return (f"_The {results.name} profile's stored runs chose their configurations on the "
+                f"test set and are left out; {rerun} reruns the study choosing on a held-out "
+                "validation split._")
+    return (f"_The {results.name} profile's study is under way ({validated} runs stored): no "
+            f"data–model pair has every method tuned on a whole seed yet; {rerun} resumes it._")
 
 
 def _missing(script: str) -> str:

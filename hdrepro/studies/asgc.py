@@ -88,28 +88,29 @@ class ASGCSpec:
         return RunCell("asgc", model, DataConfig(data, self.fraction, validation=self.validation),
                        optim, self.epochs[model], seed, tags=(("method", method), ("phase", phase)))
 
-    def _pairs(self):
-        return [(d, m) for d in self.datasets for m in self.models]
+    def pairs(self) -> list[tuple[str, str]]:
+        """(data, model) in the order they run: the cheaper model's pairs first."""
+        return [(d, m) for m in self.models for d in self.datasets]
 
-    def tune_cells(self) -> list[RunCell]:
-        out = []
-        for seed in self.seeds:
-            for data, model in self._pairs():
-                for method in LRS:
-                    out += [self._cell(data, model, optim, seed, method, "tune")
-                            for optim in tuning_configs(method)]
-        return out
+    def tune_cells(self, pair: tuple[str, str] | None = None) -> list[RunCell]:
+        """Every method's BUDGET configurations, seed by seed, for `pair` (default: all pairs,
+        one after the other), so that a run cut short leaves whole seeds behind (:func:`whole`)."""
+        return [self._cell(data, model, optim, seed, method, "tune")
+                for data, model in ([pair] if pair else self.pairs()) for seed in self.seeds
+                for method in LRS for optim in tuning_configs(method)]
 
     def ablation_count(self) -> int:
         """How many cells `ablation_cells` gives once ASGC is tuned on every pair (two
         ablations per pair and seed); known before the tuning runs."""
-        return 2 * len(self._pairs()) * len(self.seeds)
+        return 2 * len(self.pairs()) * len(self.seeds)
 
-    def ablation_cells(self, frame: pd.DataFrame) -> list[RunCell]:
-        """η = 0, and a fixed threshold, at ASGC's chosen configuration per data and model."""
+    def ablation_cells(self, frame: pd.DataFrame, pair: tuple[str, str] | None = None
+                       ) -> list[RunCell]:
+        """η = 0, and a fixed threshold, at ASGC's chosen configuration per data and model
+        (for `pair` only, when given)."""
         best = chosen(frame)
         out = []
-        for data, model in self._pairs():
+        for data, model in ([pair] if pair else self.pairs()):
             row = best[(best.data == data) & (best.model == model)
                        & (best.method == "asgc-momentum")]
             if row.empty:
@@ -123,21 +124,22 @@ class ASGCSpec:
                     "asgc-fixed", "ablation"))
         return out
 
-    def random_cells(self) -> list[RunCell]:
+    def random_cells(self, pair: tuple[str, str] | None = None) -> list[RunCell]:
+        """`random_samples` seeded random configurations per method, for the pairs whose data
+        set is among `random_datasets` (`pair` only, when given)."""
+        return [self._cell(data, model, optim, self.seeds[0], method, "random")
+                for data, model in ([pair] if pair else self.pairs())
+                if data in self.random_datasets
+                for method in LRS for optim in self._random_configs(data, model, method)]
+
+    def _random_configs(self, data: str, model: str, method: str) -> list[OptimConfig]:
+        rng = np.random.default_rng([len(method), sum(map(ord, method + data + model))])
         out = []
-        for data in self.random_datasets:
-            for model in self.models:
-                for method in LRS:
-                    rng = np.random.default_rng([len(method), sum(map(ord, method + data + model))])
-                    for i in range(self.random_samples):
-                        lr = 10 ** rng.uniform(*RANDOM_LR[method])
-                        if method == "asgc-momentum":
-                            optim = asgc_config(lr, round(10 ** rng.uniform(*RANDOM_NOISE), 6),
-                                                round(rng.uniform(*RANDOM_KAPPA), 3))
-                        else:
-                            optim = OptimConfig(method, lr)
-                        out.append(self._cell(data, model, optim, self.seeds[0], method,
-                                              "random"))
+        for _ in range(self.random_samples):
+            lr = 10 ** rng.uniform(*RANDOM_LR[method])
+            out.append(asgc_config(lr, round(10 ** rng.uniform(*RANDOM_NOISE), 6),
+                                   round(rng.uniform(*RANDOM_KAPPA), 3))
+                       if method == "asgc-momentum" else OptimConfig(method, lr))
         return out
 
 
@@ -160,6 +162,41 @@ def validated(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["validation"].fillna(0) > 0]
 
 
+def whole(frame: pd.DataFrame) -> pd.DataFrame:
+    """The validated runs, tuning runs kept only at a (data, model, seed) where every method has
+    its BUDGET configurations: a run cut short, or a run that failed, must not leave one method
+    chosen from fewer configurations or seeds than another."""
+    f = validated(frame)
+    if f.empty:
+        return f
+    tune = f["phase"] == "tune"
+    return f[~tune | _seed_keys(f).isin(_whole_seeds(f[tune]))]
+
+
+def reportable(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`whole`'s runs of the (data, model) pairs with at least one whole tuning seed; empty
+    while the study has not tuned a pair on one seed."""
+    f = whole(frame)
+    if f.empty:
+        return f
+    done = {key.rsplit("|", 1)[0] for key in _whole_seeds(f[f["phase"] == "tune"])}
+    return f[(f["data"] + "|" + f["model"]).isin(done)]
+
+
+def _seed_keys(f: pd.DataFrame) -> pd.Series:
+    return f["data"] + "|" + f["model"] + "|" + f["seed"].astype(str)
+
+
+def _whole_seeds(tune: pd.DataFrame) -> set[str]:
+    """The "data|model|seed" keys at which every method ran BUDGET distinct configurations."""
+    if tune.empty:
+        return set()
+    configs = (_with_options(tune).assign(key=_seed_keys(tune))
+               .groupby(["key", "method"])["config"].nunique().unstack("method")
+               .reindex(columns=list(LRS)))
+    return set(configs.index[(configs >= BUDGET).all(axis=1)])
+
+
 def _with_options(frame: pd.DataFrame) -> pd.DataFrame:
     f = frame.copy()
     f["options_dict"] = f["options"].map(json.loads)
@@ -176,7 +213,7 @@ def chosen(frame: pd.DataFrame) -> pd.DataFrame:
     """Each method's chosen tuning configuration per data and model (lowest mean error on the
     held-out validation split, diverged runs counted at DIVERGED_ERROR), one row per
     configuration with its mean validation error."""
-    f = _with_options(validated(frame)[lambda x: x["phase"] == "tune"])
+    f = _with_options(whole(frame)[lambda x: x["phase"] == "tune"])
     f["err"] = _errors(f, "val_error")
     m = (f.groupby(["data", "model", "method", "config"], as_index=False)
           .agg(err=("err", "mean"), alpha0=("alpha0", "first"),
@@ -186,8 +223,9 @@ def chosen(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def final_runs(frame: pd.DataFrame) -> pd.DataFrame:
-    """The runs of each method's chosen configuration, plus the ablations' runs."""
-    frame = validated(frame)
+    """The runs of each method's chosen configuration at its whole seeds, plus the ablations'
+    runs."""
+    frame = whole(frame)
     f = _with_options(frame)
     best = chosen(frame)
     keep = f.merge(best[["data", "model", "method", "config"]], on=["data", "model", "method",
