@@ -179,6 +179,8 @@ def test_hdm_best_follows_its_authors_code_on_the_recorded_problem():
         kept = [r for r in rows if (r["convex"], r["L"], r["shape"])
                 == (str(convex), "" if L is None else str(L), shape)]
         for r in kept:
-            assert mine[int(r["iteration"]) - 1] == pytest.approx(float(r["f_ours"]), rel=1e-12)
+            # 1e-9, not tighter: f and ∇f are numpy sums, whose order (and so the last bits over
+            # 600 iterations) differs between numpy releases; an algorithmic change moves far more
+            assert mine[int(r["iteration"]) - 1] == pytest.approx(float(r["f_ours"]), rel=1e-9)
             assert float(r["f_ours"]) == pytest.approx(float(r["f_reference"]), rel=1e-9)
         assert mine[-1] < mine[0]
