@@ -186,6 +186,29 @@ def test_rival_comparison_leaves_diverged_runs_out_of_the_means_and_counts_them(
     assert c.val_loss == pytest.approx(0.3) and c.test_error == pytest.approx(0.03)
 
 
+def test_rivals_are_each_compared_with_adam_hd_paired_by_seed_and_can_be_beaten_tied_or_lost_to():
+    def runs(method, errors, diverged=()):
+        return [{"model": "mlnn", "method": method, "scale": 1.0, "seed": s + 1,
+                 "diverged": s in diverged, "test_error": e} for s, e in enumerate(errors)]
+    hd = [0.020, 0.030, 0.025]
+    rows = (runs("adam-hd", hd)
+            + runs("a:default", [e + 0.010 for e in hd])                 # always worse: HD beats
+            + runs("a:recommended", [e - 0.005 for e in hd])             # always better
+            + runs("b:default", [0.030, 0.020, 0.026])                   # inside the noise: tie
+            + runs("b:recommended", [0.010, 0.010, 0.9], diverged=(2,))  # diverged alone: beaten
+            + runs("adam", [0.5, 0.5, 0.5]))                             # not a rival: left out
+    a = rival_study.against(pd.DataFrame(rows)).set_index("method")
+    assert a.outcome.to_dict() == {"a:default": "better", "a:recommended": "worse",
+                                   "b:default": "tie", "b:recommended": "better"}
+    assert a.loc["a:default", "difference"].estimate == pytest.approx(-0.010)
+    assert a.loc["b:recommended", "difference"].n == 2 and a.loc["b:recommended", "error"] == 0.01
+    # Adam-HD diverging where the rival did not decides against Adam-HD; one seed is a tie
+    rows = runs("adam-hd", hd, diverged=(0,)) + runs("a:default", [e + 0.010 for e in hd])
+    assert rival_study.against(pd.DataFrame(rows)).outcome.tolist() == ["worse"]
+    rows = runs("adam-hd", hd[:1]) + runs("a:default", [0.9])
+    assert rival_study.against(pd.DataFrame(rows)).outcome.tolist() == ["tie"]
+
+
 def test_epsilon_validation_on_real_histograms_and_a_made_sweep():
     spec = EpsilonSpec(models=("logreg",), epochs={"logreg": 1}, data=TINY, seeds=(1,),
                        hist_steps=5, every=1)

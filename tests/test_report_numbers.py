@@ -167,6 +167,13 @@ def test_rival_errors_are_the_stored_means_and_spreads_over_seeds():
         err = g.test_error.where(~g.diverged.astype(bool))
         spread = f" ± {100 * err.std():.2f}" if pd.notna(err.std()) else ""   # one run left
         assert f"{100 * err.mean():.2f}%{spread} |" in section, (model, method)
+    # each rival against Adam-HD, paired by seed: the interval and its outcome
+    from hdrepro.report.extensions import AGAINST
+    from hdrepro.studies.rivals import against
+    for r in against(f).itertuples():
+        d = r.difference
+        assert (f"{100 * d.estimate:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}], n = {d.n}: "
+                f"Adam-HD {AGAINST[r.outcome]} it |") in section, (r.model, r.method)
 
 
 def test_every_benchmark_ratio_is_in_the_report():

@@ -6,6 +6,10 @@ SGDN-HD at Baydin et al.'s settings (α₀ = 1e-3; β = 1e-7 and 1e-3); torch's 
 α = 1e-3 as the tuned-by-convention reference. Everything else as in the rest of the package
 (batch 128, weight decay 1e-4 coupled, cross-entropy).
 
+Against Adam-HD (:func:`against`): every rival setting on its own, paired by seed, with no pick
+of a "better" setting (the runs hold no validation split, and a pick on the test error would be
+tuning on the test set).
+
 Sensitivity to the initial scale: each method that starts from a scale of its own is run with that
 scale multiplied by 10^k, k ∈ ``scale_steps`` (Prodigy's and D-Adaptation's d₀, DoG's r_ε,
 Schedule-Free's lr, and α₀ for Adam-HD and Adam), at its default setting.
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from . import stats
 from ..methods import rivals
 from ..config import check_fields
 from ..engine.data import DataConfig
@@ -115,6 +120,36 @@ def comparison(frame: pd.DataFrame) -> pd.DataFrame:
             row[col], row[f"{col}_std"] = _mean_std(g[col])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def against(frame: pd.DataFrame, reference: str = "adam-hd") -> pd.DataFrame:
+    """Per model and rival setting (scale 1): `reference` − rival final test error, paired by
+    seed (runs of one seed share initial weights and minibatch order), its 95% t interval and
+    the outcome for `reference`: "better", "worse" or "tie" (:func:`stats.judge`; a tie when the
+    interval contains 0). A run that diverged where its partner did not decides the comparison
+    against its method."""
+    f = frame[frame["scale"] == 1.0]
+    rows = []
+    for model, g in f.groupby("model", sort=False):
+        ref = g[g["method"] == reference].set_index("seed")
+        for method in [m for m in g["method"].unique() if ":" in m]:
+            riv = g[g["method"] == method].set_index("seed")
+            seeds = ref.index.intersection(riv.index)
+            a, b = ref.loc[seeds], riv.loc[seeds]
+            down_a, down_b = a["diverged"].astype(bool), b["diverged"].astype(bool)
+            both = ~down_a & ~down_b
+            diff = stats.paired_difference(a["test_error"][both], b["test_error"][both])
+            rows.append({"model": model, "method": method, "seeds": len(seeds),
+                         "error": float(b["test_error"][~down_b].mean()), "difference": diff,
+                         "outcome": _outcome(diff, (down_a & ~down_b).any(),
+                                             (down_b & ~down_a).any())})
+    return pd.DataFrame(rows)
+
+
+def _outcome(diff: stats.Interval, lone_reference: bool, lone_rival: bool) -> str:
+    if lone_reference != lone_rival:   # one side alone diverged on some seed
+        return "worse" if lone_reference else "better"
+    return stats.judge(diff)
 
 
 def scale_frame(frame: pd.DataFrame, model: str) -> pd.DataFrame:
