@@ -1,5 +1,7 @@
 """The extension experiments' runner and summaries (hdrepro.engine.cells, asgc_study, rival_study,
 epsilon_study) on tiny real MNIST and on frames the tests make."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -161,6 +163,37 @@ def test_asgc_cells_run_pair_by_pair_and_seed_by_seed():
                                      if (c.data.name, c.model) == pair]
     assert spec.random_cells(pair) == [c for c in spec.random_cells()
                                        if (c.data.name, c.model) == pair]
+
+
+def test_asgc_is_compared_with_each_method_paired_by_seed_and_every_outcome_can_come_out():
+    from hdrepro.report.extensions import asgc_verdict
+    rows, opts = [], '{"noise_scale": 0.1, "threshold": 3.0}'
+    for seed, noise in ((1, 0.01), (2, -0.01), (3, 0.0)):
+        e = 0.05 + 0.001 * seed   # seed-to-seed spread that pairing removes
+        rows += _budget([_asgc_row("asgc-momentum", 0.1, [0.9, 0.95], seed=seed, options=opts,
+                                   test_error=e),
+                         _asgc_row("adam", 1e-3, [0.9, 0.94], seed=seed, test_error=e + 0.02),
+                         _asgc_row("momentum", 0.1, [0.9, 0.93], seed=seed, test_error=e + noise),
+                         _asgc_row("adagrad", 0.01, [0.9, 0.92], seed=seed, test_error=e - 0.02),
+                         _asgc_row("rmsprop", 1e-3, [0.9, 0.92], seed=seed, test_error=e + 0.03)],
+                        seed=seed)
+        rows.append(_asgc_row("asgc-no-noise", 0.1, [0.9, 0.9], seed=seed, phase="ablation",
+                              test_error=e + 0.01))
+    frame = pd.DataFrame(rows)
+    a = asgc_study.against(frame).set_index("method")
+    assert a.outcome.to_dict() == {"adam": "better", "momentum": "tie", "adagrad": "worse",
+                                   "rmsprop": "better", "asgc-no-noise": "better"}
+    assert a.loc["adam", "difference"].estimate == pytest.approx(-0.02)
+    assert a.loc["adam", "difference"].n == 3
+    text = asgc_verdict(frame, Path("."))
+    assert "beat all four baselines on **0 of 1**" in text
+    assert "beat the SGD-momentum it wraps on 0 of 1" in text
+    assert "lost to at least one baseline on 1 of 1" in text
+    assert "the noise (ASGC against ASGC without noise, paired the same way): helped on 1" in text
+    # one seed: no spread, every comparison a tie, and the text says so
+    one = asgc_study.against(frame[frame.seed == 1])
+    assert set(one.outcome) == {"tie"}
+    assert "one seed has no spread" in asgc_verdict(frame[frame.seed == 1], Path("."))
 
 
 def test_asgc_robustness_tells_diverged_runs_from_runs_stuck_at_chance():

@@ -199,7 +199,7 @@ def rivals_table(f: pd.DataFrame, results: Path) -> str:
             p = paired.loc[(model, r.method)] if (model, r.method) in paired.index else None
             rows.append([rival_study.TITLES[r.method], _f(r.train_loss), _f(r.val_loss),
                          _pct(r.test_error, r.test_error_std), f"{r.diverged}/{r.seeds}",
-                         "–" if p is None else _against(p),
+                         "–" if p is None else _paired(p, "Adam-HD"),
                          f"{b.ratio:.2f}×" if b is not None else "–",
                          f"{b.state_floats_per_param:.0f}" if b is not None else "–"])
         out.append(f"**{MODEL_TITLES.get(model, model)}**\n\n" + md_table(
@@ -213,10 +213,12 @@ def rivals_table(f: pd.DataFrame, results: Path) -> str:
 AGAINST = {"better": "beats", "worse": "loses to", "tie": "ties with"}
 
 
-def _against(p) -> str:
+def _paired(p, who: str) -> str:
+    """A row of a paired comparison (`who` − this): its interval in points, n and outcome."""
     d = p.difference
-    return (f"{100 * d.estimate:+.2f} [{100 * d.low:+.2f}, {100 * d.high:+.2f}], n = {d.n}: "
-            f"Adam-HD {AGAINST[p.outcome]} it")
+    spread = (f"[{100 * d.low:+.2f}, {100 * d.high:+.2f}], n = {d.n}" if d.n > 1 else
+              f"n = {d.n}, no spread")
+    return f"{100 * d.estimate:+.2f} {spread}: {who} {AGAINST[p.outcome]} it"
 
 
 def rivals_scale(f: pd.DataFrame, results: Path) -> str:
@@ -274,17 +276,21 @@ def asgc_provenance(f: pd.DataFrame, results: Path) -> str:
 
 def asgc_table(f: pd.DataFrame, results: Path) -> str:
     m = asgc_study.metrics(f)
+    paired = asgc_study.against(f).set_index(["data", "model", "method"])
     out = []
     for (data, model), g in m.groupby(["data", "model"], sort=False):
         rows = [[asgc_study.TITLES[r.method], f"`{r.config}`", _pct(r.test_error,
                                                                       r.test_error_std),
+                 _paired(paired.loc[(data, model, r.method)], "ASGC")
+                 if (data, model, r.method) in paired.index else "–",
                  f"{_f(r.epochs_to_target, 1)} ({_f(r.seconds_to_target, 1)} s), "
                  f"{r.reached}/{r.runs} runs", _pct(r.stability), _f(r.gap)]
                 for r in g.itertuples()]
         target = g["target_acc"].iloc[0]
         out.append(f"**{MODEL_TITLES.get(model, model)} on {data}** (target accuracy "
                    f"{100 * target:.2f}%)\n\n" + md_table(
-                       ["method", "chosen α and options", "test error", "epochs (s) to target",
+                       ["method", "chosen α and options", "test error",
+                        "ASGC − this, test error in points (95% t)", "epochs (s) to target",
                         "stability (std of val. acc., last epochs)",
                         "gap (val. − train loss)"], rows))
     return "\n\n".join(out)
@@ -303,33 +309,36 @@ def asgc_robustness(f: pd.DataFrame, results: Path) -> str:
 
 
 def asgc_verdict(f: pd.DataFrame, results: Path) -> str:
-    m = asgc_study.metrics(f)
+    a = asgc_study.against(f)
     base = ["adam", "momentum", "adagrad", "rmsprop"]
-    n, best, stabler, plain = 0, 0, 0, 0
-    abl = []
-    for (data, model), g in m.groupby(["data", "model"], sort=False):
-        g = g.set_index("method")
-        if "asgc-momentum" not in g.index:
-            continue
-        n += 1
-        a = g.loc["asgc-momentum"]
-        others = g.loc[[b for b in base if b in g.index]]
-        best += bool(a.test_error < others.test_error.min())
-        stabler += bool(a.stability < others.stability.min())
-        plain += bool(a.test_error < g.loc["momentum", "test_error"]) if "momentum" in g.index \
-            else 0
-        for v in ("asgc-no-noise", "asgc-fixed"):
-            if v in g.index:
-                abl.append((data, model, v, g.loc[v, "test_error"] - a.test_error))
-    text = (f"ASGC had the lowest test error of the five methods on **{best} of {n}** "
-            f"data–model pairs, beat the SGD-momentum it wraps on {plain} of {n}, and was the "
-            f"most stable over the last epochs on {stabler} of {n}.")
-    if abl:
-        no_noise = [d for *_, v, d in abl if v == "asgc-no-noise"]
-        fixed = [d for *_, v, d in abl if v == "asgc-fixed"]
-        text += (f" Ablations (test error minus ASGC's, mean over pairs): without noise "
-                 f"{100 * np.mean(no_noise):+.2f} points, with a fixed threshold "
-                 f"{100 * np.mean(fixed):+.2f} points.")
+    pairs = list(a.groupby(["data", "model"], sort=False))
+    n = len(pairs)
+
+    def count(method_set, test) -> int:
+        return sum(bool(test(g[g.method.isin(method_set)].outcome)) for _, g in pairs)
+
+    seeds = [d.n for d in a.difference]
+    text = (f"ASGC against each method at its own chosen configuration, final test error paired "
+            f"by seed (n = {span(seeds)} seeds; 95% t interval, a tie when it contains 0"
+            + ("; one seed has no spread, so every comparison is a tie" if max(seeds, default=0)
+               < 2 else "") +
+            f"): it beat all four baselines on **{count(base, lambda o: (o == 'better').all())} "
+            f"of {n}** data–model pairs, beat the SGD-momentum it wraps on "
+            f"{count(['momentum'], lambda o: (o == 'better').all())} of {n}, and lost to at "
+            f"least one baseline on {count(base, lambda o: (o == 'worse').any())} of {n}.")
+    for v, part, variant in (("asgc-no-noise", "the noise", "without noise"),
+                             ("asgc-fixed", "the adaptive threshold", "with a fixed threshold")):
+        o = a[a.method == v].outcome
+        if len(o):
+            text += (f" Ablation, {part} (ASGC against ASGC {variant}, paired the same way): "
+                     f"helped on {int((o == 'better').sum())}, tie on {int((o == 'tie').sum())}, "
+                     f"hurt on {int((o == 'worse').sum())} of {len(o)} pairs.")
+    m = asgc_study.metrics(f)
+    stabler = sum(bool(g.set_index("method").stability.idxmin() == "asgc-momentum")
+                  for _, g in m[m.method.isin(base + ["asgc-momentum"])].groupby(
+                      ["data", "model"], sort=False))
+    text += (f" It had the lowest mean spread of validation accuracy over the last epochs on "
+             f"{stabler} of {n} pairs (a mean over seeds, no interval).")
     r = asgc_study.robustness(f)
     if not r.empty:
         med = r.groupby("method")["median"].mean()

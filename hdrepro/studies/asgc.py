@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import stats
 from ..methods.histograms import GradientHistogram
 from ..config import check_fields
 from ..engine.data import DataConfig
@@ -266,6 +267,25 @@ def metrics(frame: pd.DataFrame, last_epochs: int = 3) -> pd.DataFrame:
                                       if len(c)]),
                 "gap": (r["val_loss"] - r["train_loss"]).mean()})
     return pd.DataFrame(rows)
+
+
+def against(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per data and model: ASGC − each other method (the baselines and the ablations, each at
+    its chosen configuration), final test error paired by seed over the whole seeds, its 95% t
+    interval and the outcome for ASGC, "better", "worse" or "tie" (:func:`stats.paired_runs`;
+    against an ablation, "better" means the part it removes helps)."""
+    runs = final_runs(frame)
+    rows = []
+    for (data, model), g in runs.groupby(["data", "model"], sort=False):
+        asgc = g[g["method"] == "asgc-momentum"].set_index("seed")
+        if asgc.empty:
+            continue
+        for method in [m for m in g["method"].unique() if m != "asgc-momentum"]:
+            other = g[g["method"] == method].set_index("seed")
+            diff, outcome = stats.paired_runs(asgc, other)
+            rows.append({"data": data, "model": model, "method": method,
+                         "difference": diff, "outcome": outcome})
+    return pd.DataFrame(rows, columns=["data", "model", "method", "difference", "outcome"])
 
 
 def robustness(frame: pd.DataFrame) -> pd.DataFrame:

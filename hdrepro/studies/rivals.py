@@ -125,31 +125,19 @@ def comparison(frame: pd.DataFrame) -> pd.DataFrame:
 def against(frame: pd.DataFrame, reference: str = "adam-hd") -> pd.DataFrame:
     """Per model and rival setting (scale 1): `reference` − rival final test error, paired by
     seed (runs of one seed share initial weights and minibatch order), its 95% t interval and
-    the outcome for `reference`: "better", "worse" or "tie" (:func:`stats.judge`; a tie when the
-    interval contains 0). A run that diverged where its partner did not decides the comparison
-    against its method."""
+    the outcome for `reference`, "better", "worse" or "tie" (:func:`stats.paired_runs`)."""
     f = frame[frame["scale"] == 1.0]
     rows = []
     for model, g in f.groupby("model", sort=False):
         ref = g[g["method"] == reference].set_index("seed")
         for method in [m for m in g["method"].unique() if ":" in m]:
             riv = g[g["method"] == method].set_index("seed")
-            seeds = ref.index.intersection(riv.index)
-            a, b = ref.loc[seeds], riv.loc[seeds]
-            down_a, down_b = a["diverged"].astype(bool), b["diverged"].astype(bool)
-            both = ~down_a & ~down_b
-            diff = stats.paired_difference(a["test_error"][both], b["test_error"][both])
-            rows.append({"model": model, "method": method, "seeds": len(seeds),
-                         "error": float(b["test_error"][~down_b].mean()), "difference": diff,
-                         "outcome": _outcome(diff, (down_a & ~down_b).any(),
-                                             (down_b & ~down_a).any())})
+            diff, outcome = stats.paired_runs(ref, riv)
+            rows.append({"model": model, "method": method,
+                         "seeds": len(ref.index.intersection(riv.index)),
+                         "error": float(riv["test_error"][~riv["diverged"].astype(bool)].mean()),
+                         "difference": diff, "outcome": outcome})
     return pd.DataFrame(rows)
-
-
-def _outcome(diff: stats.Interval, lone_reference: bool, lone_rival: bool) -> str:
-    if lone_reference != lone_rival:   # one side alone diverged on some seed
-        return "worse" if lone_reference else "better"
-    return stats.judge(diff)
 
 
 def scale_frame(frame: pd.DataFrame, model: str) -> pd.DataFrame:

@@ -88,6 +88,22 @@ def judge(difference: Interval, lower_is_better: bool = True) -> str:
     return "better" if good else "worse"
 
 
+def paired_runs(a, b, value: str = "test_error") -> tuple[Interval, str]:
+    """Two methods' runs (frames indexed by seed, with `value` and "diverged"): a − b over the
+    seeds both ran and neither diverged, its t interval, and the outcome for a (:func:`judge`).
+    A run that diverged where its partner did not decides the comparison against its method
+    (when each side has such a seed, the interval decides)."""
+    seeds = a.index.intersection(b.index)
+    a, b = a.loc[seeds], b.loc[seeds]
+    down_a, down_b = a["diverged"].astype(bool), b["diverged"].astype(bool)
+    both = ~down_a & ~down_b
+    diff = paired_difference(a[value][both], b[value][both])
+    lone_a, lone_b = bool((down_a & ~down_b).any()), bool((down_b & ~down_a).any())
+    if lone_a != lone_b:
+        return diff, "worse" if lone_a else "better"
+    return diff, judge(diff)
+
+
 MAJORITY_RULE = ("reproduces when the 95% interval of the share lies above 1/2, does not when "
                  "it lies below, partly when it contains 1/2")
 
