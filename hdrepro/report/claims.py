@@ -21,7 +21,7 @@ import pandas as pd
 from ..methods.registry import title
 from ..studies import stats
 from . import fig1, grids
-from .format import full_results, holding, md_table, read_csv, run_record, span
+from .format import full_results, holding, md_table, percent, read_csv, run_record, span
 from .speed import ratio
 from ..engine.results import GridStore
 from ..studies.stacks import PUBLISHED, ablation, comparison
@@ -91,7 +91,7 @@ def _prefer_full(results: Path, name: str, record: str | None) -> tuple[Path, st
 
 # -- the claims -------------------------------------------------------------------------------
 def _pct(share: stats.Interval) -> str:
-    return f"{share.estimate:.0%} [{share.low:.0%}, {share.high:.0%}]"
+    return percent(share)
 
 
 def _of(share: stats.Interval) -> str:

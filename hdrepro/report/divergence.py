@@ -13,13 +13,9 @@ from ..methods.registry import title
 from ..studies import divergence as ds
 from ..studies import stats
 from ..studies.grid_verdicts import PAPER_CELL, near
-from .format import full_results, md_table, run_record
+from .format import full_results, k_of_n, md_table, run_record
 from ..engine.results import GridStore, RunStore
 
-
-
-def _ci(p: stats.Interval) -> str:
-    return f"{p.estimate * p.n:.0f} of {p.n} ({p.estimate:.0%} [{p.low:.0%}, {p.high:.0%}])"
 
 
 def _over_seeds(full: Path) -> list[str]:
@@ -33,7 +29,7 @@ def _over_seeds(full: Path) -> list[str]:
         lost = g.diverged.astype(bool)
         blew = int((~lost & (g.train_loss > math.log(10))).sum())
         p = stats.proportion(int(lost.sum()), len(g))
-        parts.append(f"{title(opt)} diverged in {_ci(p)} and blew up without NaN "
+        parts.append(f"{title(opt)} diverged in {k_of_n(p)} and blew up without NaN "
                      f"(final loss above ln 10) in {blew} more")
     return [f"*Over seeds.* Over {at.seed.nunique()} seeds of §2.1's setting (10% of MNIST, "
             f"{int(at.epochs.iloc[0])} epochs): " + "; ".join(parts) + ". One run, like the "
@@ -48,7 +44,7 @@ def _full_data(full: Path) -> list[str]:
                 & final.optimizer.isin(["SGD-HD", "SGDN-HD"])]
     if cnn.empty:
         return []
-    parts = [f"{opt} {_ci(stats.proportion(int(g.diverged.astype(bool).sum()), len(g)))}"
+    parts = [f"{opt} {k_of_n(stats.proportion(int(g.diverged.astype(bool).sum()), len(g)))}"
              for opt, g in cnn.groupby("optimizer")]
     return ["*All of MNIST* (Figure 1's full profile, 100 epochs), runs diverged: "
             + "; ".join(parts) + "."]
@@ -63,7 +59,7 @@ def _precision(study: pd.DataFrame) -> list[str]:
     gap = (both.at64 - both.at32).abs()
     same = int((pairs.diverged32 == pairs.diverged64).sum())
     twins = (f"Of the float32 runs that diverged, the float64 twin diverged too in "
-             f"{_ci(p['twins'])}" if p["twins"].n else "No float32 run has diverged yet, so "
+             f"{k_of_n(p['twins'])}" if p["twins"].n else "No float32 run has diverged yet, so "
              "there is nothing for a float64 twin to confirm")
     if len(both):
         twins += (f"; where both diverged, the steps differ by {gap.median():.0f} (median; at "
@@ -71,8 +67,8 @@ def _precision(study: pd.DataFrame) -> list[str]:
                   f"{len(pairs)} seeds")
     return [f"*Precision: {verdict}.* Each seed runs in float32 and again in float64 with the "
             f"same initial weights and minibatch order, on the CPU ({int(study.epochs.iloc[0])} "
-            f"epochs). float32 runs diverged: {_ci(p['float32'])}; float64: "
-            f"{_ci(p['float64'])}. {twins} (rule: not the cause when that share's interval lies "
+            f"epochs). float32 runs diverged: {k_of_n(p['float32'])}; float64: "
+            f"{k_of_n(p['float64'])}. {twins} (rule: not the cause when that share's interval lies "
             "above 1/2, the cause when below, undecided otherwise)."]
 
 

@@ -20,7 +20,7 @@ from ..methods import family
 from ..studies.epsilon import NEAR, validation
 from ..engine.models import TITLES as MODEL_TITLES
 from ..methods.registry import title
-from .format import holding, md_table, run_record, span
+from .format import holding, k_of_n, md_table, percent, run_record, span
 from ..engine.results import GridStore
 from ..engine.cells import STUCK_ERROR
 from ..studies.sensitivity import (KINDS, MIN_SEEDS, NEAR_BEST, judged, lost_runs, pair_tuning,
@@ -388,11 +388,13 @@ def epsilon_verdict(f: pd.DataFrame, results: Path) -> str:
     if v is None:
         return _missing("epsilon.py")
     n = len(v)
-    inside, near = int(v.best_inside.sum()), int((v.near_inside > 0).sum())
+    inside = stats.proportion(int(v.best_inside.sum()), n)
+    near = stats.proportion(int((v.near_inside > 0).sum()), n)
     narrow = v.default_decades.iloc[0] / v.decades.mean()
-    return (f"The proposed interval held the sweep's best ε for **{inside} of {n}** models and "
-            f"a near-best ε for {near} of {n}; it spans {v.decades.mean():.1f} decades on "
-            f"average, {narrow:.1f}× narrower than the usual 10 (the summary claims ≥ 2×).")
+    return (f"The proposed interval held the sweep's best ε for **{k_of_n(inside)}** models and a "
+            f"near-best ε for {k_of_n(near)} (Wilson's 95% interval); it spans "
+            f"{v.decades.mean():.1f} decades on average, {narrow:.1f}× narrower than the usual "
+            f"10 (the summary claims ≥ 2×).")
 
 
 def _source(results: Path, experiment: str) -> tuple[Path, pd.DataFrame, str]:
@@ -430,7 +432,7 @@ def threshold_table(f: pd.DataFrame, results: Path) -> str:
     s = threshold_grid.summary(f)
     rows = [[title(r.hd), f"{r.base_reach} of {r.alphas}",
              f"{r.hd_reach} of {r.alphas} (β = {r.hd_beta:g})", r.range,
-             f"{r.fast.estimate:.0%} [{r.fast.low:.0%}, {r.fast.high:.0%}], n = {r.fast.n}",
+             f"{percent(r.fast)}, n = {r.fast.n}",
              str(r.seeds)] for r in s.itertuples()]
     return md_table(["HD optimizer", "α₀ reaching 0.29, base", "α₀ reaching 0.29, HD at one β",
                      "α₀ range", "HD runs at least as fast as the base (95% CI)", "seeds"], rows)

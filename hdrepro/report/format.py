@@ -8,9 +8,6 @@ import json
 import math
 from pathlib import Path
 
-#: how the report names each model
-
-
 def read_csv(path: Path) -> list[dict]:
     """The rows of a CSV file as dicts; no rows when the file does not exist."""
     if not path.exists():
@@ -64,3 +61,14 @@ def span(values) -> str:
         return "0"
     lo, hi = int(min(values)), int(max(values))
     return str(lo) if lo == hi else f"{lo}–{hi}"
+
+
+def percent(p) -> str:
+    """A share with its 95% interval (an :class:`hdrepro.studies.stats.Interval`):
+    "42% [30%, 55%]"."""
+    return f"{p.estimate:.0%} [{p.low:.0%}, {p.high:.0%}]"
+
+
+def k_of_n(p) -> str:
+    """A proportion's count and share with its interval: "5 of 12 (42% [19%, 68%])"."""
+    return f"{p.estimate * p.n:.0f} of {p.n} ({percent(p)})"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..engine.models import TITLES as MODEL_TITLES
 from ..methods.registry import title
-from .format import full_results, holding, md_table, read_csv
+from .format import full_results, holding, md_table, percent, read_csv
 from .speed import interval_verdict
 
 
@@ -190,7 +190,7 @@ def seeds_section(results: Path) -> str:
             if (results / f"grid_{name}_run.json").exists() else None
         rows = [[title(r.optimizer),
                  f"{r.alpha0:g}", "–" if r.baseline else f"{r.beta:g}", r.seeds,
-                 f"{r.diverged} ({r.p.estimate:.0%} [{r.p.low:.0%}, {r.p.high:.0%}])",
+                 f"{r.diverged} ({percent(r.p)})",
                  r.blew_up]
                 for r in divergence_over_seeds(frame).itertuples()]
         stored = f"{len(frame)} of {total} runs stored" if total else f"{len(frame)} runs"

@@ -11,7 +11,7 @@ from typing import Callable
 import pandas as pd
 
 from ..studies import stats
-from .format import holding, md_table, span
+from .format import holding, md_table, percent, span
 from ..engine.results import GridStore
 from ..studies.stacks import EFFECT, PUBLISHED, ablation, baseline_error, comparison, default_pixels
 
@@ -184,7 +184,7 @@ def ablation_verdict(results: Path) -> str:
 
 
 def _share(p: stats.Interval) -> str:
-    return f"{p.estimate * p.n:.0f} ({p.estimate:.0%} [{p.low:.0%}, {p.high:.0%}])"
+    return f"{p.estimate * p.n:.0f} ({percent(p)})"
 
 
 def trace_summary(results: Path) -> str:
