@@ -136,9 +136,10 @@ def family_verdict(f: pd.DataFrame, results: Path) -> str:
     return (f"Over {n} optimizer–model pairs, HD **widened** the range of α₀ that ends within "
             f"{NEAR_BEST - 1:.0%} of the best validation loss (losses averaged over seeds) for "
             f"**{wider}**, narrowed it for {narrower} and left it unchanged for "
-            f"{n - wider - narrower} (widened, by kind: {'; '.join(widened)}). "
+            f"{n - wider - narrower} (widened, by kind: {'; '.join(widened)}); these counts of "
+            f"seed means are not judged against the noise. "
             + _family_paired(f) +
-            f"HD's median final validation loss over the α₀ sweep was "
+            f"HD's median final validation loss over the α₀ sweep (seed means, likewise) was "
             f"lower than the base optimizer's for {lower} of {n} pairs, and its best for {best} "
             f"of {n}. "
             + _family_lost(f))
