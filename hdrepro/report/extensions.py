@@ -247,7 +247,8 @@ def rivals_verdict(f: pd.DataFrame, results: Path) -> str:
             if names:
                 said.append(f"{AGAINST[outcome]} {', '.join(names)}")
         ties = int((g.outcome == "tie").sum())
-        said.append(f"ties with {'all' if ties == len(g) else 'the other'} {ties}")
+        if ties:
+            said.append(f"ties with {'all' if ties == len(g) else 'the other'} {ties}")
         lowest = comp.loc[model, "test_error"].idxmin()
         lines.append(
             f"- **{MODEL_TITLES.get(model, model)}**: Adam-HD "
