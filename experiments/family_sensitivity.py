@@ -28,7 +28,7 @@ from hdrepro.engine.models import TITLES as MODEL_TITLES  # noqa: E402
 from hdrepro.report.format import span  # noqa: E402
 from hdrepro.report.plots_extensions import plot_sensitivity, shared_legend  # noqa: E402
 from hdrepro.engine.results import GridStore  # noqa: E402
-from hdrepro.studies.sensitivity import SensitivitySpec, final_losses  # noqa: E402
+from hdrepro.studies.sensitivity import SensitivitySpec, final_losses, whole  # noqa: E402
 
 PROFILES = {
     "smoke": SensitivitySpec(models=("logreg",), optimizers=("sgd", "adam"), alphas=(1e-3, 1e-1),
@@ -47,7 +47,7 @@ def main(argv=None) -> None:
 def draw(store: GridStore, spec: SensitivitySpec, figures: Path) -> Path:
     frame = store.frame()
     frame = frame[frame.cell_id.isin({c.cell_id for c in spec.cells()})]
-    losses = final_losses(frame)
+    losses = final_losses(whole(frame))   # seed means over the same seeds at every α₀
     fig, axes = plt.subplots(2, len(spec.models), figsize=(4.2 * len(spec.models) + 2.2, 6.6),
                              squeeze=False)
     for j, model in enumerate(spec.models):

@@ -7,7 +7,8 @@ import torch
 from hdrepro.methods import family
 from hdrepro.optim import HD
 from hdrepro.studies.sensitivity import (HD_BETA, MODERN_RATE, SensitivitySpec, complete_seeds,
-                                        lost_runs, pair_tuning, sgd_row, tuning, tuning_verdict)
+                                        lost_runs, pair_tuning, sgd_row, tuning, tuning_verdict,
+                                        whole)
 from hdrepro.methods.registry import OptimConfig, make_optimizer
 
 NAMES = list(family.FAMILY)
@@ -126,6 +127,24 @@ def test_sgd_row_compares_every_variant_at_the_alphas_the_newer_methods_ran():
     # a seed whose SGD-HD sweep is not whole yet is left out, newer methods and all
     assert sgd_row(pd.DataFrame([r for r in rows if r["alpha0"] != 3e-3 or r["variant"] != "hd"])
                    ).empty
+    # so is a seed whose MARTHE sweep is not: a second seed, MARTHE one α₀ short
+    seed2 = [{**r, "seed": 2} for r in rows if r["variant"] != "marthe" or r["alpha0"] == 1e-3]
+    got = sgd_row(pd.DataFrame(rows + seed2)).set_index("variant")
+    assert got.runs.tolist() == [2, 2, 2, 2]
+
+
+def test_whole_keeps_a_seed_only_where_every_variant_swept_all_its_alphas():
+    def runs(family, variant, alphas, seed):
+        return [{"model": "m", "family": family, "variant": variant, "alpha0": a, "seed": seed}
+                for a in alphas]
+    rows = (runs("sgd", "base", (1e-3, 1e-2), 1) + runs("sgd", "hd", (1e-3, 1e-2), 1)
+            + runs("sgd", "marthe", (1e-3, 1e-2), 1)
+            + runs("sgd", "base", (1e-3, 1e-2), 2) + runs("sgd", "hd", (1e-3, 1e-2), 2)
+            + runs("sgd", "marthe", (1e-3,), 2)                   # MARTHE part-swept
+            + runs("adam", "base", (1e-3, 1e-2), 2) + runs("adam", "hd", (1e-3,), 2)
+            + runs("adam", "base", (1e-3, 1e-2), 3) + runs("adam", "hd", (1e-3, 1e-2), 3))
+    kept = whole(pd.DataFrame(rows))
+    assert sorted({(r.family, r.seed) for r in kept.itertuples()}) == [("adam", 3), ("sgd", 1)]
 
 
 def test_tuning_counts_the_alphas_near_the_best_of_either_variant():

@@ -165,7 +165,7 @@ def _figure1(results: Path) -> list[Claim]:
 
 def _tuning(results: Path) -> list[Claim]:
     from ..studies.sensitivity import MIN_SEEDS, judged, pair_tuning, tally, tuning_verdict
-    folder, profile = _prefer_full(results, "family_sensitivity.jsonl", None)  # whole seeds
+    folder, profile = _prefer_full(results, "family_sensitivity.jsonl", None)  # whole sweeps
     frame = GridStore(folder / "family_sensitivity.jsonl").frame()
     claim = "HD significantly reduces the need to tune the initial learning rate α₀"
     pairs = pair_tuning(frame) if not frame.empty else frame

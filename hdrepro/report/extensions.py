@@ -24,14 +24,18 @@ from .format import holding, k_of_n, md_table, percent, run_record, span
 from ..engine.results import GridStore
 from ..engine.cells import STUCK_ERROR
 from ..studies.sensitivity import (KINDS, MIN_SEEDS, NEAR_BEST, judged, lost_runs, pair_tuning,
-                                   tally, tuning)
+                                   tally, tuning, whole as sensitivity_whole)
 
 DATA_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 
 
-#: experiments whose summaries read only some stored runs (ASGC: those that chose on a held-out
-#: validation split, of the pairs tuned on a whole seed; older runs chose on the test set)
-FILTERS = {"asgc": asgc_study.reportable}
+#: experiments whose summaries read only some stored runs: ASGC's that chose on a held-out
+#: validation split (older runs chose on the test set), of the pairs tuned on a whole seed; the
+#: family study's whole sweeps (a store being filled holds part-swept seeds)
+FILTERS = {"asgc": asgc_study.reportable, "family_sensitivity": sensitivity_whole}
+#: what a filtered study waits for while none of its stored runs is read
+WAITING = {"asgc": "no data–model pair has every method tuned on a whole seed yet",
+           "family_sensitivity": "no optimizer's α₀ sweep is whole on one seed yet"}
 
 
 def study_frame(results: Path, name: str) -> pd.DataFrame:
@@ -45,13 +49,14 @@ def _left_out(results: Path, name: str) -> str:
     if name not in FILTERS or frame.empty or not FILTERS[name](frame).empty:
         return ""
     rerun = f"`hdrepro run {name} --profile {results.name}`"
-    validated = len(asgc_study.validated(frame))
-    if not validated:
-        return (f"_The {results.name} profile's stored runs chose their configurations on the "
-                f"test set and are left out; {rerun} reruns the study choosing on a held-out "
-                "validation split._")
-    return (f"_The {results.name} profile's study is under way ({validated} runs stored): no "
-            f"data–model pair has every method tuned on a whole seed yet; {rerun} resumes it._")
+    if name == "asgc":
+        frame = asgc_study.validated(frame)
+        if frame.empty:
+            return (f"_The {results.name} profile's stored runs chose their configurations on "
+                    f"the test set and are left out; {rerun} reruns the study choosing on a "
+                    "held-out validation split._")
+    return (f"_The {results.name} profile's study is under way ({len(frame)} runs stored): "
+            f"{WAITING[name]}; {rerun} resumes it._")
 
 
 def _missing(script: str) -> str:

@@ -17,7 +17,7 @@ from ..methods.registry import title
 from ..studies.sensitivity import MODERN_RATE, sgd_row, tuning
 from .extensions import bench_rivals, convex_tol, provenance, study_frame, study_section
 from ..engine.models import TITLES as MODEL_TITLES
-from .format import md_table
+from .format import k_of_n, md_table
 
 RECOMMEND_WHY = {
     "tie": "neither lost fewer runs than SGD-HD on every model; the differences lie inside the "
@@ -127,13 +127,15 @@ def modern_family_summary(f: pd.DataFrame, results: Path) -> str:
         return modern_family(f, results)
     total = row.groupby("variant", sort=False)[["runs", "near", "lost"]].sum()
     names = {"base": "SGD", "hd": "SGD-HD", **{m: title(m) for m in MODERN_RATE}}
-    parts = [f"{names[v]} {r.near} of {r.runs} (lost {r.lost})" for v, r in total.iterrows()]
+    parts = [f"{names[v]} {k_of_n(stats.proportion(int(r.near), int(r.runs)))} (lost {r.lost})"
+             for v, r in total.iterrows()]
     have = [m for m in MODERN_RATE if m in total.index]
     return (f"On the sensitivity study's SGD row (A.1), at the α₀ every method ran "
             f"({len(row.model.unique())} models × "
             f"{', '.join(f'{a:g}' for a in sorted(f[f.variant.isin(have)].alpha0.unique()))}), "
             "the runs whose final validation loss ends within 10% of the best SGD or SGD-HD "
-            "reached anywhere on the sweep: " + "; ".join(parts) + ". Each newer method ran at "
+            "reached anywhere on the sweep (Wilson's 95% interval): " + "; ".join(parts)
+            + ". Each newer method ran at "
             "one untuned rate (" + ", ".join(f"{title(m)} {cs.RATE_SYMBOL[m]} = "
                                               f"{MODERN_RATE[m]:g}" for m in have)
             + "); per model: [docs/report/extensions.md](docs/report/extensions.md).")

@@ -127,29 +127,42 @@ def tuning(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def complete_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+def complete_seeds(frame: pd.DataFrame, variants: tuple[str, ...] = ("base", "hd")
+                   ) -> pd.DataFrame:
     """The rows of each model × optimizer × seed whose sweep is whole: the optimizer and its HD
-    version both ran every α₀ that either ran at any seed (a store still being filled holds
-    part-swept seeds, which would bias a count of α₀)."""
-    arms = frame[frame["variant"].isin(["base", "hd"])]
+    version both ran every α₀ that either ran at any seed, and each other of `variants` that
+    runs beside that optimizer (the newer methods, on SGD's) every α₀ it ran at any seed (a
+    store still being filled holds part-swept seeds, which would bias a count of α₀)."""
+    arms = frame[frame["variant"].isin(list(variants))]
     keep = []
     for _, g in arms.groupby(["model", "family"], sort=False):
-        sweep = len(set(g["alpha0"]))
+        paired = g["variant"].isin(["base", "hd"])
+        present = ["base", "hd"] + [v for v in variants if v not in ("base", "hd")
+                                    and (g["variant"] == v).any()]
+        sweep = {v: len(set(g[paired if v in ("base", "hd") else g["variant"] == v]["alpha0"]))
+                 for v in present}
         ran = g.groupby(["seed", "variant"])["alpha0"].nunique().unstack("variant")
-        whole = ran[(ran.reindex(columns=["base", "hd"]) == sweep).all(axis=1)].index
+        ran = ran.reindex(columns=present)
+        whole = ran[(ran == pd.Series(sweep)).all(axis=1)].index
         keep.append(g[g["seed"].isin(whole)])
     return pd.concat(keep) if keep else arms.iloc[:0]
 
 
+def whole(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the model × optimizer × seed sweeps that are whole for every variant
+    (:func:`complete_seeds`), so that a mean over seeds is over the same seeds at every α₀."""
+    return complete_seeds(frame, ("base", "hd", *MODERN_RATE))
+
+
 def pair_tuning(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per model and optimizer, over the seeds whose sweep is whole (:func:`complete_seeds`):
+    """Per model and optimizer, over the seeds whose sweep is whole (:func:`whole`):
     the near-best count of each variant per seed, HD − base paired by seed with its t interval
     (``near``, a :class:`hdrepro.studies.stats.Interval`), and the outcome: "wider", "narrower",
     "tie" (the interval contains 0) or "one seed" (fewer than MIN_SEEDS: no spread to judge)."""
-    whole = complete_seeds(frame)
-    if whole.empty:
+    runs = whole(frame)
+    if runs.empty:
         return pd.DataFrame()
-    per_seed = pd.concat([tuning(g).assign(seed=seed) for seed, g in whole.groupby("seed")])
+    per_seed = pd.concat([tuning(g).assign(seed=seed) for seed, g in runs.groupby("seed")])
     rows = []
     for (model, name), g in per_seed.groupby(["model", "family"], sort=False):
         d = stats.paired_difference(g["hd_near"], g["base_near"])
@@ -189,15 +202,15 @@ def lost_runs(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def sgd_row(frame: pd.DataFrame) -> pd.DataFrame:
-    """SGD's row with the newer methods, on the seeds whose SGD and SGD-HD sweeps are whole,
+    """SGD's row with the newer methods, on the seeds whose sweeps are whole for every variant,
     compared at the α₀ they all ran (the newer methods'):
     per model and variant, the runs there, how many ended near-best (within 10% of the best
     final validation loss SGD or SGD-HD reached at any α₀ of the sweep) and how many were lost
     (diverged, or stuck at chance)."""
     f = frame[frame["family"] == "sgd"]
-    # the seeds whose SGD and SGD-HD sweeps are whole, so that every variant counts the same runs
+    # the seeds whose sweeps are whole for every variant, so that each counts the same runs
     # while a store is being filled
-    f = with_lost(f.merge(complete_seeds(f)[["model", "seed"]].drop_duplicates()))
+    f = with_lost(f.merge(whole(f)[["model", "seed"]].drop_duplicates()))
     modern = f[f["variant"].isin(list(MODERN_RATE))]
     if modern.empty:
         return pd.DataFrame()
