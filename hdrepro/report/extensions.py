@@ -326,7 +326,7 @@ def asgc_verdict(f: pd.DataFrame, results: Path) -> str:
 
     seeds = [d.n for d in a.difference]
     text = (f"ASGC against each method at its own chosen configuration, final test error paired "
-            f"by seed (n = {span(seeds)} seeds; 95% t interval, a tie when it contains 0"
+            f"by seed (n = {span(seeds)}; 95% t interval, a tie when it contains 0"
             + ("; one seed has no spread, so every comparison is a tie" if max(seeds, default=0)
                < 2 else "") +
             f"): it beat all four baselines on **{count(base, lambda o: (o == 'better').all())} "
