@@ -59,6 +59,16 @@ def _left_out(results: Path, name: str) -> str:
             f"{WAITING[name]}; {rerun} resumes it._")
 
 
+def _superseded(results: Path, name: str) -> str:
+    """A note when the profile's only runs of a study are kept under superseded/, or ""."""
+    if not (results / "superseded" / f"{name}.jsonl").exists():
+        return ""
+    return (f"_The {results.name} profile has not run the study under its current protocol; an "
+            f"earlier run of another protocol is kept in `results/{results.name}/superseded/` "
+            f"(its README says why) and left out; `hdrepro run {name} --profile {results.name}` "
+            "runs it._")
+
+
 def _missing(script: str) -> str:
     return f"_Not run in this results folder (`python experiments/{script}`)._"
 
@@ -411,7 +421,8 @@ def _source(results: Path, experiment: str) -> tuple[Path, pd.DataFrame, str]:
     frame = study_frame(results, experiment)
     quick = results.parent / "quick"
     if frame.empty and results.name != "quick" and not study_frame(quick, experiment).empty:
-        why = _left_out(results, experiment) or "_This profile has not run the study._"
+        why = (_left_out(results, experiment) or _superseded(results, experiment)
+               or "_This profile has not run the study._")
         return quick, study_frame(quick, experiment), (
             f"**From the quick profile** (`results/quick/`). {why.strip('_')} ")
     return results, frame, ""
