@@ -232,9 +232,9 @@ AGAINST = {"better": "beats", "worse": "loses to", "tie": "ties with"}
 def _paired(p, who: str) -> str:
     """A row of a paired comparison (`who` − this): its interval in points, n and outcome."""
     d = p.difference
-    spread = (f"[{100 * d.low:+.2f}, {100 * d.high:+.2f}], n = {d.n}" if d.n > 1 else
-              f"n = {d.n}, no spread")
-    return f"{100 * d.estimate:+.2f} {spread}: {who} {AGAINST[p.outcome]} it"
+    spread = (f" [{100 * d.low:+.2f}, {100 * d.high:+.2f}], n = {d.n}" if d.n > 1 else
+              f", n = {d.n} (no spread)")
+    return f"{100 * d.estimate:+.2f}{spread}: {who} {AGAINST[p.outcome]} it"
 
 
 def rivals_scale(f: pd.DataFrame, results: Path) -> str:
