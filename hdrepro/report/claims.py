@@ -90,10 +90,6 @@ def _prefer_full(results: Path, name: str, record: str | None) -> tuple[Path, st
 
 
 # -- the claims -------------------------------------------------------------------------------
-def _pct(share: stats.Interval) -> str:
-    return percent(share)
-
-
 def _of(share: stats.Interval) -> str:
     return f"{share.estimate * share.n:.0f} of {share.n}"
 
@@ -153,13 +149,13 @@ def _figure1(results: Path) -> list[Claim]:
               + (f"; HD diverged where its base did not in {lost}" if lost else "")
               + f" ({profile} profile)", verdict, "§1.2",
               n=f"{len(pairs)} pairs × {span(pairs.seeds)} seeds",
-              interval=f"share better {_pct(share)}", rule="paired, then majority"),
+              interval=f"share better {percent(share)}", rule="paired, then majority"),
         Claim("Baydin et al. §4", "α_t rises early in training, then decays toward a small "
               "value (Adam-HD's smoothly)",
               f"α_t peaked above α₀ in the first half of training and ended at half its peak "
               f"or less in {_of(decays)} HD runs ({int(runs.diverged.sum())} diverged, counted "
               f"against); {fig1.fig1_sampling(folder)} ({profile} profile)",
-              majority(decays), "§1.2", n=f"{len(runs)} runs", interval=_pct(decays),
+              majority(decays), "§1.2", n=f"{len(runs)} runs", interval=percent(decays),
               rule="majority")]
 
 
@@ -188,7 +184,7 @@ def _tuning(results: Path) -> list[Claim]:
                      if waiting else "")
                   + f" ({profile} profile)", verdict, "App. A.1",
                   n=f"{len(done)} pairs × {span(done.seeds)} seeds",
-                  interval=f"share wider {_pct(share)}", rule="paired, then majority")]
+                  interval=f"share wider {percent(share)}", rule="paired, then majority")]
 
 
 def _threshold(results: Path) -> list[Claim]:
@@ -202,7 +198,7 @@ def _threshold(results: Path) -> list[Claim]:
         return [Claim(source, claim, "not run in these results", NOT_TESTED, "§1.3")]
     s = summary(frame)
     reach = "; ".join(f"{title(r.hd)} {r.hd_reach} vs {r.base_reach}" for r in s.itertuples())
-    fast = "; ".join(f"{title(r.hd)} {_pct(r.fast)}" for r in s.itertuples())
+    fast = "; ".join(f"{title(r.hd)} {percent(r.fast)}" for r in s.itertuples())
     return [Claim(source, claim,
                   f"LogReg, iterations to a minibatch loss of 0.29: α₀ (of 6) that reach it, HD "
                   f"at one β vs its base: {reach} ({profile} profile)", verdict(s), "§1.3",
@@ -309,7 +305,7 @@ def _mlnn_grid(folder: Path, where: str) -> Claim | None:
                  f"each other's ({where}). "
                  f"{_seeds_divergence('seeds_mlnn', folder, ('adam-hd',))}",
                  pr["verdict"], "§2.1", n=f"{pr['pooled'].n} cells, 1 seed",
-                 interval=f"pooled {_pct(pr['pooled'])}; {gaps} (Newcombe)", rule="two parts")
+                 interval=f"pooled {percent(pr['pooled'])}; {gaps} (Newcombe)", rule="two parts")
 
 
 def _seeds_divergence(name: str, folder: Path, optimizers: tuple[str, ...]) -> str:
@@ -320,7 +316,7 @@ def _seeds_divergence(name: str, folder: Path, optimizers: tuple[str, ...]) -> s
     hd = frame[frame.optimizer.isin(optimizers) & ~frame.baseline.astype(bool)]
     p = stats.proportion(int(hd.diverged.astype(bool).sum()), len(hd))
     return (f"Over {hd.seed.nunique()} seeds of the contested region, {_of(p)} HD runs "
-            f"diverged ({_pct(p)}; §2.2).")
+            f"diverged ({percent(p)}; §2.2).")
 
 
 def _bettercnn_grid(folder: Path, where: str) -> list[Claim]:
@@ -336,7 +332,7 @@ def _bettercnn_grid(folder: Path, where: str) -> list[Claim]:
             f"baseline: {_of(b['worse'])}; parts: most β > 1e-3 cells diverge, and the worse "
             f"share's interval contains 39% ({where})", b["verdict"], "§2.1",
             n=f"{b['diverged'].n} + {b['worse'].n} cells, 1 seed",
-            interval=f"diverged {_pct(b['diverged'])}; worse {_pct(b['worse'])}",
+            interval=f"diverged {percent(b['diverged'])}; worse {percent(b['worse'])}",
             rule="two parts"))
     seeds = GridStore(folder / "grid_seeds_bettercnn.jsonl").frame()
     if not seeds.empty:
@@ -346,7 +342,7 @@ def _bettercnn_grid(folder: Path, where: str) -> list[Claim]:
             "(α₀ = β = 1e-3): \"the results are similar\" to the paper's",
             f"SGD-HD and SGDN-HD diverged in {_of(p)} runs, 10% of MNIST, 100 epochs; why: "
             f"§2.3", gv.mostly_trains(p), "§2.1", n=f"{p.n} runs (seeds × 2 optimizers)",
-            interval=f"divergence probability {_pct(p)}", rule="trains"))
+            interval=f"divergence probability {percent(p)}", rule="trains"))
     return out
 
 
@@ -418,7 +414,7 @@ def _clipping(results: Path) -> list[Claim]:
                          f"on the {len(rows)} rows where the report says \"{says}\", ours: "
                          f"{_tally(rows)} ({where})", majority(share), "§3",
                          n=f"{len(rows)} rows × {span(rows.trials)} trials",
-                         interval=f"share \"{says}\" {_pct(share)}", rule="rows, then majority"))
+                         interval=f"share \"{says}\" {percent(share)}", rule="rows, then majority"))
     cnn = comp[comp.table == "cnn"]
     if len(cnn):
         out.append(Claim("clipping report Table 5", "the same on CIFAR-10 with a small CNN",
@@ -452,7 +448,7 @@ def _ablation(results: Path) -> list[Claim]:
                   f"clipping helps on most rows, the halved rate on few ({profile} profile)",
                   two_parts(pseudo.low > 0.5, half.high < 0.5), "§3",
                   n=f"{len(ab)} rows × {span(ab.trials)} trials",
-                  interval=f"clipping helps {_pct(pseudo)}; halved rate helps {_pct(half)}",
+                  interval=f"clipping helps {percent(pseudo)}; halved rate helps {percent(half)}",
                   rule="rows, then two parts")]
 
 
