@@ -151,6 +151,27 @@ def test_asgc_report_reads_only_pairs_tuned_on_a_whole_seed_and_says_why_it_wait
     assert "chose their configurations on the test set" in _left_out(tmp_path / "old", "asgc")
 
 
+def test_asgc_driver_draws_only_the_pairs_the_report_reads(tmp_path):
+    # a full profile cut short: MLNN on MNIST whole on one seed, Fashion-MNIST one run in
+    import importlib.util
+    import sys
+    experiments = Path(__file__).resolve().parent.parent / "experiments"
+    sys.path.insert(0, str(experiments))   # the drivers import grid_common
+    found = importlib.util.spec_from_file_location("asgc_driver", experiments / "asgc.py")
+    driver = importlib.util.module_from_spec(found)
+    found.loader.exec_module(driver)
+    rows = _budget([_asgc_row("adam", 1e-3, [0.8, 0.9])])
+    rows.append({**_asgc_row("adam", 1e-3, [0.7, 0.8]), "data": "fashion-mnist"})
+    store = GridStore(tmp_path / "asgc.jsonl")
+    store.append([{**r, "cell_id": f"{i}"} for i, r in enumerate(rows)])
+    spec = asgc_study.ASGCSpec(models=("mlnn",), seeds=(1,))
+    drawn = driver.draw(spec, store, tmp_path, tmp_path / "figures")
+    assert [p.name for p in drawn] == ["asgc.png"]
+    import matplotlib.pyplot as plt
+    assert plt.imread(drawn[0]).shape[1] < 800   # one column: the unfinished pair is not drawn
+    assert driver.draw(spec, GridStore(tmp_path / "none.jsonl"), tmp_path, tmp_path) == []
+
+
 def test_asgc_cells_run_pair_by_pair_and_seed_by_seed():
     spec = asgc_study.ASGCSpec(seeds=(1, 2), random_samples=1)
     keys = [(c.model, c.data.name, c.seed) for c in spec.tune_cells()]
