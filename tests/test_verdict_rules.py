@@ -119,6 +119,7 @@ def test_mlnn_rule_returns_every_outcome():
     # Adam-HD no worse than the others (the difference is inside the noise), but many bad
     level = {"sgd-hd": _panel(20), "sgdn-hd": _panel(22), "adam-hd": _panel(24)}
     assert gv.problematic(level)["verdict"] == "partly"
+    assert gv.problematic(level)["parts"] == (True, False)   # the report names the part that held
     few = {"sgd-hd": _panel(1), "sgdn-hd": _panel(2), "adam-hd": _panel(2)}
     assert gv.problematic(few)["verdict"] == "does not reproduce"
     assert gv.problematic({})["verdict"] == "not tested"
@@ -128,6 +129,7 @@ def test_bettercnn_rule_returns_every_outcome():
     most, some = pd.Series([True] * 30 + [False] * 6), pd.Series([True] * 6 + [False] * 30)
     assert gv.bettercnn(most, 23, 60)["verdict"] == "reproduces"
     assert gv.bettercnn(most, 5, 60)["verdict"] == "partly"       # 8%: far from 39%
+    assert gv.bettercnn(most, 5, 60)["parts"] == (True, False)
     assert gv.bettercnn(some, 5, 60)["verdict"] == "does not reproduce"
     assert gv.bettercnn(pd.Series([], dtype=bool), 0, 0)["verdict"] == "not tested"
 
@@ -222,3 +224,9 @@ def test_one_buffer_gpu_rule_returns_every_outcome_on_both_targets(
 
 def test_one_buffer_gpu_rule_says_when_nothing_is_measured(tmp_path):
     assert "not measured yet" in one_buffer_cuda(tmp_path)
+
+
+def test_two_part_evidence_says_which_part_held():
+    from hdrepro.report.claims import _parts
+    assert _parts(zip(("most diverge", "near 39%"), (True, False))) == \
+        "parts: most diverge (held), near 39% (did not hold)"

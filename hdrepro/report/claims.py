@@ -300,12 +300,19 @@ def _mlnn_grid(folder: Path, where: str) -> Claim | None:
                      f"{g.high:+.0%}]" for o, g in pr["gaps"].items())
     return Claim("reproducibility report §4.2 (Fig. 3)", "MLNN: for many (α₀, β) HD is "
                  "problematic (worse than the baseline, or NaN), particularly for Adam-HD",
-                 f"cells diverged or worse than the baseline: {shares}; \"many\" = the pooled "
-                 f"share at or above {gv.MANY:.0%}, \"particularly\" = Adam-HD's share above "
-                 f"each other's ({where}). "
+                 f"cells diverged or worse than the baseline: {shares}; "
+                 + _parts(zip((f"\"many\", the pooled share's interval at or above "
+                               f"{gv.MANY:.0%}", "\"particularly\", Adam-HD's share above "
+                               "each other's"), pr["parts"])) + f" ({where}). "
                  f"{_seeds_divergence('seeds_mlnn', folder, ('adam-hd',))}",
                  pr["verdict"], "§2.1", n=f"{pr['pooled'].n} cells, 1 seed",
                  interval=f"pooled {percent(pr['pooled'])}; {gaps} (Newcombe)", rule="two parts")
+
+
+def _parts(parts) -> str:
+    """A "two parts" rule's parts, each with whether it held: (text, held) pairs."""
+    return "parts: " + ", ".join(f"{text} ({'held' if held else 'did not hold'})"
+                                 for text, held in parts)
 
 
 def _seeds_divergence(name: str, folder: Path, optimizers: tuple[str, ...]) -> str:
@@ -329,8 +336,9 @@ def _bettercnn_grid(folder: Path, where: str) -> list[Claim]:
             "reproducibility report §4.3 (Fig. 4)", "BetterCNN: for β > 1e-3 HD does not "
             "converge; 39% of the converging cells are worse than the baseline",
             f"β > 1e-3 cells diverged: {_of(b['diverged'])}; converged cells worse than the "
-            f"baseline: {_of(b['worse'])}; parts: most β > 1e-3 cells diverge, and the worse "
-            f"share's interval contains 39% ({where})", b["verdict"], "§2.1",
+            f"baseline: {_of(b['worse'])}; "
+            + _parts(zip(("most β > 1e-3 cells diverge", "the worse share's interval contains "
+                          "39%"), b["parts"])) + f" ({where})", b["verdict"], "§2.1",
             n=f"{b['diverged'].n} + {b['worse'].n} cells, 1 seed",
             interval=f"diverged {percent(b['diverged'])}; worse {percent(b['worse'])}",
             rule="two parts"))
@@ -441,12 +449,14 @@ def _ablation(results: Path) -> list[Claim]:
         return []
     pseudo = stats.proportion(int(ab.pseudo_helps.sum()), len(ab))
     half = stats.proportion(int(ab.half_helps.sum()), len(ab))
+    parts = (pseudo.low > 0.5, half.high < 0.5)
     return [Claim("clipping report §3", "the gains come from clipping the hypergradient",
                   f"on the MNIST rows where the code's clipping lowered our mean error by "
                   f"≥ 1 point: clipping as the pseudo-code states it {_tally(ab, 'pseudo_says')};"
-                  f" the secondary α halved without clipping {_tally(ab, 'half_says')}; parts: "
-                  f"clipping helps on most rows, the halved rate on few ({profile} profile)",
-                  two_parts(pseudo.low > 0.5, half.high < 0.5), "§3",
+                  f" the secondary α halved without clipping {_tally(ab, 'half_says')}; "
+                  + _parts(zip(("clipping helps on most rows", "the halved rate helps on few"),
+                               parts)) + f" ({profile} profile)",
+                  two_parts(*parts), "§3",
                   n=f"{len(ab)} rows × {span(ab.trials)} trials",
                   interval=f"clipping helps {percent(pseudo)}; halved rate helps {percent(half)}",
                   rule="rows, then two parts")]

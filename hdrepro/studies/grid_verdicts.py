@@ -90,7 +90,7 @@ def problematic(stats_by_optimizer: dict[str, dict]) -> dict:
         for o, st in stats_by_optimizer.items() if o != "adam-hd"}
     many = pooled.n > 0 and pooled.low >= MANY
     particularly = bool(gaps) and all(g.low > 0 for g in gaps.values())
-    return {"shares": shares, "pooled": pooled, "gaps": gaps,
+    return {"shares": shares, "pooled": pooled, "gaps": gaps, "parts": (many, particularly),
             "verdict": "not tested" if pooled.n == 0 else two_parts(many, particularly)}
 
 
@@ -98,11 +98,11 @@ def bettercnn(large_beta_diverged: pd.Series, worse: int, converged: int) -> dic
     """BetterCNN: share of β > 1e-3 cells diverged, share of converged cells worse."""
     big = stats.proportion(int(large_beta_diverged.astype(bool).sum()), len(large_beta_diverged))
     worse_share = stats.proportion(worse, converged)
-    if big.n == 0 and worse_share.n == 0:
-        return {"diverged": big, "worse": worse_share, "verdict": "not tested"}
     most = big.n > 0 and big.low > 0.5
     close = worse_share.n > 0 and worse_share.contains(REPORTED_WORSE)
-    return {"diverged": big, "worse": worse_share, "verdict": two_parts(most, close)}
+    verdict = ("not tested" if big.n == 0 and worse_share.n == 0
+               else two_parts(most, close))
+    return {"diverged": big, "worse": worse_share, "parts": (most, close), "verdict": verdict}
 
 
 def divergence_at(frame: pd.DataFrame, optimizers: tuple[str, ...],
