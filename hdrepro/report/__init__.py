@@ -43,6 +43,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "second_order_table": grids.second_order_table,
     "second_order_findings": grids.second_order_findings,
     "bettercnn_divergence": divergence.section,
+    "bettercnn_twins": divergence.twins_table,
     "bench_grid_cpu_table": lambda r: grids.bench_grid_table(r, "cpu"),
     "bettercnn_layout_cpu": grids.cpu_layout_speedup,
     "bench_grid_cuda_table": lambda r: grids.bench_grid_table(r, "cuda"),

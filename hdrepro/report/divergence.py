@@ -118,20 +118,26 @@ def _mechanism(study: pd.DataFrame) -> list[str]:
             "the loop runs away (the figure below)."]
 
 
-def twins_table(study: pd.DataFrame) -> str:
-    pairs = ds.pairs(study)
+def twins_table(results: Path) -> str:
+    """Per optimizer and seed, where each float32 run and its float64 twin diverged."""
+    study = _study(full_results(results))
+    pairs = ds.pairs(study) if not study.empty else study
     if pairs.empty:
-        return ""
+        return "_No float32/float64 twin has run yet._"
     at = lambda d, x: f"step {x:.0f}" if d else "no"  # noqa: E731
     rows = [[title(r.optimizer), r.seed, at(r.diverged32, r.at32),
              at(r.diverged64, r.at64)] for r in pairs.itertuples()]
     return md_table(["optimizer", "seed", "float32 diverged", "float64 diverged"], rows)
 
 
+def _study(full: Path) -> pd.DataFrame:
+    study = GridStore(full / "bettercnn_divergence.jsonl").frame()
+    return study if study.empty else study[study.cell_id.notna()]
+
+
 def section(results: Path) -> str:
     full = full_results(results)
-    study = GridStore(full / "bettercnn_divergence.jsonl").frame()
-    study = study if study.empty else study[study.cell_id.notna()]
+    study = _study(full)
     parts = _over_seeds(full) + _full_data(full)
     if not study.empty:
         parts += _precision(study) + _devices(full, study) + _mechanism(study)
@@ -144,9 +150,11 @@ def section(results: Path) -> str:
         parts.append(f"The float64 twins and the traces: {len(study)} of {total or '–'} runs "
                      "stored so far (`hdrepro run bettercnn_divergence --profile full` runs or "
                      "resumes them).")
+    if not study.empty:
+        parts.append("Each seed's float32 run and float64 twin, step by step: "
+                     "[docs/report/grids.md](docs/report/grids.md#float32-and-float64-twins).")
     text = "\n".join(f"- {p}" for p in parts)
-    table = twins_table(study) if not study.empty else ""
     figure = full.parent.parent / "figures" / "full" / "bettercnn_divergence.png"
     link = ("\n\n![BetterCNN's HD runs at α₀ = β = 1e-3, traced](figures/full/"
             "bettercnn_divergence.png)" if figure.exists() and not study.empty else "")
-    return text + (f"\n\n{table}" if table else "") + link
+    return text + link
