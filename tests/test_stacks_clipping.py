@@ -184,3 +184,19 @@ def test_decisive_seeds_go_to_the_bolded_rows_and_the_ablation_arms_only():
     arms = {(c.variant, c.seed) for c in spec.ablation_cells(frame)}
     assert arms == {("clip-pseudo", 1), ("half", 1), ("clip-pseudo", 4), ("half", 4),
                     ("none", 4), ("clip", 4)}
+
+
+def test_the_explanation_rule_pairs_the_arms_by_row_and_returns_every_outcome():
+    from hdrepro.studies.stacks import explanation
+
+    def rows(half_only, pseudo_only, both=0, neither=0):
+        flags = ([(True, False)] * half_only + [(False, True)] * pseudo_only
+                 + [(True, True)] * both + [(False, False)] * neither)
+        return pd.DataFrame(flags, columns=["half_helps", "pseudo_helps"])
+    assert explanation(rows(9, 0))[0] == "halved rate"
+    assert explanation(rows(0, 9))[0] == "clipping"
+    assert explanation(rows(5, 4))[0] == "neither"        # a split inside the noise is a tie
+    # rows where both arms help, or neither, cannot tell them apart, however many there are
+    winner, split = explanation(rows(0, 0, both=20, neither=10))
+    assert winner == "neither" and split.n == 0
+    assert explanation(rows(7, 0, both=3, neither=23))[1].n == 7

@@ -393,6 +393,21 @@ def ablation(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def explanation(ab: pd.DataFrame) -> tuple[str, stats.Interval]:
+    """Which explanation :func:`ablation`'s rows support, by a paired rule (McNemar's idea):
+    over the rows where exactly one of the two arms helps (the pseudo-code's clipping, α/2
+    without clipping), the share where it is α/2, with Wilson's 95% interval. "halved rate" when
+    the interval lies above 1/2, "clipping" when below, "neither" when it contains 1/2 or no row
+    tells the two arms apart. Rows where both or neither help say nothing about which."""
+    half, pseudo = ab["half_helps"].astype(bool), ab["pseudo_helps"].astype(bool)
+    p = stats.proportion(int((half & ~pseudo).sum()), int((half ^ pseudo).sum()))
+    if p.n and p.low > 0.5:
+        return "halved rate", p
+    if p.n and p.high < 0.5:
+        return "clipping", p
+    return "neither", p
+
+
 # -- the mechanism: hypergradient norms and the threshold over one run ------------------------------
 def trace(cell: StackCell, data_root: str, device: str = "cpu") -> pd.DataFrame:
     """Per step of one run: each learned hyperparameter's value (as used), its hypergradient
