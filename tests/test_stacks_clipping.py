@@ -181,9 +181,15 @@ def test_decisive_seeds_go_to_the_bolded_rows_and_the_ablation_arms_only():
         {("adam", "none", 1e-2), ("adam", "clip", 1e-2)}   # no stand-in (Table 5) cells
     frame = pd.DataFrame([_row("adam", "output-tanh", v, a, 1, e) for v, a, e in [
         ("none", 1e-2, 0.8), ("clip", 1e-2, 0.2), ("none", 1e-4, 0.1), ("clip", 1e-4, 0.1)]])
-    arms = {(c.variant, c.seed) for c in spec.ablation_cells(frame)}
-    assert arms == {("clip-pseudo", 1), ("half", 1), ("clip-pseudo", 4), ("half", 4),
-                    ("none", 4), ("clip", 4)}
+    arms = [(c.variant, c.seed) for c in spec.ablation_cells(frame)]
+    assert set(arms) == {("clip-pseudo", 1), ("half", 1), ("clip-pseudo", 4), ("half", 4),
+                         ("none", 4), ("clip", 4)} and len(arms) == 6
+    # seeds outermost: a run cut short leaves every row with the same trials
+    two = pd.concat([frame, pd.DataFrame([_row("adam", "output-tanh", v, 5e-3, 1, e)
+                                          for v, e in [("none", 0.7), ("clip", 0.1)]])])
+    cells = spec.ablation_cells(two)
+    assert {c.alpha for c in cells} == {1e-2, 5e-3}
+    assert [c.seed for c in cells] == sorted(c.seed for c in cells)
 
 
 def test_the_explanation_rule_pairs_the_arms_by_row_and_returns_every_outcome():

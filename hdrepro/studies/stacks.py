@@ -226,15 +226,18 @@ class StackSpec:
 
     def ablation_cells(self, frame: pd.DataFrame) -> list[StackCell]:
         """Pseudo-code clipping and the halved rate on the rows where the code's clipping
-        lowered our mean test error by at least EFFECT."""
+        lowered our mean test error by at least EFFECT; at the decisive seeds (MNIST rows) no
+        clipping and clipping too, so that the extra trials pair. Seeds outermost, so that a run
+        stopped early leaves every row with the same trials."""
         rows = [(t, n, a) for t, n, a in helped_rows(frame) if t in self.tables]
-        arms = [self._cell(t, n, v, a, s) for t, n, a in rows
-                for s in self.seeds + (self.decisive_seeds if t != "cnn" else ())
-                for v in ABLATIONS]
-        # the extra trials pair with no clipping and clipping at the same seeds
-        pairs = [self._cell(t, n, v, a, s) for t, n, a in rows if t != "cnn"
-                 for s in self.decisive_seeds for v in ("none", "clip")]
-        return list(dict.fromkeys(arms + pairs))
+        out = []
+        for s in self.seeds + self.decisive_seeds:
+            for t, n, a in rows:
+                decisive = s in self.decisive_seeds and t != "cnn"
+                if s in self.seeds or decisive:
+                    variants = ABLATIONS + (("none", "clip") if decisive else ())
+                    out += [self._cell(t, n, v, a, s) for v in variants]
+        return list(dict.fromkeys(out))
 
 
 # -- running ---------------------------------------------------------------------------------------
