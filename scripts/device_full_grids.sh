@@ -14,7 +14,9 @@
 #   git has been seen to report an older HEAD than the tree it was sent).
 #   PARALLEL=1: start every grid and study at once (each under the same deadline T), since a
 #   single small-model run leaves the GPU mostly idle; WORKERS_<name> (e.g. WORKERS_fig1=6) sets
-#   one driver's worker processes, THREADS torch threads per worker (default 1 in this mode).
+#   one driver's worker processes, ARGS_<name> its extra arguments (e.g.
+#   ARGS_fig1='--relog-alpha-range mlnn bettercnn'), THREADS torch threads per worker (default 1
+#   in this mode).
 #   Measured on an H200: the 10-seed BetterCNN region took 269 s with 6 workers and the MLNN one
 #   323 s with 3, side by side; Figure 1's full-MNIST 100-epoch runs take about 100 s each alone,
 #   but with 14 workers on the one GPU none finished within 270 s, so give fig1 3-4 workers.
@@ -40,10 +42,10 @@ if [ -n "${PARALLEL:-}" ]; then
     pids=()
     for job in ${GRIDS-} ${STUDIES:-}; do
         script=experiments/$job.py; [ -f "$script" ] || script=experiments/grid_$job.py
-        w="WORKERS_$job"
+        w="WORKERS_$job" a="ARGS_$job"
         timeout "${T:-420}" python3 "$script" --profile "${PROFILE:-full}" --out "$out" --figures "$figs" \
             --executor processes --workers "${!w:-${WORKERS:-3}}" --threads "${THREADS:-1}" \
-            --no-progress ${RULES:+--rules $RULES} > "${OUT:-/tmp}/log_$job.txt" 2>&1 &
+            --no-progress ${RULES:+--rules $RULES} ${!a:-} > "${OUT:-/tmp}/log_$job.txt" 2>&1 &
         pids+=("$!")
     done
     for p in "${pids[@]}"; do wait "$p"; echo "[device] job $p rc=$? at $(( $(date +%s) - start )) s"; done
