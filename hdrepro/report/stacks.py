@@ -175,7 +175,7 @@ def ablation_verdict(results: Path) -> str:
     code = stats.proportion(int((ab.clip_says == "helps").sum()), n)
     winner, split = explanation(ab)
     apart = (f"Of the {split.n} rows where exactly one of the two arms helps, it is α/2 on "
-             f"{split.estimate * split.n:.0f} ({percent(split)})" if split.n else
+             f"{_share(split)}" if split.n else
              "No row has exactly one of the two arms helping")
     unsure = int(((ab.half_says == "inconclusive") | (ab.pseudo_says == "inconclusive")).sum())
     reading = {
