@@ -24,7 +24,7 @@ from . import fig1, grids
 from .format import full_results, holding, md_table, percent, read_csv, run_record, span
 from .speed import ratio
 from ..engine.results import GridStore
-from ..studies.stacks import PUBLISHED, ablation, comparison
+from ..studies.stacks import PUBLISHED, STAND_IN, ablation, comparison, helps_share
 
 NOT_TESTED = "not tested"
 
@@ -407,7 +407,7 @@ def _clipping(results: Path) -> list[Claim]:
     if comp.empty:
         return [Claim(source, "clipping lowers test error at large secondary α", "not run",
                       NOT_TESTED, "§3")]
-    mnist = comp[comp.table != "cnn"]
+    mnist = comp[comp.table != STAND_IN]
     out = []
     for says, claim in (("no effect", "at small secondary α clipping has negligible effect"),
                         ("helps", "at large secondary α clipping lowers test error, by a few "
@@ -423,7 +423,7 @@ def _clipping(results: Path) -> list[Claim]:
                          f"{_tally(rows)} ({where})", majority(share), "§3",
                          n=f"{len(rows)} rows × {span(rows.trials)} trials",
                          interval=f"share \"{says}\" {percent(share)}", rule="rows, then majority"))
-    cnn = comp[comp.table == "cnn"]
+    cnn = comp[comp.table == STAND_IN]
     if len(cnn):
         out.append(Claim("clipping report Table 5", "the same on CIFAR-10 with a small CNN",
                          f"CIFAR-10 is not on our machines; on the Fashion-MNIST stand-in our "
@@ -444,11 +444,10 @@ def _ablation(results: Path) -> list[Claim]:
             break
     else:
         return []
-    ab = ab[ab.table != "cnn"]   # the stand-in's rows are not evidence for the report's claim
+    ab = ab[ab.table != STAND_IN]
     if ab.empty:
         return []
-    pseudo = stats.proportion(int(ab.pseudo_helps.sum()), len(ab))
-    half = stats.proportion(int(ab.half_helps.sum()), len(ab))
+    pseudo, half = helps_share(ab, "pseudo"), helps_share(ab, "half")
     parts = (pseudo.low > 0.5, half.high < 0.5)
     return [Claim("clipping report §3", "the gains come from clipping the hypergradient",
                   f"on the MNIST rows where the code's clipping lowered our mean error by "

@@ -26,7 +26,7 @@ from . import fig1, grids
 from .claims import NOT_TESTED, claims
 from .format import full_results, holding, is_partial, md_table, read_csv, run_record
 from ..engine.results import GridStore
-from ..studies.stacks import ABLATIONS, PUBLISHED, StackSpec
+from ..studies.stacks import ABLATIONS, PUBLISHED, STAND_IN, StackSpec
 
 
 
@@ -98,7 +98,7 @@ DEVIATIONS: tuple[Deviation, ...] = (
               _stack_scale(("sgd", "adam", "adagrad", "rmsprop")),
               "cost: the quick profile runs the α rows where clipping matters, 1 trial"),
     Deviation("Stacks, Table 5 (clipping report)", "CIFAR-10, a small CNN, 5 epochs, 3 trials",
-              _stack_scale(("cnn",)), "CIFAR-10 cannot be downloaded here: the same CNN on "
+              _stack_scale((STAND_IN,)), "CIFAR-10 cannot be downloaded here: the same CNN on "
               "Fashion-MNIST (1×28×28), labelled as such, never called CIFAR-10"),
     Deviation("BetterCNN", "the report's code leaves dropout on at evaluation", "dropout off "
               "at evaluation (model.eval())", "a bug in the report's code"),
@@ -225,8 +225,8 @@ def _against_target(profile: str, seconds: float) -> str:
 def _table5_gap(stacks) -> list[str]:
     """Table 5 at full scale: missing, or how many of its table runs (every α, every trial,
     ablations aside) are stored."""
-    done = int(((stacks.table == "cnn") & ~stacks.variant.isin(ABLATIONS)).sum())
-    want = len(StackSpec(("cnn",)).cells())
+    done = int(((stacks.table == STAND_IN) & ~stacks.variant.isin(ABLATIONS)).sum())
+    want = len(StackSpec((STAND_IN,)).cells())
     if done == 0:
         return ["stacks Table 5"]
     return [f"stacks Table 5 ({done} of its {want} table runs so far)"] if done < want else []

@@ -13,8 +13,8 @@ import pandas as pd
 from ..studies import stats
 from .format import holding, md_table, percent, span
 from ..engine.results import GridStore
-from ..studies.stacks import (EFFECT, PUBLISHED, ablation, baseline_error, comparison,
-                               default_pixels, explanation)
+from ..studies.stacks import (EFFECT, PUBLISHED, STAND_IN, ablation, baseline_error, comparison,
+                               default_pixels, explanation, helps_share)
 
 TITLES = {"sgd": "SGD/SGD(α)", "adam": "Adam/SGD(α)", "adagrad": "AdaGrad/SGD(α)",
           "rmsprop": "RMSProp/SGD(α)", "cnn": "Adam/SGD(α) on the CNN"}
@@ -165,14 +165,12 @@ def ablation_verdict(results: Path) -> str:
     ab = ablation(frame) if not frame.empty else pd.DataFrame()
     if ab.empty:
         return ""
-    stand_in = int((ab.table == "cnn").sum())
-    ab = ab[ab.table != "cnn"]
+    stand_in = int((ab.table == STAND_IN).sum())
+    ab = ab[ab.table != STAND_IN]
     if ab.empty:
         return ""
     n = len(ab)
-    half = stats.proportion(int(ab.half_helps.sum()), n)
-    pseudo = stats.proportion(int(ab.pseudo_helps.sum()), n)
-    code = stats.proportion(int((ab.clip_says == "helps").sum()), n)
+    half, pseudo, code = (helps_share(ab, arm) for arm in ("half", "pseudo", "clip"))
     winner, split = explanation(ab)
     apart = (f"Of the {split.n} rows where exactly one of the two arms helps, it is α/2 on "
              f"{_share(split)}" if split.n else

@@ -214,7 +214,12 @@ def chosen(frame: pd.DataFrame) -> pd.DataFrame:
     """Each method's chosen tuning configuration per data and model (lowest mean error on the
     held-out validation split, diverged runs counted at DIVERGED_ERROR), one row per
     configuration with its mean validation error."""
-    f = _with_options(whole(frame)[lambda x: x["phase"] == "tune"])
+    return _choose(whole(frame))
+
+
+def _choose(runs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`chosen` on runs already filtered by :func:`whole`."""
+    f = _with_options(runs[runs["phase"] == "tune"])
     f["err"] = _errors(f, "val_error")
     m = (f.groupby(["data", "model", "method", "config"], as_index=False)
           .agg(err=("err", "mean"), alpha0=("alpha0", "first"),
@@ -228,7 +233,7 @@ def final_runs(frame: pd.DataFrame) -> pd.DataFrame:
     runs."""
     frame = whole(frame)
     f = _with_options(frame)
-    best = chosen(frame)
+    best = _choose(frame)
     keep = f.merge(best[["data", "model", "method", "config"]], on=["data", "model", "method",
                                                                      "config"])
     keep = keep[keep["phase"] == "tune"]
