@@ -109,7 +109,9 @@ def draw(spec: ASGCSpec, store: GridStore, out: Path, figures: Path) -> list[Pat
         print("asgc: no data–model pair is tuned on a whole seed yet; nothing to draw")
         return []
     runs = final_runs(frame)
-    fig, axes = plt.subplots(2, len(pairs), figsize=(4.6 * len(pairs) + 1, 7.4), squeeze=False)
+    rows = 2 if (frame.phase == "random").any() else 1   # no empty row before the random search
+    fig, axes = plt.subplots(rows, len(pairs), figsize=(4.6 * len(pairs) + 1, 3.7 * rows + 0.4),
+                             squeeze=False)
     for j, (data, model) in enumerate(pairs):
         r = runs[(runs.data == data) & (runs.model == model)]
         plot_curves(r, axes[0, j], "curve_val_acc", COLOURS, TITLES)
@@ -119,6 +121,8 @@ def draw(spec: ASGCSpec, store: GridStore, out: Path, figures: Path) -> list[Pat
                              f"{spec.epochs[model]} epochs)\nchosen configurations, {seeds} seed(s)",
                              fontsize=9)
         rnd = frame[(frame.phase == "random") & (frame.data == data) & (frame.model == model)]
+        if rows == 1:
+            continue
         ax = axes[1, j]
         if rnd.empty:
             ax.set_visible(False)

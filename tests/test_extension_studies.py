@@ -145,6 +145,13 @@ def test_asgc_report_reads_only_pairs_tuned_on_a_whole_seed_and_says_why_it_wait
     # the same pair whole: it is read, and nothing is said to be left out
     store.append(stored([_asgc_row("adagrad", 8e-6, [0.1, 0.1])]))
     assert len(study_frame(full, "asgc")) == 41 and _left_out(full, "asgc") == ""
+    # while its run record expects more runs, the section says what is still to come
+    from hdrepro.report.extensions import _asgc_under_way
+    (full / "asgc_run.json").write_text('{"cells_total": 50}')
+    note = _asgc_under_way(study_frame(full, "asgc"), full)
+    assert "under way (41 of 50 runs stored)" in note and "the 1 data–model pair " in note
+    (full / "asgc_run.json").write_text('{"cells_total": 41}')
+    assert _asgc_under_way(study_frame(full, "asgc"), full) == ""
     # runs chosen on the test set only: a different reason
     old = GridStore(tmp_path / "old" / "asgc.jsonl")
     old.append(stored([_asgc_row("adam", 1e-3, [0.8, 0.9], validation=float("nan"))]))
@@ -168,7 +175,12 @@ def test_asgc_driver_draws_only_the_pairs_the_report_reads(tmp_path):
     drawn = driver.draw(spec, store, tmp_path, tmp_path / "figures")
     assert [p.name for p in drawn] == ["asgc.png"]
     import matplotlib.pyplot as plt
-    assert plt.imread(drawn[0]).shape[1] < 800   # one column: the unfinished pair is not drawn
+    tune_only = plt.imread(drawn[0]).shape
+    assert tune_only[1] < 800   # one column: the unfinished pair is not drawn
+    # the random search's row of panels appears once it has runs, and not before
+    store.append([{**_asgc_row("adam", 1e-3, [0.7, 0.8], phase="random"), "cell_id": "r"}])
+    with_random = plt.imread(driver.draw(spec, store, tmp_path, tmp_path / "figures")[0]).shape
+    assert with_random[0] > 1.5 * tune_only[0]
     assert driver.draw(spec, GridStore(tmp_path / "none.jsonl"), tmp_path, tmp_path) == []
 
 

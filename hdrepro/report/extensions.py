@@ -288,7 +288,20 @@ def rivals_verdict(f: pd.DataFrame, results: Path) -> str:
 
 # -- 3. ASGC ------------------------------------------------------------------------------------
 def asgc_provenance(f: pd.DataFrame, results: Path) -> str:
-    return provenance(f, results, "asgc")
+    return provenance(f, results, "asgc") + _asgc_under_way(f, results)
+
+
+def _asgc_under_way(f: pd.DataFrame, results: Path) -> str:
+    """What a study still being filled has not run yet, or "" once every run is stored."""
+    total = (run_record(results, "asgc_run.json") or {}).get("cells_total")
+    stored = len(GridStore(results / "asgc.jsonl").frame())
+    if not total or stored >= total:
+        return ""
+    pairs = f.groupby(["data", "model"]).ngroups
+    return (f" The study is under way ({stored} of {total} runs stored): the tables read the "
+            f"{pairs} data–model pair{'s' * (pairs != 1)} tuned on a whole seed so far; a "
+            "pair's ablations and random search run after its tuning, and "
+            f"`hdrepro run asgc --profile {results.name}` resumes the study.")
 
 
 def asgc_table(f: pd.DataFrame, results: Path) -> str:
@@ -315,7 +328,8 @@ def asgc_table(f: pd.DataFrame, results: Path) -> str:
 
 def asgc_robustness(f: pd.DataFrame, results: Path) -> str:
     if (f["phase"] != "random").all():
-        return "_No random configurations in this folder._"
+        return ("_No random configurations stored yet for these pairs (a pair's random search "
+                "runs after its tuning)._")
     r = asgc_study.robustness(f)
     rows = [[f"{MODEL_TITLES.get(x.model, x.model)}, {x.data}", asgc_study.TITLES[x.method],
              str(x.samples), _pct(x.median), _pct(x.best), _pct(x.worst), str(int(x.diverged)),
@@ -547,9 +561,12 @@ def asgc_figures(results: Path) -> str:
     if frame.empty or not names:
         return ""
     cells = " | ".join(f"![](figures/{folder.name}/{n})" for n in names)
-    return (f"| {cells} |\n|{'---|' * len(names)}\n\n*Validation accuracy of the chosen "
-            "configurations and the random configurations' test errors; per-layer |g| over "
-            "training, before and after ASGC's clipping and for SGD-momentum.*")
+    caption = "Validation accuracy of the chosen configurations" + (
+        " and the random configurations' test errors" if (frame.phase == "random").any() else "")
+    if "asgc_gradients.png" in names:
+        caption += ("; per-layer |g| over training, before and after ASGC's clipping and for "
+                    "SGD-momentum")
+    return f"| {cells} |\n|{'---|' * len(names)}\n\n*{caption}.*"
 
 
 SECTIONS: dict[str, Callable[[Path], str]] = {
