@@ -179,9 +179,10 @@ class StackSpec:
     epochs: dict[str, int] = field(default_factory=dict)   # override the report's epochs
     #: MNIST tables also run with standardised inputs (report's net, with and without clipping)
     standardised: tuple[str, ...] = ()
-    #: more trials where a verdict turns on a difference: the rows the report bolds (its
-    #: clipping helped) on the report's net, and every ablation row with its arms; MNIST tables
-    #: only (Table 5 runs on a stand-in data set, so no verdict is drawn from it)
+    #: more trials where a verdict turns on a difference: the rows a verdict reads (the
+    #: report's clipping helped, or had no effect) on the report's net, and every ablation row
+    #: with its arms; MNIST tables only (Table 5 runs on a stand-in data set, so no verdict is
+    #: drawn from it)
     decisive_seeds: tuple[int, ...] = ()
 
     def __post_init__(self):
@@ -219,13 +220,15 @@ class StackSpec:
         for seed in self.decisive_seeds:
             for table in (t for t in self.tables if t != STAND_IN):
                 out += [self._cell(table, "output-tanh", v, a, seed)
-                        for a in self.bolded(table) for v in ("none", "clip")]
+                        for a in self.judged(table) for v in ("none", "clip")]
         return list(dict.fromkeys(out))
 
-    def bolded(self, table: str) -> tuple[float, ...]:
-        """The α of this spec whose row the report bolds: its clipping helped by ≥ EFFECT."""
-        return tuple(a for a, none, clip in PUBLISHED[table].rows
-                     if a in self.table_alphas(table) and conclusion(none / 100, clip / 100) == "helps")
+    def judged(self, table: str) -> tuple[float, ...]:
+        """The α of this spec whose row a verdict reads: the report's clipping helped by
+        ≥ EFFECT (the rows it bolds) or changed the error by less (the "no effect" rows); the
+        few rows where it hurt back no claim."""
+        return tuple(a for a, none, clip in PUBLISHED[table].rows if a in self.table_alphas(table)
+                     and conclusion(none / 100, clip / 100) in ("helps", "no effect"))
 
     def ablation_cells(self, frame: pd.DataFrame) -> list[StackCell]:
         """Pseudo-code clipping and the halved rate on the rows where the code's clipping
