@@ -39,7 +39,7 @@ def _asgc_row(method, lr, curve, phase="tune", seed=1, options="{}", diverged=Fa
             "curve_seconds": [10.0 * (i + 1) for i in range(len(curve))],
             "val_error": 1 - curve[-1], "validation": validation,
             "test_error": 1 - curve[-1] if test_error is None else test_error,
-            "diverged": diverged, "val_loss": 0.5, "train_loss": 0.25}
+            "diverged": diverged, "val_loss": 0.5, "train_loss": 0.25, "n_test": 10_000}
 
 
 def _budget(rows, seed=1, drop=None):
@@ -255,7 +255,8 @@ def test_rival_comparison_leaves_diverged_runs_out_of_the_means_and_counts_them(
 def test_rivals_are_each_compared_with_adam_hd_paired_by_seed_and_can_be_beaten_tied_or_lost_to():
     def runs(method, errors, diverged=()):
         return [{"model": "mlnn", "method": method, "scale": 1.0, "seed": s + 1,
-                 "diverged": s in diverged, "test_error": e} for s, e in enumerate(errors)]
+                 "diverged": s in diverged, "test_error": e, "n_test": 10_000}
+                for s, e in enumerate(errors)]
     hd = [0.020, 0.030, 0.025]
     rows = (runs("adam-hd", hd)
             + runs("a:default", [e + 0.010 for e in hd])                 # always worse: HD beats

@@ -60,7 +60,7 @@ def test_conclusions_use_one_point_both_ways():
 
 def _row(table, net, variant, alpha, seed, error):
     cell = StackCell(table, net, variant, alpha, seed, 1, TINY)
-    return {**cell.labels(), "test_error": error, "diverged": False}
+    return {**cell.labels(), "test_error": error, "diverged": False, "n_test": 10_000}
 
 
 def test_summaries_average_trials_and_find_the_rows_where_clipping_helped():
@@ -109,7 +109,7 @@ def test_ablations_run_only_where_clipping_helped_and_a_rerun_redoes_nothing(tmp
     store = GridStore(tmp_path / "s.jsonl")
     fake = {("none", 1e-2): 0.8, ("clip", 1e-2): 0.2, ("none", 1e-3): 0.1, ("clip", 1e-3): 0.1}
     store.append([{**c.labels(), "test_error": fake.get((c.variant, c.alpha), 0.1),
-                   "diverged": False} for c in spec.cells()])
+                   "diverged": False, "n_test": 10_000} for c in spec.cells()])
     frame = run(spec, store, OPTIONS)
     new = frame[frame.variant.isin(["clip-pseudo", "half"])]
     assert sorted(new.variant) == ["clip-pseudo", "half"] and set(new.alpha) == {1e-2}
@@ -150,8 +150,8 @@ def test_summaries_keep_the_standardised_runs_apart():
                                                                     1e-2, 1, 0.2)]
     std = [StackCell("adam", "output-tanh", v, 1e-2, 1, 1, TINY, pixels="standardised")
            for v in ("none", "clip")]
-    frame = pd.DataFrame(rows + [{**c.labels(), "test_error": e, "diverged": False}
-                                 for c, e in zip(std, (0.5, 0.45))])
+    frame = pd.DataFrame(rows + [{**c.labels(), "test_error": e, "diverged": False,
+                                  "n_test": 10_000} for c, e in zip(std, (0.5, 0.45))])
     assert comparison(frame, "adam").ours_none.tolist() == [0.8]
     std_comp = comparison(frame, "adam", pixels="standardised")
     assert std_comp.ours_none.tolist() == [0.5] and std_comp.ours_clip.tolist() == [0.45]

@@ -47,3 +47,32 @@ def test_a_small_mean_difference_inside_a_wide_spread_is_a_tie():
     assert d.estimate == pytest.approx(0.06) and stats.judge(d) == "tie"
     assert stats.judge(stats.paired_difference(base + 0.01, base), lower_is_better=False) \
         == "better"                                   # the same shift without noise is not
+
+
+def test_values_counted_in_steps_never_get_an_interval_of_zero_width():
+    # three seeds where HD's count of good α₀ is one more than its base's on every seed: the
+    # counts move in whole steps, so the agreement is not a noiseless +1 but a tie
+    d = stats.paired_difference([3, 4, 3], [2, 3, 2], resolution=1)
+    half = 4.303 * (1 / math.sqrt(6)) / math.sqrt(3)   # t(0.975, 2) × q/√6 / √n
+    assert d.estimate == 1 and (d.low, d.high) == pytest.approx((1 - half, 1 + half), abs=1e-3)
+    assert stats.judge(d, lower_is_better=False) == "tie"
+    # three steps on every seed is beyond the rounding: decided
+    assert stats.judge(stats.paired_difference([5, 6, 5], [2, 3, 2], resolution=1),
+                       lower_is_better=False) == "better"
+    # continuous values keep the plain t interval, and a spread above the floor is untouched
+    assert stats.paired_difference([3, 4, 3], [2, 3, 2]).high == 1
+    wide = stats.paired_difference([1, 5, 2], [0, 0, 0], resolution=1)
+    assert wide == stats.paired_difference([1, 5, 2], [0, 0, 0])
+    with pytest.raises(ValueError, match="resolution=-1"):
+        stats.paired_difference([1, 2], [0, 0], resolution=-1)
+
+
+def test_test_errors_are_counted_in_test_images():
+    import pandas as pd
+    runs = pd.DataFrame({"n_test": [10_000, 10_000]})
+    assert stats.error_step(runs) == 1e-4
+    # two seeds where one method is 59 images better on both: decided, with a visible interval
+    a, b = pd.DataFrame({"test_error": [0.0147, 0.0146], "diverged": [False, False]}), \
+        pd.DataFrame({"test_error": [0.0206, 0.0205], "diverged": [False, False]})
+    d, outcome = stats.paired_runs(a, b, resolution=stats.error_step(runs))
+    assert outcome == "better" and d.high - d.low > 5e-4

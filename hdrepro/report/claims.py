@@ -50,7 +50,9 @@ RULES = {
                 "(a tie counts as a case where the claim does not hold)",
     "paired": "runs pair by seed (same initial weights, same minibatch order); a pair is better "
               "or worse when the 95% t interval of the per-seed difference excludes 0, a tie when "
-              "it contains 0; an HD run that diverged where its base did not makes the pair worse",
+              "it contains 0; an HD run that diverged where its base did not makes the pair "
+              "worse; values counted in whole steps (α₀ of a grid, test images) get at least the "
+              "spread of rounding to the step, so agreement on every seed is not read as no noise",
     "rows": "each row's effect err_none − err_clip (or − err_arm), paired by seed, 95% t "
             "interval: helps above 0 and ≥ 1 point, hurts below 0 and ≤ −1 point, no effect "
             "inside ±1 point, else inconclusive (the trials' spread exceeds the difference)",

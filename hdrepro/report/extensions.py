@@ -172,7 +172,9 @@ def _family_paired(f: pd.DataFrame) -> str:
                          for m in models)
     waiting = len(p) - len(done)
     return (f"Counted per seed and paired by seed ({span(done.seeds)} seeds), the change is "
-            f"told from the noise by its 95% t interval: {by_model}"
+            f"told from the noise by its 95% t interval (counts move in whole α₀, so a count "
+            f"that agrees on every seed is given at least the spread of rounding to one α₀): "
+            f"{by_model}"
             + (f"; {waiting} pair{'s' * (waiting != 1)} with one seed so far" if waiting else "")
             + ". ")
 

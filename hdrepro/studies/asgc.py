@@ -287,7 +287,7 @@ def against(frame: pd.DataFrame) -> pd.DataFrame:
             continue
         for method in [m for m in g["method"].unique() if m != "asgc-momentum"]:
             other = g[g["method"] == method].set_index("seed")
-            diff, outcome = stats.paired_runs(asgc, other)
+            diff, outcome = stats.paired_runs(asgc, other, resolution=stats.error_step(g))
             rows.append({"data": data, "model": model, "method": method,
                          "difference": diff, "outcome": outcome})
     return pd.DataFrame(rows, columns=["data", "model", "method", "difference", "outcome"])

@@ -132,7 +132,7 @@ def against(frame: pd.DataFrame, reference: str = "adam-hd") -> pd.DataFrame:
         ref = g[g["method"] == reference].set_index("seed")
         for method in [m for m in g["method"].unique() if ":" in m]:
             riv = g[g["method"] == method].set_index("seed")
-            diff, outcome = stats.paired_runs(ref, riv)
+            diff, outcome = stats.paired_runs(ref, riv, resolution=stats.error_step(g))
             rows.append({"model": model, "method": method,
                          "seeds": len(ref.index.intersection(riv.index)),
                          "error": float(riv["test_error"][~riv["diverged"].astype(bool)].mean()),

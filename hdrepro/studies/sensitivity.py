@@ -157,7 +157,8 @@ def whole(frame: pd.DataFrame) -> pd.DataFrame:
 def pair_tuning(frame: pd.DataFrame) -> pd.DataFrame:
     """Per model and optimizer, over the seeds whose sweep is whole (:func:`whole`):
     the near-best count of each variant per seed, HD − base paired by seed with its t interval
-    (``near``, a :class:`hdrepro.studies.stats.Interval`), and the outcome: "wider", "narrower",
+    (``near``, a :class:`hdrepro.studies.stats.Interval`; counts move in whole α₀, so a count
+    that agrees on every seed is not taken as noiseless: resolution 1), and the outcome: "wider", "narrower",
     "tie" (the interval contains 0) or "one seed" (fewer than MIN_SEEDS: no spread to judge)."""
     runs = whole(frame)
     if runs.empty:
@@ -165,7 +166,7 @@ def pair_tuning(frame: pd.DataFrame) -> pd.DataFrame:
     per_seed = pd.concat([tuning(g).assign(seed=seed) for seed, g in runs.groupby("seed")])
     rows = []
     for (model, name), g in per_seed.groupby(["model", "family"], sort=False):
-        d = stats.paired_difference(g["hd_near"], g["base_near"])
+        d = stats.paired_difference(g["hd_near"], g["base_near"], resolution=1)
         outcome = (PAIR_OUTCOME[stats.judge(d, lower_is_better=False)]
                    if len(g) >= MIN_SEEDS else "one seed")
         rows.append({"model": model, "family": name, "seeds": len(g), "alphas": g["alphas"].max(),

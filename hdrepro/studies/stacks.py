@@ -303,7 +303,7 @@ def paired_effect(runs: pd.DataFrame, a: str = "none", b: str = "clip") -> stats
     if a not in wide or b not in wide:
         return stats.Interval(math.nan, math.nan, math.nan, 0)
     both = wide[[a, b]].dropna()
-    return stats.paired_difference(both[a], both[b])
+    return stats.paired_difference(both[a], both[b], resolution=stats.error_step(runs))
 
 
 def effect_outcome(effect: stats.Interval) -> str:

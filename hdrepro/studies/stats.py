@@ -5,6 +5,9 @@ the rule that turns a difference into "better", "worse" or "tie".
   inside [0, 1] and is honest at n = 1.
 - A difference of paired runs (the same seed under two methods) gets a t interval on the mean of
   the per-seed differences; with n = 1 there is no spread to judge and the interval is infinite.
+  Values counted in whole steps (a test error in whole test images, a count of grid points) can
+  agree exactly on every seed although the runs are noisy; their spread is taken as at least
+  that of rounding to the step, so such a sample never gets an interval of zero width.
 - A difference whose 95% interval contains 0 is a tie: inside the noise, so neither side wins.
 """
 from __future__ import annotations
@@ -57,8 +60,9 @@ def proportion_difference(k1: int, n1: int, k2: int, n2: int,
     return Interval(d, low, high, n1 + n2)
 
 
-def mean(x, level: float = LEVEL) -> Interval:
-    """The mean of `x` with a t interval (infinite bounds for one value)."""
+def mean(x, level: float = LEVEL, min_std: float = 0.0) -> Interval:
+    """The mean of `x` with a t interval (infinite bounds for one value); the sample's standard
+    deviation is taken as at least `min_std`."""
     x = np.asarray(x, dtype=float)
     n = len(x)
     if n == 0:
@@ -66,16 +70,29 @@ def mean(x, level: float = LEVEL) -> Interval:
     m = float(x.mean())
     if n == 1:
         return Interval(m, -math.inf, math.inf, 1)
-    half = float(_st.t.ppf(0.5 + level / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    std = max(float(x.std(ddof=1)), min_std)
+    half = float(_st.t.ppf(0.5 + level / 2, n - 1) * std / math.sqrt(n))
     return Interval(m, m - half, m + half, n)
 
 
-def paired_difference(a, b, level: float = LEVEL) -> Interval:
-    """Mean of a − b over pairs (runs that share a seed), with a t interval."""
+def paired_difference(a, b, level: float = LEVEL, resolution: float = 0.0) -> Interval:
+    """Mean of a − b over pairs (runs that share a seed), with a t interval. `resolution` q > 0:
+    a and b are counted in steps of q, so their per-pair differences can agree exactly although
+    the runs are noisy; the differences' standard deviation is then taken as at least q/√6, the
+    spread of a difference of two values rounded to the step (each uniform over one step,
+    variance q²/12)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if a.shape != b.shape:
         raise ValueError(f"paired samples need the same length (got {len(a)} and {len(b)})")
-    return mean(a - b, level)
+    if not (math.isfinite(resolution) and resolution >= 0):
+        raise ValueError(f"resolution={resolution}: use the step the values are counted in "
+                         "(>= 0; 0 for continuous values)")
+    return mean(a - b, level, min_std=resolution / math.sqrt(6))
+
+
+def error_step(runs) -> float:
+    """One test image's share of a test error: the step `runs`' test errors are counted in."""
+    return 1.0 / float(runs["n_test"].max())
 
 
 def judge(difference: Interval, lower_is_better: bool = True) -> str:
@@ -88,16 +105,18 @@ def judge(difference: Interval, lower_is_better: bool = True) -> str:
     return "better" if good else "worse"
 
 
-def paired_runs(a, b, value: str = "test_error") -> tuple[Interval, str]:
+def paired_runs(a, b, value: str = "test_error", resolution: float = 0.0
+                ) -> tuple[Interval, str]:
     """Two methods' runs (frames indexed by seed, with `value` and "diverged"): a − b over the
-    seeds both ran and neither diverged, its t interval, and the outcome for a (:func:`judge`).
-    A run that diverged where its partner did not decides the comparison against its method
-    (when each side has such a seed, the interval decides)."""
+    seeds both ran and neither diverged, its t interval (`resolution`: as in
+    :func:`paired_difference`), and the outcome for a (:func:`judge`). A run that diverged where
+    its partner did not decides the comparison against its method (when each side has such a
+    seed, the interval decides)."""
     seeds = a.index.intersection(b.index)
     a, b = a.loc[seeds], b.loc[seeds]
     down_a, down_b = a["diverged"].astype(bool), b["diverged"].astype(bool)
     both = ~down_a & ~down_b
-    diff = paired_difference(a[value][both], b[value][both])
+    diff = paired_difference(a[value][both], b[value][both], resolution=resolution)
     lone_a, lone_b = bool((down_a & ~down_b).any()), bool((down_b & ~down_a).any())
     if lone_a != lone_b:
         return diff, "worse" if lone_a else "better"
