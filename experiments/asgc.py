@@ -31,7 +31,7 @@ from grid_common import (begin_run_info, run_options, run_parser, save_figure,  
                          stamp_figures, write_run_info)
 
 from hdrepro.studies.asgc import (COLOURS, LRS, TITLES, ASGCSpec, asgc_config, chosen, final_runs,
-                                  gradient_histograms, reportable)  # noqa: E402
+                                  gradient_histograms, random_runs, reportable)  # noqa: E402
 from hdrepro.cli_help import run_main  # noqa: E402
 from hdrepro.engine.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.engine.models import TITLES as MODEL_TITLES  # noqa: E402
@@ -109,7 +109,8 @@ def draw(spec: ASGCSpec, store: GridStore, out: Path, figures: Path) -> list[Pat
         print("asgc: no data–model pair is tuned on a whole seed yet; nothing to draw")
         return []
     runs = final_runs(frame)
-    rows = 2 if (frame.phase == "random").any() else 1   # no empty row before the random search
+    searched = random_runs(frame)   # whole random searches only
+    rows = 2 if len(searched) else 1   # no empty row before the random search
     fig, axes = plt.subplots(rows, len(pairs), figsize=(4.6 * len(pairs) + 1, 3.7 * rows + 0.4),
                              squeeze=False)
     for j, (data, model) in enumerate(pairs):
@@ -120,7 +121,7 @@ def draw(spec: ASGCSpec, store: GridStore, out: Path, figures: Path) -> list[Pat
         axes[0, j].set_title(f"{MODEL_TITLES.get(model, model)} on {data} ({spec.fraction:.0%}, "
                              f"{spec.epochs[model]} epochs)\nchosen configurations, {seeds} seed(s)",
                              fontsize=9)
-        rnd = frame[(frame.phase == "random") & (frame.data == data) & (frame.model == model)]
+        rnd = searched[(searched.data == data) & (searched.model == model)]
         if rows == 1:
             continue
         ax = axes[1, j]

@@ -179,6 +179,10 @@ def test_asgc_driver_draws_only_the_pairs_the_report_reads(tmp_path):
     assert tune_only[1] < 800   # one column: the unfinished pair is not drawn
     # the random search's row of panels appears once it has runs, and not before
     store.append([{**_asgc_row("adam", 1e-3, [0.7, 0.8], phase="random"), "cell_id": "r"}])
+    one_method = plt.imread(driver.draw(spec, store, tmp_path, tmp_path / "figures")[0]).shape
+    assert one_method == tune_only   # a random search cut short is not drawn
+    store.append([{**_asgc_row(m, 1e-3, [0.7, 0.8], phase="random"), "cell_id": f"r-{m}"}
+                  for m in asgc_study.LRS if m != "adam"])
     with_random = plt.imread(driver.draw(spec, store, tmp_path, tmp_path / "figures")[0]).shape
     assert with_random[0] > 1.5 * tune_only[0]
     assert driver.draw(spec, GridStore(tmp_path / "none.jsonl"), tmp_path, tmp_path) == []
@@ -235,8 +239,14 @@ def test_asgc_robustness_tells_diverged_runs_from_runs_stuck_at_chance():
             _asgc_row("asgc-momentum", 0.3, [0.5, float("nan")], phase="random", diverged=True),
             _asgc_row("asgc-momentum", 0.01, [0.90, 0.96], phase="random"),
             _asgc_row("adam", 1e-3, [0.9, 0.97])]                                # tuning: left out
+    # a search cut short (adagrad, rmsprop and adam without their random runs) is not read yet
+    assert asgc_study.robustness(pd.DataFrame(rows)).empty
+    rows += [_asgc_row(m, 1e-3 * k, [0.9, 0.97], phase="random")
+             for m in ("adam", "adagrad", "rmsprop") for k in (1, 2)]
     r = asgc_study.robustness(pd.DataFrame(rows)).set_index("method")
-    assert list(r.index) == ["momentum", "asgc-momentum"]
+    assert list(r.index) == ["momentum", "asgc-momentum", "adam", "adagrad", "rmsprop"]
+    # one method a configuration short: the pair waits again
+    assert asgc_study.robustness(pd.DataFrame(rows[:-1])).empty
     assert (r.loc["momentum", ["diverged", "stuck"]] == [0, 1]).all()
     assert (r.loc["asgc-momentum", ["diverged", "stuck"]] == [1, 0]).all()
     assert r.loc["asgc-momentum", "worst"] == 0.9

@@ -329,10 +329,10 @@ def asgc_table(f: pd.DataFrame, results: Path) -> str:
 
 
 def asgc_robustness(f: pd.DataFrame, results: Path) -> str:
-    if (f["phase"] != "random").all():
-        return ("_No random configurations stored yet for these pairs (a pair's random search "
-                "runs after its tuning)._")
     r = asgc_study.robustness(f)
+    if r.empty:
+        return ("_No whole random search stored yet for these pairs (a pair's random search "
+                "runs after its tuning, method by method)._")
     rows = [[f"{MODEL_TITLES.get(x.model, x.model)}, {x.data}", asgc_study.TITLES[x.method],
              str(x.samples), _pct(x.median), _pct(x.best), _pct(x.worst), str(int(x.diverged)),
              str(int(x.stuck))] for x in r.itertuples()]
@@ -564,7 +564,8 @@ def asgc_figures(results: Path) -> str:
         return ""
     cells = " | ".join(f"![](figures/{folder.name}/{n})" for n in names)
     caption = "Validation accuracy of the chosen configurations" + (
-        " and the random configurations' test errors" if (frame.phase == "random").any() else "")
+        " and the random configurations' test errors" if len(asgc_study.random_runs(frame))
+        else "")
     if "asgc_gradients.png" in names:
         caption += ("; per-layer |g| over training, before and after ASGC's clipping and for "
                     "SGD-momentum")

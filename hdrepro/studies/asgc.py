@@ -293,12 +293,26 @@ def against(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["data", "model", "method", "difference", "outcome"])
 
 
+def random_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The validated random-search runs of the (data, model) pairs where every method has as
+    many random configurations as the others: the search runs method by method, so a search
+    cut short (some methods short or missing) is left out until it is whole."""
+    f = validated(frame)
+    r = f[f["phase"] == "random"] if not f.empty else f
+    if r.empty:
+        return r
+    counts = (r.groupby(["data", "model", "method"]).size().unstack("method")
+              .reindex(columns=list(LRS)))
+    done = {f"{d}|{m}" for d, m in counts.index[counts.notna().all(axis=1)
+                                                  & (counts.nunique(axis=1) == 1)]}
+    return r[(r["data"] + "|" + r["model"]).isin(done)]
+
+
 def robustness(frame: pd.DataFrame) -> pd.DataFrame:
     """Per data, model and method: the random configurations' test errors (a diverged run at
     DIVERGED_ERROR), how many diverged (NaN/inf), and how many finished stuck at chance
-    (error ≥ STUCK_ERROR)."""
-    f = validated(frame)
-    f = f[f["phase"] == "random"].copy()
+    (error ≥ STUCK_ERROR); whole searches only (:func:`random_runs`)."""
+    f = random_runs(frame).copy()
     f["err"] = _errors(f)
     f = with_lost(f, error="err")
     return (f.groupby(["data", "model", "method"], as_index=False, sort=False)
