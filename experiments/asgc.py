@@ -121,9 +121,9 @@ def draw(spec: ASGCSpec, store: GridStore, out: Path, figures: Path) -> list[Pat
         axes[0, j].set_title(f"{MODEL_TITLES.get(model, model)} on {data} ({spec.fraction:.0%}, "
                              f"{spec.epochs[model]} epochs)\nchosen configurations, {seeds} seed(s)",
                              fontsize=9)
-        rnd = searched[(searched.data == data) & (searched.model == model)]
         if rows == 1:
             continue
+        rnd = searched[(searched.data == data) & (searched.model == model)]
         ax = axes[1, j]
         if rnd.empty:
             ax.set_visible(False)

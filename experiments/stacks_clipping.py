@@ -36,8 +36,8 @@ from hdrepro.engine.data import DataConfig, default_data_root  # noqa: E402
 from hdrepro.engine.executors import RunOptions  # noqa: E402
 from hdrepro.report.plots import plot_clip_trace, plot_stack_table  # noqa: E402
 from hdrepro.engine.results import GridStore  # noqa: E402
-from hdrepro.studies.stacks import (PUBLISHED, StackCell, StackSpec, baseline_error, comparison,
-                                    run, trace)  # noqa: E402
+from hdrepro.studies.stacks import (PUBLISHED, STAND_IN, StackCell, StackSpec, baseline_error,
+                                    comparison, run, trace)  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def draw(frame: pd.DataFrame, spec: StackSpec, out: Path, figures: Path) -> list
             plot_stack_table(comparison(frame, table, net), ax, base, NET_TITLES[net])
         axes[0, 0].legend(fontsize=7)
         pub = PUBLISHED[table]
-        data = spec.image if table == "cnn" else spec.mnist
+        data = spec.image if table == STAND_IN else spec.mnist
         seeds = frame[frame.table == table].seed.nunique() if len(frame) else 0
         fig.suptitle(f"Table {pub.number}: {TITLES[table]} on {data.name} "
                      f"({data.fraction:.0%}), {spec.epochs.get(table, pub.epochs)} epochs, "

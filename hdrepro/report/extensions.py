@@ -20,7 +20,7 @@ from ..methods import family
 from ..studies.epsilon import NEAR, validation
 from ..engine.models import TITLES as MODEL_TITLES
 from ..methods.registry import title
-from .format import holding, k_of_n, md_table, percent, run_record, span
+from .format import holding, is_partial, k_of_n, md_table, percent, run_record, span
 from ..engine.results import GridStore
 from ..engine.cells import STUCK_ERROR
 from ..studies.sensitivity import (KINDS, MIN_SEEDS, NEAR_BEST, judged, lost_runs, pair_tuning,
@@ -297,7 +297,7 @@ def _asgc_under_way(f: pd.DataFrame, results: Path) -> str:
     """What a study still being filled has not run yet, or "" once every run is stored."""
     total = (run_record(results, "asgc_run.json") or {}).get("cells_total")
     stored = len(GridStore(results / "asgc.jsonl").frame())
-    if not total or stored >= total:
+    if not is_partial(stored, total):
         return ""
     pairs = f.groupby(["data", "model"]).ngroups
     return (f" The study is under way ({stored} of {total} runs stored): the tables read the "

@@ -181,11 +181,16 @@ def reportable(frame: pd.DataFrame) -> pd.DataFrame:
     if f.empty:
         return f
     done = {key.rsplit("|", 1)[0] for key in _whole_seeds(f[f["phase"] == "tune"])}
-    return f[(f["data"] + "|" + f["model"]).isin(done)]
+    return f[_pair_keys(f).isin(done)]
+
+
+def _pair_keys(f: pd.DataFrame) -> pd.Series:
+    """"data|model" per run."""
+    return f["data"] + "|" + f["model"]
 
 
 def _seed_keys(f: pd.DataFrame) -> pd.Series:
-    return f["data"] + "|" + f["model"] + "|" + f["seed"].astype(str)
+    return _pair_keys(f) + "|" + f["seed"].astype(str)
 
 
 def _whole_seeds(tune: pd.DataFrame) -> set[str]:
@@ -305,7 +310,7 @@ def random_runs(frame: pd.DataFrame) -> pd.DataFrame:
               .reindex(columns=list(LRS)))
     done = {f"{d}|{m}" for d, m in counts.index[counts.notna().all(axis=1)
                                                   & (counts.nunique(axis=1) == 1)]}
-    return r[(r["data"] + "|" + r["model"]).isin(done)]
+    return r[_pair_keys(r).isin(done)]
 
 
 def robustness(frame: pd.DataFrame) -> pd.DataFrame:
