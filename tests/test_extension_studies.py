@@ -253,6 +253,25 @@ def test_asgc_robustness_tells_diverged_runs_from_runs_stuck_at_chance():
     assert r.loc["momentum", "median"] == pytest.approx((0.9 + 0.05) / 2)
 
 
+def test_asgc_random_configurations_are_compared_by_their_medians_and_every_outcome_can_come_out():
+    from hdrepro.report.extensions import asgc_verdict
+    jitter = [0.001 * k for k in range(8)]
+    level = {"asgc-momentum": 0.02, "adam": 0.04, "momentum": 0.02, "rmsprop": 0.01,
+             "adagrad": 0.02}
+    rows = [_asgc_row(m, 1e-3 * (k + 1), [0.9, 0.9], phase="random", test_error=e + j)
+            for m, e in level.items() for k, j in enumerate(jitter)]
+    rows[8 * 4] = {**rows[8 * 4], "diverged": True}    # an AdaGrad run lost: counted at 90%
+    r = asgc_study.robustness_against(pd.DataFrame(rows)).set_index("method")
+    assert r.outcome.to_dict() == {"adam": "better", "momentum": "tie", "rmsprop": "worse",
+                                   "adagrad": "tie"}
+    assert r.loc["adam", "difference"].estimate == pytest.approx(-0.02)
+    assert r.loc["adam", "difference"].n == 16
+    tuned = _budget([_asgc_row("adam", 1e-3, [0.9, 0.95])])   # one whole tuning seed
+    text = asgc_verdict(pd.DataFrame(rows + tuned), Path("."))
+    assert ("Over 8 random configurations per method, ASGC's median test error against each "
+            "baseline's") in text and "lower in 1, tie in 2, higher in 1 of 4 comparisons" in text
+
+
 def test_rival_comparison_leaves_diverged_runs_out_of_the_means_and_counts_them():
     rows = [{"model": "mlnn", "method": "adam-hd", "scale": 1.0, "seed": s, "diverged": d,
              "train_loss": v, "val_loss": v, "test_error": v / 10} for s, d, v in

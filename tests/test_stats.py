@@ -76,3 +76,19 @@ def test_test_errors_are_counted_in_test_images():
         pd.DataFrame({"test_error": [0.0206, 0.0205], "diverged": [False, False]})
     d, outcome = stats.paired_runs(a, b, resolution=stats.error_step(runs))
     assert outcome == "better" and d.high - d.low > 5e-4
+
+
+def test_a_difference_of_medians_of_independent_samples_gets_a_bootstrap_interval():
+    rng = np.random.default_rng(3)
+    low, high = 0.02 + 0.002 * rng.standard_normal(10), 0.03 + 0.002 * rng.standard_normal(10)
+    spread = 0.02 + 0.02 * rng.standard_normal(10)
+    d = stats.median_difference(low, high)
+    assert d.estimate == pytest.approx(np.median(low) - np.median(high)) and d.n == 20
+    assert d.low < d.estimate < d.high
+    assert stats.judge(d) == "better"
+    assert stats.judge(stats.median_difference(high, low)) == "worse"
+    assert stats.judge(stats.median_difference(spread, low + 0.001)) == "tie"   # inside the noise
+    assert stats.median_difference(low, high) == d          # the draws are seeded: same interval
+    one = stats.median_difference(low[:1], high)
+    assert (one.low, one.high) == (-math.inf, math.inf) and stats.judge(one) == "tie"
+    assert math.isnan(stats.median_difference([], high).estimate)

@@ -333,12 +333,16 @@ def asgc_robustness(f: pd.DataFrame, results: Path) -> str:
     if r.empty:
         return ("_No whole random search stored yet for these pairs (a pair's random search "
                 "runs after its tuning, method by method)._")
+    against = asgc_study.robustness_against(f).set_index(["data", "model", "method"])
     rows = [[f"{MODEL_TITLES.get(x.model, x.model)}, {x.data}", asgc_study.TITLES[x.method],
-             str(x.samples), _pct(x.median), _pct(x.best), _pct(x.worst), str(int(x.diverged)),
-             str(int(x.stuck))] for x in r.itertuples()]
-    return md_table(["model, data", "method", "configurations", "median test error", "best",
-                     "worst", "diverged (NaN/inf)",
-                     f"stuck at chance (error ≥ {STUCK_ERROR:.0%})"], rows)
+             str(x.samples), _pct(x.median),
+             _paired(against.loc[(x.data, x.model, x.method)], "ASGC")
+             if (x.data, x.model, x.method) in against.index else "–",
+             _pct(x.best), _pct(x.worst), str(int(x.diverged)), str(int(x.stuck))]
+            for x in r.itertuples()]
+    return md_table(["model, data", "method", "configurations", "median test error",
+                     "ASGC − this, median in points (95% bootstrap)", "best", "worst",
+                     "diverged (NaN/inf)", f"stuck at chance (error ≥ {STUCK_ERROR:.0%})"], rows)
 
 
 def asgc_verdict(f: pd.DataFrame, results: Path) -> str:
@@ -374,11 +378,12 @@ def asgc_verdict(f: pd.DataFrame, results: Path) -> str:
              f"{stabler} of {n} pairs (a mean over seeds, no interval).")
     r = asgc_study.robustness(f)
     if not r.empty:
-        med = r.groupby("method")["median"].mean()
-        text += (f" Over random configurations the median test error (mean over pairs) was "
-                 f"{_pct(med.get('asgc-momentum', np.nan))} for ASGC against "
-                 + ", ".join(f"{asgc_study.TITLES[b]} {_pct(med.get(b, np.nan))}" for b in base)
-                 + ".")
+        o = asgc_study.robustness_against(f).outcome
+        text += (f" Over {span(r.samples)} random configurations per method, ASGC's median test "
+                 f"error against each baseline's (difference of medians, 95% bootstrap over "
+                 f"configurations, a tie when it contains 0): lower in "
+                 f"{int((o == 'better').sum())}, tie in {int((o == 'tie').sum())}, higher in "
+                 f"{int((o == 'worse').sum())} of {len(o)} comparisons.")
         lost = r.groupby("method")[["samples", "diverged", "stuck"]].sum()
         text += (" Random configurations lost (diverged, or stuck at chance): " + ", ".join(
             f"{asgc_study.TITLES[m]} {int(lost.loc[m, 'diverged'] + lost.loc[m, 'stuck'])} of "

@@ -326,6 +326,23 @@ def robustness(frame: pd.DataFrame) -> pd.DataFrame:
                   diverged=("diverged", "sum"), stuck=("stuck", "sum")))
 
 
+def robustness_against(frame: pd.DataFrame, reference: str = "asgc-momentum") -> pd.DataFrame:
+    """Per data, model and method: `reference`'s median test error over its random
+    configurations − the method's (errors as in :func:`robustness`), with a 95% bootstrap
+    interval (the configurations are independent draws, not pairs), and the outcome for
+    `reference` (:func:`stats.judge`)."""
+    f = random_runs(frame).copy()
+    f["err"] = _errors(f)
+    rows = []
+    for (data, model), g in f.groupby(["data", "model"], sort=False):
+        ref = g.loc[g["method"] == reference, "err"]
+        for method in [m for m in g["method"].unique() if m != reference]:
+            d = stats.median_difference(ref, g.loc[g["method"] == method, "err"])
+            rows.append({"data": data, "model": model, "method": method, "difference": d,
+                         "outcome": stats.judge(d)})
+    return pd.DataFrame(rows, columns=["data", "model", "method", "difference", "outcome"])
+
+
 def gradient_histograms(cell: RunCell, data_root: str, every: int = 5,
                         device: str = "cpu") -> pd.DataFrame:
     """Train `cell` and record |g| histograms per layer: before and after ASGC's clipping for an

@@ -8,6 +8,8 @@ the rule that turns a difference into "better", "worse" or "tie".
   Values counted in whole steps (a test error in whole test images, a count of grid points) can
   agree exactly on every seed although the runs are noisy; their spread is taken as at least
   that of rounding to the step, so such a sample never gets an interval of zero width.
+- A difference of medians of two independent samples (configurations drawn at random, not
+  paired) gets a percentile bootstrap interval, each sample resampled on its own.
 - A difference whose 95% interval contains 0 is a tie: inside the noise, so neither side wins.
 """
 from __future__ import annotations
@@ -88,6 +90,26 @@ def paired_difference(a, b, level: float = LEVEL, resolution: float = 0.0) -> In
         raise ValueError(f"resolution={resolution}: use the step the values are counted in "
                          "(>= 0; 0 for continuous values)")
     return mean(a - b, level, min_std=resolution / math.sqrt(6))
+
+
+def median_difference(a, b, level: float = LEVEL, draws: int = 10_000,
+                      seed: int = 0) -> Interval:
+    """median(a) − median(b) of two independent samples, with a percentile bootstrap interval
+    (`draws` resamples of each sample on its own; `seed` fixes them, so the same samples always
+    give the same interval). A sample of fewer than 2 values has no spread: infinite bounds.
+    n of the result is len(a) + len(b)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    n = len(a) + len(b)
+    if len(a) == 0 or len(b) == 0:
+        return Interval(math.nan, math.nan, math.nan, n)
+    d = float(np.median(a) - np.median(b))
+    if min(len(a), len(b)) < 2:
+        return Interval(d, -math.inf, math.inf, n)
+    rng = np.random.default_rng(seed)
+    boot = (np.median(rng.choice(a, (draws, len(a))), axis=1)
+            - np.median(rng.choice(b, (draws, len(b))), axis=1))
+    low, high = np.quantile(boot, [0.5 - level / 2, 0.5 + level / 2])
+    return Interval(d, float(low), float(high), n)
 
 
 def error_step(runs) -> float:
