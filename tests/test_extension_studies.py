@@ -297,7 +297,7 @@ def test_rivals_are_each_compared_with_adam_hd_paired_by_seed_and_can_be_beaten_
     assert a.outcome.to_dict() == {"a:default": "better", "a:recommended": "worse",
                                    "b:default": "tie", "b:recommended": "better"}
     assert a.loc["a:default", "difference"].estimate == pytest.approx(-0.010)
-    assert a.loc["b:recommended", "difference"].n == 2 and a.loc["b:recommended", "error"] == 0.01
+    assert a.loc["b:recommended", "difference"].n == 2   # the diverged seed left out
     # Adam-HD diverging where the rival did not decides against Adam-HD; one seed is a tie
     rows = runs("adam-hd", hd, diverged=(0,)) + runs("a:default", [e + 0.010 for e in hd])
     assert rival_study.against(pd.DataFrame(rows)).outcome.tolist() == ["worse"]
