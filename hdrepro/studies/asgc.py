@@ -313,13 +313,18 @@ def random_runs(frame: pd.DataFrame) -> pd.DataFrame:
     return r[_pair_keys(r).isin(done)]
 
 
+def _random_errors(frame: pd.DataFrame) -> pd.DataFrame:
+    """The whole random searches' runs (:func:`random_runs`), each error in ``err``."""
+    f = random_runs(frame).copy()
+    f["err"] = _errors(f)
+    return f
+
+
 def robustness(frame: pd.DataFrame) -> pd.DataFrame:
     """Per data, model and method: the random configurations' test errors (a diverged run at
     DIVERGED_ERROR), how many diverged (NaN/inf), and how many finished stuck at chance
     (error ≥ STUCK_ERROR); whole searches only (:func:`random_runs`)."""
-    f = random_runs(frame).copy()
-    f["err"] = _errors(f)
-    f = with_lost(f, error="err")
+    f = with_lost(_random_errors(frame), error="err")
     return (f.groupby(["data", "model", "method"], as_index=False, sort=False)
              .agg(samples=("err", "size"), median=("err", "median"),
                   best=("err", "min"), worst=("err", "max"),
@@ -331,8 +336,7 @@ def robustness_against(frame: pd.DataFrame, reference: str = "asgc-momentum") ->
     configurations − the method's (errors as in :func:`robustness`), with a 95% bootstrap
     interval (the configurations are independent draws, not pairs), and the outcome for
     `reference` (:func:`stats.judge`)."""
-    f = random_runs(frame).copy()
-    f["err"] = _errors(f)
+    f = _random_errors(frame)
     rows = []
     for (data, model), g in f.groupby(["data", "model"], sort=False):
         ref = g.loc[g["method"] == reference, "err"]
