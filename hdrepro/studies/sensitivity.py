@@ -158,8 +158,9 @@ def pair_tuning(frame: pd.DataFrame) -> pd.DataFrame:
     """Per model and optimizer, over the seeds whose sweep is whole (:func:`whole`):
     the near-best count of each variant per seed, HD − base paired by seed with its t interval
     (``near``, a :class:`hdrepro.studies.stats.Interval`; counts move in whole α₀, so a count
-    that agrees on every seed is not taken as noiseless: resolution 1), and the outcome: "wider", "narrower",
-    "tie" (the interval contains 0) or "one seed" (fewer than MIN_SEEDS: no spread to judge)."""
+    that agrees on every seed is not taken as noiseless: resolution 1), and the outcome:
+    "wider", "narrower", "tie" (the interval contains 0) or "one seed" (fewer than MIN_SEEDS: no
+    spread to judge)."""
     runs = whole(frame)
     if runs.empty:
         return pd.DataFrame()
