@@ -26,9 +26,11 @@ from hdrepro.cli_help import run_main  # noqa: E402
 from hdrepro.engine.data import DataConfig  # noqa: E402
 from hdrepro.engine.models import TITLES as MODEL_TITLES  # noqa: E402
 from hdrepro.report.format import span  # noqa: E402
-from hdrepro.report.plots_extensions import plot_sensitivity, shared_legend  # noqa: E402
+from hdrepro.report.plots_extensions import (outcome_legend, plot_sensitivity,  # noqa: E402
+                                             plot_tuning_change, shared_legend)
 from hdrepro.engine.results import GridStore  # noqa: E402
-from hdrepro.studies.sensitivity import SensitivitySpec, final_losses, whole  # noqa: E402
+from hdrepro.studies.sensitivity import (NEAR_BEST, SensitivitySpec,  # noqa: E402
+                                        final_losses, pair_tuning, whole)
 
 PROFILES = {
     "smoke": SensitivitySpec(models=("logreg",), optimizers=("sgd", "adam"), alphas=(1e-3, 1e-1),
@@ -48,8 +50,9 @@ def draw(store: GridStore, spec: SensitivitySpec, figures: Path) -> Path:
     frame = store.frame()
     frame = frame[frame.cell_id.isin({c.cell_id for c in spec.cells()})]
     losses = final_losses(whole(frame))   # seed means over the same seeds at every α₀
-    fig, axes = plt.subplots(2, len(spec.models), figsize=(4.2 * len(spec.models) + 2.2, 6.6),
-                             squeeze=False)
+    pairs = pair_tuning(frame)
+    fig, axes = plt.subplots(3, len(spec.models), figsize=(4.2 * len(spec.models) + 2.2, 10.2),
+                             squeeze=False, height_ratios=(1, 1, 1.1))
     for j, model in enumerate(spec.models):
         for i, (metric, word) in enumerate((("train_loss", "training"),
                                             ("val_loss", "validation"))):
@@ -58,6 +61,14 @@ def draw(store: GridStore, spec: SensitivitySpec, figures: Path) -> Path:
             ax.set_ylabel(f"final {word} loss")
             ax.set_title(f"{MODEL_TITLES.get(model, model)}, {spec.epochs[model]} epoch(s)",
                          fontsize=9)
+        mine = pairs[pairs.model == model] if not pairs.empty else pairs
+        plot_tuning_change(mine, axes[2, j], spec.optimizers)
+    lims = [ax.get_xlim() for ax in axes[2]]   # one scale, so the models read side by side
+    for ax in axes[2]:
+        ax.set_xlim(min(lo for lo, _ in lims), max(hi for _, hi in lims))
+    axes[2, 0].set_title(f"α₀ within {NEAR_BEST - 1:.0%} of the best validation loss, HD − base",
+                         fontsize=9, loc="left")
+    outcome_legend(axes[2, -1], fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     shared_legend(axes[0, -1], axes, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.0))
     # "1–3" seeds while a store is being filled
     fig.suptitle(f"Sensitivity to α₀ on {spec.data.name} ({spec.data.fraction:.0%}), mean of "

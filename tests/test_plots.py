@@ -1,5 +1,6 @@
 """hdrepro.report.plots and plots_extensions: Figure 1 shows every run, including one that left no line
-to draw; the family figure keeps its legend while a model has no runs yet."""
+to draw; the family figure keeps its legend while a model has no runs yet, and draws claim 4's
+paired intervals as they are."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -7,7 +8,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hdrepro.report.plots import LOSS_CAP, plot_fig1  # noqa: E402
-from hdrepro.report.plots_extensions import plot_sensitivity, shared_legend  # noqa: E402
+from hdrepro.report.plots_extensions import (OUTCOME_COLOUR, plot_sensitivity,  # noqa: E402
+                                             plot_tuning_change, shared_legend)
+from hdrepro.studies.stats import Interval  # noqa: E402
 
 
 def test_figure_1_marks_a_run_that_diverged_before_its_first_log():
@@ -43,4 +46,25 @@ def test_the_family_figure_keeps_its_legend_while_a_model_has_no_runs_yet():
     assert [t.get_text() for t in axes[0, 1].get_legend().get_texts()] == ["SGD", "Adam"]
     assert [t.get_text() for t in axes[0, 1].texts] == ["no runs stored yet"]
     assert not axes[0, 0].texts
+    plt.close(fig)
+
+
+def test_the_tuning_panel_draws_each_pair_at_its_interval_in_its_outcome_colour():
+    """Claim 4 drawn: a judged pair is a bar from its interval's low to high end at its row, in
+    its outcome's colour; a pair with one seed has no bar, only a hollow marker."""
+    from matplotlib.colors import to_rgba
+    pairs = pd.DataFrame({"family": ["adam", "sgd", "momentum"],
+                          "near": [Interval(2.0, 1.0, 3.0, 3), Interval(-0.5, -2.0, 1.0, 3),
+                                   Interval(1.0, -float("inf"), float("inf"), 1)],
+                          "outcome": ["wider", "tie", "one seed"]})
+    fig, ax = plt.subplots()
+    plot_tuning_change(pairs, ax, ("sgd", "momentum", "adam"))
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["SGD", "Momentum", "Adam"]
+    bars = [c.get_segments()[0] for c in ax.collections]   # the two judged pairs' bars
+    assert [(s[0].tolist(), s[1].tolist()) for s in bars] == [([-2.0, 0.0], [1.0, 0.0]),
+                                                             ([1.0, 2.0], [3.0, 2.0])]
+    assert [to_rgba(c.get_color()[0]) for c in ax.collections] == \
+        [to_rgba(OUTCOME_COLOUR["tie"]), to_rgba(OUTCOME_COLOUR["wider"])]
+    hollow = [ln for ln in ax.lines if ln.get_markerfacecolor() == "none"]
+    assert [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in hollow] == [(1.0, 1)]
     plt.close(fig)

@@ -47,6 +47,42 @@ def plot_sensitivity(losses: pd.DataFrame, ax, metric: str = "val_loss",
     ax.grid(alpha=0.3, lw=0.5)
 
 
+#: the colour of each outcome of the paired near-best comparison (pair_tuning's words)
+OUTCOME_COLOUR = {"wider": "tab:green", "tie": "0.45", "narrower": "tab:red", "one seed": "0.45"}
+
+
+def plot_tuning_change(pairs: pd.DataFrame, ax, order: tuple[str, ...] = family.SLIDES) -> None:
+    """Claim 4 for one model, drawn: per optimizer (top to bottom in `order`), HD − base in the
+    number of α₀ that end near-best, paired by seed, with its 95% t interval, coloured by its
+    outcome. A pair with one seed so far has no interval: a hollow marker at its difference.
+    `pairs` is :func:`hdrepro.studies.sensitivity.pair_tuning`'s rows for the model."""
+    names = [n for n in order if n in set(pairs.get("family", ()))]
+    for y, name in enumerate(names):
+        r = pairs[pairs.family == name].iloc[0]
+        d, colour = r["near"], OUTCOME_COLOUR[r["outcome"]]
+        if r["outcome"] == "one seed":
+            ax.plot(d.estimate, y, "o", mfc="none", mec=colour, ms=5)
+            continue
+        ax.errorbar(d.estimate, y, xerr=[[d.estimate - d.low], [d.high - d.estimate]], fmt="o",
+                    ms=5, color=colour, capsize=2, lw=1.2)
+    if not names:
+        ax.text(0.5, 0.5, "no runs stored yet", transform=ax.transAxes, ha="center",
+                va="center", color="0.4")
+    ax.axvline(0, color="k", lw=0.8)
+    ax.set_yticks(range(len(names)), [family.TITLES[n] for n in names], fontsize=7)
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.set_xlabel("HD − base: α₀ near-best (paired by seed, 95% t)", fontsize=8)
+    ax.grid(alpha=0.3, lw=0.5, axis="x")
+
+
+def outcome_legend(ax, **kwargs) -> None:
+    """The legend of :func:`plot_tuning_change`'s colours."""
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], marker="o", ls="none", color=c, mfc="none" if k == "one seed"
+                      else c, label=k) for k, c in OUTCOME_COLOUR.items()]
+    ax.legend(handles=handles, **kwargs)
+
+
 def shared_legend(ax, axes, **kwargs) -> None:
     """One legend on `ax` for the labelled lines of every panel in `axes`, each label once: a
     panel left empty (a run still partial) must not lose the figure's legend."""
