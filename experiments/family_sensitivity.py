@@ -66,8 +66,8 @@ def draw(store: GridStore, spec: SensitivitySpec, figures: Path) -> Path:
     lims = [ax.get_xlim() for ax in axes[2]]   # one scale, so the models read side by side
     for ax in axes[2]:
         ax.set_xlim(min(lo for lo, _ in lims), max(hi for _, hi in lims))
-    axes[2, 0].set_title(f"α₀ within {NEAR_BEST - 1:.0%} of the best validation loss, HD − base",
-                         fontsize=9, loc="left")
+    axes[2, 0].set_title(f"α₀ within {NEAR_BEST - 1:.0%} of the best validation loss, "
+                         "HD − base", fontsize=9, loc="left")
     outcome_legend(axes[2, -1], fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     shared_legend(axes[0, -1], axes, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.0))
     # "1–3" seeds while a store is being filled

@@ -37,7 +37,7 @@ from hdrepro.engine.executors import RunOptions  # noqa: E402
 from hdrepro.report.plots import plot_clip_trace, plot_stack_table  # noqa: E402
 from hdrepro.engine.results import GridStore  # noqa: E402
 from hdrepro.studies.stacks import (PUBLISHED, STAND_IN, StackCell, StackSpec, baseline_error,
-                                    comparison, run, trace)  # noqa: E402
+                                    comparison, run, single_trials, trace)  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,8 @@ def draw(frame: pd.DataFrame, spec: StackSpec, out: Path, figures: Path) -> list
         for net, ax in zip(nets, axes[0]):
             base = {"ours": baseline_error(frame, table, net),
                     "report": PUBLISHED[table].baseline / 100 if net == "output-tanh" else None}
-            plot_stack_table(comparison(frame, table, net), ax, base, NET_TITLES[net])
+            plot_stack_table(comparison(frame, table, net), ax, base, NET_TITLES[net],
+                             single_trials(frame, table, net))
         axes[0, 0].legend(fontsize=7)
         pub = PUBLISHED[table]
         data = spec.image if table == STAND_IN else spec.mnist

@@ -1,11 +1,12 @@
-"""hdrepro.report.plots and plots_extensions: Figure 1 shows every run, including one that left no line
-to draw; the family figure keeps its legend while a model has no runs yet, and draws claim 4's
-paired intervals as they are."""
+"""hdrepro.report.plots and plots_extensions: Figure 1 shows every run, including one that left
+no line to draw; the stacks figures show every trial beside its mean; the family figure keeps its
+legend while a model has no runs yet, and draws claim 4's paired intervals as they are."""
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 
 from hdrepro.report.plots import LOSS_CAP, plot_fig1  # noqa: E402
 from hdrepro.report.plots_extensions import (OUTCOME_COLOUR, plot_sensitivity,  # noqa: E402
@@ -67,4 +68,24 @@ def test_the_tuning_panel_draws_each_pair_at_its_interval_in_its_outcome_colour(
         [to_rgba(OUTCOME_COLOUR["tie"]), to_rgba(OUTCOME_COLOUR["wider"])]
     hollow = [ln for ln in ax.lines if ln.get_markerfacecolor() == "none"]
     assert [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in hollow] == [(1.0, 1)]
+    plt.close(fig)
+
+
+def test_the_stacks_figure_draws_every_single_trial_beside_its_mean():
+    """A mean of 3.8%, 3.7% and 84% reads as neither: each trial is drawn, no clipping left of its
+    α and clipping right of it, at its own error."""
+    from hdrepro.report.plots import TRIAL_SHIFT, plot_stack_table
+    comp = pd.DataFrame({"alpha": [100.0], "ours_none": [0.3063], "ours_clip": [0.05],
+                         "report_none": [0.5], "report_clip": [0.1]})
+    runs = pd.DataFrame({"alpha": 100.0, "variant": ["none"] * 3 + ["clip"] * 3,
+                         "seed": [1, 2, 3] * 2,
+                         "test_error": [0.0383, 0.0371, 0.8435, 0.05, 0.04, 0.06]})
+    fig, ax = plt.subplots()
+    plot_stack_table(comp, ax, runs=runs)
+    singles = {ln.get_label(): ln for ln in ax.lines if "single trials" in ln.get_label()}
+    none = singles["ours, no clipping, single trials"]
+    clip = singles["ours, clipping, single trials"]
+    assert none.get_xdata().tolist() == pytest.approx([100 / TRIAL_SHIFT] * 3)
+    assert clip.get_xdata().tolist() == pytest.approx([100 * TRIAL_SHIFT] * 3)
+    assert none.get_ydata().tolist() == pytest.approx([3.83, 3.71, 84.35])
     plt.close(fig)

@@ -169,14 +169,19 @@ def plot_grid(panel, ax, fmt: str = ".3f"):
 
 
 CLIP_COLORS = {"none": "C3", "clip": "C0"}
+#: the factor on α that sets a table's single trials beside their mean (log axis)
+TRIAL_SHIFT = 1.12
 
 
 def plot_stack_table(comp: pd.DataFrame, ax, baselines: dict | None = None,
-                     title: str = "") -> None:
+                     title: str = "", runs: pd.DataFrame | None = None) -> None:
     """Test error vs the secondary α (log axis) for one clipping-report table: ours (solid, filled)
     and the report's (dashed, hollow), without clipping (red) and with it (blue); horizontal lines
     are the primary alone (``baselines``: {"ours": …, "report": …}). `comp` is
-    :func:`hdrepro.studies.stacks.comparison`'s frame (errors as fractions)."""
+    :func:`hdrepro.studies.stacks.comparison`'s frame (errors as fractions); `runs`, if given,
+    :func:`hdrepro.studies.stacks.single_trials`'s single trials, drawn as small faint points beside
+    each mean (no clipping a little left, clipping a little right), so that a mean between two
+    modes reads as such."""
     if comp.empty:
         ax.set_title(title + " (no results)", fontsize=9)
         return
@@ -186,6 +191,11 @@ def plot_stack_table(comp: pd.DataFrame, ax, baselines: dict | None = None,
         ax.plot(comp.alpha, 100 * comp[f"ours_{v}"], "-o", color=c, ms=4, label=f"ours, {word}")
         ax.plot(comp.alpha, 100 * comp[f"report_{v}"], "--o", color=c, ms=5, mfc="none",
                 alpha=0.8, label=f"report, {word}")
+        if runs is not None:
+            r = runs[(runs.variant == v) & runs.alpha.isin(comp.alpha)]
+            shift = TRIAL_SHIFT if v == "clip" else 1 / TRIAL_SHIFT
+            ax.plot(r.alpha * shift, 100 * r.test_error, ".", color=c, ms=3, alpha=0.35,
+                    label=f"ours, {word}, single trials")
     for who, ls in (("ours", "-"), ("report", "--")):
         value = (baselines or {}).get(who)
         if value is not None and np.isfinite(value):
@@ -194,7 +204,7 @@ def plot_stack_table(comp: pd.DataFrame, ax, baselines: dict | None = None,
     ax.set_xscale("log")
     ax.set_ylim(0, 100)
     ax.set_xlabel("secondary SGD α")
-    ax.set_ylabel("mean test error (%)")
+    ax.set_ylabel("test error (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3, lw=0.5)
 

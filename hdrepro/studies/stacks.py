@@ -284,6 +284,14 @@ def means(frame: pd.DataFrame, pixels: str | None = None) -> pd.DataFrame:
             .reset_index())
 
 
+def single_trials(frame: pd.DataFrame, table: str, net: str = "output-tanh",
+                  pixels: str | None = None) -> pd.DataFrame:
+    """The single trials behind :func:`comparison`'s means: one row per run without and with
+    clipping (α, variant, seed, test error), with the given inputs (None: the table's default)."""
+    runs = _pixels(frame[(frame.table == table) & (frame.net == net)], pixels)
+    return runs[runs.variant.isin(["none", "clip"])][["alpha", "variant", "seed", "test_error"]]
+
+
 def conclusion(no_clip: float, clip: float) -> str:
     """What clipping did to the mean test error: helps, hurts, or no effect (within EFFECT)."""
     if any(map(math.isnan, (no_clip, clip))):
