@@ -123,7 +123,7 @@ def deviations(results: Path) -> str:
 
 # -- what each profile cost -------------------------------------------------------------------
 PIECES = (  # label, the results file that shows it ran, its run record if the driver writes
-    # one, and the command that runs it (NAME: one of the names in the label)
+    # one, and the command that runs it
     ("equivalence (§1.1)", "equivalence.csv", None, "hdrepro run equivalence"),
     ("Figure 1 (§1.2)", "fig1_final.csv", "fig1_run.json", "hdrepro run fig1"),
     ("tuning grid (§1.3)", "threshold_grid.jsonl", "threshold_grid_run.json",
@@ -132,8 +132,10 @@ PIECES = (  # label, the results file that shows it ran, its run record if the d
     ("grid MLNN (§2.1)", "grid_mlnn.jsonl", "grid_mlnn_run.json", "hdrepro grid mlnn"),
     ("grid BetterCNN (§2.1)", "grid_bettercnn.jsonl", "grid_bettercnn_run.json",
      "hdrepro grid bettercnn"),
-    ("grids over seeds (§2.2; NAME: logreg, mlnn, bettercnn)", "grid_seeds_mlnn.jsonl",
-     "grid_seeds_mlnn_run.json", "hdrepro grid seeds_NAME"),
+    # one row per grid over seeds: each has its own store, run record and device
+    *((f"grid {title} over seeds (§2.2)", f"grid_seeds_{name}.jsonl",
+       f"grid_seeds_{name}_run.json", f"hdrepro grid seeds_{name}")
+      for name, title in (("logreg", "LogReg"), ("mlnn", "MLNN"), ("bettercnn", "BetterCNN"))),
     ("BetterCNN divergence (§2.3)", "bettercnn_divergence.jsonl",
      "bettercnn_divergence_run.json", "hdrepro run bettercnn_divergence"),
     ("grid γ (§2.4)", "grid_gamma.jsonl", "grid_gamma_run.json", "hdrepro grid gamma"),
