@@ -1,6 +1,6 @@
 """How the report accounts for a piece that was cut off (the drivers record an invocation before
-it runs, begin_run_info, and the report counts stored runs against it), and for a study the full
-profile has not run."""
+it runs, begin_run_info, and the report counts stored runs against it), for each piece's own
+store, and for a study the full profile has not run."""
 import json
 import sys
 from argparse import Namespace
@@ -50,6 +50,17 @@ def test_a_cut_off_invocation_is_reported_as_partial(tmp_path):
     assert row["runs"] == row["total"] == 5
     assert row["wall_s"] != row["wall_s"], "a resumed invocation's wall time is not the piece's"
     assert "runs so far" not in profile_timing(tmp_path / "results" / "quick").split("|")[-1]
+
+
+def test_each_grid_over_seeds_is_its_own_piece_with_its_own_runs(tmp_path):
+    """Three stores, three rows: one row read the MLNN store alone and showed its count for all
+    three grids."""
+    for name, n in (("logreg", 3), ("mlnn", 1), ("bettercnn", 2)):
+        store_runs(GridStore(tmp_path / f"grid_seeds_{name}.jsonl"),
+                   [f"{name}{i}" for i in range(n)])
+    rows = {p["piece"]: p["runs"] for p in pieces(tmp_path) if "over seeds" in p["piece"]}
+    assert rows == {"grid LogReg over seeds (§2.2)": 3, "grid MLNN over seeds (§2.2)": 1,
+                    "grid BetterCNN over seeds (§2.2)": 2}
 
 
 def test_cells_added_later_count_in_the_total_and_in_those_still_to_run(tmp_path):
