@@ -63,6 +63,16 @@ def test_each_grid_over_seeds_is_its_own_piece_with_its_own_runs(tmp_path):
                     "grid BetterCNN over seeds (§2.2)": 2}
 
 
+def test_a_piece_counts_a_batch_of_cells_once(tmp_path):
+    """Each cell of a batch records the whole batch's time: summed as they stand, a 128-cell
+    batch would count 128 times (the γ grid read 366 minutes for 3.4)."""
+    GridStore(tmp_path / "grid_gamma.jsonl").append(
+        [{"cell_id": f"b{i}", "seconds": 30.0, "cells_in_batch": 3, "device": "cpu"}
+         for i in range(3)] + [{"cell_id": "alone", "seconds": 5.0, "device": "cpu"}])
+    row = next(p for p in pieces(tmp_path) if p["piece"].startswith("grid γ"))
+    assert row["runs"] == 4 and row["train_s"] == 35.0
+
+
 def test_cells_added_later_count_in_the_total_and_in_those_still_to_run(tmp_path):
     store = GridStore(tmp_path / "asgc.jsonl")
     store_runs(store, ["tune1", "abl1"])  # a tuning cell and one of two ablations, then cut off

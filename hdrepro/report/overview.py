@@ -159,6 +159,13 @@ def _runs(path: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def _own_seconds(runs: pd.DataFrame) -> pd.Series:
+    """Each run's training time, a batch's time shared among the cells trained in it (each cell
+    of a batch records the whole batch's time), so that a sum counts a batch once."""
+    share = runs["cells_in_batch"].fillna(1) if "cells_in_batch" in runs else 1
+    return runs["seconds"] / share
+
+
 def pieces(folder: Path) -> list[dict]:
     """Per experiment of a profile: whether it ran, its runs, their device, the summed training
     time of the runs, and the wall time of the driver invocation that ran them all (when one
@@ -171,7 +178,7 @@ def pieces(folder: Path) -> list[dict]:
             runs = _runs(folder / name)
             row["runs"] = len(runs)
             if "seconds" in runs:
-                row["train_s"] = float(runs.seconds.sum())
+                row["train_s"] = float(_own_seconds(runs).sum())
             if "device" in runs:
                 row["device"] = ", ".join(sorted(runs.device.astype(str).unique()))
             elif "provenance" in runs:
@@ -277,7 +284,9 @@ def profile_timing(results: Path) -> str:
     on_cpu = sum(p["wall_s"] for p in timed if p["device"].lower().startswith("cpu"))
     text = ("**The full profile** has not been run end to end: its pieces ran separately, on "
             "a GPU or on a 2-core CPU, as the device column records. What ran"
-            f"{' so far' if missing else ''}, from the run records in `results/full/`:\n\n"
+            f"{' so far' if missing else ''}, from the run records in `results/full/` (where "
+            "the runs' own times are summed, cells trained together in one batch count the "
+            "batch's time once):\n\n"
             + md_table(["piece", "runs", "device", "minutes", "measured as"], body)
             + f"\n\nWall time of the pieces timed in one invocation: **{on_gpu / 60:.1f} "
               "minutes** on the GPU"
@@ -344,8 +353,7 @@ def training_time(folder: Path) -> dict[str, float]:
         runs = GridStore(path).frame()
         if runs.empty or "seconds" not in runs or "device" not in runs:
             continue
-        share = runs["cells_in_batch"].fillna(1) if "cells_in_batch" in runs else 1
-        seconds = runs.seconds / share
+        seconds = _own_seconds(runs)
         cpu = runs.device.astype(str).str.lower().str.startswith("cpu")
         hours["CPU"] += float(seconds[cpu].sum()) / 3600
         hours["GPU"] += float(seconds[~cpu].sum()) / 3600
