@@ -284,11 +284,16 @@ def means(frame: pd.DataFrame, pixels: str | None = None) -> pd.DataFrame:
             .reset_index())
 
 
+def _table_runs(frame: pd.DataFrame, table: str, net: str, pixels: str | None) -> pd.DataFrame:
+    """The runs of one table and net, with the given inputs (None: the table's default)."""
+    return _pixels(frame[(frame.table == table) & (frame.net == net)], pixels)
+
+
 def single_trials(frame: pd.DataFrame, table: str, net: str = "output-tanh",
                   pixels: str | None = None) -> pd.DataFrame:
     """The single trials behind :func:`comparison`'s means: one row per run without and with
     clipping (α, variant, seed, test error), with the given inputs (None: the table's default)."""
-    runs = _pixels(frame[(frame.table == table) & (frame.net == net)], pixels)
+    runs = _table_runs(frame, table, net, pixels)
     return runs[runs.variant.isin(["none", "clip"])][["alpha", "variant", "seed", "test_error"]]
 
 
@@ -352,10 +357,10 @@ def comparison(frame: pd.DataFrame, table: str, net: str = "output-tanh",
     """Per published α: the report's errors beside ours (fractions, not %), each side's
     conclusion, and our baseline."""
     pub = PUBLISHED[table]
-    m = means(frame[(frame.table == table) & (frame.net == net)], pixels)
+    runs = _table_runs(frame, table, net, pixels)
+    m = means(runs, pixels)   # its own selection of inputs finds these runs again
     ours = _wide(m) if not m.empty else pd.DataFrame()
     trials = _wide(m, "trials") if not m.empty else pd.DataFrame()
-    runs = _pixels(frame[(frame.table == table) & (frame.net == net)], pixels)
     rows = []
     for a, theirs_none, theirs_clip in pub.rows:
         key = (table, net, a)
