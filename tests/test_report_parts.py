@@ -260,3 +260,16 @@ def test_alpha_sampling_counts_the_hd_runs_logged_with_alpha_range_per_rule(tmp_
         "α_t logged every 100 steps, with its range between rows in 1 of 1 additive-rule HD runs; "
         "1 of 2 multiplicative-rule HD runs (the others hold a sample per row, which misses a "
         "peak between rows)")
+
+
+def test_grid_provenance_names_cells_per_batch_apart_from_the_minibatch(tmp_path):
+    """"batch 256" beside "batch 128" read as a second minibatch size; the cells trained together
+    are named as such, and a grid run one cell at a time says so."""
+    from hdrepro.report.grids import grid_provenance
+    full = Path(__file__).resolve().parent.parent / "results" / "full"
+    (tmp_path / "grid_logreg.jsonl").write_bytes((full / "grid_logreg.jsonl").read_bytes())
+    info = json.loads((full / "grid_logreg_run.json").read_text())
+    for batch, said in ((256, "up to 256 cells trained together"), (0, "one cell at a time")):
+        (tmp_path / "grid_logreg_run.json").write_text(json.dumps({**info, "batch": batch}))
+        line = grid_provenance(tmp_path)
+        assert said in line and line.count("batch ") == 1, line

@@ -54,7 +54,7 @@ def grid_provenance(results: Path) -> str:
             info = json.loads(run.read_text())
             if info.get("wall_s") is not None:
                 wall = (f"; last invocation {info['wall_s']:.0f} s for {info['cells_run']} cells "
-                        f"({info['executor']}, batch {info['batch']})")
+                        f"({info['executor']}, {_cells_per_batch(info['batch'])})")
             if info.get("cells_total", 0) > len(frame):
                 stored = f"{len(frame)} of {info['cells_total']} cells stored"
         lines.append(f"- **{heading}**: {r['data']} first {int(r['n_train']):,}/{int(r['n_test']):,} "
@@ -64,6 +64,11 @@ def grid_provenance(results: Path) -> str:
                      f"{{{', '.join(f'{a:g}' for a in sorted(frame.alpha0.unique()))}}}, on "
                      f"{_devices(frame)}{wall}.")
     return "\n".join(lines) if lines else "_No grid results in this folder._"
+
+
+def _cells_per_batch(batch) -> str:
+    # named in full: beside the minibatch size, a bare "batch 256" reads as a second minibatch
+    return "one cell at a time" if not batch else f"up to {batch} cells trained together"
 
 
 def _devices(frame) -> str:
