@@ -180,7 +180,8 @@ def _tuning(results: Path) -> list[Claim]:
                       interval="none (no spread over seeds)", rule="paired, then majority")]
     waiting = len(pairs) - len(done)
     return [Claim("Baydin et al., abstract", claim,
-                  f"near-best α₀ range (within 10% of the best validation loss), HD − base "
+                  f"near-best α₀ range (within 10% of the best validation loss, measured on the "
+                  f"test set as in Baydin et al.'s code), HD − base "
                   f"paired by seed: {tally(done)} of {len(done)} optimizer–model pairs"
                   + (f"; {waiting} pair{'s' * (waiting != 1)} with one seed so far not judged"
                      if waiting else "")
