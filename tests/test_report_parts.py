@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hdrepro.report.extensions import SECTIONS
+from hdrepro.report.grids import grid_provenance
 from hdrepro.report.overview import pieces, profile_timing
 from hdrepro.engine.results import GridStore
 
@@ -265,7 +266,6 @@ def test_alpha_sampling_counts_the_hd_runs_logged_with_alpha_range_per_rule(tmp_
 def test_grid_provenance_names_cells_per_batch_apart_from_the_minibatch(tmp_path):
     """"batch 256" beside "batch 128" read as a second minibatch size; the cells trained together
     are named as such, and a grid run one cell at a time says so."""
-    from hdrepro.report.grids import grid_provenance
     full = Path(__file__).resolve().parent.parent / "results" / "full"
     (tmp_path / "grid_logreg.jsonl").write_bytes((full / "grid_logreg.jsonl").read_bytes())
     info = json.loads((full / "grid_logreg_run.json").read_text())
