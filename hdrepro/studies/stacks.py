@@ -278,9 +278,14 @@ def _pixels(frame: pd.DataFrame, pixels: str | None) -> pd.DataFrame:
 def means(frame: pd.DataFrame, pixels: str | None = None) -> pd.DataFrame:
     """Mean test error over seeds per (table, net, variant, α), with trials and divergences, of
     the rows with the given inputs (None: each table's default)."""
+    return _mean_rows(_pixels(frame, pixels))
+
+
+def _mean_rows(runs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`means` of runs already selected by their inputs."""
     keys = ["table", "net", "variant", "alpha"]
-    return (_pixels(frame, pixels).groupby(keys).agg(error=("test_error", "mean"), trials=("seed", "nunique"),
-                                    diverged=("diverged", "sum"))
+    return (runs.groupby(keys).agg(error=("test_error", "mean"), trials=("seed", "nunique"),
+                                   diverged=("diverged", "sum"))
             .reset_index())
 
 
@@ -358,7 +363,7 @@ def comparison(frame: pd.DataFrame, table: str, net: str = "output-tanh",
     conclusion, and our baseline."""
     pub = PUBLISHED[table]
     runs = _table_runs(frame, table, net, pixels)
-    m = means(runs, pixels)   # its own selection of inputs finds these runs again
+    m = _mean_rows(runs)
     ours = _wide(m) if not m.empty else pd.DataFrame()
     trials = _wide(m, "trials") if not m.empty else pd.DataFrame()
     rows = []
