@@ -343,9 +343,11 @@ def effect_outcome(effect: stats.Interval) -> str:
 
 def helped_rows(frame: pd.DataFrame) -> list[tuple[str, str, float]]:
     """(table, net, α) where the code's clipping lowered our mean test error by ≥ EFFECT."""
-    if frame.empty:
-        return []
-    wide = _wide(means(frame))
+    return [] if frame.empty else _helped(_wide(means(frame)))
+
+
+def _helped(wide: pd.DataFrame) -> list[tuple[str, str, float]]:
+    """:func:`helped_rows` of mean errors already laid out one column per variant."""
     if not {"none", "clip"} <= set(wide.columns):
         return []
     hit = wide[[conclusion(a, b) == "helps" for a, b in zip(wide["none"], wide["clip"])]]
@@ -397,10 +399,10 @@ def baseline_error(frame: pd.DataFrame, table: str, net: str = "output-tanh",
 def ablation(frame: pd.DataFrame) -> pd.DataFrame:
     """On each row where clipping helped: no clipping, code clipping, pseudo-code clipping, α/2,
     and which of the two explanations the row supports."""
-    wide = _wide(means(frame))
     runs = _pixels(frame, None)
+    wide = _wide(_mean_rows(runs))
     rows = []
-    for key in helped_rows(frame):
+    for key in _helped(wide):
         r = wide.loc[key]
         if any(v not in r.index or pd.isna(r[v]) for v in ABLATIONS):
             continue
