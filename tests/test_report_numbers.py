@@ -161,6 +161,21 @@ def test_family_lost_runs_are_the_stored_runs(folder):
             f"{runs[(model, kind, 'base')]}" for kind in ("non-adaptive", "adaptive")) in text
 
 
+@pytest.mark.parametrize("folder", [FULL], ids=["full"])
+def test_family_run_counts_are_the_stored_runs(folder):
+    from hdrepro.studies.sensitivity import whole
+    stored = jsonl(folder / "family_sensitivity.jsonl")
+    read = whole(stored)
+    section = _family_part(folder)
+    assert f"; {len(read)} runs ({int(read.diverged.astype(bool).sum())} diverged) on " in section
+    unread = len(stored) - len(read)
+    if unread:   # a sweep still being filled: its runs are counted apart, never silently
+        runs = "1 stored run" if unread == 1 else f"{unread} stored runs"
+        assert f"{runs} of sweeps still being filled are not read" in section
+    else:
+        assert "still being filled" not in section
+
+
 def test_rival_errors_are_the_stored_means_and_spreads_over_seeds():
     f = jsonl(FULL / "rivals.jsonl")
     f = f[f.scale == 1.0]

@@ -114,7 +114,18 @@ def _invocation(results: Path, name: str) -> str:
 # -- 1. the optimizer family -------------------------------------------------------------------
 def family_provenance(f: pd.DataFrame, results: Path) -> str:
     alphas = ", ".join(f"{a:g}" for a in sorted(f["alpha0"].unique()))
-    return f"α₀ ∈ {{{alphas}}}; " + provenance(f, results, "family_sensitivity")
+    return (f"α₀ ∈ {{{alphas}}}; " + provenance(f, results, "family_sensitivity")
+            + _family_unread(len(f), results))
+
+
+def _family_unread(read: int, results: Path) -> str:
+    """" N stored runs of sweeps not yet whole are not read.", or "" when every run is read."""
+    unread = len(GridStore(results / "family_sensitivity.jsonl").frame()) - read
+    if unread <= 0:
+        return ""
+    runs = "1 stored run" if unread == 1 else f"{unread} stored runs"
+    return (f" The runs above are those of the sweeps whole for every variant; {runs} of sweeps "
+            f"still being filled are not read.")
 
 
 def family_table(f: pd.DataFrame, results: Path) -> str:
