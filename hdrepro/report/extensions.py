@@ -119,13 +119,14 @@ def family_provenance(f: pd.DataFrame, results: Path) -> str:
 
 
 def _family_unread(read: int, results: Path) -> str:
-    """" N stored runs of sweeps not yet whole are not read.", or "" when every run is read."""
+    """How many stored runs the family's summaries leave out, those of sweeps not yet whole for
+    every variant (:func:`hdrepro.studies.sensitivity.whole`); "" when every stored run is read."""
     unread = len(GridStore(results / "family_sensitivity.jsonl").frame()) - read
     if unread <= 0:
         return ""
     runs = "1 stored run" if unread == 1 else f"{unread} stored runs"
     return (f" The runs above are those of the sweeps whole for every variant; {runs} of sweeps "
-            f"still being filled are not read.")
+            "still being filled are not read.")
 
 
 def family_table(f: pd.DataFrame, results: Path) -> str:
