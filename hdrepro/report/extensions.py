@@ -38,14 +38,20 @@ WAITING = {"asgc": "no data–model pair has every method tuned on a whole seed 
            "family_sensitivity": "no optimizer's α₀ sweep is whole on one seed yet"}
 
 
+def stored_frame(results: Path, name: str) -> pd.DataFrame:
+    """Every run a study has stored, read or not by its summaries."""
+    return GridStore(results / f"{name}.jsonl").frame()
+
+
 def study_frame(results: Path, name: str) -> pd.DataFrame:
-    frame = GridStore(results / f"{name}.jsonl").frame()
+    """The stored runs a study's summaries read (its FILTERS entry, if any)."""
+    frame = stored_frame(results, name)
     return FILTERS[name](frame) if name in FILTERS and not frame.empty else frame
 
 
 def _left_out(results: Path, name: str) -> str:
     """Why a store's runs are all left out, or "" when none are."""
-    frame = GridStore(results / f"{name}.jsonl").frame()
+    frame = stored_frame(results, name)
     if name not in FILTERS or frame.empty or not FILTERS[name](frame).empty:
         return ""
     rerun = f"`hdrepro run {name} --profile {results.name}`"
@@ -121,7 +127,7 @@ def family_provenance(f: pd.DataFrame, results: Path) -> str:
 def _family_unread(read: int, results: Path) -> str:
     """How many stored runs the family's summaries leave out, those of sweeps not yet whole for
     every variant (:func:`hdrepro.studies.sensitivity.whole`); "" when every stored run is read."""
-    unread = len(GridStore(results / "family_sensitivity.jsonl").frame()) - read
+    unread = len(stored_frame(results, "family_sensitivity")) - read
     if unread <= 0:
         return ""
     runs = "1 stored run" if unread == 1 else f"{unread} stored runs"
@@ -309,7 +315,7 @@ def asgc_provenance(f: pd.DataFrame, results: Path) -> str:
 def _asgc_under_way(f: pd.DataFrame, results: Path) -> str:
     """What a study still being filled has not run yet, or "" once every run is stored."""
     total = (run_record(results, "asgc_run.json") or {}).get("cells_total")
-    stored = len(GridStore(results / "asgc.jsonl").frame())
+    stored = len(stored_frame(results, "asgc"))
     if not is_partial(stored, total):
         return ""
     pairs = f.groupby(["data", "model"]).ngroups
