@@ -9,8 +9,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from hdrepro.report.plots import LOSS_CAP, plot_fig1  # noqa: E402
-from hdrepro.report.plots_extensions import (OUTCOME_COLOUR, plot_sensitivity,  # noqa: E402
-                                             plot_tuning_change, shared_legend)
+from hdrepro.report.plots_extensions import (OUTCOME_COLOUR, outcome_legend,  # noqa: E402
+                                             plot_sensitivity, plot_tuning_change, shared_legend)
 from hdrepro.studies.stats import Interval  # noqa: E402
 
 
@@ -68,6 +68,17 @@ def test_the_tuning_panel_draws_each_pair_at_its_interval_in_its_outcome_colour(
         [to_rgba(OUTCOME_COLOUR["tie"]), to_rgba(OUTCOME_COLOUR["wider"])]
     hollow = [ln for ln in ax.lines if ln.get_markerfacecolor() == "none"]
     assert [(ln.get_xdata()[0], ln.get_ydata()[0]) for ln in hollow] == [(1.0, 1)]
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("drawn, labels", [
+    (["wider", "one seed"], ["wider", "tie", "narrower", "one seed"]),
+    (["tie", "tie"], ["wider", "tie", "narrower"])])
+def test_the_outcome_legend_names_one_seed_only_when_such_a_pair_is_drawn(drawn, labels):
+    """A finished study has no hollow markers, so its legend must not explain one."""
+    fig, ax = plt.subplots()
+    outcome_legend(ax, drawn)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == labels
     plt.close(fig)
 
 

@@ -75,11 +75,14 @@ def plot_tuning_change(pairs: pd.DataFrame, ax, order: tuple[str, ...] = family.
     ax.grid(alpha=0.3, lw=0.5, axis="x")
 
 
-def outcome_legend(ax, **kwargs) -> None:
-    """The legend of :func:`plot_tuning_change`'s colours."""
+def outcome_legend(ax, drawn=("wider", "tie", "narrower"), **kwargs) -> None:
+    """The legend of :func:`plot_tuning_change`'s colours: the three verdicts, and "one seed"
+    only where `drawn` (the outcomes in the figure) holds such a pair."""
     from matplotlib.lines import Line2D
-    handles = [Line2D([], [], marker="o", ls="none", color=c, mfc="none" if k == "one seed"
-                      else c, label=k) for k, c in OUTCOME_COLOUR.items()]
+    shown = [k for k in OUTCOME_COLOUR if k != "one seed" or k in set(drawn)]
+    handles = [Line2D([], [], marker="o", ls="none", color=OUTCOME_COLOUR[k],
+                      mfc="none" if k == "one seed" else OUTCOME_COLOUR[k], label=k)
+               for k in shown]
     ax.legend(handles=handles, **kwargs)
 
 
