@@ -149,8 +149,15 @@ def test_asgc_report_reads_only_pairs_tuned_on_a_whole_seed_and_says_why_it_wait
     from hdrepro.report.extensions import _asgc_under_way
     (full / "asgc_run.json").write_text('{"cells_total": 50}')
     note = _asgc_under_way(study_frame(full, "asgc"), full)
-    assert "under way (41 of 50 runs stored)" in note and "the 1 data–model pair " in note
-    (full / "asgc_run.json").write_text('{"cells_total": 41}')
+    assert "under way (41 of 50 runs stored)" in note
+    assert "the 41 runs of the 1 data–model pair " in note
+    assert "not read yet" not in note
+    # a second seed's tuning begun: its run is stored, counted apart, and not read
+    store.append(stored([_asgc_row("adam", 1e-3, [0.8, 0.9], seed=2)]))
+    note = _asgc_under_way(study_frame(full, "asgc"), full)
+    assert "(42 of 50 runs stored)" in note and "the 41 runs of" in note
+    assert "(1 stored run of a seed still being tuned not read yet)" in note
+    (full / "asgc_run.json").write_text('{"cells_total": 42}')
     assert _asgc_under_way(study_frame(full, "asgc"), full) == ""
     # runs chosen on the test set only: a different reason
     old = GridStore(tmp_path / "old" / "asgc.jsonl")

@@ -318,11 +318,14 @@ def _asgc_under_way(f: pd.DataFrame, results: Path) -> str:
     stored = len(stored_frame(results, "asgc"))
     if not is_partial(stored, total):
         return ""
-    pairs = f.groupby(["data", "model"]).ngroups
+    pairs, unread = f.groupby(["data", "model"]).ngroups, stored - len(f)
+    # the unread runs are those of a seed still being tuned (hdrepro.studies.asgc.whole)
+    waiting = (f" ({unread} stored run{'s' * (unread != 1)} of a seed still being tuned "
+               "not read yet)" if unread > 0 else "")
     return (f" The study is under way ({stored} of {total} runs stored): the tables read the "
-            f"{pairs} data–model pair{'s' * (pairs != 1)} tuned on a whole seed so far; a "
-            "pair's ablations and random search run after its tuning, and "
-            f"`hdrepro run asgc --profile {results.name}` resumes the study.")
+            f"{len(f)} runs of the {pairs} data–model pair{'s' * (pairs != 1)} tuned on a whole "
+            f"seed so far{waiting}; a pair's ablations and random search run after its tuning, "
+            f"and `hdrepro run asgc --profile {results.name}` resumes the study.")
 
 
 def asgc_table(f: pd.DataFrame, results: Path) -> str:
