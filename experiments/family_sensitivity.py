@@ -68,7 +68,8 @@ def draw(store: GridStore, spec: SensitivitySpec, figures: Path) -> Path:
         ax.set_xlim(min(lo for lo, _ in lims), max(hi for _, hi in lims))
     axes[2, 0].set_title(f"α₀ within {NEAR_BEST - 1:.0%} of the best validation loss, "
                          "HD − base", fontsize=9, loc="left")
-    outcome_legend(axes[2, -1], pairs.get("outcome", ()), fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    outcome_legend(axes[2, -1], pairs.get("outcome", ()), fontsize=7, loc="center left",
+                   bbox_to_anchor=(1.02, 0.5))
     shared_legend(axes[0, -1], axes, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.0))
     # "1–3" seeds while a store is being filled
     fig.suptitle(f"Sensitivity to α₀ on {spec.data.name} ({spec.data.fraction:.0%}), mean of "

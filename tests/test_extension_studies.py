@@ -156,7 +156,7 @@ def test_asgc_report_reads_only_pairs_tuned_on_a_whole_seed_and_says_why_it_wait
     store.append(stored([_asgc_row("adam", 1e-3, [0.8, 0.9], seed=2)]))
     note = _asgc_under_way(study_frame(full, "asgc"), full)
     assert "(42 of 50 runs stored)" in note and "the 41 runs of" in note
-    assert "(1 stored run of a seed still being tuned not read yet)" in note
+    assert "; 1 stored run, of a seed still being tuned, is not read yet;" in note
     (full / "asgc_run.json").write_text('{"cells_total": 42}')
     assert _asgc_under_way(study_frame(full, "asgc"), full) == ""
     # runs chosen on the test set only: a different reason

@@ -320,8 +320,8 @@ def _asgc_under_way(f: pd.DataFrame, results: Path) -> str:
         return ""
     pairs, unread = f.groupby(["data", "model"]).ngroups, stored - len(f)
     # the unread runs are those of a seed still being tuned (hdrepro.studies.asgc.whole)
-    waiting = (f" ({unread} stored run{'s' * (unread != 1)} of a seed still being tuned "
-               "not read yet)" if unread > 0 else "")
+    waiting = (f"; {unread} stored run{'s' * (unread != 1)}, of a seed still being tuned, "
+               f"{'is' if unread == 1 else 'are'} not read yet" if unread > 0 else "")
     return (f" The study is under way ({stored} of {total} runs stored): the tables read the "
             f"{len(f)} runs of the {pairs} data–model pair{'s' * (pairs != 1)} tuned on a whole "
             f"seed so far{waiting}; a pair's ablations and random search run after its tuning, "
