@@ -273,6 +273,10 @@ def test_asgc_random_configurations_are_compared_by_their_medians_and_every_outc
                                    "adagrad": "tie"}
     assert r.loc["adam", "difference"].estimate == pytest.approx(-0.02)
     assert r.loc["adam", "difference"].n == 16
+    from hdrepro.report.extensions import asgc_robustness
+    table = asgc_robustness(pd.DataFrame(rows), Path("."))
+    assert "n = 8 + 8: ASGC beats it" in table and "n = 8 + 8: ASGC loses to it" in table
+    assert "n = 16" not in table                 # two independent samples, not one pooled
     tuned = _budget([_asgc_row("adam", 1e-3, [0.9, 0.95])])   # one whole tuning seed
     text = asgc_verdict(pd.DataFrame(rows + tuned), Path("."))
     assert ("Over 8 random configurations per method, ASGC's median test error against each "

@@ -250,11 +250,13 @@ def rivals_table(f: pd.DataFrame, results: Path) -> str:
 AGAINST = {"better": "beats", "worse": "loses to", "tie": "ties with"}
 
 
-def _paired(p, who: str) -> str:
-    """A row of a paired comparison (`who` − this): its interval in points, n and outcome."""
+def _paired(p, who: str, n: str | None = None) -> str:
+    """A row of a comparison (`who` − this): its interval in points, n and outcome. `n` replaces
+    the interval's pooled count where two independent samples are compared ("10 + 10")."""
     d = p.difference
-    spread = (f" [{100 * d.low:+.2f}, {100 * d.high:+.2f}], n = {d.n}" if d.n > 1 else
-              f", n = {d.n} (no spread)")
+    n = n or str(d.n)
+    spread = (f" [{100 * d.low:+.2f}, {100 * d.high:+.2f}], n = {n}" if d.n > 1 else
+              f", n = {n} (no spread)")
     return f"{100 * d.estimate:+.2f}{spread}: {who} {AGAINST[p.outcome]} it"
 
 
@@ -356,9 +358,11 @@ def asgc_robustness(f: pd.DataFrame, results: Path) -> str:
         return ("_No whole random search stored yet for these pairs (a pair's random search "
                 "runs after its tuning, method by method)._")
     against = asgc_study.robustness_against(f).set_index(["data", "model", "method"])
+    own = r[r.method == "asgc-momentum"].set_index(["data", "model"]).samples
     rows = [[f"{MODEL_TITLES.get(x.model, x.model)}, {x.data}", asgc_study.TITLES[x.method],
              str(x.samples), _pct(x.median),
-             _paired(against.loc[(x.data, x.model, x.method)], "ASGC")
+             _paired(against.loc[(x.data, x.model, x.method)], "ASGC",
+                     n=f"{own[(x.data, x.model)]} + {x.samples}")
              if (x.data, x.model, x.method) in against.index else "–",
              _pct(x.best), _pct(x.worst), str(int(x.diverged)), str(int(x.stuck))]
             for x in r.itertuples()]
