@@ -273,6 +273,7 @@ def test_asgc_random_configurations_are_compared_by_their_medians_and_every_outc
                                    "adagrad": "tie"}
     assert r.loc["adam", "difference"].estimate == pytest.approx(-0.02)
     assert r.loc["adam", "difference"].n == 16
+    assert (r.loc["adam", ["n_reference", "n_method"]] == [8, 8]).all()
     from hdrepro.report.extensions import asgc_robustness
     table = asgc_robustness(pd.DataFrame(rows), Path("."))
     assert "n = 8 + 8: ASGC beats it" in table and "n = 8 + 8: ASGC loses to it" in table

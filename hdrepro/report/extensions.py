@@ -358,12 +358,15 @@ def asgc_robustness(f: pd.DataFrame, results: Path) -> str:
         return ("_No whole random search stored yet for these pairs (a pair's random search "
                 "runs after its tuning, method by method)._")
     against = asgc_study.robustness_against(f).set_index(["data", "model", "method"])
-    own = r[r.method == "asgc-momentum"].set_index(["data", "model"]).samples
+
+    def versus(key) -> str:
+        if key not in against.index:
+            return "–"
+        a = against.loc[key]
+        return _paired(a, "ASGC", n=f"{a.n_reference} + {a.n_method}")
+
     rows = [[f"{MODEL_TITLES.get(x.model, x.model)}, {x.data}", asgc_study.TITLES[x.method],
-             str(x.samples), _pct(x.median),
-             _paired(against.loc[(x.data, x.model, x.method)], "ASGC",
-                     n=f"{own[(x.data, x.model)]} + {x.samples}")
-             if (x.data, x.model, x.method) in against.index else "–",
+             str(x.samples), _pct(x.median), versus((x.data, x.model, x.method)),
              _pct(x.best), _pct(x.worst), str(int(x.diverged)), str(int(x.stuck))]
             for x in r.itertuples()]
     return md_table(["model, data", "method", "configurations", "median test error",

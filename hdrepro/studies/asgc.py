@@ -334,17 +334,21 @@ def robustness(frame: pd.DataFrame) -> pd.DataFrame:
 def robustness_against(frame: pd.DataFrame, reference: str = "asgc-momentum") -> pd.DataFrame:
     """Per data, model and method: `reference`'s median test error over its random
     configurations − the method's (errors as in :func:`robustness`), with a 95% bootstrap
-    interval (the configurations are independent draws, not pairs), and the outcome for
-    `reference` (:func:`stats.judge`)."""
+    interval (the configurations are independent draws, not pairs), the two sample sizes the
+    interval rests on (``n_reference``, ``n_method``), and the outcome for `reference`
+    (:func:`stats.judge`)."""
     f = _random_errors(frame)
     rows = []
     for (data, model), g in f.groupby(["data", "model"], sort=False):
         ref = g.loc[g["method"] == reference, "err"]
         for method in [m for m in g["method"].unique() if m != reference]:
-            d = stats.median_difference(ref, g.loc[g["method"] == method, "err"])
+            other = g.loc[g["method"] == method, "err"]
+            d = stats.median_difference(ref, other)
             rows.append({"data": data, "model": model, "method": method, "difference": d,
+                         "n_reference": len(ref), "n_method": len(other),
                          "outcome": stats.judge(d)})
-    return pd.DataFrame(rows, columns=["data", "model", "method", "difference", "outcome"])
+    return pd.DataFrame(rows, columns=["data", "model", "method", "difference", "n_reference",
+                                       "n_method", "outcome"])
 
 
 def gradient_histograms(cell: RunCell, data_root: str, every: int = 5,
