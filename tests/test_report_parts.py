@@ -273,3 +273,16 @@ def test_grid_provenance_names_cells_per_batch_apart_from_the_minibatch(tmp_path
         (tmp_path / "grid_logreg_run.json").write_text(json.dumps({**info, "batch": batch}))
         line = grid_provenance(tmp_path)
         assert said in line and line.count("batch ") == 1, line
+
+
+def test_figure_1_says_how_many_runs_flushed_subnormals():
+    import pandas as pd
+    from hdrepro.report.fig1 import _flushed
+
+    def frame(flags):
+        return pd.DataFrame({"provenance": [json.dumps({} if f is None else {"flush_denormal": f})
+                                            for f in flags]})
+
+    assert _flushed(frame([None, False])) == ""
+    assert _flushed(frame([True, True])) == ", subnormals flushed to zero"
+    assert _flushed(frame([True, None, False])) == ", subnormals flushed to zero in 1 of 3 runs"

@@ -219,8 +219,20 @@ def fig1_provenance(results: Path) -> str:
             + ", ".join(f"{k} {v}" for k, v in ep.items())
             + f". Batch {conf['batch_size']}; {_logged_every(conf.get('log_every', 1))}; "
             f"seeds {sorted(final.seed.unique().tolist())}; "
-            f"device {prov['device']}; {len(final)} runs, "
+            f"device {prov['device']}{_flushed(final)}; {len(final)} runs, "
             f"{int(final.diverged.sum())} diverged.")
+
+
+def _flushed(final) -> str:
+    """How many runs flushed subnormal floats to zero (CPU; recorded in each run's provenance).
+    Flushing changes the last bits of a run, so a store that mixes the two says so."""
+    flags = [json.loads(p).get("flush_denormal", False) for p in final.provenance]
+    n = sum(bool(f) for f in flags)
+    if n == 0:
+        return ""
+    if n == len(flags):
+        return ", subnormals flushed to zero"
+    return f", subnormals flushed to zero in {n} of {len(flags)} runs"
 
 
 def _logged_every(k: int) -> str:
